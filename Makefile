@@ -1,0 +1,39 @@
+# `make app` and `make test` set up everything they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Touched after a successful install: make reinstalls only when requirements.txt is newer.
+STAMP := $(VENV)/.installed
+DATA_DIR ?= $(firstword $(wildcard ../shared/data/mnist) $(LATENT_EXPLORER_DATA))
+
+.PHONY: app test chromium train atlas bench clean
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(STAMP)
+
+app: $(STAMP)
+	$(VENV)/bin/streamlit run app.py
+
+# Debian's chromium for the browser tests (Playwright's own browser download does not work offline).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) chromium
+	$(PY) -m pytest -q
+
+# The bundled model, as committed (see README); DATA_DIR defaults to ../shared/data/mnist.
+train: $(STAMP)
+	$(PY) -m training train --out checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m training evaluate checkpoints/mnist-z8 --write $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m training atlas checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+bench: $(STAMP) chromium
+	$(PY) bench/train_speed.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+clean:
+	rm -rf $(VENV) .pytest_cache

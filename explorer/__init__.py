@@ -1,0 +1,2 @@
+"""Everything the explorer page computes, as plain functions testable without a browser.
+Never imports streamlit."""

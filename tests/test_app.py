@@ -1,0 +1,110 @@
+"""The page's logic through streamlit.testing.v1.AppTest (no browser), on the bundled model."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+
+
+def run_app(query: dict[str, str] | None = None) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60)
+    for key, value in (query or {}).items():
+        app.query_params[key] = value
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def images(app: AppTest) -> list[tuple[str, str]]:
+    """(url, caption) of each image on the page; the URL is a hash of the image bytes."""
+    return [(i.url, i.caption) for element in app.get("image") for i in element.proto.imgs]
+
+
+def image_url(app: AppTest) -> str:
+    return images(app)[0][0]
+
+
+def latent_sliders(app: AppTest) -> list:
+    return [s for s in app.slider if s.label.startswith("z")]
+
+
+def test_page_shows_eight_sliders_and_the_decoded_image() -> None:
+    app = run_app()
+    assert [s.label for s in latent_sliders(app)] == [f"z{i}" for i in range(1, 9)]
+    assert all(s.value == 0.0 for s in latent_sliders(app))
+    for s in latent_sliders(app):  # the range covers about ±3 sd of the encoded means
+        assert s.min < -1.0 and s.max > 1.0
+    captions = [caption for _, caption in images(app)]
+    assert captions[0] == "decoder(z)"
+    assert any("steps, slerp" in c for c in captions)  # the interpolation strip
+    assert app.query_params["model"] == "mnist-z8"
+
+
+def test_a_slider_change_changes_the_image() -> None:
+    app = run_app()
+    before = image_url(app)
+    latent_sliders(app)[0].set_value(1.5).run()
+    assert not app.exception
+    after = image_url(app)
+    assert after != before  # the media URL is a hash of the PNG bytes
+    assert app.query_params["z"].startswith("1.500,")
+    latent_sliders(app)[0].set_value(0.0).run()
+    assert image_url(app) == before  # same z, same bytes
+
+
+def test_random_changes_all_eight_values_and_origin_resets() -> None:
+    app = run_app()
+    random_button = next(b for b in app.button if b.label == "Random")
+    random_button.click().run()
+    values = [s.value for s in latent_sliders(app)]
+    assert all(v != 0.0 for v in values), values
+    next(b for b in app.button if b.label == "Origin").click().run()
+    assert [s.value for s in latent_sliders(app)] == [0.0] * 8
+
+
+def test_encode_a_test_image_by_index() -> None:
+    app = run_app()
+    app.number_input(key="test_index").set_value(7).run()
+    next(b for b in app.button if b.label == "Encode it").click().run()
+    values = np.array([s.value for s in latent_sliders(app)])
+    assert np.abs(values).sum() > 0.5
+
+
+@pytest.mark.parametrize("z", ["nan,0,0,0,0,0,0,0", "1,2", "hello", "1e999,0,0,0,0,0,0,0"])
+def test_bad_latent_in_the_url_gives_a_warning_and_the_origin(z: str) -> None:
+    app = run_app({"z": z})
+    assert [s.value for s in latent_sliders(app)] == [0.0] * 8
+    assert any("link" in w.value for w in app.warning)
+
+
+def test_out_of_range_latent_in_the_url_is_clamped() -> None:
+    app = run_app({"z": "1000,-1000,0.5,0,0,0,0,0", "view": "nonsense", "model": "../../etc"})
+    values = [s.value for s in latent_sliders(app)]
+    sliders = latent_sliders(app)
+    assert values[0] == pytest.approx(sliders[0].max, abs=1e-3)
+    assert values[1] == pytest.approx(sliders[1].min, abs=1e-3)
+    assert values[2] == pytest.approx(0.5)
+    warnings = " ".join(w.value for w in app.warning)
+    assert "clamped" in warnings and "Unknown view" in warnings and "not here" in warnings
+
+
+def test_a_good_link_restores_the_latent() -> None:
+    app = run_app({"z": "0.5,-0.25,0,0,0,0,0,1", "view": "traverse"})
+    assert [s.value for s in latent_sliders(app)] == [0.5, -0.25, 0, 0, 0, 0, 0, 1.0]
+    assert not app.warning
+    assert any("sweeps" in caption for _, caption in images(app))
+
+
+def test_a_broken_checkpoint_shows_its_error_and_keeps_the_model(tmp_path: Path) -> None:
+    app = run_app()
+    (tmp_path / "config.json").write_text("{broken")
+    app.text_input(key="model_path").set_value(str(tmp_path)).run()
+    assert not app.exception
+    assert any("not valid JSON" in e.value for e in app.sidebar.error)
+    assert len(latent_sliders(app)) == 8 and images(app)[0][1] == "decoder(z)"
+    latent_sliders(app)[3].set_value(1.0).run()
+    assert not app.exception

@@ -1,0 +1,116 @@
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import training
+from training.checkpoint import CONFIG, WEIGHTS, save_model
+from training.model import ConvVAE, ModelConfig
+
+SMALL = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path / "ckpt"
+    save_model(folder, ConvVAE(SMALL), {"model": SMALL.to_dict()})
+    return folder
+
+
+def test_save_then_load_gives_equal_tensors(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ConvVAE(SMALL)
+    save_model(tmp_path / "c", model, {"model": SMALL.to_dict(), "note": "hi"})
+    loaded = training.load_model(tmp_path / "c", device="cpu")
+    assert not loaded.training
+    assert loaded.config == SMALL
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert loaded.checkpoint_config["note"] == "hi"
+    assert json.loads((tmp_path / "c" / CONFIG).read_text())["model"]["conv_channels"] == [4, 8, 8]
+
+
+class Boom:
+    def __reduce__(self):  # a pickle that would run code if it were ever unpickled
+        return (Path("/tmp/latent-explorer-pwned").touch, ())
+
+
+def _expect_error(folder: Path, *fragments: str) -> None:
+    with pytest.raises(training.CheckpointError) as info:
+        training.load_model(folder)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "\n" not in message
+
+
+def test_pickle_posing_as_safetensors_is_refused_unopened(checkpoint: Path) -> None:
+    marker = Path("/tmp/latent-explorer-pwned")
+    marker.unlink(missing_ok=True)
+    (checkpoint / WEIGHTS).write_bytes(pickle.dumps(Boom()))
+    _expect_error(checkpoint, "pickle", "not opened")
+    assert not marker.exists()
+
+
+def test_torch_save_zip_is_refused(checkpoint: Path) -> None:
+    torch.save({"x": torch.zeros(1)}, checkpoint / WEIGHTS)
+    _expect_error(checkpoint, "pickle or zip archive")
+
+
+def test_only_model_pt_is_refused(checkpoint: Path) -> None:
+    (checkpoint / WEIGHTS).unlink()
+    torch.save(ConvVAE(SMALL).state_dict(), checkpoint / "model.pt")
+    _expect_error(checkpoint, "model.safetensors is missing")
+
+
+def test_truncated_weights(checkpoint: Path) -> None:
+    data = (checkpoint / WEIGHTS).read_bytes()
+    (checkpoint / WEIGHTS).write_bytes(data[: len(data) // 2])
+    _expect_error(checkpoint, "not a valid safetensors file")
+
+
+def test_weights_of_another_latent_size(checkpoint: Path) -> None:
+    other = ModelConfig(latent_dim=2, conv_channels=(4, 8, 8), hidden_dim=16)
+    save_file(ConvVAE(other).state_dict(), checkpoint / WEIGHTS)
+    _expect_error(checkpoint, "has shape", "latent_dim=8")
+
+
+def test_non_finite_weights(checkpoint: Path) -> None:
+    state = ConvVAE(SMALL).state_dict()
+    state["to_mu.bias"][0] = float("nan")
+    save_file(state, checkpoint / WEIGHTS)
+    _expect_error(checkpoint, "to_mu.bias holds NaN")
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "must hold a JSON object"),
+    ('{"format": "diffusers"}', "from another model"),
+    ('{"format": "latent-explorer/conv-vae/1", "model": {"latent_dim": -1}}', "invalid model config"),
+    ('{"format": "latent-explorer/conv-vae/1", "model": {"colour": 1}}', "invalid model config"),
+])
+def test_invalid_config(checkpoint: Path, text: str, fragment: str) -> None:
+    (checkpoint / CONFIG).write_text(text)
+    _expect_error(checkpoint, fragment)
+
+
+def test_missing_config_and_missing_folder(checkpoint: Path, tmp_path: Path) -> None:
+    (checkpoint / CONFIG).unlink()
+    _expect_error(checkpoint, "config.json is missing")
+    _expect_error(tmp_path / "nope", "does not exist")
+
+
+def test_no_unsafe_loads_in_the_code() -> None:
+    root = Path(__file__).resolve().parent.parent
+    for path in list((root / "training").glob("*.py")) + list((root / "explorer").glob("*.py")) + [root / "app.py"]:
+        if not path.exists():
+            continue
+        text = path.read_text()
+        assert "pickle.load" not in text, path
+        for line in text.splitlines():
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, (path, line)

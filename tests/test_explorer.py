@@ -1,0 +1,185 @@
+"""Unit tests of explorer/: the math, the atlas, the images, the URL state."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.numpy import save_file
+
+from explorer.atlas import Atlas, AtlasError, load_atlas, nearest_point, place_on_map
+from explorer.figures import atlas_figure
+from explorer.latent import clamp, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
+from explorer.models import list_checkpoints
+from explorer.params import format_latent, parse_latent, parse_page_state
+from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
+from training.checkpoint import save_model
+from training.model import ConvVAE, ModelConfig
+
+
+def test_lerp_and_slerp_end_points_and_norms() -> None:
+    rng = np.random.default_rng(0)
+    z0, z1 = sample_prior(rng, 8), sample_prior(rng, 8)
+    for path in (lerp(z0, z1, np.linspace(0, 1, 7)), slerp(z0, z1, np.linspace(0, 1, 7))):
+        assert path.shape == (7, 8) and path.dtype == np.float32
+        np.testing.assert_allclose(path[0], z0, atol=1e-6)
+        np.testing.assert_allclose(path[-1], z1, atol=1e-6)
+    # slerp keeps the norm on the straight line between the endpoint norms; lerp cuts inside
+    t = np.linspace(0, 1, 7)
+    norms = np.linalg.norm(slerp(z0, z1, t), axis=1)
+    np.testing.assert_allclose(norms, (1 - t) * np.linalg.norm(z0) + t * np.linalg.norm(z1), rtol=1e-5)
+    assert np.linalg.norm(lerp(z0, z1, np.array([0.5]))[0]) < norms[3]
+
+
+def test_slerp_degenerate_cases_fall_back_to_lerp() -> None:
+    z = np.ones(8, np.float32)
+    np.testing.assert_allclose(slerp(z, 2 * z, np.array([0.5]))[0], 1.5 * z, rtol=1e-6)
+    np.testing.assert_allclose(slerp(np.zeros(8), z, np.array([0.5]))[0], 0.5 * z, rtol=1e-6)
+
+
+def test_interpolate_checks_arguments() -> None:
+    z = np.zeros(8, np.float32)
+    assert interpolate(z, z + 1, 5, "lerp").shape == (5, 8)
+    with pytest.raises(ValueError):
+        interpolate(z, z, 1)
+    with pytest.raises(ValueError):
+        interpolate(z, z, 3, "cubic")
+
+
+def test_traverse_sweeps_one_dimension_per_row() -> None:
+    z = np.arange(4, dtype=np.float32)
+    low, high = -np.ones(4, np.float32) * 2, np.ones(4, np.float32) * 2
+    grid_latents = traverse(z, low, high, 5)
+    assert grid_latents.shape == (4, 5, 4)
+    for i in range(4):
+        np.testing.assert_allclose(grid_latents[i, :, i], np.linspace(-2, 2, 5))
+        others = np.delete(grid_latents[i], i, axis=1)
+        np.testing.assert_array_equal(others, np.broadcast_to(np.delete(z, i), others.shape))
+
+
+def test_latent_ranges_cover_three_standard_deviations() -> None:
+    means = np.random.default_rng(1).normal(0.5, 2.0, size=(5000, 8)).astype(np.float32)
+    low, high = latent_ranges(means, 8)
+    np.testing.assert_allclose(low, 0.5 - 6.0, atol=0.25)
+    np.testing.assert_allclose(high, 0.5 + 6.0, atol=0.25)
+    low, high = latent_ranges(None, 3)
+    np.testing.assert_array_equal(high, [3, 3, 3])
+    np.testing.assert_array_equal(clamp(np.array([9, -9, 0]), low, high), [3, -3, 0])
+
+
+def _atlas(n: int = 200, d: int = 8) -> Atlas:
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(n, d)).astype(np.float32)
+    return Atlas(means=means, labels=rng.integers(0, 10, n), embedding=means[:, :2] * 3 + 1,
+                 index=np.arange(n))
+
+
+def test_marker_is_exact_on_atlas_points_and_near_its_neighbours() -> None:
+    atlas = _atlas()
+    for row in (0, 17, 199):
+        assert place_on_map(atlas, atlas.means[row]) == pytest.approx(tuple(atlas.embedding[row]))
+        assert nearest_point(atlas, atlas.means[row]) == row
+    z = atlas.means[5] + 0.01
+    x, y = place_on_map(atlas, z)
+    assert np.hypot(x - atlas.embedding[5, 0], y - atlas.embedding[5, 1]) < 0.5
+
+
+def test_atlas_round_trip_and_refusals(tmp_path: Path) -> None:
+    atlas = _atlas()
+    save_file({"means": atlas.means, "logvars": atlas.means * 0, "labels": atlas.labels,
+               "embedding": atlas.embedding, "index": atlas.index}, str(tmp_path / "atlas.safetensors"))
+    loaded = load_atlas(tmp_path, 8)
+    assert len(loaded) == 200
+    np.testing.assert_array_equal(loaded.embedding, atlas.embedding)
+    with pytest.raises(AtlasError, match="latent size 4"):
+        load_atlas(tmp_path, 4)
+    (tmp_path / "atlas.safetensors").write_bytes(b"\x80\x04junk")
+    with pytest.raises(AtlasError, match="not a valid safetensors"):
+        load_atlas(tmp_path, 8)
+    assert load_atlas(tmp_path / "missing", 8) is None
+
+
+def test_images_render_crisp_and_round_trip() -> None:
+    images = np.zeros((2, 1, 3, 3), np.float32)
+    images[0, 0, 1, 1] = 1.0
+    images[1, 0] = 0.5
+    u8 = to_uint8(images)
+    assert u8.shape == (2, 3, 3, 1) and u8.dtype == np.uint8
+    assert u8[0, 1, 1, 0] == 255 and u8[1, 0, 0, 0] == 128
+    big = upscale(u8[0], 4)
+    assert big.shape == (12, 12, 1) and set(np.unique(big)) == {0, 255}
+    assert big[4:8, 4:8].min() == 255 and big[:4].max() == 0  # square pixels, no blur
+    decoded = np.asarray(Image.open(io.BytesIO(png_bytes(big))))
+    np.testing.assert_array_equal(decoded, big[..., 0])
+    assert strip(u8, pad=1).shape == (3, 7, 1)
+    assert grid(np.stack([u8, u8]), pad=1).shape == (7, 7, 1)
+
+
+def test_gif_is_animated_and_loops() -> None:
+    frames = np.stack([np.full((4, 4, 1), v, np.uint8) for v in (0, 100, 200)])
+    data = gif_bytes(frames, scale=2, bounce=True)
+    gif = Image.open(io.BytesIO(data))
+    assert gif.format == "GIF" and gif.size == (8, 8)
+    assert gif.n_frames == 4  # 0, 100, 200, 100: forward then back
+    assert gif.info.get("loop") == 0
+
+
+def test_decode_latents_gray_and_rgb() -> None:
+    for config in (ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16),
+                   ModelConfig(channels=3, image_size=64, conv_channels=(4, 8, 8), hidden_dim=16)):
+        model = ConvVAE(config).eval()
+        images = decode_latents(model, np.zeros((3, 8), np.float32))
+        assert images.shape == (3, config.image_size, config.image_size, config.channels)
+        assert decode_latents(model, np.zeros(8, np.float32)).shape[0] == 1
+
+
+def test_figure_has_one_trace_per_class_plus_marker_and_path() -> None:
+    atlas = _atlas()
+    figure = atlas_figure(atlas, [str(i) for i in range(10)], marker=(0.0, 1.0), path=np.zeros((5, 2)))
+    names = [trace.name for trace in figure.data]
+    assert names[:10] == [str(i) for i in range(10)]
+    assert names[-2:] == ["interpolation", "current z"]
+    assert sum(len(t.x) for t in figure.data[:10]) == 200
+    assert figure.data[0].type == "scattergl"
+    first = figure.data[0]
+    assert all(atlas.labels[int(row)] == 0 for row, _ in first.customdata)
+
+
+@pytest.mark.parametrize("text,ok,warns", [
+    ("0,1,2,-1,0.5,0,0,0", True, False),
+    ("0,1,2,-1,0.5,0,0,99", True, True),  # clamped
+    ("1e308,0,0,0,0,0,0,0", True, True),
+    ("nan,0,0,0,0,0,0,0", False, True),
+    ("inf,0,0,0,0,0,0,0", False, True),
+    ("0,0,0", False, True),  # wrong count
+    ("zero,0,0,0,0,0,0,0", False, True),
+    ("," * 5000, False, True),
+    ("", False, True),
+])
+def test_latent_from_url_is_validated_and_clamped(text: str, ok: bool, warns: bool) -> None:
+    low, high = -np.full(8, 3, np.float32), np.full(8, 3, np.float32)
+    z, warnings = parse_latent(text, low, high)
+    assert (z is not None) == ok
+    assert bool(warnings) == warns
+    if z is not None:
+        assert z.shape == (8,) and np.all(z <= 3) and np.all(z >= -3)
+        assert parse_latent(format_latent(z), low, high) == (pytest.approx(z, abs=1e-3), [])
+
+
+def test_page_state_refuses_unknown_models_and_paths() -> None:
+    state = parse_page_state({"model": "../../etc/passwd", "view": "<script>"}, ["mnist-z8"], "mnist-z8")
+    assert state.model == "mnist-z8" and state.view == "interpolate"
+    assert len(state.warnings) == 2
+    state = parse_page_state({"model": "mnist-z8", "view": "traverse"}, ["mnist-z8"], "mnist-z8")
+    assert (state.model, state.view, state.warnings) == ("mnist-z8", "traverse", [])
+
+
+def test_list_checkpoints(tmp_path: Path) -> None:
+    config = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)
+    for name in ("b-model", "a-model"):
+        save_model(tmp_path / name, ConvVAE(config), {"model": config.to_dict()})
+    (tmp_path / "not-a-checkpoint").mkdir()
+    assert list_checkpoints(tmp_path) == ["a-model", "b-model"]
+    assert list_checkpoints(tmp_path / "nope") == []

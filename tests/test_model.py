@@ -1,0 +1,76 @@
+import math
+
+import pytest
+import torch
+
+from tests.conftest import synthetic_digits
+from training.model import ConvVAE, ModelConfig, kl_divergence, log_likelihood, vae_loss
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64)])
+def test_encode_decode_shapes_and_ranges(shape: tuple[int, int, int]) -> None:
+    config = ModelConfig(latent_dim=8, channels=shape[0], image_size=shape[1])
+    model = ConvVAE(config).eval()
+    x = torch.rand(5, *shape)
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        x_hat = model.decode(torch.randn(5, 8) * 3)
+    assert mu.shape == (5, 8) and logvar.shape == (5, 8)
+    assert x_hat.shape == (5, *shape)
+    assert float(x_hat.min()) >= 0.0 and float(x_hat.max()) <= 1.0
+
+
+def test_write_up_model_size() -> None:
+    # The write-up's decoder: dense 8->256->1024, then three transposed convolutions.
+    model = ConvVAE(ModelConfig())
+    assert sum(p.numel() for p in model.decoder.parameters()) == 321_153
+
+
+def test_kl_is_zero_at_the_prior() -> None:
+    mu, logvar = torch.zeros(4, 8), torch.zeros(4, 8)
+    assert torch.equal(kl_divergence(mu, logvar), torch.zeros(4))
+    # and positive anywhere else: KL(N(1, 1) || N(0, 1)) = 1/2 per dimension
+    assert torch.allclose(kl_divergence(torch.ones(1, 8), torch.zeros(1, 8)), torch.tensor([4.0]))
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+def test_loss_parts_add_up(loss: str) -> None:
+    torch.manual_seed(0)
+    x, x_hat = torch.rand(6, 1, 28, 28), torch.rand(6, 1, 28, 28)
+    mu, logvar = torch.randn(6, 8), torch.randn(6, 8)
+    parts = vae_loss(x_hat, x, mu, logvar, loss=loss, beta=0.5)
+    assert torch.allclose(parts.total, parts.reconstruction + 0.5 * parts.kl)
+    assert float(parts.kl) > 0
+    if loss == "mse":  # the write-up's 784·MSE is a sum of squared errors
+        assert torch.allclose(parts.reconstruction, 784 * 6 * torch.mean((x_hat - x) ** 2))
+
+
+def test_gaussian_likelihood_constant() -> None:
+    x = torch.full((1, 1, 28, 28), 0.5)
+    # perfect reconstruction under N(x_hat, 1/2): log density = -784/2 · log(pi)
+    assert torch.allclose(log_likelihood(x, x, "mse"), torch.tensor([-392 * math.log(math.pi)]))
+
+
+def test_a_few_steps_lower_the_loss() -> None:
+    torch.manual_seed(0)
+    model = ConvVAE(ModelConfig(conv_channels=(8, 16, 16), hidden_dim=32))
+    images, _ = synthetic_digits(32, seed=0)
+    x = torch.from_numpy(images).unsqueeze(1).float() / 255
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(30):
+        x_hat, mu, logvar = model(x, generator)
+        loss = vae_loss(x_hat, x, mu, logvar).total / len(x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("bad", [dict(latent_dim=0), dict(channels=2), dict(image_size=4),
+                                 dict(conv_channels=()), dict(hidden_dim=0)])
+def test_invalid_model_config(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        ModelConfig(**bad)

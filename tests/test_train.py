@@ -1,0 +1,177 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import training
+from training import train as train_module
+from training.model import LossParts, ModelConfig
+from training.train import TrainConfig, TrainingError, train
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_MODEL = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)
+TINY_FLAGS = ["--conv-channels", "4,8,8", "--hidden-dim", "16", "--quiet"]
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+
+
+def test_cli_end_to_end_on_tiny_idx_files(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = cli("train", "--out", str(out), "--data-dir", str(tiny_mnist), "--epochs", "3",
+                 "--batch-size", "32", *TINY_FLAGS)
+    assert result.returncode == 0, result.stderr
+    assert "saved" in result.stdout and "kNN-5" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "metrics.json", "model.safetensors", "state.json", "state.safetensors"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["model"]["latent_dim"] == 8
+    assert config["dataset"]["name"] == "mnist" and "torch" in config["versions"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"] and metrics["step"] == 3 * (256 // 32)
+    for key in ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "mse_per_pixel", "knn5_accuracy",
+                "train_seconds", "images_per_second", "device"):
+        assert key in metrics
+    assert metrics["neg_elbo_nats"] == pytest.approx(metrics["reconstruction_nats"] + metrics["kl_nats"])
+
+    result = cli("evaluate", str(out), "--data-dir", str(tiny_mnist), "--iw-samples", "8", "--json")
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads(result.stdout)
+    assert evaluated["iw_samples"] == 8 and evaluated["test_images"] == 64
+    # the importance-sampled bound is tighter than the ELBO (up to Monte Carlo noise)
+    assert evaluated["iw_nll_nats"] < evaluated["neg_elbo_nats"] + 1.0
+
+    model = training.load_model(out)
+    assert model.decode(torch.zeros(2, 8)).shape == (2, 1, 28, 28)
+
+
+def test_seed_recipe_sets_the_write_up_values(tiny_mnist: Path, tmp_path: Path) -> None:
+    result = cli("train", "--recipe", "seed", "--max-steps", "5", "--out", str(tmp_path / "r"),
+                 "--data-dir", str(tiny_mnist), *TINY_FLAGS)
+    assert result.returncode == 0, result.stderr
+    train_config = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
+    assert (train_config["loss"], train_config["lr"], train_config["batch_size"], train_config["beta"]) == ("mse", 5e-4, 32, 1.0)
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["step"] == 5
+
+
+def test_bad_data_gives_one_line_and_no_traceback(tiny_mnist: Path, tmp_path: Path) -> None:
+    path = tiny_mnist / "train-images-idx3-ubyte.gz"
+    path.unlink()
+    (tiny_mnist / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + (256).to_bytes(4, "big") * 3 + bytes(10))
+    result = cli("train", "--out", str(tmp_path / "r"), "--data-dir", str(tiny_mnist), *TINY_FLAGS)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "train-images-idx3-ubyte" in lines[0] and "truncated" in lines[0]
+    debug = cli("train", "--out", str(tmp_path / "r"), "--data-dir", str(tiny_mnist), "--debug", *TINY_FLAGS)
+    assert "Traceback" in debug.stderr
+
+
+def test_resume_gives_the_same_weights_as_one_run(tiny_mnist: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=3, batch_size=32, seed=3)
+    train(TINY_MODEL, config, tmp_path / "straight", data_dir=tiny_mnist, progress=False)
+    # stop mid-epoch (step 11 of 8-step epochs), then continue to the end
+    train(TINY_MODEL, replace(config, max_steps=11), tmp_path / "split", data_dir=tiny_mnist, progress=False)
+    assert json.loads((tmp_path / "split" / "state.json").read_text())["step"] == 11
+    train(TINY_MODEL, config, tmp_path / "split", data_dir=tiny_mnist, resume=True, progress=False)
+    assert_same_weights(tmp_path / "straight", tmp_path / "split")
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_epoch_writes_a_resumable_checkpoint(tiny_mnist: Path, tmp_path: Path, signum: int, code: int) -> None:
+    flags = ["--data-dir", str(tiny_mnist), "--epochs", "40", "--batch-size", "8", "--seed", "5", *TINY_FLAGS]
+    out = tmp_path / "interrupted"
+    process = subprocess.Popen([sys.executable, "-m", "training", "train", "--out", str(out), *flags],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "state.json").exists():  # first epoch saved: training is under way
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert "resume with --resume" in stderr and "Traceback" not in stderr
+    stopped_at = json.loads((out / "state.json").read_text())["step"]
+    assert 0 < stopped_at < 40 * 32
+
+    resumed = cli("train", "--out", str(out), "--resume", "--data-dir", str(tiny_mnist), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    straight = cli("train", "--out", str(tmp_path / "straight"), *flags)
+    assert straight.returncode == 0, straight.stderr
+    assert_same_weights(out, tmp_path / "straight")
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+        tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    config = TrainConfig(epochs=1, batch_size=32)
+    train(TINY_MODEL, config, out, data_dir=tiny_mnist, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    calls = {"n": 0}
+    real_loss = train_module.vae_loss
+
+    def poisoned(*args: object, **kwargs: object) -> LossParts:
+        parts = real_loss(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            return LossParts(parts.total * float("nan"), parts.reconstruction, parts.kl)
+        return parts
+
+    monkeypatch.setattr(train_module, "vae_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"The loss became nan at step 13;.*intact"):
+        train(TINY_MODEL, replace(config, epochs=3), out, data_dir=tiny_mnist, resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    training.load_model(out)
+
+
+def test_unwritable_out_fails_before_training(tiny_mnist: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = cli("train", "--out", str(blocker / "run"), "--data-dir", str(tiny_mnist), *TINY_FLAGS)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: Cannot write to --out") and "Traceback" not in result.stderr
+
+
+def test_existing_run_needs_resume(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert cli("train", "--out", str(out), "--data-dir", str(tiny_mnist), "--max-steps", "2", *TINY_FLAGS).returncode == 0
+    again = cli("train", "--out", str(out), "--data-dir", str(tiny_mnist), "--max-steps", "2", *TINY_FLAGS)
+    assert again.returncode == 2 and "pass --resume" in again.stderr
+
+
+def test_cuda_request_without_gpu_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(TrainingError, match="no CUDA GPU"):
+        train_module.pick_device("cuda")
+    assert train_module.pick_device("auto").type == "cpu"
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(loss="l1"), dict(beta=float("nan")),
+                                 dict(device="tpu"), dict(dataset="cifar")])
+def test_invalid_train_config(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)

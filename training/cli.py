@@ -1,0 +1,162 @@
+"""python -m training {train,evaluate,atlas} ...
+
+Errors a user can cause (a bad file, a bad flag, no network) print one line and exit non-zero;
+--debug shows the traceback as well."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from training.checkpoint import CheckpointError, atomic_write_json, load_model, read_metrics
+from training.data import DATASETS, DataError
+from training.model import LOSSES, ModelConfig
+from training.train import DEVICES, LR_SCHEDULES, RECIPES, TrainConfig, TrainingError, TrainingInterrupted, pick_device
+
+EXIT_USER_ERROR = 2
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="folder holding the IDX files (default: $LATENT_EXPLORER_DATA, "
+                        "else ~/.cache/latent-explorer, downloading what is missing)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    # Flags default to None so that only what the user typed overrides a recipe or a resumed run.
+    t = sub.add_parser("train", help="train a conv VAE and write a checkpoint folder")
+    t.add_argument("--out", required=True, help="checkpoint folder to write")
+    t.add_argument("--dataset", choices=sorted(DATASETS))
+    t.add_argument("--recipe", choices=sorted(RECIPES), help="'seed': the write-up's 784·MSE+KL, "
+                   "Adam lr 5e-4, batch 32, 2000 iterations")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (0: no limit)")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="cosine decay to 0 (default) or constant")
+    t.add_argument("--loss", choices=LOSSES, help="bce: Bernoulli likelihood (default); mse: 784·MSE")
+    t.add_argument("--beta", type=float, help="weight on the KL term (1: the ELBO)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", choices=DEVICES)
+    t.add_argument("--latent-dim", type=int)
+    t.add_argument("--conv-channels", type=lambda s: tuple(int(c) for c in s.split(",")),
+                   help="comma-separated widths, e.g. 32,64,64")
+    t.add_argument("--hidden-dim", type=int)
+    t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_common(t)
+
+    e = sub.add_parser("evaluate", help="test-set metrics of a checkpoint, with importance-sampled NLL")
+    e.add_argument("checkpoint")
+    e.add_argument("--iw-samples", type=int, default=100, help="importance samples per image (K)")
+    e.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: all)")
+    e.add_argument("--device", choices=DEVICES, default="auto")
+    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    e.add_argument("--write", action="store_true", help="also merge the figures into CHECKPOINT/metrics.json")
+    _add_common(e)
+
+    a = sub.add_parser("atlas", help="encode the test set and lay it out with UMAP, into the checkpoint")
+    a.add_argument("checkpoint")
+    a.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: all)")
+    a.add_argument("--seed", type=int, default=0)
+    _add_common(a)
+    return parser
+
+
+def _configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    train_values = dict(RECIPES[args.recipe]) if args.recipe else {}
+    for f in fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            train_values[f.name] = value
+    model_values = {}
+    for f in fields(ModelConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            model_values[f.name] = value
+    if args.recipe == "seed" and args.epochs is None:
+        train_values["epochs"] = 10_000  # the recipe stops on max_steps
+    train_config = TrainConfig(**train_values)
+    # Image shape follows the data set (both IDX sets are 1x28x28).
+    return ModelConfig(**model_values), train_config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import resume_configs, train
+
+    if args.resume:
+        model_config, train_config = resume_configs(args.out, args.epochs, args.max_steps, args.device)
+    else:
+        if (Path(args.out) / "state.json").exists():
+            raise TrainingError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out.")
+        model_config, train_config = _configs_from_args(args)
+    metrics = train(model_config, train_config, args.out, data_dir=args.data_dir, resume=args.resume,
+                    progress=not args.quiet)
+    print(f"saved {args.out}: test MSE {metrics['mse_per_pixel']:.5f}, -ELBO {metrics['neg_elbo_nats']:.2f} nats, "
+          f"kNN-5 {metrics['knn5_accuracy']:.4f}, {metrics['train_seconds']:.1f} s")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.data import load_dataset
+    from training.evaluate import importance_sampled_nll, test_metrics
+
+    if args.iw_samples < 1:
+        raise ValueError("--iw-samples must be at least 1")
+    device = pick_device(args.device)
+    model = load_model(args.checkpoint, device=device)
+    config = model.checkpoint_config
+    loss = config["train"]["loss"]
+    train_split, test_split = load_dataset(config["dataset"]["name"], args.data_dir)
+    test_images, test_labels = test_split.images, test_split.labels
+    if args.limit:
+        test_images, test_labels = test_images[:args.limit], test_labels[:args.limit]
+    started = time.perf_counter()
+    metrics = test_metrics(model, train_split.images, train_split.labels, test_images, test_labels, loss)
+    nll = importance_sampled_nll(model, test_images, loss, samples=args.iw_samples)
+    metrics["iw_nll_nats"] = float(nll.mean())
+    metrics["iw_samples"] = args.iw_samples
+    metrics["test_images"] = len(test_images)
+    metrics["evaluate_seconds"] = time.perf_counter() - started
+    if args.write:
+        atomic_write_json(Path(args.checkpoint) / "metrics.json", {**read_metrics(args.checkpoint), **metrics})
+    if args.json:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    else:
+        for key in ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "iw_nll_nats", "mse_per_pixel", "knn5_accuracy"):
+            print(f"{key:22s} {metrics[key]:.5f}")
+        print(f"({len(test_images)} test images, K={args.iw_samples}, {metrics['evaluate_seconds']:.1f} s)")
+    return 0
+
+
+def cmd_atlas(args: argparse.Namespace) -> int:
+    from training.atlas import build_atlas
+
+    path = build_atlas(args.checkpoint, data_dir=args.data_dir, limit=args.limit, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"train": cmd_train, "evaluate": cmd_evaluate, "atlas": cmd_atlas}[args.command]
+    try:
+        return command(args)
+    except TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    except (DataError, CheckpointError, TrainingError, ValueError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130

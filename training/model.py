@@ -1,0 +1,181 @@
+"""The convolutional VAE and its loss.
+
+Encoder: three stride-2 convolutions, flatten, a dense hidden layer, then two dense heads for
+the mean and the log-variance of q(z|x). Decoder: the mirror image, dense layers then three
+transposed convolutions, with a sigmoid so that images come out in [0, 1].
+
+    model = ConvVAE(ModelConfig())
+    mu, logvar = model.encode(x)          # x: (N, C, H, W) in [0, 1] -> (N, D), (N, D)
+    z = model.reparameterize(mu, logvar)  # (N, D)
+    x_hat = model.decode(z)               # (N, C, H, W) in [0, 1]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LOSSES = ("bce", "mse")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; saved as JSON beside the weights."""
+
+    latent_dim: int = 8
+    channels: int = 1  # 1 for gray, 3 for RGB
+    image_size: int = 28  # square images, side in pixels
+    conv_channels: tuple[int, ...] = (32, 64, 64)
+    hidden_dim: int = 256
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep the dataclass hashable and comparable.
+        object.__setattr__(self, "conv_channels", tuple(int(c) for c in self.conv_channels))
+        if not 1 <= self.latent_dim <= 1024:
+            raise ValueError(f"latent_dim must be in 1..1024, got {self.latent_dim}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {self.channels}")
+        if not self.conv_channels or any(c < 1 for c in self.conv_channels):
+            raise ValueError(f"conv_channels must be positive widths, got {self.conv_channels}")
+        if self.image_size < 2 ** len(self.conv_channels):
+            raise ValueError(
+                f"image_size {self.image_size} is too small for {len(self.conv_channels)} "
+                "stride-2 convolutions"
+            )
+        if self.hidden_dim < 1:
+            raise ValueError(f"hidden_dim must be positive, got {self.hidden_dim}")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def pixels(self) -> int:
+        """Values per image, C·H·W (784 for MNIST)."""
+        return self.channels * self.image_size * self.image_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**data)
+
+
+def _conv_sizes(image_size: int, layers: int) -> list[int]:
+    """Spatial side after each k=3, s=2, p=1 convolution, input side first: 28 -> 14 -> 7 -> 4."""
+    sizes = [image_size]
+    for _ in range(layers):
+        sizes.append((sizes[-1] + 2 - 3) // 2 + 1)
+    return sizes
+
+
+class ConvVAE(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = (config.channels, *config.conv_channels)
+        sizes = _conv_sizes(config.image_size, len(config.conv_channels))
+        self._bottleneck = (widths[-1], sizes[-1], sizes[-1])
+        flat = widths[-1] * sizes[-1] * sizes[-1]
+
+        encoder: list[nn.Module] = []
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            encoder += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.ReLU()]
+        encoder += [nn.Flatten(), nn.Linear(flat, config.hidden_dim), nn.ReLU()]
+        self.encoder = nn.Sequential(*encoder)
+        self.to_mu = nn.Linear(config.hidden_dim, config.latent_dim)
+        self.to_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
+
+        decoder: list[nn.Module] = [
+            nn.Linear(config.latent_dim, config.hidden_dim),
+            nn.ReLU(),
+            nn.Linear(config.hidden_dim, flat),
+            nn.ReLU(),
+            nn.Unflatten(1, self._bottleneck),
+        ]
+        rev_widths, rev_sizes = widths[::-1], sizes[::-1]
+        for i, (c_in, c_out) in enumerate(zip(rev_widths[:-1], rev_widths[1:])):
+            # output_padding makes each transposed conv land exactly on the encoder's size.
+            natural = (rev_sizes[i] - 1) * 2 - 2 + 3
+            decoder.append(
+                nn.ConvTranspose2d(
+                    c_in, c_out, 3, stride=2, padding=1, output_padding=rev_sizes[i + 1] - natural
+                )
+            )
+            decoder.append(nn.ReLU() if i < len(rev_widths) - 2 else nn.Sigmoid())
+        self.decoder = nn.Sequential(*decoder)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (N, C, H, W) in [0, 1] -> mean and log-variance of q(z|x), each (N, D)."""
+        h = self.encoder(x)
+        return self.to_mu(h), self.to_logvar(h)
+
+    @staticmethod
+    def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """z = mu + sigma * eps with eps ~ N(0, I), so gradients flow through mu and sigma."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + eps * torch.exp(0.5 * logvar)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """z: (N, D) -> images (N, C, H, W) in [0, 1]."""
+        return self.decoder(z)
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, generator)
+        return self.decode(z), mu, logvar
+
+
+@dataclass(frozen=True)
+class LossParts:
+    """Per-batch sums, in nats for 'bce'; divide by the batch size for per-image values."""
+
+    total: Tensor
+    reconstruction: Tensor
+    kl: Tensor
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(q(z|x) || N(0, I)) per image, (N,): -1/2 · sum_j (1 + log σ_j² - μ_j² - σ_j²)."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+
+
+def reconstruction_error(x_hat: Tensor, x: Tensor, loss: str) -> Tensor:
+    """Per image, (N,). 'bce': -log p(x|z) under a Bernoulli decoder (nats).
+    'mse': sum of squared errors, i.e. the write-up's 784·MSE."""
+    if loss == "bce":
+        per_pixel = F.binary_cross_entropy(x_hat.float(), x.float(), reduction="none")
+    elif loss == "mse":
+        per_pixel = (x_hat.float() - x.float()).pow(2)
+    else:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    return per_pixel.flatten(1).sum(dim=1)
+
+
+def vae_loss(x_hat: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, loss: str = "bce", beta: float = 1.0) -> LossParts:
+    """Negative ELBO summed over the batch: recon(x_hat, x) + beta · KL(q(z|x) || p(z)).
+
+    With loss='mse' and beta=1 this is the write-up's objective, 784·MSE + KL (Kingma &
+    Welling 2014, eq. 10, with a Gaussian decoder of fixed variance 1/2 up to a constant).
+    """
+    reconstruction = reconstruction_error(x_hat, x, loss).sum()
+    kl = kl_divergence(mu.float(), logvar.float()).sum()
+    return LossParts(total=reconstruction + beta * kl, reconstruction=reconstruction, kl=kl)
+
+
+def log_likelihood(x_hat: Tensor, x: Tensor, loss: str) -> Tensor:
+    """log p(x|z) per image in nats, (N,). For 'mse' the decoder is N(x_hat, 1/2 · I),
+    the Gaussian whose negative log-density is the squared error plus a constant."""
+    if loss == "bce":
+        return -reconstruction_error(x_hat, x, "bce")
+    pixels = x[0].numel()
+    return -reconstruction_error(x_hat, x, "mse") - 0.5 * pixels * math.log(math.pi)

@@ -1,0 +1,335 @@
+"""The training loop: seed, train an epoch, evaluate under no_grad, checkpoint, log a line.
+
+The whole data set sits in one tensor on the training device; each step slices a batch out of
+a seeded permutation, so a run is reproducible and can resume mid-epoch with the same result
+as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from tqdm import tqdm
+
+from training.checkpoint import (
+    METRICS,
+    STATE,
+    STATE_JSON,
+    CheckpointError,
+    atomic_save_tensors,
+    atomic_write_json,
+    read_config,
+    read_json,
+    read_tensors,
+    save_model,
+    versions,
+)
+from training.data import DATASETS, load_dataset
+from training.evaluate import elbo_metrics, test_metrics
+from training.model import LOSSES, ConvVAE, ModelConfig, vae_loss
+
+DEVICES = ("auto", "cpu", "cuda")
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "mnist"
+    epochs: int = 30
+    max_steps: int = 0  # 0: no limit beyond epochs
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"  # "constant", or cosine decay from lr to 0 over the run
+    loss: str = "bce"
+    beta: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 20  # steps between progress-bar updates and NaN checks
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.max_steps < 0:
+            raise ValueError(f"max_steps must be 0 (no limit) or positive, got {self.max_steps}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise ValueError(f"beta must be a non-negative number, got {self.beta}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be positive, got {self.log_every}")
+
+
+# The write-up's recipe: 784·MSE + KL, Adam lr 5e-4, batch 32, 2000 iterations.
+RECIPES = {
+    "seed": dict(loss="mse", lr=5e-4, lr_schedule="constant", batch_size=32, max_steps=2000, beta=1.0),
+}
+
+
+class TrainingError(Exception):
+    """Training cannot start or go on; the message is one sentence."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; a resumable checkpoint was written."""
+
+    def __init__(self, signum: int, step: int, folder: Path) -> None:
+        super().__init__(f"Interrupted at step {step}; resume with --resume --out {folder}.")
+        self.exit_code = 128 + signum
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate for STEP (0-based): a pure function of the step, so resuming needs
+    no scheduler state."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    return 0.5 * config.lr * (1 + math.cos(math.pi * step / total_steps))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu.")
+    return torch.device(name)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[list[int]]:
+    """Turn SIGINT/SIGTERM into a flag the loop checks between steps, so that a step is never
+    cut in half; a second Ctrl-C falls through to the default behaviour."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def check_writable(folder: Path, needed_bytes: int) -> None:
+    """Fail before training, not after an hour, when --out cannot take a checkpoint."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise TrainingError(f"Cannot write to --out {folder} ({e.strerror or e}); choose another folder.") from e
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise TrainingError(
+            f"--out {folder} has {free / 1e6:.1f} MB free but a checkpoint needs about "
+            f"{needed_bytes / 1e6:.1f} MB; free some space or choose another folder."
+        )
+
+
+def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Adam's state as flat tensors (safetensors) plus its hyper-parameters (JSON)."""
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, slots in state["state"].items():
+        for key, value in slots.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+    groups = [{k: v for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, {"param_groups": groups}
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_training_state(folder: Path, model: ConvVAE, optimizer: torch.optim.Optimizer,
+                        generator: torch.Generator, step: int, config: dict, elapsed_s: float) -> None:
+    """Weights, config, then the resumable state; each file atomically."""
+    save_model(folder, model, config)
+    tensors, meta = _optimizer_tensors(optimizer)
+    tensors["rng.noise"] = generator.get_state()
+    atomic_save_tensors(folder / STATE, tensors)
+    atomic_write_json(folder / STATE_JSON, {"step": step, "elapsed_s": elapsed_s,
+                                            "noise_device": str(generator.device), **meta})
+
+
+def _run_config(model_config: ModelConfig, train_config: TrainConfig, extra: dict) -> dict:
+    return {
+        "model": model_config.to_dict(),
+        "train": asdict(train_config),
+        "dataset": {"name": train_config.dataset, "class_names": list(DATASETS[train_config.dataset].class_names)},
+        "versions": versions(),
+        **extra,
+    }
+
+
+def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
+          data_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> dict:
+    """Train, checkpoint into OUT after every epoch and at the end, and return the metrics.
+
+    Raises TrainingError (bad --out, non-finite loss), TrainingInterrupted (SIGINT/SIGTERM,
+    after writing a resumable checkpoint), DataError, CheckpointError (bad --resume folder)."""
+    out = Path(out)
+    device = pick_device(train_config.device)
+    torch.manual_seed(train_config.seed)
+
+    model = ConvVAE(model_config).to(device)
+    weight_bytes = sum(p.numel() * 4 for p in model.parameters())
+    check_writable(out, needed_bytes=4 * weight_bytes + (1 << 20))
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    generator = torch.Generator(device=device).manual_seed(train_config.seed)
+    step, elapsed_before = 0, 0.0
+    if resume:
+        step, elapsed_before = _resume_into(out, model, optimizer, generator)
+
+    train_split, test_split = load_dataset(train_config.dataset, data_dir)
+    if train_split.images.shape[1:] != model_config.image_shape:
+        raise TrainingError(
+            f"{train_config.dataset} images are {tuple(train_split.images.shape[1:])} but the model "
+            f"expects {model_config.image_shape}."
+        )
+    x_train = train_split.images.to(device)
+    n, batch = len(x_train), train_config.batch_size
+    steps_per_epoch = n // batch
+    if steps_per_epoch == 0:
+        raise TrainingError(f"--batch-size {batch} is larger than the {n} training images.")
+    total_steps = train_config.epochs * steps_per_epoch
+    if train_config.max_steps:
+        total_steps = min(total_steps, train_config.max_steps)
+
+    run_config = _run_config(model_config, train_config, {"steps_per_epoch": steps_per_epoch})
+    use_amp = device.type == "cuda"
+    started = time.perf_counter()
+    images_seen = 0
+    last_metrics: dict = {}
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - started
+
+    with deferred_signals() as signals:
+        while step < total_steps:
+            epoch = step // steps_per_epoch
+            permutation = _epoch_permutation(train_config.seed, epoch, n).to(device)
+            first = step % steps_per_epoch
+            last = min(steps_per_epoch, first + total_steps - step)
+            bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}/{math.ceil(total_steps / steps_per_epoch)}",
+                       unit="step", disable=not progress, leave=True, dynamic_ncols=True, file=sys.stderr)
+            window: list[torch.Tensor] = []
+            window_start, window_time = step, time.perf_counter()
+            model.train()
+            for b in bar:
+                x = x_train[permutation[b * batch:(b + 1) * batch]]
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(train_config, step, total_steps)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    x_hat, mu, logvar = model(x, generator)
+                parts = vae_loss(x_hat, x, mu, logvar, train_config.loss, train_config.beta)
+                optimizer.zero_grad(set_to_none=True)
+                parts.total.div(batch).backward()
+                optimizer.step()
+                window.append(parts.total.detach())
+                step += 1
+                images_seen += batch
+                if len(window) == train_config.log_every or b == last - 1 or signals:
+                    losses = torch.stack(window).div(batch).tolist()  # one sync per window
+                    bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+                    if bad is not None:
+                        raise TrainingError(
+                            f"The loss became {losses[bad]} at step {window_start + bad + 1}; stopped "
+                            f"without saving, the last good checkpoint in {out} is intact (try a lower --lr)."
+                        )
+                    now = time.perf_counter()
+                    bar.set_postfix(loss=f"{losses[-1]:.2f}", img_s=f"{len(losses) * batch / (now - window_time):.0f}")
+                    window, window_start, window_time = [], step, now
+                if signals:
+                    save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
+                    bar.close()
+                    raise TrainingInterrupted(signals[0], step, out)
+            bar.close()
+            model.eval()
+            last_metrics = elbo_metrics(model, test_split.images, train_config.loss)
+            save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
+            atomic_write_json(out / METRICS, {**last_metrics, "step": step, "final": False})
+            if progress:
+                print(f"step {step}: test -ELBO {last_metrics['neg_elbo_nats']:.2f} nats "
+                      f"(recon {last_metrics['reconstruction_nats']:.2f}, KL {last_metrics['kl_nats']:.2f}), "
+                      f"MSE {last_metrics['mse_per_pixel']:.5f}", file=sys.stderr)
+
+    train_seconds = elapsed()
+    model.eval()
+    metrics = test_metrics(model, train_split.images, train_split.labels, test_split.images,
+                           test_split.labels, train_config.loss)
+    metrics.update({
+        "step": step,
+        "final": True,
+        "train_seconds": train_seconds,
+        "images_per_second": images_seen / max(time.perf_counter() - started, 1e-9),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+    })
+    save_training_state(out, model, optimizer, generator, step, run_config, train_seconds)
+    atomic_write_json(out / METRICS, metrics)
+    return metrics
+
+
+def _resume_into(out: Path, model: ConvVAE, optimizer: torch.optim.Optimizer,
+                 generator: torch.Generator) -> tuple[int, float]:
+    read_config(out)  # format and model config checked
+    if not (out / STATE_JSON).is_file():
+        raise CheckpointError(f"{out} has no {STATE_JSON}, so it cannot be resumed; train a new model instead.")
+    weights = read_tensors(out / "model.safetensors")
+    state = read_tensors(out / STATE)
+    meta = read_json(out / STATE_JSON)
+    try:
+        model.load_state_dict(weights)
+        _restore_optimizer(optimizer, state, meta)
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{out} does not match the model being resumed ({str(e).splitlines()[0]}).") from e
+    if meta.get("noise_device") == str(generator.device):
+        generator.set_state(state["rng.noise"])
+    else:  # resumed on another kind of device: its generator state does not carry over
+        generator.manual_seed(int(meta["step"]) + 1)
+    return int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+
+
+def resume_configs(out: str | Path, epochs: int | None, max_steps: int | None,
+                   device: str | None) -> tuple[ModelConfig, TrainConfig]:
+    """The configs a resumed run continues with: as saved, except the stopping point and
+    the device, which the user may change."""
+    config = read_config(out)
+    model_config = ModelConfig.from_dict(dict(config["model"]))
+    try:
+        train_config = TrainConfig(**config["train"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{Path(out) / 'config.json'} has an invalid train config ({e}).") from e
+    changes = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("device", device)) if v is not None}
+    return model_config, replace(train_config, **changes)

@@ -10,7 +10,7 @@ import streamlit as st
 
 import training
 from explorer.atlas import Atlas, AtlasError, load_atlas, place_on_map
-from explorer.figures import atlas_figure
+from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, interpolate, latent_ranges, sample_prior, traverse
 from explorer.models import list_checkpoints
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
@@ -144,11 +144,10 @@ def on_load_test_image(atlas: Atlas) -> None:
 
 
 def on_map_select(atlas: Atlas) -> None:
-    points = st.session_state["atlas_map"].selection.points
-    if points and "customdata" in points[0]:
-        row = int(points[0]["customdata"][0])
-        st.session_state["test_index"] = int(atlas.index[row])
-        set_latent(atlas.means[row])
+    rows = selected_rows(atlas, st.session_state["atlas_map"].selection.points)
+    if rows:
+        st.session_state["test_index"] = int(atlas.index[rows[0]])
+        set_latent(atlas.means[rows[0]])
 
 
 def on_set_endpoint(end: str, latent_dim: int, atlas: Atlas | None) -> None:

@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 from explorer.atlas import Atlas, AtlasError, load_atlas, nearest_point, place_on_map
-from explorer.figures import atlas_figure
+from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
 from explorer.models import list_checkpoints
 from explorer.params import format_latent, parse_latent, parse_page_state
@@ -144,7 +144,20 @@ def test_figure_has_one_trace_per_class_plus_marker_and_path() -> None:
     assert sum(len(t.x) for t in figure.data[:10]) == 200
     assert figure.data[0].type == "scattergl"
     first = figure.data[0]
-    assert all(atlas.labels[int(row)] == 0 for row, _ in first.customdata)
+    assert all(atlas.labels[int(index)] == 0 for index in first.customdata)  # index == row here
+
+
+def test_selection_points_map_back_to_atlas_rows() -> None:
+    atlas = _atlas()
+    figure = atlas_figure(atlas, [str(i) for i in range(10)], marker=(0.0, 0.0))
+    trace = 3
+    point = 2
+    rows = selected_rows(atlas, [{"curve_number": trace, "point_index": point},
+                                 {"curve_number": 10, "point_index": 0},  # the marker trace
+                                 {"curve_number": "x", "point_index": None}])
+    assert len(rows) == 1
+    assert atlas.embedding[rows[0], 0] == pytest.approx(figure.data[trace].x[point])
+    assert atlas.labels[rows[0]] == 3
 
 
 @pytest.mark.parametrize("text,ok,warns", [

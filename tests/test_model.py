@@ -36,19 +36,29 @@ def test_kl_is_zero_at_the_prior() -> None:
 @pytest.mark.parametrize("loss", ["bce", "mse"])
 def test_loss_parts_add_up(loss: str) -> None:
     torch.manual_seed(0)
-    x, x_hat = torch.rand(6, 1, 28, 28), torch.rand(6, 1, 28, 28)
+    x, logits = torch.rand(6, 1, 28, 28), torch.randn(6, 1, 28, 28)
+    x_hat = torch.sigmoid(logits)
     mu, logvar = torch.randn(6, 8), torch.randn(6, 8)
-    parts = vae_loss(x_hat, x, mu, logvar, loss=loss, beta=0.5)
+    parts = vae_loss(logits, x, mu, logvar, loss=loss, beta=0.5)
     assert torch.allclose(parts.total, parts.reconstruction + 0.5 * parts.kl)
     assert float(parts.kl) > 0
     if loss == "mse":  # the write-up's 784·MSE is a sum of squared errors
         assert torch.allclose(parts.reconstruction, 784 * 6 * torch.mean((x_hat - x) ** 2))
+    else:  # Bernoulli: -sum [x log x_hat + (1 - x) log(1 - x_hat)]
+        expected = -(x * torch.log(x_hat) + (1 - x) * torch.log(1 - x_hat)).sum()
+        assert torch.allclose(parts.reconstruction, expected, rtol=1e-4)
+
+
+def test_nan_propagates_instead_of_raising() -> None:
+    logits = torch.full((2, 1, 28, 28), float("nan"))
+    parts = vae_loss(logits, torch.rand(2, 1, 28, 28), torch.zeros(2, 8), torch.zeros(2, 8))
+    assert torch.isnan(parts.total)
 
 
 def test_gaussian_likelihood_constant() -> None:
     x = torch.full((1, 1, 28, 28), 0.5)
-    # perfect reconstruction under N(x_hat, 1/2): log density = -784/2 · log(pi)
-    assert torch.allclose(log_likelihood(x, x, "mse"), torch.tensor([-392 * math.log(math.pi)]))
+    # perfect reconstruction (logit 0 = 0.5) under N(x_hat, 1/2): log density = -784/2 · log(pi)
+    assert torch.allclose(log_likelihood(torch.zeros_like(x), x, "mse"), torch.tensor([-392 * math.log(math.pi)]))
 
 
 def test_a_few_steps_lower_the_loss() -> None:
@@ -60,12 +70,12 @@ def test_a_few_steps_lower_the_loss() -> None:
     generator = torch.Generator().manual_seed(0)
     losses = []
     for _ in range(30):
-        x_hat, mu, logvar = model(x, generator)
-        loss = vae_loss(x_hat, x, mu, logvar).total / len(x)
+        logits, mu, logvar = model(x, generator)
+        loss = vae_loss(logits, x, mu, logvar).total / len(x)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
 
 

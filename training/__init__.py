@@ -10,7 +10,7 @@ from training.checkpoint import CheckpointError, load_model, read_config, read_m
 from training.data import DataError, load_dataset, read_idx
 from training.evaluate import encode_dataset
 from training.model import ConvVAE, LossParts, ModelConfig, kl_divergence, vae_loss
-from training.train import TrainConfig, TrainingError, TrainingInterrupted, train
+from training.train import TrainConfig, TrainingError, TrainingInterrupted
 
 __all__ = [
     "CheckpointError",
@@ -28,6 +28,5 @@ __all__ = [
     "read_config",
     "read_idx",
     "read_metrics",
-    "train",
     "vae_loss",
 ]

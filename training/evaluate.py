@@ -38,9 +38,9 @@ def elbo_metrics(model: ConvVAE, images: Tensor, loss: str, seed: int = 0,
         x = images[start:start + batch_size].to(device, non_blocking=True)
         mu, logvar = model.encode(x)
         z = model.reparameterize(mu, logvar, generator)
-        nll_sum += float(-log_likelihood(model.decode(z), x, loss).sum())
+        nll_sum += float(-log_likelihood(model.decode_logits(z), x, loss).sum())
         kl_sum += float(kl_divergence(mu, logvar).sum())
-        sq_sum += float(reconstruction_error(model.decode(mu), x, "mse").sum())
+        sq_sum += float(reconstruction_error(model.decode_logits(mu), x, "mse").sum())
     n = len(images)
     return {
         "neg_elbo_nats": (nll_sum + kl_sum) / n,
@@ -85,8 +85,8 @@ def importance_sampled_nll(model: ConvVAE, images: Tensor, loss: str, samples: i
         std = torch.exp(0.5 * logvar)
         eps = torch.randn((samples, *mu.shape), generator=generator, device=device)
         z = mu + eps * std  # (K, n, D)
-        x_hat = model.decode(z.reshape(samples * n, -1))
-        log_px_z = log_likelihood(x_hat, x.repeat(samples, 1, 1, 1), loss).reshape(samples, n)
+        logits = model.decode_logits(z.reshape(samples * n, -1))
+        log_px_z = log_likelihood(logits, x.repeat(samples, 1, 1, 1), loss).reshape(samples, n)
         log_pz = -0.5 * (z.pow(2) + log_2pi).sum(-1)
         log_qz = -0.5 * (eps.pow(2) + logvar + log_2pi).sum(-1)
         log_w = log_px_z + log_pz - log_qz

@@ -2,12 +2,14 @@
 
 Encoder: three stride-2 convolutions, flatten, a dense hidden layer, then two dense heads for
 the mean and the log-variance of q(z|x). Decoder: the mirror image, dense layers then three
-transposed convolutions, with a sigmoid so that images come out in [0, 1].
+transposed convolutions giving logits; decode() applies the sigmoid so that images come out
+in [0, 1], while the loss works on the logits (stable, and NaN propagates instead of raising).
 
     model = ConvVAE(ModelConfig())
     mu, logvar = model.encode(x)          # x: (N, C, H, W) in [0, 1] -> (N, D), (N, D)
     z = model.reparameterize(mu, logvar)  # (N, D)
     x_hat = model.decode(z)               # (N, C, H, W) in [0, 1]
+    logits = model.decode_logits(z)       # (N, C, H, W), x_hat = sigmoid(logits)
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ class ConvVAE(nn.Module):
                     c_in, c_out, 3, stride=2, padding=1, output_padding=rev_sizes[i + 1] - natural
                 )
             )
-            decoder.append(nn.ReLU() if i < len(rev_widths) - 2 else nn.Sigmoid())
+            if i < len(rev_widths) - 2:
+                decoder.append(nn.ReLU())
         self.decoder = nn.Sequential(*decoder)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -125,14 +128,19 @@ class ConvVAE(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + eps * torch.exp(0.5 * logvar)
 
-    def decode(self, z: Tensor) -> Tensor:
-        """z: (N, D) -> images (N, C, H, W) in [0, 1]."""
+    def decode_logits(self, z: Tensor) -> Tensor:
+        """z: (N, D) -> pixel logits (N, C, H, W)."""
         return self.decoder(z)
 
+    def decode(self, z: Tensor) -> Tensor:
+        """z: (N, D) -> images (N, C, H, W) in [0, 1]."""
+        return torch.sigmoid(self.decoder(z))
+
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """x -> (logits of the reconstruction, mu, logvar), for vae_loss."""
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, generator)
-        return self.decode(z), mu, logvar
+        return self.decode_logits(z), mu, logvar
 
 
 @dataclass(frozen=True)
@@ -149,33 +157,33 @@ def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
 
 
-def reconstruction_error(x_hat: Tensor, x: Tensor, loss: str) -> Tensor:
-    """Per image, (N,). 'bce': -log p(x|z) under a Bernoulli decoder (nats).
-    'mse': sum of squared errors, i.e. the write-up's 784·MSE."""
+def reconstruction_error(logits: Tensor, x: Tensor, loss: str) -> Tensor:
+    """Per image, (N,), from the decoder's logits. 'bce': -log p(x|z) under a Bernoulli
+    decoder (nats). 'mse': sum of squared errors of sigmoid(logits), the write-up's 784·MSE."""
     if loss == "bce":
-        per_pixel = F.binary_cross_entropy(x_hat.float(), x.float(), reduction="none")
+        per_pixel = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
     elif loss == "mse":
-        per_pixel = (x_hat.float() - x.float()).pow(2)
+        per_pixel = (torch.sigmoid(logits.float()) - x.float()).pow(2)
     else:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     return per_pixel.flatten(1).sum(dim=1)
 
 
-def vae_loss(x_hat: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, loss: str = "bce", beta: float = 1.0) -> LossParts:
-    """Negative ELBO summed over the batch: recon(x_hat, x) + beta · KL(q(z|x) || p(z)).
+def vae_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, loss: str = "bce", beta: float = 1.0) -> LossParts:
+    """Negative ELBO summed over the batch: recon(x | logits) + beta · KL(q(z|x) || p(z)).
 
     With loss='mse' and beta=1 this is the write-up's objective, 784·MSE + KL (Kingma &
     Welling 2014, eq. 10, with a Gaussian decoder of fixed variance 1/2 up to a constant).
     """
-    reconstruction = reconstruction_error(x_hat, x, loss).sum()
+    reconstruction = reconstruction_error(logits, x, loss).sum()
     kl = kl_divergence(mu.float(), logvar.float()).sum()
     return LossParts(total=reconstruction + beta * kl, reconstruction=reconstruction, kl=kl)
 
 
-def log_likelihood(x_hat: Tensor, x: Tensor, loss: str) -> Tensor:
-    """log p(x|z) per image in nats, (N,). For 'mse' the decoder is N(x_hat, 1/2 · I),
+def log_likelihood(logits: Tensor, x: Tensor, loss: str) -> Tensor:
+    """log p(x|z) per image in nats, (N,). For 'mse' the decoder is N(sigmoid(logits), 1/2 · I),
     the Gaussian whose negative log-density is the squared error plus a constant."""
     if loss == "bce":
-        return -reconstruction_error(x_hat, x, "bce")
+        return -reconstruction_error(logits, x, "bce")
     pixels = x[0].numel()
-    return -reconstruction_error(x_hat, x, "mse") - 0.5 * pixels * math.log(math.pi)
+    return -reconstruction_error(logits, x, "mse") - 0.5 * pixels * math.log(math.pi)

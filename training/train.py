@@ -252,8 +252,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(train_config, step, total_steps)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    x_hat, mu, logvar = model(x, generator)
-                parts = vae_loss(x_hat, x, mu, logvar, train_config.loss, train_config.beta)
+                    logits, mu, logvar = model(x, generator)
+                parts = vae_loss(logits, x, mu, logvar, train_config.loss, train_config.beta)
                 optimizer.zero_grad(set_to_none=True)
                 parts.total.div(batch).backward()
                 optimizer.step()

@@ -1,0 +1,42 @@
+"""Figures for the README, from a checkpoint: a 10x10 grid of samples from N(0, I) and a
+10-step interpolation strip. Looking at them is how we check that samples read as digits.
+
+    python docs/make_figures.py checkpoints/mnist-z8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import training  # noqa: E402
+from explorer.latent import interpolate, sample_prior  # noqa: E402
+from explorer.render import decode_latents, grid, png_bytes, strip, upscale  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    model = training.load_model(args.checkpoint)
+    d = model.config.latent_dim
+    rng = np.random.default_rng(args.seed)
+    samples = decode_latents(model, sample_prior(rng, d, 100))
+    out = Path(args.out)
+    (out / "samples.png").write_bytes(png_bytes(upscale(grid(samples.reshape(10, 10, *samples.shape[1:])), 2)))
+    z0, z1 = sample_prior(rng, d), sample_prior(rng, d)
+    frames = decode_latents(model, interpolate(z0, z1, 10, "slerp"))
+    (out / "interpolation.png").write_bytes(png_bytes(upscale(strip(frames), 2)))
+    print(f"wrote {out / 'samples.png'} and {out / 'interpolation.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The bundled model meets its targets on the real MNIST test set (where ../shared/data/mnist
+exists, as in CI), and its committed metrics and atlas are its own."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import training
+from tests.conftest import BUNDLED
+from training.data import load_dataset
+from training.evaluate import elbo_metrics, encode_dataset, knn_accuracy
+
+MSE_TARGET = 0.012
+KNN_TARGET = 0.96
+
+
+@pytest.fixture(scope="module")
+def mnist(request: pytest.FixtureRequest) -> tuple:
+    from tests.conftest import real_mnist_dir
+
+    folder = real_mnist_dir()
+    if folder is None:
+        pytest.skip("real MNIST is not beside the project (../shared/data/mnist)")
+    return load_dataset("mnist", folder, download=False)
+
+
+@pytest.fixture(scope="module")
+def model() -> training.ConvVAE:
+    return training.load_model(BUNDLED)
+
+
+def test_bundled_checkpoint_describes_itself(model: training.ConvVAE) -> None:
+    config = json.loads((BUNDLED / "config.json").read_text())
+    assert config["model"]["latent_dim"] == model.config.latent_dim == 8
+    assert config["dataset"]["name"] == "mnist"
+    metrics = json.loads((BUNDLED / "metrics.json").read_text())
+    assert metrics["final"] is True and metrics["iw_samples"] >= 100
+    assert not (BUNDLED / "model.pt").exists()
+
+
+def test_reconstruction_and_knn_targets(model: training.ConvVAE, mnist: tuple) -> None:
+    train, test = mnist
+    metrics = elbo_metrics(model, test.images, model.checkpoint_config["train"]["loss"])
+    assert metrics["mse_per_pixel"] <= MSE_TARGET
+    train_mu, _ = encode_dataset(model, train.images)
+    test_mu, _ = encode_dataset(model, test.images)
+    knn = knn_accuracy(train_mu, train.labels, test_mu, test.labels, k=5)
+    assert knn >= KNN_TARGET
+    committed = json.loads((BUNDLED / "metrics.json").read_text())
+    assert committed["mse_per_pixel"] == pytest.approx(metrics["mse_per_pixel"], rel=1e-3)
+    assert committed["knn5_accuracy"] == pytest.approx(knn, abs=2e-3)
+
+
+def test_prior_samples_cover_all_ten_digits(model: training.ConvVAE, mnist: tuple) -> None:
+    """1,000 samples from N(0, I), each labelled by its nearest training image (in pixels):
+    every digit shows up, none is rare, and samples are close to some real digit."""
+    train, _ = mnist
+    reference = train.images[:20_000].flatten(1)
+    labels = train.labels[:20_000]
+    with torch.no_grad():
+        samples = model.decode(torch.randn(1000, 8, generator=torch.Generator().manual_seed(0))).flatten(1)
+    distances = torch.cdist(samples, reference)
+    nearest = distances.argmin(dim=1)
+    counts = np.bincount(labels[nearest].numpy(), minlength=10)
+    assert (counts >= 30).all(), counts  # each class at least 3% of samples
+    # per-pixel RMS distance to the nearest real digit, compared with real test digits' own
+    sample_rms = (distances.min(dim=1).values / 28).median()
+    assert sample_rms < 0.25
+
+
+def test_atlas_is_this_models_encoding_of_the_test_set(model: training.ConvVAE, mnist: tuple) -> None:
+    from explorer.atlas import load_atlas
+
+    _, test = mnist
+    atlas = load_atlas(BUNDLED, 8)
+    assert atlas is not None and len(atlas) == 10_000
+    mu, _ = encode_dataset(model, test.images)
+    np.testing.assert_allclose(atlas.means, mu.numpy(), atol=1e-4)
+    np.testing.assert_array_equal(atlas.labels, test.labels.numpy())

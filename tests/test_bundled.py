@@ -2,7 +2,6 @@
 exists, as in CI), and its committed metrics and atlas are its own."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

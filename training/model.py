@@ -15,7 +15,7 @@ in [0, 1], while the loss works on the logits (stable, and NaN propagates instea
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F

@@ -34,6 +34,7 @@ train: $(STAMP)
 
 bench: $(STAMP) chromium
 	$(PY) bench/train_speed.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) bench/app_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -92,14 +92,16 @@ def latent_values(page: object) -> list[float]:
     return page.evaluate(LATENT_INPUTS_JS)
 
 
-def test_page_loads_with_eight_sliders_and_no_error(page: object) -> None:
+def test_page_loads_with_eight_sliders_and_no_error(page: object, tmp_path: Path) -> None:
     assert page.locator("[data-testid=stException]").count() == 0
     labels = page.locator("[data-testid=stSlider] [data-testid=stWidgetLabel]").all_inner_texts()
     assert labels[:8] == [f"z{i}" for i in range(1, 9)]
     assert latent_values(page) == [0.0] * 8
     src = decoded_image_src(page)
     assert src and "/media/" in src
-    page.screenshot(path=str(ROOT / "tests" / ".last-page.png"))
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
 
 def test_moving_a_slider_changes_the_picture(page: object) -> None:

@@ -246,12 +246,20 @@ def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | 
     if path is None:
         st.caption("Set both endpoints to see the decoded path (and the path on the map).")
         return
-    frames = decode_latents(model, path)
-    st.image(png_bytes(upscale(strip(frames), 3)), caption=f"{len(frames)} steps, {st.session_state['method']}")
+    shown, gif, download = interpolation_media(model, st.session_state["active_folder"], path.tobytes())
+    st.image(shown, caption=f"{len(path)} steps, {st.session_state['method']}")
     d1, d2 = st.columns(2)
-    d1.download_button("Download GIF", gif_bytes(frames), "interpolation.gif", "image/gif", width="stretch")
-    d2.download_button("Download PNG strip", png_bytes(upscale(strip(frames), 2)), "interpolation.png",
-                       "image/png", width="stretch")
+    d1.download_button("Download GIF", gif, "interpolation.gif", "image/gif", width="stretch")
+    d2.download_button("Download PNG strip", download, "interpolation.png", "image/png", width="stretch")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def interpolation_media(_model: training.ConvVAE, folder: str, path_bytes: bytes) -> tuple[bytes, bytes, bytes]:
+    """(strip PNG to show, animated GIF, PNG strip to download) for a path of latents; cached by
+    the model folder and the path's bytes, so slider moves elsewhere on the page do not redo it."""
+    path = np.frombuffer(path_bytes, np.float32).reshape(-1, _model.config.latent_dim)
+    frames = decode_latents(_model, path)
+    return png_bytes(upscale(strip(frames), 3)), gif_bytes(frames), png_bytes(upscale(strip(frames), 2))
 
 
 def traversal_view(z: np.ndarray, model: training.ConvVAE) -> None:

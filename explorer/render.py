@@ -14,7 +14,7 @@ from training.model import ConvVAE
 @torch.inference_mode()
 def decode_latents(model: ConvVAE, z: np.ndarray) -> np.ndarray:
     """(N, D) or (D,) latents -> uint8 images (N, H, W, C), C = 1 (gray) or 3 (RGB)."""
-    z = np.asarray(z, np.float32)
+    z = np.array(z, np.float32)  # a writable copy: torch refuses read-only buffers
     if z.ndim == 1:
         z = z[None]
     device = next(model.parameters()).device

@@ -114,3 +114,20 @@ def test_no_unsafe_loads_in_the_code() -> None:
         for line in text.splitlines():
             if "torch.load(" in line:
                 assert "weights_only=True" in line, (path, line)
+
+
+def test_a_crash_mid_save_leaves_the_previous_checkpoint_loadable(checkpoint: Path, monkeypatch) -> None:
+    import training.checkpoint as checkpoint_module
+
+    before = (checkpoint / WEIGHTS).read_bytes()
+
+    def crash(src: str, dst: str) -> None:
+        raise KeyboardInterrupt  # the process dies between writing the new file and the rename
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_model(checkpoint, ConvVAE(SMALL), {"model": SMALL.to_dict()})
+    monkeypatch.undo()
+    assert (checkpoint / WEIGHTS).read_bytes() == before
+    training.load_model(checkpoint)
+    assert not list(checkpoint.glob(".*.tmp"))  # the half-written file was removed

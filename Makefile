@@ -28,7 +28,8 @@ test: $(STAMP) chromium
 
 # The bundled model, as committed (see README); DATA_DIR defaults to ../shared/data/mnist.
 train: $(STAMP)
-	$(PY) -m training train --out checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m training train --out checkpoints/mnist-z8 --epochs 50 --batch-size 64 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m training train --out checkpoints/mnist-z8 --resume --epochs 90 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training evaluate checkpoints/mnist-z8 --write $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training atlas checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 

@@ -18,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,16 +33,21 @@ from training.train import pick_device  # noqa: E402
 
 
 class PerSampleMNIST(Dataset):
-    """What tutorials do: one (image, label) item at a time, collated by the DataLoader."""
+    """What tutorials do (torchvision's MNIST with ToTensor, without torchvision): uint8 images
+    kept as they are, each item turned into a PIL image and then into a float tensor, one at
+    a time, and collated by the DataLoader."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images, labels
+        self.images = (images[:, 0] * 255).round().to(torch.uint8).numpy()
+        self.labels = labels
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.images[i], int(self.labels[i])
+        picture = Image.fromarray(self.images[i], mode="L")
+        x = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).unsqueeze(0)  # ToTensor
+        return x, int(self.labels[i])
 
 
 def tutorial_loop(data_dir: str | None, epochs: int, device: torch.device) -> list[dict]:

@@ -41,11 +41,11 @@ def parse_latent(text: str, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarr
     if not all(math.isfinite(v) for v in values):
         return None, ["The latent in the link holds NaN or infinity; using the origin."]
     z = np.asarray(values, np.float64)  # clamp before narrowing: 1e308 must not overflow
-    clamped = np.clip(z, low, high).astype(np.float32)
+    clamped = np.clip(z, low, high)
     warnings = []
-    if not np.array_equal(clamped, z):
+    if not np.array_equal(clamped, z):  # compared in float64: 0.6 is not exact in float32
         warnings.append("Some latent values in the link were outside the sliders' range and were clamped.")
-    return clamped, warnings
+    return clamped.astype(np.float32), warnings
 
 
 def parse_page_state(params: dict[str, str], model_names: list[str], default_model: str | None) -> PageState:

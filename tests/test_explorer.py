@@ -161,6 +161,7 @@ def test_selection_points_map_back_to_atlas_rows() -> None:
 
 @pytest.mark.parametrize("text,ok,warns", [
     ("0,1,2,-1,0.5,0,0,0", True, False),
+    ("0.6,-0.4,0.1,0.2,-0.8,0.3,0,-0.5", True, False),  # not exact in float32, still in range
     ("0,1,2,-1,0.5,0,0,99", True, True),  # clamped
     ("1e308,0,0,0,0,0,0,0", True, True),
     ("nan,0,0,0,0,0,0,0", False, True),

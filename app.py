@@ -218,7 +218,11 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
             st.caption(f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
                        "latent; the star is the current z, placed among its nearest neighbours.")
 
-    st.query_params.update({"model": Path(folder).name, "z": format_latent(z), "view": st.session_state["view"]})
+    # the view is None while the user has deselected both views: keep the last one in the link
+    shared = {"model": Path(folder).name, "z": format_latent(z)}
+    if st.session_state["view"] in VIEWS:
+        shared["view"] = st.session_state["view"]
+    st.query_params.update(shared)
     st.divider()
     view = st.segmented_control("View", VIEWS, key="view", format_func=str.capitalize)
     if view == "interpolate":

@@ -108,3 +108,12 @@ def test_a_broken_checkpoint_shows_its_error_and_keeps_the_model(tmp_path: Path)
     assert len(latent_sliders(app)) == 8 and images(app)[0][1] == "decoder(z)"
     latent_sliders(app)[3].set_value(1.0).run()
     assert not app.exception
+
+
+def test_deselecting_the_view_shows_neither_and_keeps_working() -> None:
+    app = run_app()
+    app.button_group(key="view").set_value(None).run()
+    assert not app.exception
+    assert [caption for _, caption in images(app)] == ["decoder(z)"]
+    latent_sliders(app)[1].set_value(0.5).run()
+    assert not app.exception and app.query_params["view"] == "interpolate"

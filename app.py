@@ -57,10 +57,11 @@ def set_latent(z: np.ndarray) -> None:
 
 def init_session() -> None:
     """First run of a session: read the URL once, remember warnings to show."""
-    names = list_checkpoints(CHECKPOINTS)
     if "initialised" in st.session_state:
         return
-    page = parse_page_state(st.query_params.to_dict(), names, DEFAULT_MODEL if DEFAULT_MODEL in names else (names or [None])[0])
+    names = list_checkpoints(CHECKPOINTS)
+    default = DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else None)
+    page = parse_page_state(st.query_params.to_dict(), names, default)
     st.session_state.setdefault("model_choice", page.model)
     st.session_state.setdefault("view", page.view)
     st.session_state.setdefault("url_latent", st.query_params.get("z"))

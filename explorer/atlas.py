@@ -70,7 +70,3 @@ def place_on_map(atlas: Atlas, z: np.ndarray, k: int = 8) -> tuple[float, float]
     x, y = (weights[:, None] * atlas.embedding[nearest]).sum(axis=0) / weights.sum()
     return float(x), float(y)
 
-
-def nearest_point(atlas: Atlas, z: np.ndarray) -> int:
-    """Row of the atlas whose mean is closest to Z."""
-    return int(np.argmin(np.sum((atlas.means - np.asarray(z, np.float32)) ** 2, axis=1)))

@@ -268,9 +268,3 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
     train = load_split(paths["train-images"], paths["train-labels"])
     test = load_split(paths["test-images"], paths["test-labels"])
     return train, test
-
-
-def class_names(dataset_name: str) -> tuple[str, ...]:
-    if dataset_name in DATASETS:
-        return DATASETS[dataset_name].class_names
-    return ()

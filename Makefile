@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/mnist) $(LATENT_EXPLORER_DATA))
 
-.PHONY: app test chromium train atlas bench clean
+.PHONY: app test chromium train atlas bench vendor-ort clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ train: $(STAMP)
 bench: $(STAMP) chromium
 	$(PY) bench/train_speed.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/app_latency.py
+
+# Refresh the vendored onnxruntime-web (the in-browser decoder's runtime); needs npm and a network.
+ORT_VERSION := 1.30.0
+vendor-ort:
+	tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent onnxruntime-web@$(ORT_VERSION) && tar xzf onnxruntime-web-$(ORT_VERSION).tgz) && \
+	cp $$tmp/package/dist/ort.wasm.min.mjs $$tmp/package/dist/ort-wasm-simd-threaded.mjs \
+	   $$tmp/package/dist/ort-wasm-simd-threaded.wasm static/ort/ && rm -rf $$tmp
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -12,13 +12,16 @@ import training
 from explorer.atlas import Atlas, AtlasError, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, interpolate, latent_ranges, sample_prior, traverse
+from explorer.live import export_decoder_onnx, latent_from_browser, live_payload, model_payload, principal_plane
 from explorer.models import list_checkpoints
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, upscale
 
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+HERE = Path(__file__).resolve().parent
+CHECKPOINTS = HERE / "checkpoints"
 DEFAULT_MODEL = "mnist-z8"
 IMAGE_PIXELS = 336  # side of the decoded image as sent (nearest-neighbour upscaled)
+ORT_ASSETS = "app/static/ort/"  # vendored onnxruntime-web, served by server.enableStaticServing
 
 
 # --------------------------------------------------------------------------- cached loaders
@@ -42,17 +45,42 @@ def atlas_or_none(folder: str, latent_dim: int) -> Atlas | None:
         return None
 
 
+@st.cache_resource
+def live_components() -> tuple:
+    """The in-browser decoder's two components (registered once per process): one carries the
+    ONNX decoder (sent to the browser once per model), one the controls (small JSON per run)."""
+    script = (HERE / "frontend" / "live_decoder.js").read_text()
+    css = (HERE / "frontend" / "live_decoder.css").read_text()
+    model = st.components.v2.component("latent_explorer.decoder_model", js=script)
+    controls = st.components.v2.component("latent_explorer.live_latent", js=script, css=css)
+    return model, controls
+
+
+@st.cache_data(max_entries=8, show_spinner="Exporting the decoder for the browser…")
+def browser_decoder(_model: training.ConvVAE, folder: str) -> tuple[str, bytes]:
+    """(model id, payload) of the folder's decoder as ONNX; cached per checkpoint folder."""
+    return model_payload(export_decoder_onnx(_model))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def pad_plane_json(folder: str, latent_dim: int) -> dict | None:
+    atlas = atlas_or_none(folder, latent_dim)
+    return None if atlas is None else principal_plane(atlas.means).to_json()
+
+
 # --------------------------------------------------------------------------- state helpers
 
-def current_latent(latent_dim: int) -> np.ndarray:
-    return np.array([st.session_state[f"z{i + 1}"] for i in range(latent_dim)], np.float32)
+def current_latent() -> np.ndarray:
+    """The page's latent, (D,) float32: the one value every panel reads."""
+    return st.session_state["latent"].copy()
 
 
 def set_latent(z: np.ndarray) -> None:
-    """Move the sliders (call before they are drawn, i.e. from a callback)."""
+    """Set the latent from Python (a button, the map, the URL): clamped to the slider ranges and
+    rounded to their step. Bumping the revision tells the browser's controls to move."""
     low, high = st.session_state["ranges"]
-    for i, value in enumerate(clamp(z, low, high)):
-        st.session_state[f"z{i + 1}"] = min(max(round(float(value), 2), float(low[i])), float(high[i]))
+    st.session_state["latent"] = np.clip(np.round(clamp(z, low, high), 2), low, high).astype(np.float32)
+    st.session_state["latent_revision"] = st.session_state.get("latent_revision", 0) + 1
 
 
 def init_session() -> None:
@@ -68,6 +96,8 @@ def init_session() -> None:
     st.session_state.setdefault("warnings", page.warnings)
     st.session_state.setdefault("active_folder", None)
     st.session_state.setdefault("rng_seed", 0)
+    st.session_state.setdefault("live_decoding", True)
+    st.session_state.setdefault("live_unavailable", None)
     st.session_state["initialised"] = True
 
 
@@ -115,8 +145,6 @@ def on_model_change(folder: str, model: training.ConvVAE) -> None:
         st.session_state["warnings"].extend(warnings)
         if parsed is not None:
             start = parsed
-    for key in [k for k in st.session_state if isinstance(k, str) and k[:1] == "z" and k[1:].isdigit()]:
-        del st.session_state[key]
     set_latent(start)
     # Start the interpolation between two test images (or the origin and a sample) so the
     # view shows something before the user picks endpoints.
@@ -151,10 +179,30 @@ def on_map_select(atlas: Atlas) -> None:
         set_latent(atlas.means[rows[0]])
 
 
+def on_slider(latent_dim: int) -> None:
+    """A server-side slider moved: the sliders are the latent (no revision: nothing to move)."""
+    st.session_state["latent"] = np.array([st.session_state[f"z{i + 1}"] for i in range(latent_dim)], np.float32)
+
+
+def on_live_latent() -> None:
+    """The browser's controls were released: take their latent, checked and clamped."""
+    low, high = st.session_state["ranges"]
+    z = latent_from_browser(st.session_state["live_latent"].get("latent"), low, high)
+    if z is not None:
+        st.session_state["latent"] = z
+
+
+def on_live_status() -> None:
+    """The browser could not start its decoder (no WebAssembly, …): use the server's sliders."""
+    status = st.session_state["live_latent"].get("status")
+    if isinstance(status, str) and status.startswith("unavailable"):
+        st.session_state["live_unavailable"] = status.partition(": ")[2][:200] or "unknown reason"
+
+
 def on_set_endpoint(end: str, latent_dim: int, atlas: Atlas | None) -> None:
     source = st.session_state[f"source_{end}"]
     if source == "current z":
-        z = current_latent(latent_dim)
+        z = current_latent()
     elif source == "random sample":
         st.session_state["rng_seed"] += 1
         z = sample_prior(np.random.default_rng(st.session_state["rng_seed"]), latent_dim)
@@ -186,38 +234,36 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
     low, high = st.session_state["ranges"]
     atlas = atlas_or_none(folder, latent_dim)
 
-    left, middle, right = st.columns([5, 5, 9], gap="medium")
-    with middle:
-        for i in range(latent_dim):
-            st.slider(f"z{i + 1}", float(low[i]), float(high[i]), key=f"z{i + 1}", step=0.01, format="%.2f")
-    z = current_latent(latent_dim)
-    with left:
-        image = decode_latents(model, z)[0]
-        st.image(png_bytes(upscale(image, max(1, IMAGE_PIXELS // image.shape[0]))),
-                 caption="decoder(z)", width="stretch", output_format="PNG")
-        b1, b2 = st.columns(2)
-        b1.button("Random", on_click=on_random, args=(latent_dim,), width="stretch",
-                  help="Draw z from the prior N(0, I)")
-        b2.button("Origin", on_click=on_reset, args=(latent_dim,), width="stretch", help="Set z = 0")
-        if atlas is not None:
-            c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
-            c1.number_input("Test image #", 0, int(atlas.index.max()), key="test_index", step=1)
-            c2.button("Encode it", on_click=on_load_test_image, args=(atlas,), width="stretch",
-                      help="Set z to the encoder's mean for this test image")
+    live = st.session_state["live_decoding"] and st.session_state["live_unavailable"] is None
+    if live:
+        live_controls(folder, model)
+    else:
+        if st.session_state["live_decoding"]:
+            st.warning(f"Live decoding is off: {st.session_state['live_unavailable']}. "
+                       "The sliders below decode on the server, once per release.")
+        server_controls(model)
+    b1, b2, b3, b4, _ = st.columns([2, 2, 3, 2, 6], vertical_alignment="bottom")
+    b1.button("Random", on_click=on_random, args=(latent_dim,), width="stretch",
+              help="Draw z from the prior N(0, I)")
+    b2.button("Origin", on_click=on_reset, args=(latent_dim,), width="stretch", help="Set z = 0")
+    if atlas is not None:
+        b3.number_input("Test image #", 0, int(atlas.index.max()), key="test_index", step=1)
+        b4.button("Encode it", on_click=on_load_test_image, args=(atlas,), width="stretch",
+                  help="Set z to the encoder's mean for this test image")
+    z = current_latent()
 
     path = interpolation_latents(latent_dim)
-    with right:
-        if atlas is None:
-            st.info("This checkpoint has no atlas yet. Build one with "
-                    f"`python -m training atlas {folder}` to see the encoded test set here.")
-        else:
-            marker = place_on_map(atlas, z)
-            path_xy = None if path is None else np.array([place_on_map(atlas, p) for p in path])
-            st.plotly_chart(atlas_figure(atlas, class_names(model), marker=marker, path=path_xy),
-                            key="atlas_map", on_select=lambda: on_map_select(atlas),
-                            selection_mode="points", width="stretch")
-            st.caption(f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
-                       "latent; the star is the current z, placed among its nearest neighbours.")
+    if atlas is None:
+        st.info("This checkpoint has no atlas yet. Build one with "
+                f"`python -m training atlas {folder}` to see the encoded test set here.")
+    else:
+        marker = place_on_map(atlas, z)
+        path_xy = None if path is None else np.array([place_on_map(atlas, p) for p in path])
+        st.plotly_chart(atlas_figure(atlas, class_names(model), marker=marker, path=path_xy),
+                        key="atlas_map", on_select=lambda: on_map_select(atlas),
+                        selection_mode="points", width="stretch")
+        st.caption(f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
+                   "latent; the star is the current z, placed among its nearest neighbours.")
 
     # the view is None while the user has deselected both views: keep the last one in the link
     shared = {"model": Path(folder).name, "z": format_latent(z)}
@@ -230,6 +276,46 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
         interpolation_view(latent_dim, atlas, path, model)
     elif view == "traverse":
         traversal_view(z, model)
+
+
+def live_controls(folder: str, model: training.ConvVAE) -> None:
+    """Sliders z1…zD, the decoded image and a 2-D pad, decoded in the browser while dragging."""
+    model_component, controls_component = live_components()
+    model_id, model_bytes = browser_decoder(model, folder)
+    model_component(data=model_bytes, key="decoder_model", height=1)
+    low, high = st.session_state["ranges"]
+    payload = live_payload(model_id, model.config.image_shape, st.session_state["latent"],
+                           st.session_state["latent_revision"], low, high,
+                           pad_plane_json(folder, model.config.latent_dim), browser_asset_url(),
+                           image_png=png_bytes(decode_latents(model, st.session_state["latent"])[0]))
+    controls_component(data=payload, key="live_latent", default={"latent": None, "status": None},
+                       on_latent_change=on_live_latent, on_status_change=on_live_status)
+    st.caption("Decoded in your browser as you drag. The pad walks z across a plane: the two "
+               "principal directions of the encoded test set, or any two dimensions.")
+
+
+def server_controls(model: training.ConvVAE) -> None:
+    """The fallback: Streamlit sliders, decoded on the server when a slider is released."""
+    latent_dim = model.config.latent_dim
+    low, high = st.session_state["ranges"]
+    image_column, slider_column, _ = st.columns([3, 4, 3])
+    with slider_column:
+        for i, value in enumerate(st.session_state["latent"]):
+            lowest, highest = float(low[i]), float(high[i])
+            # float32 → float64 can land a hair outside the bounds, which the slider refuses
+            st.session_state[f"z{i + 1}"] = min(max(round(float(value), 2), lowest), highest)
+            st.slider(f"z{i + 1}", lowest, highest, key=f"z{i + 1}", step=0.01,
+                      format="%.2f", on_change=on_slider, args=(latent_dim,))
+    with image_column:
+        image = decode_latents(model, st.session_state["latent"])[0]
+        st.image(png_bytes(upscale(image, max(1, IMAGE_PIXELS // image.shape[0]))),
+                 caption="decoder(z)", width="stretch", output_format="PNG")
+
+
+def browser_asset_url() -> str:
+    """Absolute path of the vendored onnxruntime-web files, under the server's base path."""
+    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"/{base}/{ORT_ASSETS}" if base else f"/{ORT_ASSETS}"
 
 
 def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | None,
@@ -288,6 +374,9 @@ def main() -> None:
     with st.sidebar:
         st.caption(f"{Path(folder).name}: latent size {model.config.latent_dim}, "
                    f"{'×'.join(map(str, model.config.image_shape))} images")
+        st.toggle("Decode in the browser", key="live_decoding",
+                  help="Run the decoder in your browser (WebAssembly), so the image follows the "
+                       "sliders while you drag. Off: decode on the server when a slider is released.")
         if metrics:
             st.caption(f"test MSE {metrics.get('mse_per_pixel', float('nan')):.4f} · "
                        f"kNN-5 {metrics.get('knn5_accuracy', float('nan')):.3f} · "

@@ -1,12 +1,15 @@
-"""The page's latency in a real browser (Debian's chromium via Playwright) against a real
+"""The page's speed in a real browser (Debian's chromium via Playwright) against a real
 `streamlit run app.py` server on the bundled model:
 
-- first image: from starting the server to the decoded image on screen;
-- slider -> image: one keyboard step on a latent slider until the image's src changes
-  (p50 / p95 over --moves changes);
-- map click -> sliders: a click on a map point until the slider values change.
+- first image: from starting the server to a decoded image on screen (the server's decode,
+  drawn until the browser's decoder runs), and to the browser's first own decode;
+- live decoding: distinct frames per second while dragging a latent slider and the 2-D pad,
+  a key step on a slider until the image changes (p50 / p95), one decode in the browser;
+- release -> Python: from releasing a drag to the new latent in the URL (the server has it);
+- map click -> controls moved;
+- the fallback without WebAssembly: a server slider step until the new image (p50 / p95).
 
-    python bench/app_latency.py [--moves 60] [--clicks 10]
+    python bench/app_latency.py [--steps 60] [--drags 3] [--clicks 10]
 
 Writes bench/results/app_latency.json and .md.
 """
@@ -16,22 +19,29 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+sys.path.insert(0, str(ROOT))
+
+from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, FRAME_SAMPLER_START_JS,  # noqa: E402
+                                   FRAME_SAMPLER_STOP_JS, LATENT_VALUES_JS, NO_WEBASSEMBLY_JS, drag,
+                                   free_port, start_server)
+
+CANVAS_HASH_JS = """() => {
+    const find = root => { for (const e of root.querySelectorAll('*')) if (e.shadowRoot) {
+        const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot); if (c) return c; } return null; };
+    const d = find(document).getContext('2d').getImageData(0, 0, 320, 320).data;
+    let h = 0; for (let i = 0; i < d.length; i += 20) h = (Math.imul(h, 31) + d[i]) | 0; return h;
+}"""
 IMAGE_SRC_JS = "() => { const i = document.querySelector('[data-testid=stImage] img'); return i && i.getAttribute('src'); }"
-SLIDERS_JS = """() => [...document.querySelectorAll('[data-testid=stSlider] input[type=range]')]
-    .filter(e => /^z[0-9]+$/.test(e.getAttribute('aria-label'))).map(e => e.value).join(',')"""
+URL_Z_JS = "() => new URLSearchParams(location.search).get('z')"
 POINT_JS = """k => {
     const plot = document.querySelector('.js-plotly-plot');
     const traces = plot._fullData.filter(t => t.type === 'scattergl');
@@ -40,12 +50,14 @@ POINT_JS = """k => {
     const i = (k * 37) % t._length;
     return {x: box.left + plot._fullLayout.xaxis.l2p(t.x[i]), y: box.top + plot._fullLayout.yaxis.l2p(t.y[i])};
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+DECODE_MS_JS = """async n => {
+    const hub = window.__latentExplorer, times = [];
+    for (let k = 0; k < n; k++) {
+        const z = Array.from({length: 8}, (_, i) => Math.sin(k + i));
+        const t = performance.now(); await hub.decode([z]); times.push(performance.now() - t);
+    }
+    return times;
+}"""
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -53,9 +65,105 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "n": len(values)}
 
 
+def frames_per_second(changes: list[float]) -> float:
+    """Distinct frames per second from the timestamps (ms) of changed frames."""
+    if len(changes) < 2:
+        return 0.0
+    return (len(changes) - 1) / ((changes[-1] - changes[0]) / 1000)
+
+
+def measure_drags(page: object, locator: object, drags: int) -> list[float]:
+    rates = []
+    for k in range(drags):
+        page.evaluate(FRAME_SAMPLER_START_JS)
+        low, high = (0.1, 0.9) if k % 2 == 0 else (0.9, 0.1)
+        drag(page, locator, low, high, moves=180, pause_s=1 / 120)
+        rates.append(frames_per_second(page.evaluate(FRAME_SAMPLER_STOP_JS)))
+        time.sleep(0.5)
+    return rates
+
+
+def live_measures(page: object, args: argparse.Namespace) -> dict:
+    slider = page.get_by_role("slider", name="z1")
+    slider_fps = measure_drags(page, slider, args.drags)
+    pad_fps = measure_drags(page, page.locator("canvas.lx-pad"), args.drags)
+
+    step_ms = []
+    slider.focus()
+    for k in range(args.steps):
+        before = page.evaluate(CANVAS_HASH_JS)
+        started = time.perf_counter()
+        page.keyboard.press("ArrowRight" if (k // 10) % 2 == 0 else "ArrowLeft")
+        page.wait_for_function(f"b => ({CANVAS_HASH_JS})() !== b", arg=before, timeout=10_000, polling="raf")
+        step_ms.append((time.perf_counter() - started) * 1000)
+    time.sleep(1.0)
+
+    release_ms = []
+    for k in range(args.drags):
+        before = page.evaluate(URL_Z_JS)
+        drag(page, slider, 0.3 if k % 2 else 0.7, 0.5 + 0.05 * k, moves=10, pause_s=0.005)
+        released = time.perf_counter()
+        page.wait_for_function(f"b => ({URL_Z_JS})() !== b", arg=before, timeout=15_000)
+        release_ms.append((time.perf_counter() - released) * 1000)
+        time.sleep(0.5)
+
+    decode_ms = page.evaluate(DECODE_MS_JS, 100)
+    return {
+        "slider_drag_fps": slider_fps,
+        "pad_drag_fps": pad_fps,
+        "key_step_to_image": percentiles(step_ms),
+        "browser_decode": percentiles(decode_ms),
+        "release_to_python": percentiles(release_ms),
+    }
+
+
+def map_click_measures(page: object, clicks: int) -> dict | None:
+    click_ms = []
+    for k in range(clicks):
+        target = page.evaluate(POINT_JS, k)
+        page.mouse.move(target["x"] - 4, target["y"] - 4)
+        page.mouse.move(target["x"], target["y"])
+        page.wait_for_function("() => (document.querySelector('.js-plotly-plot')._hoverdata || []).length > 0",
+                               timeout=5_000)
+        before = page.evaluate(LATENT_VALUES_JS)
+        started = time.perf_counter()
+        page.mouse.click(target["x"], target["y"])
+        try:
+            page.wait_for_function(f"b => ({LATENT_VALUES_JS})().some((x, i) => x !== b[i])", arg=before,
+                                   timeout=5_000)
+        except Exception:  # noqa: BLE001 - a click on an already-selected point changes nothing
+            continue
+        click_ms.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.3)
+    return percentiles(click_ms) if click_ms else None
+
+
+def server_slider_measures(browser: object, url: str, steps: int) -> dict:
+    """The fallback page (no WebAssembly): Streamlit's sliders, decoded on the server."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.add_init_script(NO_WEBASSEMBLY_JS)
+    page.goto(url)
+    page.get_by_text("decoder(z)").wait_for(timeout=60_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    time.sleep(1.0)
+    slider_ms = []
+    sliders = page.locator("[data-testid=stSlider] input[type=range]")
+    for k in range(steps):
+        sliders.nth(k % 8).focus()
+        before = page.evaluate(IMAGE_SRC_JS)
+        started = time.perf_counter()
+        page.keyboard.press("ArrowRight" if (k // 8) % 2 == 0 else "ArrowLeft")
+        page.wait_for_function(f"b => ({IMAGE_SRC_JS})() !== b", arg=before, timeout=10_000)
+        slider_ms.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.05)
+    page.close()
+    return percentiles(slider_ms)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--moves", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--drags", type=int, default=3)
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
@@ -63,79 +171,60 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
         started = time.perf_counter()
-        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                                   "--server.headless", "true"], cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = start_server(port)
         try:
-            while True:  # poll until the server answers, then load the page at once
-                try:
-                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
             page.goto(url)
-            page.wait_for_function(f"() => ({IMAGE_SRC_JS})() !== null", timeout=60_000)
+            page.wait_for_function("() => window.__latentExplorer && window.__latentExplorer.timing.placeholder !== null",
+                                   timeout=60_000, polling="raf")
             first_image_s = time.perf_counter() - started
+            page.wait_for_function("() => window.__latentExplorer.stats.draws > 0", timeout=60_000, polling="raf")
+            first_live_s = time.perf_counter() - started
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             time.sleep(1.0)
-
-            slider_ms = []
-            slider = page.locator("[data-testid=stSlider] input[type=range]")
-            for k in range(args.moves):
-                slider.nth(k % 8).focus()
-                before = page.evaluate(IMAGE_SRC_JS)
-                t0 = time.perf_counter()
-                page.keyboard.press("ArrowRight" if (k // 8) % 2 == 0 else "ArrowLeft")
-                page.wait_for_function(f"b => ({IMAGE_SRC_JS})() !== b", arg=before, timeout=10_000)
-                slider_ms.append((time.perf_counter() - t0) * 1000)
-                time.sleep(0.05)
-
-            click_ms = []
-            for k in range(args.clicks):
-                target = page.evaluate(POINT_JS, k)
-                page.mouse.move(target["x"] - 4, target["y"] - 4)
-                page.mouse.move(target["x"], target["y"])
-                page.wait_for_function("() => (document.querySelector('.js-plotly-plot')._hoverdata || []).length > 0",
-                                       timeout=5_000)
-                before = page.evaluate(SLIDERS_JS)
-                t0 = time.perf_counter()
-                page.mouse.click(target["x"], target["y"])
-                try:
-                    page.wait_for_function(f"b => ({SLIDERS_JS})() !== b", arg=before, timeout=5_000)
-                except Exception:  # noqa: BLE001 - a click on an already-selected point changes nothing
-                    continue
-                click_ms.append((time.perf_counter() - t0) * 1000)
-                time.sleep(0.3)
+            live = live_measures(page, args)
+            clicks = map_click_measures(page, args.clicks)
+            page.close()
+            server_sliders = server_slider_measures(browser, url, args.steps // 2)
         finally:
             browser.close()
             server.terminate()
             server.wait(timeout=10)
 
+    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, headless chromium",
+        "machine": f"{platform.machine()}, {cores} cores, headless chromium {browser.version}",
         "first_image_s": first_image_s,
-        "slider_to_image": percentiles(slider_ms),
-        "map_click_to_sliders": percentiles(click_ms) if click_ms else None,
+        "first_browser_decode_s": first_live_s,
+        **live,
+        "map_click_to_controls": clicks,
+        "server_slider_to_image": server_sliders,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "app_latency.json").write_text(json.dumps(result, indent=2) + "\n")
+    fps = lambda rates: f"{np.mean(rates):.0f} (min {min(rates):.0f}, n={len(rates)} drags)"  # noqa: E731
+    ms = lambda r: f"{r['p50_ms']:.0f} / {r['p95_ms']:.0f} ms (n={r['n']})"  # noqa: E731
     lines = [
         f"App latency, {result['date']}, {result['machine']}",
         "",
         "| measure | result |",
         "|---|---|",
-        f"| server start → first decoded image | {first_image_s:.2f} s |",
-        f"| slider step → new image, p50 / p95 (n={len(slider_ms)}) | "
-        f"{result['slider_to_image']['p50_ms']:.0f} / {result['slider_to_image']['p95_ms']:.0f} ms |",
+        f"| server start → first decoded image on screen | {first_image_s:.2f} s |",
+        f"| server start → first image decoded in the browser | {first_live_s:.2f} s |",
+        f"| distinct frames per second, dragging a slider | {fps(live['slider_drag_fps'])} |",
+        f"| distinct frames per second, dragging the 2-D pad | {fps(live['pad_drag_fps'])} |",
+        f"| slider key step → new image, p50 / p95 | {ms(live['key_step_to_image'])} |",
+        f"| one decode in the browser (onnxruntime-web, 1 thread), p50 / p95 | "
+        f"{live['browser_decode']['p50_ms']:.1f} / {live['browser_decode']['p95_ms']:.1f} ms |",
+        f"| release → latent in Python (URL updated), p50 / p95 | {ms(live['release_to_python'])} |",
     ]
-    if click_ms:
-        lines.append(f"| map click → sliders moved, p50 / p95 (n={len(click_ms)}) | "
-                     f"{result['map_click_to_sliders']['p50_ms']:.0f} / {result['map_click_to_sliders']['p95_ms']:.0f} ms |")
+    if clicks:
+        lines.append(f"| map click → controls moved, p50 / p95 | {ms(clicks)} |")
+    lines.append(f"| fallback without WebAssembly: server slider step → new image, p50 / p95 | {ms(server_sliders)} |")
     (out / "app_latency.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

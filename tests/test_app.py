@@ -1,8 +1,10 @@
 """The page's logic through streamlit.testing.v1.AppTest (no browser), on the bundled model."""
 
+import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -10,10 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 
 
-def run_app(query: dict[str, str] | None = None) -> AppTest:
+def run_app(query: dict[str, str] | None = None, live: bool = False) -> AppTest:
+    """The page after its first run. live=False switches off the in-browser decoder (AppTest has
+    no browser to run it), so the page shows the server-side sliders and image."""
     app = AppTest.from_file(APP, default_timeout=60)
     for key, value in (query or {}).items():
         app.query_params[key] = value
+    app.session_state["live_decoding"] = live
     app.run()
     assert not app.exception, app.exception
     return app
@@ -117,3 +122,37 @@ def test_deselecting_the_view_shows_neither_and_keeps_working() -> None:
     assert [caption for _, caption in images(app)] == ["decoder(z)"]
     latent_sliders(app)[1].set_value(0.5).run()
     assert not app.exception and app.query_params["view"] == "interpolate"
+
+
+def live_payloads(app: AppTest) -> tuple[bytes, dict]:
+    """(decoder model bytes, controls JSON) sent to the in-browser decoder's two components."""
+    elements = {e.proto.component_name: e.proto for e in app.get("bidi_component")}
+    model = elements["latent_explorer.decoder_model"].bytes
+    return model, json.loads(elements["latent_explorer.live_latent"].json)
+
+
+def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
+    app = run_app({"z": "0.5,-0.25,0,0,0,0,0,1"}, live=True)
+    assert not latent_sliders(app)  # the browser draws the controls
+    model, payload = live_payloads(app)
+    assert model[:4] == b"LEXD" and model[4:20].decode() == payload["model_id"]
+    onnx_model = onnx.load_from_string(model[20:])
+    assert [i.name for i in onnx_model.graph.input] == ["z"]
+    assert payload["latent"] == [0.5, -0.25, 0, 0, 0, 0, 0, 1.0]
+    assert payload["shape"] == [1, 28, 28] and len(payload["low"]) == 8
+    assert payload["principal"]["name"] == "PC1 × PC2"
+    assert payload["asset_url"] == "/app/static/ort/"
+    assert payload["image"].startswith("data:image/png;base64,")
+    # Random sets the latent from Python: a new revision tells the browser to move its controls.
+    next(b for b in app.button if b.label == "Random").click().run()
+    _, after = live_payloads(app)
+    assert after["revision"] == payload["revision"] + 1
+    assert after["latent"] != payload["latent"]
+    assert app.query_params["z"] == ",".join(f"{v:.3f}" for v in after["latent"])
+
+
+def test_switching_live_decoding_off_shows_the_server_sliders() -> None:
+    app = run_app({"z": "0.5,-0.25,0,0,0,0,0,1"}, live=True)
+    app.sidebar.toggle(key="live_decoding").set_value(False).run()
+    assert [s.value for s in latent_sliders(app)] == [0.5, -0.25, 0, 0, 0, 0, 0, 1.0]
+    assert images(app)[0][1] == "decoder(z)"

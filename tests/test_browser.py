@@ -3,47 +3,20 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
+import re
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
+import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+import training
+from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, FRAME_SAMPLER_START_JS, FRAME_SAMPLER_STOP_JS,
+                                   LATENT_VALUES_JS, LIVE_READY_JS, NO_WEBASSEMBLY_JS, ROOT, drag, free_port,
+                                   start_server)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen:
-    """`streamlit run app.py` on PORT; returns once its health check answers."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
-                if r.status == 200:
-                    return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("streamlit did not start within 60 s")
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +29,18 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def playwright() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: object) -> Iterator[object]:
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture
@@ -70,7 +48,7 @@ def page(browser: object, server: str) -> Iterator[object]:
     context = browser.new_context(viewport={"width": 1400, "height": 1200}, accept_downloads=True)
     page = context.new_page()
     page.goto(server)
-    page.get_by_text("decoder(z)").wait_for(timeout=30_000)
+    page.wait_for_function(LIVE_READY_JS, timeout=60_000)  # the browser decoded its first image
     page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
     yield page
     try:  # whatever a test did, the page never shows a traceback
@@ -79,42 +57,63 @@ def page(browser: object, server: str) -> Iterator[object]:
         context.close()
 
 
-def decoded_image_src(page: object) -> str:
-    return page.locator("[data-testid=stImage] img").first.get_attribute("src")
-
-
-LATENT_INPUTS_JS = """() => [...document.querySelectorAll('[data-testid=stSlider] input[type=range]')]
-    .filter(e => /^z[0-9]+$/.test(e.getAttribute('aria-label'))).map(e => parseFloat(e.value))"""
-
-
 def latent_values(page: object) -> list[float]:
-    """The eight latent sliders' values, as the browser holds them."""
-    return page.evaluate(LATENT_INPUTS_JS)
+    """The eight latent controls' values, as the browser holds them."""
+    return page.evaluate(LATENT_VALUES_JS)
 
 
-def test_page_loads_with_eight_sliders_and_no_error(page: object, tmp_path: Path) -> None:
+def test_page_loads_with_eight_live_sliders_and_no_error(page: object, tmp_path: Path) -> None:
     assert page.locator("[data-testid=stException]").count() == 0
-    labels = page.locator("[data-testid=stSlider] [data-testid=stWidgetLabel]").all_inner_texts()
-    assert labels[:8] == [f"z{i}" for i in range(1, 9)]
+    sliders = page.get_by_role("slider", name=re.compile(r"^z[0-9]+$"))
+    assert [sliders.nth(i).get_attribute("aria-label") for i in range(8)] == [f"z{i}" for i in range(1, 9)]
     assert latent_values(page) == [0.0] * 8
-    src = decoded_image_src(page)
-    assert src and "/media/" in src
+    assert page.locator("canvas.lx-image").is_visible() and page.locator("canvas.lx-pad").is_visible()
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
 
-def test_moving_a_slider_changes_the_picture(page: object) -> None:
-    before = decoded_image_src(page)
-    page.locator("[data-testid=stSlider] input[type=range]").first.focus()
-    for _ in range(40):
-        page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        "before => document.querySelector('[data-testid=stImage] img').getAttribute('src') !== before",
-        arg=before, timeout=15_000)
-    assert latent_values(page)[0] == pytest.approx(0.4, abs=1e-6)
-    # the server receives the final value and puts it in the shareable URL
-    page.wait_for_function("() => location.search.includes('z=0.400')", timeout=15_000)
+def test_dragging_a_slider_redraws_the_image_live_and_python_gets_the_final_value(page: object) -> None:
+    page.evaluate(FRAME_SAMPLER_START_JS)
+    seconds = drag(page, page.get_by_role("slider", name="z1"), 0.2, 0.8)
+    changes = page.evaluate(FRAME_SAMPLER_STOP_JS)
+    # The image changed on many frames during the drag, not once at the release.
+    assert len(changes) >= 10, f"{len(changes)} changed frames in a {seconds:.2f} s drag"
+    final = latent_values(page)[0]
+    assert final > 0.5
+    # Python received the released value: it is in the shareable URL.
+    page.wait_for_function("v => new URLSearchParams(location.search).get('z').startsWith(v)",
+                           arg=f"{final:.3f},", timeout=15_000)
+
+
+def test_the_pad_moves_z_across_the_principal_plane(page: object, server: str) -> None:
+    before = np.array(latent_values(page))
+    page.evaluate(FRAME_SAMPLER_START_JS)
+    drag(page, page.locator("canvas.lx-pad"), 0.1, 0.9, moves=40)
+    changes = page.evaluate(FRAME_SAMPLER_STOP_JS)
+    assert len(changes) >= 5
+    after = np.array(latent_values(page))
+    moved = after - before
+    assert np.abs(moved).max() > 0.5
+    # The move lies in the plane of the encoded means' two principal directions.
+    from explorer.atlas import load_atlas
+    from explorer.live import principal_plane
+    plane = principal_plane(load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8).means)
+    in_plane = (moved @ plane.u) * plane.u + (moved @ plane.v) * plane.v
+    assert np.abs(moved - in_plane).max() < 0.05  # controls round to 0.01
+    page.wait_for_function("v => new URLSearchParams(location.search).get('z').startsWith(v)",
+                           arg=f"{after[0]:.3f},", timeout=15_000)
+
+
+def test_the_browser_decodes_like_torch(page: object) -> None:
+    """100 random latents through onnxruntime-web in the page and through torch: equal to 1e-4."""
+    latents = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
+    browser = np.array(page.evaluate("z => window.__latentExplorer.decode(z)", latents.tolist()), np.float32)
+    model = training.load_model(ROOT / "checkpoints" / "mnist-z8")
+    with torch.no_grad():
+        expected = model.decode(torch.from_numpy(latents)).reshape(100, -1).numpy()
+    assert browser.shape == expected.shape == (100, 784)
+    assert np.abs(browser - expected).max() < 1e-4
 
 
 def test_the_map_holds_every_test_image(page: object) -> None:
@@ -140,7 +139,7 @@ def test_clicking_a_point_moves_the_sliders(page: object) -> None:
     page.wait_for_function("() => (document.querySelector('.js-plotly-plot')._hoverdata || []).length > 0")
     page.mouse.click(target["x"], target["y"])
     page.wait_for_function(
-        f"before => ({LATENT_INPUTS_JS})().some((x, i) => x !== before[i])", arg=before, timeout=15_000)
+        f"before => ({LATENT_VALUES_JS})().some((x, i) => x !== before[i])", arg=before, timeout=15_000)
     assert latent_values(page) != before
     assert page.locator("[data-testid=stException]").count() == 0
 
@@ -160,3 +159,29 @@ def test_traversal_grid_view(page: object) -> None:
     page.get_by_role("radio", name="Traverse").click()
     page.locator("[data-testid=stImage]").filter(has_text="sweeps").wait_for(timeout=15_000)
     assert "view=traverse" in page.url
+
+
+def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: object, server: str) -> None:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.add_init_script(NO_WEBASSEMBLY_JS)  # a browser without WebAssembly
+        page.goto(server)
+        warning = page.get_by_text("Live decoding is off")
+        warning.wait_for(timeout=60_000)
+        assert "WebAssembly" in warning.inner_text()
+        page.get_by_text("decoder(z)").wait_for(timeout=30_000)
+        labels = page.locator("[data-testid=stSlider] [data-testid=stWidgetLabel]").all_inner_texts()
+        assert labels[:8] == [f"z{i}" for i in range(1, 9)]
+        # the server's sliders still drive the image
+        before = page.locator("[data-testid=stImage] img").first.get_attribute("src")
+        page.locator("[data-testid=stSlider] input[type=range]").first.focus()
+        for _ in range(40):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "b => document.querySelector('[data-testid=stImage] img').getAttribute('src') !== b",
+            arg=before, timeout=15_000)
+        page.wait_for_function("() => location.search.includes('z=0.400')", timeout=15_000)
+        assert page.locator("[data-testid=stException]").count() == 0
+    finally:
+        browser.close()

@@ -1,0 +1,136 @@
+"""What the in-browser decoder needs from Python: the decoder as ONNX, the 2-D pad's planes,
+and the payloads the live component receives. Plain Python; app.py only mounts the component.
+
+The browser runs the exported decoder with onnxruntime-web (WebAssembly), so dragging a control
+redraws the image on every input event with no round trip to the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+# Bytes the model payload starts with, then the model id (ASCII, MODEL_ID_CHARS), then ONNX.
+MODEL_MAGIC = b"LEXD"
+MODEL_ID_CHARS = 16
+ONNX_OPSET = 17
+
+
+class _Decoder(nn.Module):
+    """decode() alone, as a module the exporter can trace: z (N, D) -> image (N, C, H, W) in [0, 1]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.model.decode(z)
+
+
+def export_decoder_onnx(model: nn.Module) -> bytes:
+    """The model's decoder as one ONNX file (opset 17, batch size free), input "z" (N, D)
+    float32, output "image" (N, C, H, W) float32 in [0, 1]. Weights are float32, so the browser
+    reproduces torch's output to rounding error."""
+    latent_dim = model.config.latent_dim
+    buffer = io.BytesIO()
+    decoder = _Decoder(model).eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter is deprecated in favour of dynamo (which needs onnxscript)
+        # but does this small static graph exactly, with only the `onnx` package.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(decoder, (torch.zeros(1, latent_dim),), buffer, dynamo=False,
+                          input_names=["z"], output_names=["image"], opset_version=ONNX_OPSET,
+                          dynamic_axes={"z": {0: "batch"}, "image": {0: "batch"}})
+    return buffer.getvalue()
+
+
+def model_payload(onnx_bytes: bytes) -> tuple[str, bytes]:
+    """(model id, bytes for the browser): MODEL_MAGIC + id + ONNX. The id is a content hash, so
+    the live controls find the decoder they were told to use, and an unchanged model is sent
+    to the browser once."""
+    model_id = hashlib.sha256(onnx_bytes).hexdigest()[:MODEL_ID_CHARS]
+    return model_id, MODEL_MAGIC + model_id.encode("ascii") + onnx_bytes
+
+
+@dataclass(frozen=True)
+class PadPlane:
+    """A plane through latent space for the 2-D pad. Moving the pad's point to (a, b) sets
+    z ← z + (a − a₀)·u + (b − b₀)·v, where (a₀, b₀) = coordinates(z): the components along u
+    and v are replaced and every other direction of z is kept (live_decoder.js does this).
+
+    origin: (D,) point the coordinates are measured from; u, v: (D,) orthonormal directions;
+    a_range, b_range: the pad's extent along u and v in latent units."""
+
+    name: str
+    origin: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    a_range: tuple[float, float]
+    b_range: tuple[float, float]
+
+    def coordinates(self, z: np.ndarray) -> tuple[float, float]:
+        """(a, b) of z on this plane."""
+        offset = np.asarray(z, np.float64) - self.origin
+        return float(offset @ self.u), float(offset @ self.v)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "origin": self.origin.tolist(), "u": self.u.tolist(),
+                "v": self.v.tolist(), "a_range": list(self.a_range), "b_range": list(self.b_range)}
+
+
+def principal_plane(means: np.ndarray, spread: float = 3.0) -> PadPlane:
+    """The plane of the two principal directions of the encoded means (N, D), centred on their
+    mean, spanning ±spread standard deviations along each: the manifold's widest view."""
+    means = np.asarray(means, np.float64)
+    if means.ndim != 2 or means.shape[0] < 3 or means.shape[1] < 2:
+        raise ValueError(f"need at least 3 means of dimension ≥ 2, got shape {means.shape}")
+    centre = means.mean(axis=0)
+    _, singular, directions = np.linalg.svd(means - centre, full_matrices=False)
+    sd = singular[:2] / np.sqrt(means.shape[0] - 1)
+    u, v = directions[0], directions[1]
+    # A sign convention, so the pad does not flip between runs of the same data.
+    u, v = (u if u[np.argmax(np.abs(u))] > 0 else -u), (v if v[np.argmax(np.abs(v))] > 0 else -v)
+    return PadPlane("PC1 × PC2", centre, u, v, (-spread * sd[0], spread * sd[0]),
+                    (-spread * sd[1], spread * sd[1]))
+
+
+def live_payload(model_id: str, image_shape: tuple[int, int, int], latent: np.ndarray,
+                 revision: int, low: np.ndarray, high: np.ndarray, principal: dict | None,
+                 asset_url: str, image_png: bytes | None = None) -> dict:
+    """The JSON the live controls receive on each run. `revision` changes only when Python sets
+    the latent (random, origin, map click), so the browser moves its controls then and keeps
+    the user's own position otherwise. `image_png`, the server's decode of `latent` at its native
+    size, is drawn until the browser's decoder has started."""
+    channels, height, width = image_shape
+    return {
+        "model_id": model_id,
+        "shape": [int(channels), int(height), int(width)],
+        "latent": [round(float(x), 4) for x in latent],
+        "revision": int(revision),
+        "low": [float(x) for x in low],
+        "high": [float(x) for x in high],
+        "principal": principal,  # PadPlane.to_json() or None
+        "asset_url": asset_url,
+        "image": None if image_png is None else "data:image/png;base64," + base64.b64encode(image_png).decode("ascii"),
+    }
+
+
+def latent_from_browser(value: object, low: np.ndarray, high: np.ndarray) -> np.ndarray | None:
+    """The latent the browser sent back, checked: a list of len(low) finite numbers, clamped to
+    [low, high] and rounded to the controls' 0.01 step. None for anything else (the page keeps
+    its latent: the browser is not trusted to send well-formed values)."""
+    if not isinstance(value, (list, tuple)) or len(value) != len(low):
+        return None
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+        return None
+    z = np.asarray(value, np.float64)
+    if not np.all(np.isfinite(z)):
+        return None
+    return np.clip(np.round(z, 2), low, high).astype(np.float32)

@@ -1,0 +1,109 @@
+"""Helpers shared by the browser tests and bench/app_latency.py: a real `streamlit run app.py`
+server, Debian's chromium, and page-side probes of the in-browser decoder."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+# Run before the page's own scripts: a browser without WebAssembly (chromium's
+# --js-flags=--noexpose_wasm does not hide it), where the page must fall back to server sliders.
+NO_WEBASSEMBLY_JS = "delete globalThis.WebAssembly;"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, timeout_s: float = 60) -> subprocess.Popen:
+    """`streamlit run app.py` on PORT; returns as soon as its health check answers."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"streamlit did not start within {timeout_s:.0f} s")
+
+
+# The live decoder's state, kept by frontend/live_decoder.js on window.__latentExplorer.
+LIVE_READY_JS = "() => !!(window.__latentExplorer && window.__latentExplorer.stats.draws > 0)"
+
+# The latent controls' values (range inputs z1…zD) wherever they are: the live component's
+# shadow root or Streamlit's own sliders.
+LATENT_VALUES_JS = """() => {
+    const found = [];
+    const visit = root => {
+        for (const e of root.querySelectorAll('*')) {
+            if (e.matches('input[type=range]') && /^z[0-9]+$/.test(e.getAttribute('aria-label') || '')) found.push(e);
+            if (e.shadowRoot) visit(e.shadowRoot);
+        }
+    };
+    visit(document);
+    return found.map(e => parseFloat(e.value));
+}"""
+
+# Start sampling the decoded image once per animation frame; a frame counts when the pixels
+# differ from the previous frame's. Stop with FRAME_SAMPLER_STOP_JS, which returns the
+# timestamps (ms) of the changed frames.
+FRAME_SAMPLER_START_JS = """() => {
+    const find = root => {
+        for (const e of root.querySelectorAll('*')) {
+            if (e.shadowRoot) {
+                const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot);
+                if (c) return c;
+            }
+        }
+        return null;
+    };
+    const canvas = find(document);
+    const context = canvas.getContext('2d');
+    const sampler = {changes: [], last: null, running: true};
+    const tick = t => {
+        if (!sampler.running) return;
+        const d = context.getImageData(0, 0, canvas.width, canvas.height).data;
+        let h = 0;
+        for (let i = 0; i < d.length; i += 20) h = (Math.imul(h, 31) + d[i]) | 0;
+        if (sampler.last !== null && h !== sampler.last) sampler.changes.push(t);
+        sampler.last = h;
+        requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+    window.__frameSampler = sampler;
+}"""
+FRAME_SAMPLER_STOP_JS = "() => { window.__frameSampler.running = false; return window.__frameSampler.changes; }"
+
+
+def drag(page: object, locator: object, fraction_from: float, fraction_to: float,
+         moves: int = 90, pause_s: float = 1 / 90) -> float:
+    """Drag across LOCATOR's box (an input range or the pad) from one fraction of its width to
+    another, in MOVES pointer moves about PAUSE_S apart; returns the drag's wall time in s."""
+    box = locator.bounding_box()
+    y = box["y"] + box["height"] / 2
+    x_of = lambda f: box["x"] + box["width"] * f  # noqa: E731
+    page.mouse.move(x_of(fraction_from), y)
+    page.mouse.down()
+    started = time.perf_counter()
+    for k in range(1, moves + 1):
+        page.mouse.move(x_of(fraction_from + (fraction_to - fraction_from) * k / moves), y)
+        time.sleep(pause_s)
+    page.mouse.up()
+    return time.perf_counter() - started

@@ -1,0 +1,73 @@
+"""explorer/live.py: what the in-browser decoder receives from Python."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx.reference import ReferenceEvaluator
+
+from explorer.live import (MODEL_MAGIC, export_decoder_onnx, latent_from_browser, live_payload,
+                           model_payload, principal_plane)
+from training.model import ConvVAE, ModelConfig
+
+
+@pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(latent_dim=4, channels=3, image_size=64,
+                                                               conv_channels=(8, 16, 16), hidden_dim=32)])
+def test_the_exported_decoder_computes_what_torch_does(config: ModelConfig) -> None:
+    torch.manual_seed(0)
+    model = ConvVAE(config).eval()
+    onnx_model = onnx.load_from_string(export_decoder_onnx(model))
+    onnx.checker.check_model(onnx_model)
+    graph = onnx_model.graph
+    assert [i.name for i in graph.input] == ["z"] and [o.name for o in graph.output] == ["image"]
+    z = np.random.default_rng(1).normal(size=(5, config.latent_dim)).astype(np.float32)
+    (image,) = ReferenceEvaluator(onnx_model).run(None, {"z": z})  # any batch size
+    with torch.no_grad():
+        expected = model.decode(torch.from_numpy(z)).numpy()
+    assert image.shape == (5, *config.image_shape)
+    assert np.abs(image - expected).max() < 1e-5
+
+
+def test_the_model_payload_carries_a_content_id() -> None:
+    model_id, payload = model_payload(b"onnx bytes")
+    assert payload == MODEL_MAGIC + model_id.encode() + b"onnx bytes"
+    assert len(model_id) == 16
+    assert model_payload(b"other bytes")[0] != model_id
+
+
+def test_the_principal_plane_spans_the_widest_directions() -> None:
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(2000, 8)) * np.array([5, 0.1, 2, 0.1, 0.1, 0.1, 0.1, 0.1]) + 1.0
+    plane = principal_plane(means)
+    assert abs(plane.u @ plane.u - 1) < 1e-9 and abs(plane.v @ plane.v - 1) < 1e-9 and abs(plane.u @ plane.v) < 1e-9
+    assert abs(plane.u[0]) > 0.99 and abs(plane.v[2]) > 0.99  # the sd-5 axis, then the sd-2 axis
+    assert plane.a_range[1] == pytest.approx(15, rel=0.05) and plane.b_range[1] == pytest.approx(6, rel=0.05)
+    assert plane.coordinates(plane.origin) == (0.0, 0.0)
+    assert plane.coordinates(plane.origin + 2 * plane.u) == pytest.approx((2.0, 0.0))
+    again = principal_plane(means[::-1])  # same data, another order: same signs
+    assert np.allclose(again.u, plane.u) and np.allclose(again.v, plane.v)
+    with pytest.raises(ValueError):
+        principal_plane(means[:2])
+
+
+LOW, HIGH = np.full(3, -3.0, np.float32), np.full(3, 3.0, np.float32)
+
+
+@pytest.mark.parametrize("value", [None, "1,2,3", [1, 2], [1, 2, 3, 4], [1, "2", 3], [1, True, 3],
+                                   [1, float("nan"), 3], [1, float("inf"), 3], {"0": 1}])
+def test_the_browser_latent_is_refused_unless_well_formed(value: object) -> None:
+    assert latent_from_browser(value, LOW, HIGH) is None
+
+
+def test_the_browser_latent_is_clamped_and_rounded() -> None:
+    z = latent_from_browser([0.123456, -99, 1e30], LOW, HIGH)
+    assert z.dtype == np.float32 and z.tolist() == pytest.approx([0.12, -3.0, 3.0])
+
+
+def test_the_payload_is_plain_json() -> None:
+    payload = live_payload("abc", (1, 28, 28), np.array([0.5, -1.25], np.float32), 3, LOW[:2], HIGH[:2],
+                           None, "/app/static/ort/", image_png=b"\x89PNG")
+    assert payload["latent"] == [0.5, -1.25] and payload["revision"] == 3 and payload["shape"] == [1, 28, 28]
+    assert payload["image"] == "data:image/png;base64,iVBORw=="

@@ -12,7 +12,7 @@ import training
 from explorer.atlas import Atlas, AtlasError, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, interpolate, latent_ranges, sample_prior, traverse
-from explorer.live import export_decoder_onnx, latent_from_browser, live_payload, model_payload, principal_plane
+from explorer.live import browser_bundle, export_decoder_onnx, latent_from_browser, live_payload, principal_plane
 from explorer.models import list_checkpoints
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, upscale
@@ -57,9 +57,13 @@ def live_components() -> tuple:
 
 
 @st.cache_data(max_entries=8, show_spinner="Exporting the decoder for the browser…")
-def browser_decoder(_model: training.ConvVAE, folder: str) -> tuple[str, bytes]:
-    """(model id, payload) of the folder's decoder as ONNX; cached per checkpoint folder."""
-    return model_payload(export_decoder_onnx(_model))
+def browser_data(_model: training.ConvVAE, folder: str) -> tuple[str, bytes]:
+    """(bundle id, bytes): the folder's decoder as ONNX and its atlas, for the browser."""
+    atlas = atlas_or_none(folder, _model.config.latent_dim)
+    onnx_bytes = export_decoder_onnx(_model)
+    if atlas is None:
+        return browser_bundle(onnx_bytes)
+    return browser_bundle(onnx_bytes, atlas.means, atlas.embedding)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -257,7 +261,9 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
         st.info("This checkpoint has no atlas yet. Build one with "
                 f"`python -m training atlas {folder}` to see the encoded test set here.")
     else:
-        marker = place_on_map(atlas, z)
+        # Live, the browser draws the star over the map as z moves (and the chart, unchanged,
+        # is not re-sent); the server's sliders need it in the figure.
+        marker = None if live else place_on_map(atlas, z)
         path_xy = None if path is None else np.array([place_on_map(atlas, p) for p in path])
         st.plotly_chart(atlas_figure(atlas, class_names(model), marker=marker, path=path_xy),
                         key="atlas_map", on_select=lambda: on_map_select(atlas),
@@ -281,10 +287,10 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
 def live_controls(folder: str, model: training.ConvVAE) -> None:
     """Sliders z1…zD, the decoded image and a 2-D pad, decoded in the browser while dragging."""
     model_component, controls_component = live_components()
-    model_id, model_bytes = browser_decoder(model, folder)
-    model_component(data=model_bytes, key="decoder_model", height=1)
+    bundle_id, bundle = browser_data(model, folder)
+    model_component(data=bundle, key="decoder_model", height=1)
     low, high = st.session_state["ranges"]
-    payload = live_payload(model_id, model.config.image_shape, st.session_state["latent"],
+    payload = live_payload(bundle_id, model.config.image_shape, st.session_state["latent"],
                            st.session_state["latent_revision"], low, high,
                            pad_plane_json(folder, model.config.latent_dim), browser_asset_url(),
                            image_png=png_bytes(decode_latents(model, st.session_state["latent"])[0]))
@@ -300,12 +306,18 @@ def server_controls(model: training.ConvVAE) -> None:
     low, high = st.session_state["ranges"]
     image_column, slider_column, _ = st.columns([3, 4, 3])
     with slider_column:
+        # Move the sliders only when Python set the latent: writing a widget's value on every
+        # run would push a stale value back into a slider the user is still stepping.
+        keys = [f"z{i + 1}" for i in range(latent_dim)]
+        stale = st.session_state.get("slider_revision") != st.session_state["latent_revision"]
         for i, value in enumerate(st.session_state["latent"]):
             lowest, highest = float(low[i]), float(high[i])
-            # float32 → float64 can land a hair outside the bounds, which the slider refuses
-            st.session_state[f"z{i + 1}"] = min(max(round(float(value), 2), lowest), highest)
+            if stale or keys[i] not in st.session_state:
+                # float32 → float64 can land a hair outside the bounds, which the slider refuses
+                st.session_state[keys[i]] = min(max(round(float(value), 2), lowest), highest)
             st.slider(f"z{i + 1}", lowest, highest, key=f"z{i + 1}", step=0.01,
                       format="%.2f", on_change=on_slider, args=(latent_dim,))
+        st.session_state["slider_revision"] = st.session_state["latent_revision"]
     with image_column:
         image = decode_latents(model, st.session_state["latent"])[0]
         st.image(png_bytes(upscale(image, max(1, IMAGE_PIXELS // image.shape[0]))),

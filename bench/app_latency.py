@@ -77,7 +77,7 @@ def measure_drags(page: object, locator: object, drags: int) -> list[float]:
     for k in range(drags):
         page.evaluate(FRAME_SAMPLER_START_JS)
         low, high = (0.1, 0.9) if k % 2 == 0 else (0.9, 0.1)
-        drag(page, locator, low, high, moves=180, pause_s=1 / 120)
+        drag(page, locator, low, high, moves=180)
         rates.append(frames_per_second(page.evaluate(FRAME_SAMPLER_STOP_JS)))
         time.sleep(0.5)
     return rates
@@ -88,6 +88,9 @@ def live_measures(page: object, args: argparse.Namespace) -> dict:
     slider_fps = measure_drags(page, slider, args.drags)
     pad_fps = measure_drags(page, page.locator("canvas.lx-pad"), args.drags)
 
+    page.get_by_role("button", name="Origin").click()  # z = 0: room to step both ways
+    page.wait_for_function(f"() => ({LATENT_VALUES_JS})().every(x => x === 0)", timeout=15_000)
+    time.sleep(0.5)
     step_ms = []
     slider.focus()
     for k in range(args.steps):

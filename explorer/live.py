@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -17,9 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-# Bytes the model payload starts with, then the model id (ASCII, MODEL_ID_CHARS), then ONNX.
-MODEL_MAGIC = b"LEXD"
-MODEL_ID_CHARS = 16
+# The bundle the browser receives once per checkpoint: BUNDLE_MAGIC, a little-endian uint32
+# header length, a JSON header (id and sections) padded to 4 bytes, then the sections.
+BUNDLE_MAGIC = b"LEXB"
 ONNX_OPSET = 17
 
 
@@ -51,12 +53,26 @@ def export_decoder_onnx(model: nn.Module) -> bytes:
     return buffer.getvalue()
 
 
-def model_payload(onnx_bytes: bytes) -> tuple[str, bytes]:
-    """(model id, bytes for the browser): MODEL_MAGIC + id + ONNX. The id is a content hash, so
-    the live controls find the decoder they were told to use, and an unchanged model is sent
-    to the browser once."""
-    model_id = hashlib.sha256(onnx_bytes).hexdigest()[:MODEL_ID_CHARS]
-    return model_id, MODEL_MAGIC + model_id.encode("ascii") + onnx_bytes
+def browser_bundle(onnx_bytes: bytes, means: np.ndarray | None = None,
+                   embedding: np.ndarray | None = None) -> tuple[str, bytes]:
+    """(bundle id, bytes) of what the browser needs once per checkpoint: the decoder as ONNX
+    and, when the checkpoint has an atlas, the encoded means (N, D) and their map positions
+    (N, 2) as little-endian float32, so the map marker follows the sliders while dragging.
+    The id is a content hash: the controls find the bundle they were told to use, and Streamlit
+    sends an unchanged bundle to the browser once."""
+    sections = [("onnx", onnx_bytes, None)]
+    if means is not None and embedding is not None:
+        sections.append(("means", np.ascontiguousarray(means, "<f4").tobytes(), list(means.shape)))
+        sections.append(("embedding", np.ascontiguousarray(embedding, "<f4").tobytes(), list(embedding.shape)))
+    body, table = bytearray(), {}
+    for name, data, shape in sections:
+        body += b"\0" * (-len(body) % 4)  # float32 views need 4-byte alignment
+        table[name] = {"offset": len(body), "length": len(data), "shape": shape}
+        body += data
+    bundle_id = hashlib.sha256(bytes(body)).hexdigest()[:16]
+    header = json.dumps({"id": bundle_id, "sections": table}).encode()
+    header += b" " * (-len(header) % 4)
+    return bundle_id, BUNDLE_MAGIC + struct.pack("<I", len(header)) + header + bytes(body)
 
 
 @dataclass(frozen=True)
@@ -101,7 +117,7 @@ def principal_plane(means: np.ndarray, spread: float = 3.0) -> PadPlane:
                     (-spread * sd[1], spread * sd[1]))
 
 
-def live_payload(model_id: str, image_shape: tuple[int, int, int], latent: np.ndarray,
+def live_payload(bundle_id: str, image_shape: tuple[int, int, int], latent: np.ndarray,
                  revision: int, low: np.ndarray, high: np.ndarray, principal: dict | None,
                  asset_url: str, image_png: bytes | None = None) -> dict:
     """The JSON the live controls receive on each run. `revision` changes only when Python sets
@@ -110,7 +126,7 @@ def live_payload(model_id: str, image_shape: tuple[int, int, int], latent: np.nd
     size, is drawn until the browser's decoder has started."""
     channels, height, width = image_shape
     return {
-        "model_id": model_id,
+        "bundle_id": bundle_id,
         "shape": [int(channels), int(height), int(width)],
         "latent": [round(float(x), 4) for x in latent],
         "revision": int(revision),

@@ -4,36 +4,44 @@
 //
 // Two components share this module's state through window.__latentExplorer (they live in
 // shadow roots of the same page, not iframes):
-//   decoder_model: data = bytes "LEXD" + 16-char model id + ONNX, sent once per model;
-//   live_latent:   data = small JSON (model id, shape, latent, revision, ranges, PCA plane).
+//   decoder_model: data = the checkpoint's bundle (explorer/live.py browser_bundle): the decoder
+//                  as ONNX and the atlas (encoded means, map positions); sent once per model;
+//   live_latent:   data = small JSON (bundle id, shape, latent, revision, ranges, PCA plane).
+// The current z is also a star drawn over the page's plotly map (placed among its nearest
+// encoded neighbours, as explorer/atlas.py place_on_map does), so it follows the drag.
 
 const HOOK = "__latentExplorer";
 const IMAGE_SIDE = 320; // CSS pixels of the decoded image; drawn nearest-neighbour
 const PAD_SIDE = 220;
 const PREVIEW_STEPS = 9; // the pad's background: a 9 × 9 grid of decoded points of the plane
+const COMMIT_DELAY_MS = 150;
 
 function hub() {
   if (!window[HOOK]) {
     const waiters = new Map();
     window[HOOK] = {
-      modelBytes: new Map(), // model id -> Uint8Array (ONNX)
-      sessions: new Map(), // model id -> Promise<{ort, session, queue}>
+      bundles: new Map(), // bundle id -> {onnx: Uint8Array, means?: Float32Array, embedding?, n, d}
+      sessions: new Map(), // bundle id -> Promise<decoder>
       ort: null, // Promise<ort module>
       active: null, // the instance drawn last: the test hook decodes with its model
-      stats: { decodes: 0, draws: 0, lastDecodeMs: 0 },
+      stats: { decodes: 0, draws: 0, lastDecodeMs: 0, lastPlaceMs: 0 },
       // milliseconds since navigation start: when the runtime, the session and the first image came
       timing: { mounted: performance.now(), placeholder: null, runtime: null, session: null, firstDraw: null },
-      putModel(id, bytes) {
-        this.modelBytes.set(id, bytes);
-        for (const resolve of waiters.get(id) || []) resolve(bytes);
+      putBundle(id, bundle) {
+        this.bundles.set(id, bundle);
+        for (const resolve of waiters.get(id) || []) resolve(bundle);
         waiters.delete(id);
       },
-      getModelBytes(id) {
-        if (this.modelBytes.has(id)) return Promise.resolve(this.modelBytes.get(id));
+      getBundle(id) {
+        if (this.bundles.has(id)) return Promise.resolve(this.bundles.get(id));
         return new Promise((resolve) => {
           if (!waiters.has(id)) waiters.set(id, []);
           waiters.get(id).push(resolve);
         });
+      },
+      // Test hook: the map position of z with the active model's atlas.
+      place(z) {
+        return placeOnMap(this.active.bundle, z);
       },
       // Test and benchmark hook: decode a list of latents with the active model.
       async decode(latents) {
@@ -83,8 +91,8 @@ function getDecoder(modelId, latentDim, assetUrl) {
   if (!h.sessions.has(modelId)) {
     h.sessions.set(modelId, (async () => {
       const ort = await loadOrt(assetUrl);
-      const bytes = await h.getModelBytes(modelId);
-      const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+      const bundle = await h.getBundle(modelId);
+      const session = await ort.InferenceSession.create(bundle.onnx, { executionProviders: ["wasm"] });
       if (h.timing.session === null) h.timing.session = performance.now();
       let queue = Promise.resolve();
       return {
@@ -105,6 +113,113 @@ function getDecoder(modelId, latentDim, assetUrl) {
     })());
   }
   return h.sessions.get(modelId);
+}
+
+// "LEXB", uint32 header length, JSON header {id, sections}, then the sections (4-byte aligned).
+function parseBundle(bytes) {
+  if (bytes.length < 8 || new TextDecoder().decode(bytes.subarray(0, 4)) !== "LEXB") return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = view.getUint32(4, true);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
+  const body = 8 + headerLength;
+  const section = (name) => {
+    const s = header.sections[name];
+    return s ? bytes.slice(body + s.offset, body + s.offset + s.length) : null; // a copy: aligned
+  };
+  const bundle = { id: header.id, onnx: section("onnx") };
+  if (header.sections.means && header.sections.embedding) {
+    [bundle.n, bundle.d] = header.sections.means.shape;
+    bundle.means = new Float32Array(section("means").buffer);
+    bundle.embedding = new Float32Array(section("embedding").buffer);
+  }
+  return bundle;
+}
+
+// Map position of z: the inverse-distance-weighted (1/d²) mean of the map positions of its
+// k nearest encoded means; exactly the point's position on a point (explorer/atlas.py).
+function placeOnMap(bundle, z, k = 8) {
+  const { n, d, means, embedding } = bundle;
+  const nearest = []; // [d², row], ascending, at most k
+  for (let row = 0; row < n; row++) {
+    let d2 = 0;
+    for (let j = 0; j < d; j++) {
+      const diff = means[row * d + j] - z[j];
+      d2 += diff * diff;
+    }
+    if (nearest.length < k || d2 < nearest[nearest.length - 1][0]) {
+      let at = nearest.length;
+      while (at > 0 && nearest[at - 1][0] > d2) at--;
+      nearest.splice(at, 0, [d2, row]);
+      if (nearest.length > k) nearest.pop();
+    }
+  }
+  if (Math.sqrt(nearest[0][0]) < 1e-6) {
+    const row = nearest[0][1];
+    return [embedding[2 * row], embedding[2 * row + 1]];
+  }
+  let x = 0, y = 0, total = 0;
+  for (const [d2, row] of nearest) {
+    const w = 1 / d2;
+    x += w * embedding[2 * row];
+    y += w * embedding[2 * row + 1];
+    total += w;
+  }
+  return [x / total, y / total];
+}
+
+// The star over the plotly map (key "atlas_map"), positioned with plotly's own axis transforms
+// and kept there through zoom, pan and redraws of the chart.
+const STAR_SVG = '<svg width="30" height="30" viewBox="-15 -15 30 30" aria-hidden="true">'
+  + '<polygon points="0,-13 3.8,-4.2 13,-4 5.7,2.4 8.2,11.5 0,6.3 -8.2,11.5 -5.7,2.4 -13,-4 -3.8,-4.2" '
+  + 'fill="#111" stroke="white" stroke-width="2"/></svg>';
+
+class MapMarker {
+  constructor() {
+    this.xy = null;
+    this.star = null;
+    this.plot = null;
+    this.timer = setInterval(() => this.render(), 500); // a remounted chart gets the star back
+  }
+
+  set(xy) {
+    this.xy = xy;
+    this.render();
+  }
+
+  render() {
+    const plot = document.querySelector(".st-key-atlas_map .js-plotly-plot");
+    if (!plot || !plot._fullLayout || !plot._fullLayout.xaxis || !this.xy) {
+      if (this.star) this.star.style.display = "none";
+      return;
+    }
+    if (plot !== this.plot || !this.star || !this.star.isConnected) {
+      this.star?.remove();
+      this.star = document.createElement("div");
+      this.star.className = "lx-map-star";
+      this.star.title = "current z";
+      this.star.innerHTML = STAR_SVG;
+      Object.assign(this.star.style, { position: "absolute", left: "0", top: "0", pointerEvents: "none", willChange: "transform",
+        zIndex: "10", lineHeight: "0" });
+      plot.querySelector(".svg-container").append(this.star);
+      if (plot !== this.plot && typeof plot.on === "function") {
+        plot.on("plotly_relayout", () => this.render());
+        plot.on("plotly_afterplot", () => this.render());
+      }
+      this.plot = plot;
+    }
+    const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+    const x = xa._offset + xa.l2p(this.xy[0]), y = ya._offset + ya.l2p(this.xy[1]);
+    const inside = x >= xa._offset && x <= xa._offset + xa._length && y >= ya._offset && y <= ya._offset + ya._length;
+    this.star.style.display = inside ? "block" : "none";
+    this.star.style.transform = `translate(${x - 15}px, ${y - 15}px)`;
+    this.star.dataset.x = this.xy[0];
+    this.star.dataset.y = this.xy[1];
+  }
+
+  destroy() {
+    clearInterval(this.timer);
+    this.star?.remove();
+  }
 }
 
 // (C, H, W) float32 in [0, 1] at `offset` -> RGBA pixels of an ImageData.
@@ -143,6 +258,8 @@ class LiveLatent {
     this.plane = null;
     this.previewKey = null;
     this.failed = false;
+    this.bundle = null;
+    this.marker = new MapMarker();
     this.box = el("div", { class: "lx" });
     root.append(this.box);
   }
@@ -208,10 +325,16 @@ class LiveLatent {
     }
     if (!this.decoder && data.image) this.drawPlaceholder(data.image);
     const assetUrl = new URL(data.asset_url, window.location.origin).href;
-    if (data.model_id !== this.modelId) {
-      this.modelId = data.model_id;
+    if (data.bundle_id !== this.modelId) {
+      this.modelId = data.bundle_id;
       this.decoder = null;
-      const wanted = data.model_id;
+      this.bundle = null;
+      const wanted = data.bundle_id;
+      hub().getBundle(wanted).then((bundle) => {
+        if (this.modelId !== wanted) return;
+        this.bundle = bundle;
+        this.placeMarker();
+      });
       getDecoder(wanted, this.dim, assetUrl).then((decoder) => {
         if (this.modelId !== wanted) return;
         this.decoder = decoder;
@@ -278,19 +401,40 @@ class LiveLatent {
       this.inputs[i].value = value;
       this.outputs[i].textContent = value.toFixed(2);
     });
-    this.drawPad();
+    this.changed();
   }
 
   onSlide(i) {
     this.z[i] = parseFloat(this.inputs[i].value);
     this.outputs[i].textContent = this.z[i].toFixed(2);
-    this.drawPad();
-    this.request();
+    this.changed();
   }
 
+  // z changed: redraw once per display frame, however many input events arrive in between.
+  changed() {
+    if (this.frameRequested) return;
+    this.frameRequested = true;
+    requestAnimationFrame(() => {
+      this.frameRequested = false;
+      this.drawPad();
+      this.placeMarker();
+      this.request();
+    });
+  }
+
+  placeMarker() {
+    if (!this.bundle || !this.bundle.means || !this.z) return;
+    const started = performance.now();
+    this.marker.set(placeOnMap(this.bundle, this.z));
+    hub().stats.lastPlaceMs = performance.now() - started;
+  }
+
+  // Send z to Python once the user pauses (a key held down or tapped fast is one rerun).
   commit() {
-    const values = Array.from(this.z, (v) => Math.round(v * 100) / 100);
-    this.setStateValue("latent", values);
+    clearTimeout(this.commitTimer);
+    this.commitTimer = setTimeout(() => {
+      this.setStateValue("latent", Array.from(this.z, (v) => Math.round(v * 100) / 100));
+    }, COMMIT_DELAY_MS);
     this.previewKey = null;
     this.drawPreview();
   }
@@ -371,7 +515,6 @@ class LiveLatent {
       this.z[k] = Math.min(Math.max(moved, this.low[k]), this.high[k]);
     }
     this.showValues();
-    this.request();
   }
 
   padPoint(event) {
@@ -462,6 +605,8 @@ class LiveLatent {
 
   destroy() {
     if (hub().active === this) hub().active = null;
+    clearTimeout(this.commitTimer);
+    this.marker.destroy();
     this.decoder = null;
   }
 }
@@ -470,11 +615,9 @@ const instances = new WeakMap();
 
 export default function (component) {
   const { data, parentElement, setStateValue } = component;
-  if (data instanceof Uint8Array) {
-    // decoder_model: "LEXD" + id + ONNX.
-    if (new TextDecoder().decode(data.subarray(0, 4)) !== "LEXD") return undefined;
-    const id = new TextDecoder().decode(data.subarray(4, 20));
-    if (!hub().modelBytes.has(id)) hub().putModel(id, data.slice(20));
+  if (data instanceof Uint8Array) { // decoder_model: the checkpoint's bundle
+    const bundle = parseBundle(data);
+    if (bundle && !hub().bundles.has(bundle.id)) hub().putBundle(bundle.id, bundle);
     return undefined;
   }
   let instance = instances.get(parentElement);

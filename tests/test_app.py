@@ -8,6 +8,8 @@ import onnx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.test_live import read_bundle
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 
@@ -125,7 +127,7 @@ def test_deselecting_the_view_shows_neither_and_keeps_working() -> None:
 
 
 def live_payloads(app: AppTest) -> tuple[bytes, dict]:
-    """(decoder model bytes, controls JSON) sent to the in-browser decoder's two components."""
+    """(bundle bytes, controls JSON) sent to the in-browser decoder's two components."""
     elements = {e.proto.component_name: e.proto for e in app.get("bidi_component")}
     model = elements["latent_explorer.decoder_model"].bytes
     return model, json.loads(elements["latent_explorer.live_latent"].json)
@@ -134,10 +136,12 @@ def live_payloads(app: AppTest) -> tuple[bytes, dict]:
 def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
     app = run_app({"z": "0.5,-0.25,0,0,0,0,0,1"}, live=True)
     assert not latent_sliders(app)  # the browser draws the controls
-    model, payload = live_payloads(app)
-    assert model[:4] == b"LEXD" and model[4:20].decode() == payload["model_id"]
-    onnx_model = onnx.load_from_string(model[20:])
+    bundle, payload = live_payloads(app)
+    header, sections = read_bundle(bundle)
+    assert header["id"] == payload["bundle_id"]
+    onnx_model = onnx.load_from_string(sections["onnx"])
     assert [i.name for i in onnx_model.graph.input] == ["z"]
+    assert header["sections"]["means"]["shape"] == [10_000, 8]  # the atlas, for the map's star
     assert payload["latent"] == [0.5, -0.25, 0, 0, 0, 0, 0, 1.0]
     assert payload["shape"] == [1, 28, 28] and len(payload["low"]) == 8
     assert payload["principal"]["name"] == "PC1 × PC2"

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 import training
+from explorer.atlas import load_atlas, place_on_map
+from explorer.live import principal_plane
 from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, FRAME_SAMPLER_START_JS, FRAME_SAMPLER_STOP_JS,
                                    LATENT_VALUES_JS, LIVE_READY_JS, NO_WEBASSEMBLY_JS, ROOT, drag, free_port,
                                    start_server)
@@ -86,6 +88,29 @@ def test_dragging_a_slider_redraws_the_image_live_and_python_gets_the_final_valu
                            arg=f"{final:.3f},", timeout=15_000)
 
 
+STAR_JS = """() => { const s = document.querySelector('.st-key-atlas_map .lx-map-star');
+    return s && s.style.display !== 'none' ? [parseFloat(s.dataset.x), parseFloat(s.dataset.y), s.style.transform] : null; }"""
+
+
+def test_the_map_star_follows_the_drag_and_the_map_is_not_redrawn(page: object) -> None:
+    page.wait_for_function(f"() => ({STAR_JS})() !== null", timeout=15_000)
+    page.evaluate("() => { document.querySelector('.st-key-atlas_map .js-plotly-plot').__kept = true; }")
+    page.evaluate(f"""() => {{ window.__stars = new Set();
+        const tick = () => {{ const s = ({STAR_JS})(); if (s) window.__stars.add(s[2]);
+                             if (window.__stars.size < 1000) requestAnimationFrame(tick); }};
+        requestAnimationFrame(tick); }}""")
+    drag(page, page.get_by_role("slider", name="z2"), 0.15, 0.85)
+    assert page.evaluate("() => window.__stars.size") >= 10  # the star moved while dragging
+    z = np.array(latent_values(page), np.float32)
+    page.wait_for_function("v => new URLSearchParams(location.search).get('z').includes(v)",
+                           arg=f",{z[1]:.3f},", timeout=15_000)
+    x, y, _ = page.evaluate(STAR_JS)
+    atlas = load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8)
+    assert (x, y) == pytest.approx(place_on_map(atlas, z), abs=1e-3)
+    # Python's rerun after the release did not re-send (and remount) the 10,000-point chart.
+    assert page.evaluate("() => document.querySelector('.st-key-atlas_map .js-plotly-plot').__kept === true")
+
+
 def test_the_pad_moves_z_across_the_principal_plane(page: object, server: str) -> None:
     before = np.array(latent_values(page))
     page.evaluate(FRAME_SAMPLER_START_JS)
@@ -96,8 +121,6 @@ def test_the_pad_moves_z_across_the_principal_plane(page: object, server: str) -
     moved = after - before
     assert np.abs(moved).max() > 0.5
     # The move lies in the plane of the encoded means' two principal directions.
-    from explorer.atlas import load_atlas
-    from explorer.live import principal_plane
     plane = principal_plane(load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8).means)
     in_plane = (moved @ plane.u) * plane.u + (moved @ plane.v) * plane.v
     assert np.abs(moved - in_plane).max() < 0.05  # controls round to 0.01

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import struct
+
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 
-from explorer.live import (MODEL_MAGIC, export_decoder_onnx, latent_from_browser, live_payload,
-                           model_payload, principal_plane)
+from explorer.live import (BUNDLE_MAGIC, browser_bundle, export_decoder_onnx, latent_from_browser,
+                           live_payload, principal_plane)
 from training.model import ConvVAE, ModelConfig
 
 
@@ -30,11 +33,31 @@ def test_the_exported_decoder_computes_what_torch_does(config: ModelConfig) -> N
     assert np.abs(image - expected).max() < 1e-5
 
 
-def test_the_model_payload_carries_a_content_id() -> None:
-    model_id, payload = model_payload(b"onnx bytes")
-    assert payload == MODEL_MAGIC + model_id.encode() + b"onnx bytes"
-    assert len(model_id) == 16
-    assert model_payload(b"other bytes")[0] != model_id
+def read_bundle(data: bytes) -> tuple[dict, dict[str, bytes]]:
+    """The inverse of browser_bundle, as live_decoder.js reads it."""
+    assert data[:4] == BUNDLE_MAGIC
+    (header_length,) = struct.unpack("<I", data[4:8])
+    header = json.loads(data[8:8 + header_length])
+    body = data[8 + header_length:]
+    sections = {name: body[s["offset"]:s["offset"] + s["length"]] for name, s in header["sections"].items()}
+    for s in header["sections"].values():
+        assert s["offset"] % 4 == 0  # float32 views need it
+    return header, sections
+
+
+def test_the_bundle_carries_the_decoder_and_the_atlas() -> None:
+    means = np.arange(30, dtype=np.float32).reshape(10, 3)
+    embedding = np.arange(20, dtype=np.float32).reshape(10, 2) / 7
+    bundle_id, data = browser_bundle(b"onnx!", means, embedding)
+    header, sections = read_bundle(data)
+    assert header["id"] == bundle_id and len(bundle_id) == 16
+    assert sections["onnx"] == b"onnx!"
+    assert np.array_equal(np.frombuffer(sections["means"], "<f4").reshape(header["sections"]["means"]["shape"]), means)
+    assert np.array_equal(np.frombuffer(sections["embedding"], "<f4").reshape(10, 2), embedding)
+    # the id follows the content; a bundle without an atlas has the decoder only
+    assert browser_bundle(b"onnx?", means, embedding)[0] != bundle_id
+    header, sections = read_bundle(browser_bundle(b"onnx!")[1])
+    assert set(sections) == {"onnx"}
 
 
 def test_the_principal_plane_spans_the_widest_directions() -> None:

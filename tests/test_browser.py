@@ -12,6 +12,8 @@ import pytest
 import torch
 
 import training
+from training.checkpoint import save_model
+from training.model import ConvVAE, ModelConfig
 from explorer.atlas import load_atlas, place_on_map
 from explorer.live import principal_plane
 from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, FRAME_SAMPLER_START_JS, FRAME_SAMPLER_STOP_JS,
@@ -128,6 +130,16 @@ def test_the_pad_moves_z_across_the_principal_plane(page: object, server: str) -
                            arg=f"{after[0]:.3f},", timeout=15_000)
 
 
+def test_random_from_python_moves_the_live_controls(page: object) -> None:
+    before = latent_values(page)
+    draws = page.evaluate("() => window.__latentExplorer.stats.draws")
+    page.get_by_role("button", name="Random").click()
+    page.wait_for_function(f"b => ({LATENT_VALUES_JS})().every((x, i) => x !== b[i])", arg=before, timeout=15_000)
+    page.wait_for_function("d => window.__latentExplorer.stats.draws > d", arg=draws, timeout=5_000)
+    expected = ",".join(f"{v:.3f}" for v in latent_values(page))
+    page.wait_for_function("v => new URLSearchParams(location.search).get('z') === v", arg=expected, timeout=15_000)
+
+
 def test_the_browser_decodes_like_torch(page: object) -> None:
     """100 random latents through onnxruntime-web in the page and through torch: equal to 1e-4."""
     latents = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
@@ -182,6 +194,35 @@ def test_traversal_grid_view(page: object) -> None:
     page.get_by_role("radio", name="Traverse").click()
     page.locator("[data-testid=stImage]").filter(has_text="sweeps").wait_for(timeout=15_000)
     assert "view=traverse" in page.url
+
+
+def test_an_rgb_model_is_decoded_live_too(page: object, tmp_path: Path) -> None:
+    """A 3×64×64 checkpoint (random weights, no atlas) picked by path: the same controls,
+    in colour, equal to torch."""
+    config = ModelConfig(latent_dim=6, channels=3, image_size=64, conv_channels=(8, 16, 16), hidden_dim=32)
+    torch.manual_seed(0)
+    model = ConvVAE(config).eval()
+    save_model(tmp_path / "rgb", model, {"model": config.to_dict()})
+    page.get_by_label("…or a checkpoint folder on this machine").fill(str(tmp_path / "rgb"))
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => { const a = window.__latentExplorer.active;"
+                           " return a && a.decoder && a.shape[0] === 3 && a.dim === 6; }", timeout=30_000)
+    assert len(latent_values(page)) == 6
+    latents = np.random.default_rng(1).normal(size=(20, 6)).astype(np.float32)
+    browser = np.array(page.evaluate("z => window.__latentExplorer.decode(z)", latents.tolist()), np.float32)
+    with torch.no_grad():
+        expected = model.decode(torch.from_numpy(latents)).reshape(20, -1).numpy()
+    assert browser.shape == (20, 3 * 64 * 64) and np.abs(browser - expected).max() < 1e-4
+    page.get_by_role("slider", name="z1").focus()
+    page.keyboard.press("ArrowRight")
+    colourful = page.evaluate("""() => {
+        const find = root => { for (const e of root.querySelectorAll('*')) if (e.shadowRoot) {
+            const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot); if (c) return c; } return null; };
+        const px = find(document).getContext('2d').getImageData(0, 0, 320, 320).data;
+        let n = 0; for (let i = 0; i < px.length; i += 4) if (px[i] !== px[i + 1] || px[i + 1] !== px[i + 2]) n++;
+        return n;
+    }""")
+    assert colourful > 1000  # RGB pixels, not gray
 
 
 def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: object, server: str) -> None:

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from training.checkpoint import atomic_save_tensors, load_model
-from training.data import load_dataset
-from training.evaluate import encode_dataset
+from training.evaluate import checkpoint_data, encode_dataset
 
 ATLAS = "atlas.safetensors"
 
@@ -36,7 +35,7 @@ def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | Non
     started = time.perf_counter()
     model = load_model(checkpoint, device="cpu")
     dataset = model.checkpoint_config["dataset"]["name"]
-    _, test = load_dataset(dataset, data_dir)
+    _, test = checkpoint_data(model, data_dir)
     count = min(limit, len(test)) if limit else len(test)
     mu, logvar = encode_dataset(model, test.images[:count])
     embedding = umap_embedding(mu.numpy(), seed=seed)

@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from training.checkpoint import CheckpointError, atomic_write_json, load_model, read_metrics
-from training.data import DATASETS, DataError
+from training.data import DATASET_NAMES, DataError
 from training.model import LOSSES, ModelConfig
 from training.train import DEVICES, LR_SCHEDULES, RECIPES, TrainConfig, TrainingError, TrainingInterrupted, pick_device
 
@@ -22,7 +22,8 @@ EXIT_USER_ERROR = 2
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="folder holding the IDX files (default: $LATENT_EXPLORER_DATA, "
-                        "else ~/.cache/latent-explorer, downloading what is missing)")
+                        "else ~/.cache/latent-explorer, downloading what is missing), or the folder of "
+                        "images for --dataset folder")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Flags default to None so that only what the user typed overrides a recipe or a resumed run.
     t = sub.add_parser("train", help="train a conv VAE and write a checkpoint folder")
     t.add_argument("--out", required=True, help="checkpoint folder to write")
-    t.add_argument("--dataset", choices=sorted(DATASETS))
+    t.add_argument("--dataset", choices=DATASET_NAMES,
+                   help="mnist (default), fashion-mnist, or folder: every PNG/JPEG under --data-dir "
+                        "(a class per subfolder)")
     t.add_argument("--recipe", choices=sorted(RECIPES), help="'seed': the write-up's 784·MSE+KL, "
                    "Adam lr 5e-4, batch 32, 2000 iterations")
     t.add_argument("--epochs", type=int)
@@ -49,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--conv-channels", type=lambda s: tuple(int(c) for c in s.split(",")),
                    help="comma-separated widths, e.g. 32,64,64")
     t.add_argument("--hidden-dim", type=int)
+    t.add_argument("--image-size", type=int, help="side of the square images (28 for the IDX sets; "
+                   "folder images are centre-cropped and resized to it)")
+    t.add_argument("--channels", type=int, choices=(1, 3), help="1: gray, 3: RGB (folder data sets)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_common(t)
@@ -84,7 +90,6 @@ def _configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConf
     if args.recipe == "seed" and args.epochs is None:
         train_values["epochs"] = 10_000  # the recipe stops on max_steps
     train_config = TrainConfig(**train_values)
-    # Image shape follows the data set (both IDX sets are 1x28x28).
     return ModelConfig(**model_values), train_config
 
 
@@ -105,8 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.data import load_dataset
-    from training.evaluate import importance_sampled_nll, test_metrics
+    from training.evaluate import checkpoint_data, importance_sampled_nll, test_metrics
 
     if args.iw_samples < 1:
         raise ValueError("--iw-samples must be at least 1")
@@ -114,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, device=device)
     config = model.checkpoint_config
     loss = config["train"]["loss"]
-    train_split, test_split = load_dataset(config["dataset"]["name"], args.data_dir)
+    train_split, test_split = checkpoint_data(model, args.data_dir)
     test_images, test_labels = test_split.images, test_split.labels
     if args.limit:
         test_images, test_labels = test_images[:args.limit], test_labels[:args.limit]

@@ -261,6 +261,31 @@ def load_split(images_path: Path, labels_path: Path) -> Split:
     return Split(images=x, labels=y)
 
 
+FOLDER = "folder"  # --dataset folder: any folder of PNG / JPEG images (training/images.py)
+DATASET_NAMES = (*sorted(DATASETS), FOLDER)
+
+
+def load_data(name: str, data_dir: str | os.PathLike | None, image_shape: tuple[int, int, int],
+              seed: int = 0, download: bool = True) -> tuple[Split, Split, tuple[str, ...]]:
+    """(train, test, class names) of any data set, images shaped IMAGE_SHAPE (C, H, W): an
+    IDX set by name (its images must already have that shape) or a folder of images (resized
+    to it; SEED picks the test split)."""
+    if name == FOLDER:
+        if data_dir is None:
+            raise DataError("--dataset folder needs --data-dir, the folder that holds the images.")
+        from training.images import load_image_folder  # noqa: PLC0415 - images.py imports this module
+
+        channels, size, _ = image_shape
+        return load_image_folder(data_dir, size, channels, seed=seed)
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}.")
+    train, test = load_dataset(name, data_dir, download=download)
+    if tuple(train.images.shape[1:]) != tuple(image_shape):
+        raise DataError(f"{name} images are {'×'.join(map(str, train.images.shape[1:]))} but the model "
+                        f"expects {'×'.join(map(str, image_shape))}; drop --image-size / --channels.")
+    return train, test, DATASETS[name].class_names
+
+
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
                  download: bool = True) -> tuple[Split, Split]:
     """(train, test) of an IDX data set, each whole in memory."""

@@ -4,13 +4,24 @@ accuracy of the encoder's means, and the importance-sampled negative log-likelih
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import Tensor
 
+from training.data import Split, load_data
 from training.model import ConvVAE, kl_divergence, log_likelihood, reconstruction_error
 
 EVAL_BATCH = 1000
+
+
+def checkpoint_data(model: ConvVAE, data_dir: str | os.PathLike | None = None) -> tuple[Split, Split]:
+    """(train, test) of the data set a checkpoint was trained on, split as it was: an image
+    folder is found at DATA_DIR, else where training read it."""
+    dataset = model.checkpoint_config["dataset"]
+    train, test, _ = load_data(dataset["name"], data_dir or dataset.get("path"), model.config.image_shape,
+                               seed=dataset.get("split_seed", 0))
+    return train, test
 
 
 @torch.inference_mode()

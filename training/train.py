@@ -33,7 +33,7 @@ from training.checkpoint import (
     save_model,
     versions,
 )
-from training.data import DATASETS, load_dataset
+from training.data import DATASET_NAMES, FOLDER, load_data
 from training.evaluate import elbo_metrics, test_metrics
 from training.model import LOSSES, ConvVAE, ModelConfig, vae_loss
 
@@ -56,8 +56,8 @@ class TrainConfig:
     log_every: int = 20  # steps between progress-bar updates and NaN checks
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
+        if self.dataset not in DATASET_NAMES:
+            raise ValueError(f"dataset must be one of {DATASET_NAMES}, got {self.dataset!r}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.max_steps < 0:
@@ -183,11 +183,11 @@ def save_training_state(folder: Path, model: ConvVAE, optimizer: torch.optim.Opt
                                             "noise_device": str(generator.device), **meta})
 
 
-def _run_config(model_config: ModelConfig, train_config: TrainConfig, extra: dict) -> dict:
+def _run_config(model_config: ModelConfig, train_config: TrainConfig, dataset: dict, extra: dict) -> dict:
     return {
         "model": model_config.to_dict(),
         "train": asdict(train_config),
-        "dataset": {"name": train_config.dataset, "class_names": list(DATASETS[train_config.dataset].class_names)},
+        "dataset": dataset,
         "versions": versions(),
         **extra,
     }
@@ -212,12 +212,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
     if resume:
         step, elapsed_before = _resume_into(out, model, optimizer, generator)
 
-    train_split, test_split = load_dataset(train_config.dataset, data_dir)
-    if train_split.images.shape[1:] != model_config.image_shape:
-        raise TrainingError(
-            f"{train_config.dataset} images are {tuple(train_split.images.shape[1:])} but the model "
-            f"expects {model_config.image_shape}."
-        )
+    train_split, test_split, class_names = load_data(train_config.dataset, data_dir, model_config.image_shape,
+                                                     seed=train_config.seed)
+    dataset = {"name": train_config.dataset, "class_names": list(class_names)}
+    if train_config.dataset == FOLDER:  # evaluate and atlas find the same images and split again
+        dataset.update(path=str(Path(data_dir).resolve()), split_seed=train_config.seed,
+                       train_images=len(train_split), test_images=len(test_split))
     x_train = train_split.images.to(device)
     n, batch = len(x_train), train_config.batch_size
     steps_per_epoch = n // batch
@@ -227,7 +227,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
     if train_config.max_steps:
         total_steps = min(total_steps, train_config.max_steps)
 
-    run_config = _run_config(model_config, train_config, {"steps_per_epoch": steps_per_epoch})
+    run_config = _run_config(model_config, train_config, dataset, {"steps_per_epoch": steps_per_epoch})
     use_amp = device.type == "cuda"
     started = time.perf_counter()
     images_seen = 0

@@ -1,0 +1,116 @@
+"""Image-folder data sets (training/images.py) and `--dataset folder` end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import training
+from training.data import DataError, load_data
+from training.images import MAX_PIXELS, find_images, load_image, load_image_folder
+from tests.test_train import ENV, ROOT
+
+
+def make_folder(root: Path, per_class: int = 12, size: tuple[int, int] = (48, 40)) -> Path:
+    """Two classes of RGB images in subfolders: red-ish PNGs and blue-ish JPEGs."""
+    rng = np.random.default_rng(0)
+    for name, colour, suffix in (("reds", (220, 30, 30), ".png"), ("blues", (30, 30, 220), ".jpg")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(colour) + rng.integers(-20, 20, size=(size[1], size[0], 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i:03d}{suffix}")
+    return root
+
+
+def test_classes_come_from_subfolders(tmp_path: Path) -> None:
+    files, labels, names = find_images(make_folder(tmp_path / "art"))
+    assert names == ("blues", "reds") and len(files) == 24
+    assert labels.tolist() == [0] * 12 + [1] * 12
+    (tmp_path / "flat").mkdir()
+    Image.new("L", (10, 10)).save(tmp_path / "flat" / "a.png")
+    Image.new("L", (10, 10)).save(tmp_path / "flat" / "b.PNG")
+    assert find_images(tmp_path / "flat")[2] == ("flat",)
+
+
+def test_images_are_cropped_resized_and_split(tmp_path: Path) -> None:
+    train, test, names = load_image_folder(make_folder(tmp_path / "art"), image_size=16, channels=3, seed=0)
+    assert train.images.shape == (22, 3, 16, 16) and test.images.shape == (2, 3, 16, 16)
+    assert train.images.dtype == torch.float32 and 0 <= train.images.min() and train.images.max() <= 1
+    reds = train.images[train.labels == 1]
+    assert (reds[:, 0].mean() > 0.7) and (reds[:, 2].mean() < 0.25)  # colour kept, channel order RGB
+    again = load_image_folder(tmp_path / "art", image_size=16, channels=3, seed=0)[1]
+    assert torch.equal(again.images, test.images)  # the same split for every command
+    gray = load_image(tmp_path / "art" / "reds" / "000.png", image_size=8, channels=1)
+    assert gray.shape == (8, 8, 1) and gray.dtype == np.uint8
+
+
+@pytest.mark.parametrize("case", ["empty", "corrupt", "truncated", "not-an-image", "bomb"])
+def test_a_bad_file_is_named_with_its_problem(tmp_path: Path, case: str) -> None:
+    folder = make_folder(tmp_path / "art", per_class=3)
+    bad = folder / "reds" / "bad.png"
+    if case == "empty":
+        bad.write_bytes(b"")
+    elif case == "corrupt":
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    elif case == "truncated":
+        good = (folder / "reds" / "000.png").read_bytes()
+        bad.write_bytes(good[: len(good) // 2])
+    elif case == "not-an-image":  # a GIF named .png: the type comes from the content
+        Image.new("RGB", (20, 20)).save(bad, format="GIF")
+    else:  # 100 megapixels that compress to almost nothing: refused before decoding
+        Image.new("1", (10_000, 10_000)).save(bad)
+        assert bad.stat().st_size < 100_000 and 10_000 * 10_000 > MAX_PIXELS
+    with pytest.raises(DataError) as error:
+        load_image_folder(folder, image_size=16, channels=3)
+    message = str(error.value)
+    assert message.startswith(str(bad)) and "\n" not in message
+    expected = {"empty": "empty", "corrupt": "not a readable PNG", "truncated": "decoded",
+                "not-an-image": "not a readable PNG or JPEG",
+                "bomb": "megapixel"}[case]
+    assert expected in message
+
+
+def test_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a folder"):
+        load_data("folder", tmp_path / "missing", (3, 16, 16))
+    (tmp_path / "none").mkdir()
+    with pytest.raises(DataError, match="no .png or .jpg"):
+        load_data("folder", tmp_path / "none", (3, 16, 16))
+    with pytest.raises(DataError, match="needs --data-dir"):
+        load_data("folder", None, (3, 16, 16))
+
+
+def test_cli_trains_on_a_folder_and_evaluates_and_maps_it(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "art")
+    out = tmp_path / "run"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300, env=ENV)
+
+    result = cli("train", "--dataset", "folder", "--data-dir", str(folder), "--out", str(out),
+                 "--image-size", "16", "--channels", "3", "--conv-channels", "4,8", "--hidden-dim", "16",
+                 "--latent-dim", "4", "--epochs", "2", "--batch-size", "7", "--quiet")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"]["name"] == "folder" and config["dataset"]["class_names"] == ["blues", "reds"]
+    assert config["dataset"]["path"] == str(folder.resolve()) and config["dataset"]["test_images"] == 2
+    model = training.load_model(out)
+    assert model.decode(torch.zeros(1, 4)).shape == (1, 3, 16, 16)
+    # evaluate finds the images where training read them, with the same split
+    result = cli("evaluate", str(out), "--iw-samples", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["test_images"] == 2
+    # a corrupt file: one line naming it, exit 2, no traceback
+    (folder / "blues" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    result = cli("train", "--dataset", "folder", "--data-dir", str(folder), "--out", str(tmp_path / "again"),
+                 "--image-size", "16", "--channels", "3", "--quiet")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "broken.jpg" in result.stderr

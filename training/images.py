@@ -1,0 +1,95 @@
+"""Image folders as data sets: every PNG or JPEG under a folder, checked, centre-cropped,
+resized once and held whole in one tensor, like the IDX sets.
+
+    folder/                     one class, named after the folder
+        a.jpg  b.png ...
+    folder/                     or one class per subfolder (its name)
+        cats/ a.jpg ...
+        dogs/ b.png ...
+
+Each file is opened by its content, not its name (only the PNG and JPEG decoders are
+allowed), its size is checked from the header before any pixel is decoded (a decompression
+bomb is refused, never decoded), and any file that cannot be used stops loading with one
+sentence naming it: a data set with a silently skipped file is not the one you asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from training.data import DataError, Split
+
+SUFFIXES = (".png", ".jpg", ".jpeg")
+FORMATS = ("PNG", "JPEG")
+MAX_PIXELS = 40_000_000  # 40 megapixels: larger files are refused before decoding
+TEST_FRACTION = 0.1
+
+
+def find_images(folder: str | os.PathLike) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
+    """(files, labels (N,) int64, class names) under FOLDER, sorted; a class per subfolder, or
+    one class named after FOLDER for the files directly in it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: is not a folder of images (pass one with --data-dir).")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{folder}: holds no .png or .jpg images, in it or its subfolders.")
+    groups = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else "" for p in files]
+    class_names = tuple(sorted(set(groups)))
+    labels = np.array([class_names.index(g) for g in groups], np.int64)
+    return files, labels, tuple(name or folder.resolve().name for name in class_names)
+
+
+def load_image(path: Path, image_size: int, channels: int) -> np.ndarray:
+    """One image as (image_size, image_size, channels) uint8: converted to gray or RGB, the
+    largest centred square cropped, resized with a Lanczos filter."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: is empty (0 bytes).")
+    try:
+        with Image.open(path, formats=FORMATS) as image:  # reads the header only
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise DataError(f"{path}: is {width}×{height} pixels, over the {MAX_PIXELS // 1_000_000}-megapixel "
+                                "limit; shrink it first.")
+            image.draft("L" if channels == 1 else "RGB", (image_size * 2, image_size * 2))  # JPEG: decode smaller
+            image = image.convert("L" if channels == 1 else "RGB")
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: is not a readable PNG or JPEG image (checked by its content, not its "
+                        "name).") from None
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: has more pixels than the {MAX_PIXELS // 1_000_000}-megapixel limit; "
+                        "shrink it first.") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot be decoded ({e}).") from None
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    square = image.crop((left, top, left + side, top + side))
+    resized = square.resize((image_size, image_size), Image.Resampling.LANCZOS)
+    return np.asarray(resized, np.uint8).reshape(image_size, image_size, channels)
+
+
+def load_image_folder(folder: str | os.PathLike, image_size: int, channels: int, seed: int = 0,
+                      test_fraction: float = TEST_FRACTION) -> tuple[Split, Split, tuple[str, ...]]:
+    """(train, test, class names) from a folder of images; the test split is a seeded random
+    TEST_FRACTION of the files (at least one), the same for every command given the seed."""
+    files, labels, class_names = find_images(folder)
+    if len(files) < 2:
+        raise DataError(f"{folder}: holds only {len(files)} image; a data set needs at least 2.")
+    # PIL decodes without the GIL; its warning about huge images is moot: load_image refuses them.
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        pixels = np.stack(list(pool.map(lambda p: load_image(p, image_size, channels), files)))
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0)  # (N, C, H, W) in [0, 1]
+    order = np.random.default_rng(seed).permutation(len(files))
+    n_test = max(1, round(len(files) * test_fraction))
+    test_rows, train_rows = torch.from_numpy(order[:n_test]), torch.from_numpy(order[n_test:])
+    targets = torch.from_numpy(labels)
+    return (Split(images[train_rows].contiguous(), targets[train_rows]),
+            Split(images[test_rows].contiguous(), targets[test_rows]), class_names)

@@ -131,3 +131,39 @@ def test_a_crash_mid_save_leaves_the_previous_checkpoint_loadable(checkpoint: Pa
     assert (checkpoint / WEIGHTS).read_bytes() == before
     training.load_model(checkpoint)
     assert not list(checkpoint.glob(".*.tmp"))  # the half-written file was removed
+
+
+SAVE_FOREVER = """
+import sys, torch
+from training.checkpoint import save_model
+from training.model import ConvVAE, ModelConfig
+config = ModelConfig()
+print("ready", flush=True)
+for step in range(10_000):
+    torch.manual_seed(step)
+    save_model(sys.argv[1], ConvVAE(config), {"model": config.to_dict(), "step": step})
+"""
+
+
+def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL at arbitrary moments of a process that does nothing but save: whatever it was
+    writing, the folder still loads (the weights are replaced by an atomic rename)."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "ckpt"
+    save_model(folder, ConvVAE(ModelConfig()), {"model": ModelConfig().to_dict(), "step": -1})
+    rng = random.Random(0)
+    root = Path(__file__).resolve().parent.parent
+    for _ in range(5):
+        process = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(folder)], cwd=root,
+                                   stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.6))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        model = training.load_model(folder)  # never a CheckpointError
+        assert model.config == ModelConfig()

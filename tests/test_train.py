@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -160,6 +161,14 @@ def test_unwritable_out_fails_before_training(tiny_mnist: Path, tmp_path: Path) 
     result = cli("train", "--out", str(blocker / "run"), "--data-dir", str(tiny_mnist), *TINY_FLAGS)
     assert result.returncode == 2
     assert result.stderr.startswith("error: Cannot write to --out") and "Traceback" not in result.stderr
+
+
+def test_a_full_disk_fails_before_training(tiny_mnist: Path, tmp_path: Path, monkeypatch) -> None:
+    real = shutil.disk_usage
+    monkeypatch.setattr(train_module.shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    with pytest.raises(TrainingError, match="free some space"):
+        train(TINY_MODEL, TrainConfig(epochs=1, batch_size=32), tmp_path / "run", data_dir=tiny_mnist, progress=False)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_existing_run_needs_resume(tiny_mnist: Path, tmp_path: Path) -> None:

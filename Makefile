@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/mnist) $(LATENT_EXPLORER_DATA))
 
-.PHONY: app test chromium train atlas bench vendor-ort clean
+.PHONY: app test chromium train train-fashion anomaly atlas bench vendor-ort clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,9 +33,21 @@ train: $(STAMP)
 	$(PY) -m training evaluate checkpoints/mnist-z8 --write $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training atlas checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
+# The bundled Fashion-MNIST model (Debian's dataset-fashion-mnist, or downloaded to the user cache).
+train-fashion: $(STAMP)
+	$(PY) -m training train --dataset fashion-mnist --out checkpoints/fashion-z8 --epochs 30
+	$(PY) -m training evaluate checkpoints/fashion-z8 --write
+	$(PY) -m training atlas checkpoints/fashion-z8
+
+# Anomaly detection, both ways round (README, "Anomaly detection").
+anomaly: $(STAMP)
+	$(PY) -m training anomaly checkpoints/mnist-z8 --ood fashion-mnist $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m training anomaly checkpoints/fashion-z8 --ood mnist $(if $(DATA_DIR),--ood-data-dir $(DATA_DIR))
+
 bench: $(STAMP) chromium
 	$(PY) bench/train_speed.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/app_latency.py
+	$(PY) bench/load.py
 
 # Refresh the vendored onnxruntime-web (the in-browser decoder's runtime); needs npm and a network.
 ORT_VERSION := 1.30.0

@@ -25,11 +25,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, timeout_s: float = 60) -> subprocess.Popen:
-    """`streamlit run app.py` on PORT; returns as soon as its health check answers."""
+def start_server(port: int, timeout_s: float = 60, options: tuple[str, ...] = ()) -> subprocess.Popen:
+    """`streamlit run app.py` on PORT (OPTIONS: more `--section.name value` flags); returns as
+    soon as its health check answers."""
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
+         "--server.address", "127.0.0.1", "--server.headless", "true", *options],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + timeout_s

@@ -4,10 +4,12 @@
     model = training.load_model("checkpoints/mnist-z8", device="cpu")
     mu, logvar = model.encode(x)   # (N, C, H, W) in [0, 1] -> (N, D), (N, D)
     x_hat = model.decode(z)        # (N, D) -> (N, C, H, W) in [0, 1]
+    scores = training.anomaly_score(model, x)  # (N,), higher = more anomalous
 """
 
+from training.anomaly import anomaly_score, auroc
 from training.checkpoint import CheckpointError, load_model, read_config, read_metrics
-from training.data import DataError, load_dataset, read_idx
+from training.data import DataError, load_data, load_dataset, read_idx
 from training.evaluate import encode_dataset
 from training.model import ConvVAE, LossParts, ModelConfig, kl_divergence, vae_loss
 from training.train import TrainConfig, TrainingError, TrainingInterrupted
@@ -21,8 +23,11 @@ __all__ = [
     "TrainConfig",
     "TrainingError",
     "TrainingInterrupted",
+    "anomaly_score",
+    "auroc",
     "encode_dataset",
     "kl_divergence",
+    "load_data",
     "load_dataset",
     "load_model",
     "read_config",

@@ -1,4 +1,4 @@
-"""python -m training {train,evaluate,atlas} ...
+"""python -m training {train,evaluate,atlas,anomaly} ...
 
 Errors a user can cause (a bad file, a bad flag, no network) print one line and exit non-zero;
 --debug shows the traceback as well."""
@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: all)")
     a.add_argument("--seed", type=int, default=0)
     _add_common(a)
+    o = sub.add_parser("anomaly", help="how well anomaly scores tell the checkpoint's test set from "
+                                       "another data set's (AUROC)")
+    o.add_argument("checkpoint")
+    o.add_argument("--ood", required=True, choices=DATASET_NAMES, help="the other (out-of-distribution) data set")
+    o.add_argument("--ood-data-dir", help="where the other data set is (default: as for --data-dir)")
+    o.add_argument("--limit", type=int, default=0, help="use only the first N test images of each (0: all)")
+    o.add_argument("--device", choices=DEVICES, default="auto")
+    o.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_common(o)
     return parser
 
 
@@ -148,9 +157,37 @@ def cmd_atlas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_anomaly(args: argparse.Namespace) -> int:
+    from training.anomaly import METHODS, REFERENCE_IMAGES, anomaly_score, auroc
+    from training.data import load_data
+    from training.evaluate import checkpoint_data
+
+    model = load_model(args.checkpoint, device=pick_device(args.device))
+    train_split, test_split = checkpoint_data(model, args.data_dir)
+    inside, reference = test_split.images, train_split.images[:REFERENCE_IMAGES]
+    outside = load_data(args.ood, args.ood_data_dir, model.config.image_shape)[1].images
+    if args.limit:
+        inside, outside = inside[:args.limit], outside[:args.limit]
+    in_name = model.checkpoint_config["dataset"]["name"]
+    results = {"in": in_name, "out": args.ood, "in_images": len(inside), "out_images": len(outside), "methods": {}}
+    for method in METHODS:
+        scores_in = anomaly_score(model, inside, method, reference=reference)
+        scores_out = anomaly_score(model, outside, method, reference=reference)
+        results["methods"][method] = {"auroc": auroc(scores_in, scores_out), "mean_in": float(scores_in.mean()),
+                                      "mean_out": float(scores_out.mean())}
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(f"{args.checkpoint}: {in_name} test ({len(inside)}) as normal, {args.ood} test ({len(outside)}) as anomalies")
+        for method, r in results["methods"].items():
+            print(f"{method:12s} AUROC {r['auroc']:.4f}   mean score {r['mean_in']:.1f} (normal) vs "
+                  f"{r['mean_out']:.1f} (anomalies)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "evaluate": cmd_evaluate, "atlas": cmd_atlas}[args.command]
+    command = {"train": cmd_train, "evaluate": cmd_evaluate, "atlas": cmd_atlas, "anomaly": cmd_anomaly}[args.command]
     try:
         return command(args)
     except TrainingInterrupted as e:

@@ -1,0 +1,196 @@
+"""Load: N simultaneous browser sessions (default 20) against one local `streamlit run app.py`,
+each dragging latent sliders for S seconds (default 60), in R rounds (default 2).
+
+Each session, in its own browser context (its own Streamlit session), loops: drag a random
+slider (decoded live in the browser), wait until the server has the released latent (it shows
+in the URL), then one arrow-key step, timed until the image changes. Reported: errors
+(page errors, exceptions shown on the page, waits that timed out), the release -> server and
+key step -> image latencies under load (p50 / p95), and the server's resident memory before,
+at the peak of, and after each round (sessions are closed, and the server is started with
+--server.disconnectedSessionTTL 5 so it may free them within seconds rather than the default
+2 minutes). Memory "back to flat" means: after each round, within a few MB of after the first.
+
+    python bench/load.py [--sessions 20] [--seconds 60] [--rounds 2]
+
+Writes bench/results/load.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+from playwright.async_api import async_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server  # noqa: E402
+
+URL_Z_JS = "() => new URLSearchParams(location.search).get('z')"
+CANVAS_HASH_JS = """() => {
+    const find = root => { for (const e of root.querySelectorAll('*')) if (e.shadowRoot) {
+        const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot); if (c) return c; } return null; };
+    const d = find(document).getContext('2d').getImageData(0, 0, 320, 320).data;
+    let h = 0; for (let i = 0; i < d.length; i += 20) h = (Math.imul(h, 31) + d[i]) | 0; return h;
+}"""
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50_ms": None, "p95_ms": None, "n": 0}
+    return {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95)), "n": len(values)}
+
+
+async def drag_and_step(page: object, rng: random.Random, record: dict) -> None:
+    """Drag a random slider, wait for the server to have the latent, then time one key step."""
+    name = f"z{rng.randint(1, 8)}"
+    box = await page.get_by_role("slider", name=name).bounding_box()
+    y = box["y"] + box["height"] / 2
+    a, b = rng.uniform(0.1, 0.45), rng.uniform(0.55, 0.9)
+    a, b = (a, b) if rng.random() < 0.5 else (b, a)
+    before = await page.evaluate(URL_Z_JS)
+    await page.mouse.move(box["x"] + a * box["width"], y)
+    await page.mouse.down()
+    for step in range(1, 13):
+        await page.mouse.move(box["x"] + (a + (b - a) * step / 12) * box["width"], y)
+    await page.mouse.up()
+    released = time.perf_counter()
+    try:
+        await page.wait_for_function(f"b => ({URL_Z_JS})() !== b", arg=before, timeout=30_000)
+        record["release_ms"].append((time.perf_counter() - released) * 1000)
+    except PlaywrightTimeout:  # counted, reported
+        record["timeouts"] += 1
+    await page.get_by_role("slider", name=name).focus()
+    image_before = await page.evaluate(CANVAS_HASH_JS)
+    pressed = time.perf_counter()
+    await page.keyboard.press("ArrowRight" if b < 0.5 else "ArrowLeft")
+    try:
+        await page.wait_for_function(f"h => ({CANVAS_HASH_JS})() !== h", arg=image_before, timeout=10_000,
+                                     polling="raf")
+        record["key_ms"].append((time.perf_counter() - pressed) * 1000)
+    except PlaywrightTimeout:  # counted, reported
+        record["timeouts"] += 1
+    record["drags"] += 1
+
+
+async def session(browser: object, url: str, seconds: float, k: int, record: dict) -> None:
+    context = await browser.new_context(viewport={"width": 1400, "height": 1100})
+    context.set_default_timeout(60_000)
+    page = await context.new_page()
+    page.on("pageerror", lambda error: record["errors"].append(f"session {k}: {error}"))
+    rng = random.Random(k)
+    try:
+        started = time.perf_counter()
+        await page.goto(url)
+        await page.wait_for_function(LIVE_READY_JS, timeout=300_000)
+        record["ready_s"].append(time.perf_counter() - started)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                await drag_and_step(page, rng, record)
+            except PlaywrightTimeout:  # the harness waited too long on a saturated machine: counted
+                record["timeouts"] += 1
+            await asyncio.sleep(rng.uniform(0.2, 0.6))
+        record["exceptions_shown"] += await page.locator("[data-testid=stException]").count()
+    except Exception as error:  # noqa: BLE001 - a session that fails is an error of the run, not of the script
+        record["errors"].append(f"session {k}: {type(error).__name__}: {str(error).splitlines()[0]}")
+    finally:
+        await context.close()
+
+
+async def sample_memory(pid: int, samples: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        samples.append(rss_mb(pid))
+        await asyncio.sleep(0.5)
+
+
+async def run(args: argparse.Namespace) -> dict:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port, options=("--server.disconnectedSessionTTL", "5"))
+    rounds = []
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            version = browser.version
+            for r in range(args.rounds):
+                before = rss_mb(server.pid)
+                record = {"errors": [], "ready_s": [], "release_ms": [], "key_ms": [], "timeouts": 0,
+                          "drags": 0, "exceptions_shown": 0}
+                samples: list[float] = []
+                stop = asyncio.Event()
+                sampler = asyncio.create_task(sample_memory(server.pid, samples, stop))
+                started = time.perf_counter()
+                await asyncio.gather(*(session(browser, url, args.seconds, k + 100 * r, record)
+                                       for k in range(args.sessions)))
+                wall = time.perf_counter() - started
+                stop.set()
+                await sampler
+                await asyncio.sleep(args.settle)  # the TTL passes and the server frees the sessions
+                rounds.append({
+                    "round": r + 1, "wall_s": wall, "drags": record["drags"], "errors": record["errors"],
+                    "timeouts": record["timeouts"], "exceptions_shown": record["exceptions_shown"],
+                    "ready_s": {"max": max(record["ready_s"], default=None),
+                                "median": float(np.median(record["ready_s"])) if record["ready_s"] else None},
+                    "release_to_server": percentiles(record["release_ms"]),
+                    "key_step_to_image": percentiles(record["key_ms"]),
+                    "rss_mb": {"before": before, "peak": max(samples, default=before), "after": rss_mb(server.pid)},
+                })
+                print(json.dumps(rounds[-1]), flush=True)
+            await browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    return {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores} cores, headless chromium {version}",
+            "sessions": args.sessions, "seconds": args.seconds, "rounds": rounds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--settle", type=float, default=15, help="seconds to wait after a round before measuring memory")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "load.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"Load, {result['date']}, {result['machine']}: {args.sessions} sessions × {args.seconds:.0f} s, "
+             f"{args.rounds} rounds", "",
+             "| round | drags | errors | timeouts | page ready (median / max) | release → server p50 / p95 | "
+             "key step → image p50 / p95 | server RSS before / peak / after |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["rounds"]:
+        ms = lambda p: "n/a" if p["n"] == 0 else f"{p['p50_ms']:.0f} / {p['p95_ms']:.0f} ms"  # noqa: E731
+        ready = r["ready_s"]
+        lines.append(f"| {r['round']} | {r['drags']} | {len(r['errors']) + r['exceptions_shown']} | {r['timeouts']} | "
+                     f"{ready['median']:.1f} / {ready['max']:.1f} s | {ms(r['release_to_server'])} | "
+                     f"{ms(r['key_step_to_image'])} | {r['rss_mb']['before']:.0f} / {r['rss_mb']['peak']:.0f} / "
+                     f"{r['rss_mb']['after']:.0f} MB |")
+    (out / "load.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

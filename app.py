@@ -9,13 +9,15 @@ import numpy as np
 import streamlit as st
 
 import training
+from explorer.anomaly import ScoredImage, percentile_among_test_set, score_image
 from explorer.atlas import Atlas, AtlasError, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, interpolate, latent_ranges, sample_prior, traverse
 from explorer.live import browser_bundle, export_decoder_onnx, latent_from_browser, live_payload, principal_plane
 from explorer.models import list_checkpoints
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
-from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, upscale
+from explorer.preprocess import data_url_bytes, model_input, read_image_bytes
+from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINTS = HERE / "checkpoints"
@@ -54,6 +56,13 @@ def live_components() -> tuple:
     model = st.components.v2.component("latent_explorer.decoder_model", js=script)
     controls = st.components.v2.component("latent_explorer.live_latent", js=script, css=css)
     return model, controls
+
+
+@st.cache_resource
+def sketch_component():
+    """The drawing pad of the anomaly view (registered once per process)."""
+    return st.components.v2.component("latent_explorer.sketch", js=(HERE / "frontend" / "sketch.js").read_text(),
+                                      css=(HERE / "frontend" / "sketch.css").read_text())
 
 
 @st.cache_data(max_entries=8, show_spinner="Exporting the decoder for the browser…")
@@ -282,6 +291,8 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
         interpolation_view(latent_dim, atlas, path, model)
     elif view == "traverse":
         traversal_view(z, model)
+    elif view == "anomaly":
+        anomaly_view(model, atlas)
 
 
 def live_controls(folder: str, model: training.ConvVAE) -> None:
@@ -374,6 +385,51 @@ def traversal_view(z: np.ndarray, model: training.ConvVAE) -> None:
     sheet = grid(images.reshape(d, k, *images.shape[1:]))
     st.image(png_bytes(upscale(sheet, 2)),
              caption="Row i sweeps zi from its low to its high end; the other dimensions stay at the current z.")
+
+
+def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
+    """Draw or upload an image: preprocessed as the training images were, encoded, reconstructed,
+    scored (−ELBO, with its percentile among the test set) and placeable on the map."""
+    channels, size, _ = model.config.image_shape
+    mnist = channels == 1 and size == 28 and model.checkpoint_config.get("dataset", {}).get("name") == "mnist"
+    source_column, result_column = st.columns([2, 3])
+    with source_column:
+        how = st.radio("Image", ["draw", "upload"] if mnist else ["upload"], horizontal=True, key="anomaly_source")
+        if how == "draw":
+            drawn = sketch_component()(key="sketch", default={"drawing": None}, on_drawing_change=lambda: None)
+            data, name = (None, "the drawing") if not drawn.drawing else (drawn.drawing, "the drawing")
+        else:
+            upload = st.file_uploader("A PNG or JPEG", type=["png", "jpg", "jpeg"], key="anomaly_upload")
+            data, name = (None, "") if upload is None else (upload.getvalue(), upload.name)
+    with result_column:
+        if data is None:
+            st.caption("Draw a digit, or upload an image, to see how the model scores it." if mnist
+                       else "Upload an image to see how the model scores it.")
+            return
+        try:
+            image_bytes = data_url_bytes(data) if how == "draw" else data
+            x = model_input(read_image_bytes(image_bytes, name, channels), channels, size, mnist)
+        except training.DataError as error:
+            st.error(str(error))
+            return
+        if x is None:
+            st.info("No ink found: draw or upload a digit.")
+            return
+        scored = scored_image(model, st.session_state["active_folder"], x.astype(np.float32).tobytes())
+        shown = np.concatenate([to_uint8(x[None])[0], scored.reconstruction], axis=1)
+        st.image(png_bytes(upscale(shown, 6)), caption="the model's input · its reconstruction from the mean")
+        line = f"Anomaly score: **{scored.score:.1f} nats** (−ELBO {scored.neg_elbo:.1f} minus the image's complexity)"
+        higher = percentile_among_test_set(atlas, scored.score)
+        if higher is not None:
+            line += f", more anomalous than **{higher:.1f}%** of the {len(atlas):,} test images"
+        st.markdown(line + ".")
+        st.button("Load its z (the star moves there)", on_click=set_latent, args=(scored.mu,), key="anomaly_load")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def scored_image(_model: training.ConvVAE, folder: str, x_bytes: bytes) -> ScoredImage:
+    """score_image of one preprocessed image, cached by the model folder and the image's bytes."""
+    return score_image(_model, np.frombuffer(x_bytes, np.float32).reshape(_model.config.image_shape))
 
 
 # --------------------------------------------------------------------------- page

@@ -19,6 +19,7 @@ class Atlas:
     labels: np.ndarray  # (N,) int64
     embedding: np.ndarray  # (N, 2) float32, UMAP coordinates
     index: np.ndarray  # (N,) int64, position in the test set
+    anomaly: np.ndarray | None = None  # (N,) float32, each image's anomaly score (nats, "complexity"), if built
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -44,11 +45,14 @@ def load_atlas(folder: str | os.PathLike, latent_dim: int) -> Atlas | None:
             labels=arrays["labels"].astype(np.int64),
             embedding=arrays["embedding"].astype(np.float32),
             index=arrays["index"].astype(np.int64),
+            anomaly=arrays["anomaly"].astype(np.float32) if "anomaly" in arrays else None,
         )
     except KeyError as e:
         raise AtlasError(f"{path} lacks the array {e}; rebuild it with `python -m training atlas`.") from e
     n = len(atlas.labels)
     if atlas.means.shape != (n, latent_dim) or atlas.embedding.shape != (n, 2) or atlas.index.shape != (n,):
+        raise AtlasError(f"{path} does not match the model (latent size {latent_dim}); rebuild it.")
+    if atlas.anomaly is not None and atlas.anomaly.shape != (n,):
         raise AtlasError(f"{path} does not match the model (latent size {latent_dim}); rebuild it.")
     if not (np.isfinite(atlas.means).all() and np.isfinite(atlas.embedding).all()):
         raise AtlasError(f"{path} holds NaN or infinite values; rebuild it.")

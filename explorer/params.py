@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-VIEWS = ("interpolate", "traverse")
+VIEWS = ("interpolate", "traverse", "anomaly")
 MAX_PARAM_CHARS = 2000
 
 

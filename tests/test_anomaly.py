@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import training
-from training.anomaly import auroc, negative_elbo
+from training.anomaly import auroc, complexity, median_edge_prediction, negative_elbo
 from training.model import ConvVAE, ModelConfig
 from tests.test_train import ENV, ROOT, TINY_FLAGS
 
@@ -45,15 +45,23 @@ def test_scores_are_per_image_and_deterministic() -> None:
     assert torch.equal(scores, training.anomaly_score(model, x))
     # −ELBO is at least the KL, which is non-negative, plus a positive reconstruction cost
     assert (negative_elbo(model, x) > 0).all()
-    reference = torch.rand(7, 1, 28, 28)
-    typical = training.anomaly_score(model, x, "typicality", reference=reference)
-    assert torch.allclose(typical, (scores - negative_elbo(model, reference).mean()).abs())
-    # an image exactly as likely as the reference's mean is the most typical: score 0
-    assert training.anomaly_score(model, x[:1], "typicality", reference=x[:1]).item() == pytest.approx(0, abs=1e-3)
-    with pytest.raises(ValueError, match="reference"):
-        training.anomaly_score(model, x, "typicality")
+    with_complexity = training.anomaly_score(model, x, "complexity")
+    assert torch.allclose(with_complexity, scores - complexity(x))
     with pytest.raises(ValueError):
         training.anomaly_score(model, x, "magic")
+
+
+def test_the_median_edge_predictor_and_complexity() -> None:
+    x = torch.tensor([[[[0.0, 1.0], [1.0, 0.5]]]])
+    # first row and column: neighbours beyond the border are 0, x[0, 0] is 0; bottom-right:
+    # a = left = 1, b = up = 1, c = upper-left = 0 <= min(a, b), so max(a, b) = 1
+    prediction = median_edge_prediction(x)
+    assert prediction.tolist() == [[[[0.0, 0.0], [0.0, 1.0]]]]
+    blank, noise = torch.zeros(1, 1, 28, 28), torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    stripes = torch.zeros(1, 1, 28, 28)
+    stripes[..., ::2] = 1.0  # a predictable pattern: each row repeats the one above
+    assert complexity(blank) < complexity(stripes) < complexity(noise)
+    assert complexity(torch.rand(2, 3, 8, 8), "mse").shape == (2,)
 
 
 def test_cli_reports_auroc_against_another_data_set(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -74,4 +82,4 @@ def test_cli_reports_auroc_against_another_data_set(tiny_mnist: Path, tmp_path: 
     assert report["in"] == "mnist" and report["in_images"] == 64 and report["out_images"] == 2
     # white noise is nothing like the training squares: both scores find it
     assert report["methods"]["elbo"]["auroc"] == 1.0
-    assert report["methods"]["typicality"]["auroc"] == 1.0
+    assert set(report["methods"]) == {"elbo", "complexity"}

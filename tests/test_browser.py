@@ -10,6 +10,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
 import training
 from training.checkpoint import save_model
@@ -223,6 +224,39 @@ def test_an_rgb_model_is_decoded_live_too(page: object, tmp_path: Path) -> None:
         return n;
     }""")
     assert colourful > 1000  # RGB pixels, not gray
+
+
+def test_a_drawn_digit_is_scored_and_placed_on_the_map(page: object) -> None:
+    page.get_by_role("radio", name="Anomaly").click()
+    pad = page.locator("canvas.sk-canvas")
+    pad.wait_for(timeout=15_000)
+    pad.scroll_into_view_if_needed()
+    box = pad.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    page.mouse.down()
+    for k in range(1, 21):  # a vertical stroke: a one
+        page.mouse.move(box["x"] + box["width"] * (0.5 - 0.05 * k / 20), box["y"] + box["height"] * (0.15 + 0.7 * k / 20))
+    page.mouse.up()
+    score = page.get_by_text("Anomaly score:")
+    score.wait_for(timeout=15_000)
+    assert "of the 10,000 test images" in score.inner_text()
+    before = latent_values(page)
+    page.get_by_role("button", name="Load its z").click()
+    page.wait_for_function(f"b => ({LATENT_VALUES_JS})().some((x, i) => x !== b[i])", arg=before, timeout=15_000)
+    assert "view=anomaly" in page.url
+
+
+def test_uploads_are_scored_and_a_bomb_is_refused(page: object, tmp_path: Path) -> None:
+    page.get_by_role("radio", name="Anomaly").click()
+    page.get_by_text("upload", exact=True).click()
+    digit = Image.new("L", (300, 400), 230)
+    ImageDraw.Draw(digit).line([(150, 40), (140, 360)], fill=10, width=30)
+    digit.save(tmp_path / "one.png")
+    page.locator("input[type=file]").set_input_files(str(tmp_path / "one.png"))
+    page.get_by_text("Anomaly score:").wait_for(timeout=15_000)
+    Image.new("1", (10_000, 10_000)).save(tmp_path / "bomb.png")  # 100 megapixels, a few KB
+    page.locator("input[type=file]").set_input_files(str(tmp_path / "bomb.png"))
+    page.get_by_text("megapixel limit").wait_for(timeout=15_000)
 
 
 def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: object, server: str) -> None:

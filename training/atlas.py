@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.anomaly import complexity, negative_elbo, training_loss
 from training.checkpoint import atomic_save_tensors, load_model
 from training.evaluate import checkpoint_data, encode_dataset
 
@@ -38,6 +39,9 @@ def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | Non
     _, test = checkpoint_data(model, data_dir)
     count = min(limit, len(test)) if limit else len(test)
     mu, logvar = encode_dataset(model, test.images[:count])
+    # each image's anomaly scores, so the app can rank a new image without the data
+    neg_elbo = negative_elbo(model, test.images[:count], training_loss(model))
+    anomaly = neg_elbo - complexity(test.images[:count], training_loss(model))
     embedding = umap_embedding(mu.numpy(), seed=seed)
     path = Path(checkpoint) / ATLAS
     atomic_save_tensors(path, {
@@ -45,6 +49,8 @@ def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | Non
         "logvars": logvar,
         "labels": test.labels[:count],
         "embedding": torch.from_numpy(embedding),
+        "neg_elbo": neg_elbo,
+        "anomaly": anomaly,
         "index": torch.arange(count),
     }, metadata={
         "dataset": dataset,

@@ -158,21 +158,19 @@ def cmd_atlas(args: argparse.Namespace) -> int:
 
 
 def cmd_anomaly(args: argparse.Namespace) -> int:
-    from training.anomaly import METHODS, REFERENCE_IMAGES, anomaly_score, auroc
+    from training.anomaly import METHODS, anomaly_score, auroc
     from training.data import load_data
     from training.evaluate import checkpoint_data
 
     model = load_model(args.checkpoint, device=pick_device(args.device))
-    train_split, test_split = checkpoint_data(model, args.data_dir)
-    inside, reference = test_split.images, train_split.images[:REFERENCE_IMAGES]
+    inside = checkpoint_data(model, args.data_dir)[1].images
     outside = load_data(args.ood, args.ood_data_dir, model.config.image_shape)[1].images
     if args.limit:
         inside, outside = inside[:args.limit], outside[:args.limit]
     in_name = model.checkpoint_config["dataset"]["name"]
     results = {"in": in_name, "out": args.ood, "in_images": len(inside), "out_images": len(outside), "methods": {}}
     for method in METHODS:
-        scores_in = anomaly_score(model, inside, method, reference=reference)
-        scores_out = anomaly_score(model, outside, method, reference=reference)
+        scores_in, scores_out = anomaly_score(model, inside, method), anomaly_score(model, outside, method)
         results["methods"][method] = {"auroc": auroc(scores_in, scores_out), "mean_in": float(scores_in.mean()),
                                       "mean_out": float(scores_out.mean())}
     if args.json:

@@ -19,6 +19,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -47,32 +48,40 @@ def find_images(folder: str | os.PathLike) -> tuple[list[Path], np.ndarray, tupl
     return files, labels, tuple(name or folder.resolve().name for name in class_names)
 
 
-def load_image(path: Path, image_size: int, channels: int) -> np.ndarray:
-    """One image as (image_size, image_size, channels) uint8: converted to gray or RGB, the
-    largest centred square cropped, resized with a Lanczos filter."""
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: is empty (0 bytes).")
+def open_image(source: Path | BinaryIO, name: str, mode: str) -> Image.Image:
+    """A PNG or JPEG from a path or a binary file, checked and decoded, converted to MODE ("L"
+    gray or "RGB"). NAME says what it is in errors ("photo.jpg", "the upload"). Raises DataError."""
+    if isinstance(source, Path) and source.stat().st_size == 0:
+        raise DataError(f"{name}: is empty (0 bytes).")
     try:
-        with Image.open(path, formats=FORMATS) as image:  # reads the header only
+        with Image.open(source, formats=FORMATS) as image:  # reads the header only
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise DataError(f"{path}: is {width}×{height} pixels, over the {MAX_PIXELS // 1_000_000}-megapixel "
+                raise DataError(f"{name}: is {width}×{height} pixels, over the {MAX_PIXELS // 1_000_000}-megapixel "
                                 "limit; shrink it first.")
-            image.draft("L" if channels == 1 else "RGB", (image_size * 2, image_size * 2))  # JPEG: decode smaller
-            image = image.convert("L" if channels == 1 else "RGB")
+            return image.convert(mode)
     except UnidentifiedImageError:
-        raise DataError(f"{path}: is not a readable PNG or JPEG image (checked by its content, not its "
+        raise DataError(f"{name}: is not a readable PNG or JPEG image (checked by its content, not its "
                         "name).") from None
     except Image.DecompressionBombError:
-        raise DataError(f"{path}: has more pixels than the {MAX_PIXELS // 1_000_000}-megapixel limit; "
+        raise DataError(f"{name}: has more pixels than the {MAX_PIXELS // 1_000_000}-megapixel limit; "
                         "shrink it first.") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot be decoded ({e}).") from None
+        raise DataError(f"{name}: cannot be decoded ({e}).") from None
+
+
+def square_resize(image: Image.Image, size: int) -> Image.Image:
+    """The largest centred square of IMAGE, resized to SIZE × SIZE with a Lanczos filter."""
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
-    square = image.crop((left, top, left + side, top + side))
-    resized = square.resize((image_size, image_size), Image.Resampling.LANCZOS)
-    return np.asarray(resized, np.uint8).reshape(image_size, image_size, channels)
+    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def load_image(path: Path, image_size: int, channels: int) -> np.ndarray:
+    """One image file as (image_size, image_size, channels) uint8: converted to gray or RGB,
+    the largest centred square cropped, resized."""
+    image = open_image(path, str(path), "L" if channels == 1 else "RGB")
+    return np.asarray(square_resize(image, image_size), np.uint8).reshape(image_size, image_size, channels)
 
 
 def load_image_folder(folder: str | os.PathLike, image_size: int, channels: int, seed: int = 0,

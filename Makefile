@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/mnist) $(LATENT_EXPLORER_DATA))
 
-.PHONY: app test chromium train train-fashion anomaly atlas bench vendor-ort clean
+.PHONY: app test chromium train train-fashion train-rgb anomaly atlas bench vendor-ort clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ train-fashion: $(STAMP)
 	$(PY) -m training train --dataset fashion-mnist --out checkpoints/fashion-z8 --epochs 30
 	$(PY) -m training evaluate checkpoints/fashion-z8 --write
 	$(PY) -m training atlas checkpoints/fashion-z8
+
+# The bundled RGB model: patches of the two photographs scikit-learn ships, nothing to download.
+train-rgb: $(STAMP)
+	$(PY) -m training patches data/sample-patches
+	$(PY) -m training train --dataset folder --data-dir data/sample-patches --image-size 64 --channels 3 \
+	  --out checkpoints/photo-patches-rgb-z8 --epochs 60
+	$(PY) -m training evaluate checkpoints/photo-patches-rgb-z8 --write
+	$(PY) -m training atlas checkpoints/photo-patches-rgb-z8
 
 # Anomaly detection, both ways round (README, "Anomaly detection").
 anomaly: $(STAMP)

@@ -114,3 +114,13 @@ def test_cli_trains_on_a_folder_and_evaluates_and_maps_it(tmp_path: Path) -> Non
                  "--image-size", "16", "--channels", "3", "--quiet")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "broken.jpg" in result.stderr
+
+
+def test_sample_patches_make_an_rgb_data_set(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "training", "patches", str(tmp_path / "p"), "--size", "64",
+                             "--stride", "64"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("wrote 120 patches")  # 6 × 10 per 427 × 640 photograph, two photographs
+    files, labels, names = find_images(tmp_path / "p")
+    assert names == ("china", "flower") and len(files) == 120
+    assert load_image(files[0], 64, 3).shape == (64, 64, 3)

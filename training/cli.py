@@ -1,4 +1,4 @@
-"""python -m training {train,evaluate,atlas,anomaly} ...
+"""python -m training {train,evaluate,atlas,anomaly,patches} ...
 
 Errors a user can cause (a bad file, a bad flag, no network) print one line and exit non-zero;
 --debug shows the traceback as well."""
@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: all)")
     a.add_argument("--seed", type=int, default=0)
     _add_common(a)
+    s = sub.add_parser("patches", help="write an RGB data set cut from the photographs scikit-learn ships")
+    s.add_argument("out", help="folder to write (one subfolder per photograph)")
+    s.add_argument("--size", type=int, default=64)
+    s.add_argument("--stride", type=int, default=16)
+    s.add_argument("--debug", action="store_true", help="show tracebacks")
+
     o = sub.add_parser("anomaly", help="how well anomaly scores tell the checkpoint's test set from "
                                        "another data set's (AUROC)")
     o.add_argument("checkpoint")
@@ -157,6 +163,15 @@ def cmd_atlas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_patches(args: argparse.Namespace) -> int:
+    from training.images import write_sample_patches
+
+    if args.size < 4 or args.stride < 1:
+        raise ValueError("--size must be at least 4 and --stride at least 1")
+    print(f"wrote {write_sample_patches(args.out, args.size, args.stride)} patches to {args.out}")
+    return 0
+
+
 def cmd_anomaly(args: argparse.Namespace) -> int:
     from training.anomaly import METHODS, anomaly_score, auroc
     from training.data import load_data
@@ -185,7 +200,8 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "evaluate": cmd_evaluate, "atlas": cmd_atlas, "anomaly": cmd_anomaly}[args.command]
+    command = {"train": cmd_train, "evaluate": cmd_evaluate, "atlas": cmd_atlas, "anomaly": cmd_anomaly,
+               "patches": cmd_patches}[args.command]
     try:
         return command(args)
     except TrainingInterrupted as e:

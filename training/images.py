@@ -102,3 +102,22 @@ def load_image_folder(folder: str | os.PathLike, image_size: int, channels: int,
     targets = torch.from_numpy(labels)
     return (Split(images[train_rows].contiguous(), targets[train_rows]),
             Split(images[test_rows].contiguous(), targets[test_rows]), class_names)
+
+
+def write_sample_patches(folder: str | os.PathLike, size: int = 64, stride: int = 16) -> int:
+    """Cut the two photographs scikit-learn ships (china.jpg, flower.jpg) into SIZE × SIZE
+    patches STRIDE pixels apart, saved as PNGs in one subfolder per photograph: an RGB data set
+    every installation has, for the bundled RGB model. Returns the number of patches."""
+    from sklearn.datasets import load_sample_images  # noqa: PLC0415 - only this command needs it
+
+    photos = load_sample_images()
+    count = 0
+    for path, photo in zip(photos.filenames, photos.images):
+        out = Path(folder) / Path(path).stem
+        out.mkdir(parents=True, exist_ok=True)
+        height, width = photo.shape[:2]
+        for top in range(0, height - size + 1, stride):
+            for left in range(0, width - size + 1, stride):
+                Image.fromarray(photo[top:top + size, left:left + size]).save(out / f"{top:03d}-{left:03d}.png")
+                count += 1
+    return count

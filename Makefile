@@ -32,20 +32,23 @@ train: $(STAMP)
 	$(PY) -m training train --out checkpoints/mnist-z8 --resume --epochs 90 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training evaluate checkpoints/mnist-z8 --write $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training atlas checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m training sampler checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 # The bundled Fashion-MNIST model (Debian's dataset-fashion-mnist, or downloaded to the user cache).
 train-fashion: $(STAMP)
 	$(PY) -m training train --dataset fashion-mnist --out checkpoints/fashion-z8 --epochs 30
 	$(PY) -m training evaluate checkpoints/fashion-z8 --write
 	$(PY) -m training atlas checkpoints/fashion-z8
+	$(PY) -m training sampler checkpoints/fashion-z8
 
 # The bundled RGB model: patches of the two photographs scikit-learn ships, nothing to download.
 train-rgb: $(STAMP)
 	$(PY) -m training patches data/sample-patches
 	$(PY) -m training train --dataset folder --data-dir data/sample-patches --image-size 64 --channels 3 \
-	  --out checkpoints/photo-patches-rgb-z8 --epochs 60
+	  --out checkpoints/photo-patches-rgb-z8 --epochs 200
 	$(PY) -m training evaluate checkpoints/photo-patches-rgb-z8 --write
 	$(PY) -m training atlas checkpoints/photo-patches-rgb-z8
+	$(PY) -m training sampler checkpoints/photo-patches-rgb-z8
 
 # Anomaly detection, both ways round (README, "Anomaly detection").
 anomaly: $(STAMP)
@@ -56,6 +59,7 @@ bench: $(STAMP) chromium
 	$(PY) bench/train_speed.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/app_latency.py
 	$(PY) bench/load.py
+	$(PY) bench/sample_quality.py checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 # Refresh the vendored onnxruntime-web (the in-browser decoder's runtime); needs npm and a network.
 ORT_VERSION := 1.30.0

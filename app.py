@@ -9,6 +9,7 @@ import numpy as np
 import streamlit as st
 
 import training
+from training.sampler import MixtureSampler, load_sampler
 from explorer.anomaly import ScoredImage, percentile_among_test_set, score_image
 from explorer.atlas import Atlas, AtlasError, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
@@ -37,6 +38,17 @@ def get_model(folder: str) -> training.ConvVAE:
 @st.cache_data(max_entries=8, show_spinner=False)
 def get_atlas(folder: str, latent_dim: int) -> Atlas | None:
     return load_atlas(folder, latent_dim)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def get_sampler(folder: str, latent_dim: int) -> MixtureSampler | None:
+    """The checkpoint's mixture fitted to its aggregate posterior; None when it has none or an
+    unusable one (its error is shown in the sidebar)."""
+    try:
+        return load_sampler(folder, latent_dim)
+    except training.CheckpointError as error:
+        st.sidebar.warning(str(error))
+        return None
 
 
 def atlas_or_none(folder: str, latent_dim: int) -> Atlas | None:
@@ -175,6 +187,11 @@ def on_random(latent_dim: int) -> None:
     set_latent(sample_prior(np.random.default_rng(st.session_state["rng_seed"]), latent_dim))
 
 
+def on_random_fitted(sampler: MixtureSampler) -> None:
+    st.session_state["rng_seed"] += 1
+    set_latent(sampler.sample(np.random.default_rng(st.session_state["rng_seed"]), 1)[0])
+
+
 def on_reset(latent_dim: int) -> None:
     set_latent(np.zeros(latent_dim, np.float32))
 
@@ -255,13 +272,18 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
             st.warning(f"Live decoding is off: {st.session_state['live_unavailable']}. "
                        "The sliders below decode on the server, once per release.")
         server_controls(model)
-    b1, b2, b3, b4, _ = st.columns([2, 2, 3, 2, 6], vertical_alignment="bottom")
+    sampler = get_sampler(folder, latent_dim)
+    b1, b2, b3, b4, b5, _ = st.columns([2, 3, 2, 3, 2, 2], vertical_alignment="bottom")
     b1.button("Random", on_click=on_random, args=(latent_dim,), width="stretch",
               help="Draw z from the prior N(0, I)")
-    b2.button("Origin", on_click=on_reset, args=(latent_dim,), width="stretch", help="Set z = 0")
+    if sampler is not None:
+        b2.button("Random (fitted)", on_click=on_random_fitted, args=(sampler,), width="stretch",
+                  help="Draw z from the Gaussian mixture fitted to the training set's encoded means: "
+                       "where the data are, so fewer blurred in-between images than the prior gives")
+    b3.button("Origin", on_click=on_reset, args=(latent_dim,), width="stretch", help="Set z = 0")
     if atlas is not None:
-        b3.number_input("Test image #", 0, int(atlas.index.max()), key="test_index", step=1)
-        b4.button("Encode it", on_click=on_load_test_image, args=(atlas,), width="stretch",
+        b4.number_input("Test image #", 0, int(atlas.index.max()), key="test_index", step=1)
+        b5.button("Encode it", on_click=on_load_test_image, args=(atlas,), width="stretch",
                   help="Set z to the encoder's mean for this test image")
     z = current_latent()
 

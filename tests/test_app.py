@@ -160,3 +160,28 @@ def test_switching_live_decoding_off_shows_the_server_sliders() -> None:
     app.sidebar.toggle(key="live_decoding").set_value(False).run()
     assert [s.value for s in latent_sliders(app)] == [0.5, -0.25, 0, 0, 0, 0, 0, 1.0]
     assert images(app)[0][1] == "decoder(z)"
+
+
+@pytest.mark.parametrize("view", ["interpolate", "traverse", "anomaly"])
+def test_every_view_works_on_the_bundled_rgb_model(view: str) -> None:
+    app = run_app({"model": "photo-patches-rgb-z8", "view": view})
+    assert any("3×64×64" in c.value for c in app.sidebar.caption)
+    assert len(latent_sliders(app)) == 8
+    next(b for b in app.button if b.label == "Random").click().run()
+    assert not app.exception
+    if view == "anomaly":  # an RGB model takes uploads only, no digit pad
+        assert app.radio(key="anomaly_source").options == ["upload"]
+    else:
+        assert len(images(app)) == 2  # decoder(z) and the strip or the grid
+
+
+def test_the_picker_lists_every_bundled_model() -> None:
+    app = run_app()
+    assert app.sidebar.selectbox(key="model_choice").options == ["fashion-z8", "mnist-z8", "photo-patches-rgb-z8"]
+
+
+def test_random_fitted_draws_from_the_checkpoints_mixture() -> None:
+    app = run_app()
+    next(b for b in app.button if b.label == "Random (fitted)").click().run()
+    values = np.array([s.value for s in latent_sliders(app)])
+    assert not app.exception and np.abs(values).sum() > 0.5

@@ -134,7 +134,7 @@ def test_the_pad_moves_z_across_the_principal_plane(page: object, server: str) -
 def test_random_from_python_moves_the_live_controls(page: object) -> None:
     before = latent_values(page)
     draws = page.evaluate("() => window.__latentExplorer.stats.draws")
-    page.get_by_role("button", name="Random").click()
+    page.get_by_role("button", name="Random", exact=True).click()
     page.wait_for_function(f"b => ({LATENT_VALUES_JS})().every((x, i) => x !== b[i])", arg=before, timeout=15_000)
     page.wait_for_function("d => window.__latentExplorer.stats.draws > d", arg=draws, timeout=5_000)
     expected = ",".join(f"{v:.3f}" for v in latent_values(page))

@@ -1,4 +1,4 @@
-"""python -m training {train,evaluate,atlas,anomaly,patches} ...
+"""python -m training {train,evaluate,atlas,anomaly,sampler,patches} ...
 
 Errors a user can cause (a bad file, a bad flag, no network) print one line and exit non-zero;
 --debug shows the traceback as well."""
@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: all)")
     a.add_argument("--seed", type=int, default=0)
     _add_common(a)
+    m = sub.add_parser("sampler", help="fit a Gaussian mixture to the training set's encoded means "
+                                       "(sampler.safetensors in the checkpoint: better random samples)")
+    m.add_argument("checkpoint")
+    m.add_argument("--components", type=int, default=10)
+    m.add_argument("--seed", type=int, default=0)
+    _add_common(m)
+
     s = sub.add_parser("patches", help="write an RGB data set cut from the photographs scikit-learn ships")
     s.add_argument("out", help="folder to write (one subfolder per photograph)")
     s.add_argument("--size", type=int, default=64)
@@ -163,6 +170,17 @@ def cmd_atlas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sampler(args: argparse.Namespace) -> int:
+    from training.evaluate import checkpoint_data, encode_dataset
+    from training.sampler import fit_mixture, save_sampler
+
+    model = load_model(args.checkpoint)
+    means, _ = encode_dataset(model, checkpoint_data(model, args.data_dir)[0].images)
+    path = save_sampler(args.checkpoint, fit_mixture(means.numpy(), args.components, args.seed))
+    print(f"wrote {path} ({args.components} components fitted to {len(means)} training means)")
+    return 0
+
+
 def cmd_patches(args: argparse.Namespace) -> int:
     from training.images import write_sample_patches
 
@@ -201,7 +219,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "atlas": cmd_atlas, "anomaly": cmd_anomaly,
-               "patches": cmd_patches}[args.command]
+               "patches": cmd_patches, "sampler": cmd_sampler}[args.command]
     try:
         return command(args)
     except TrainingInterrupted as e:

@@ -3,8 +3,11 @@ saved into the checkpoint folder so that the app only loads it (no UMAP, no data
 start-up).
 
     atlas.safetensors   means (N, D) float32, logvars (N, D) float32, labels (N,) int64,
-                        embedding (N, 2) float32, index (N,) int64 (position in the test set)
-    metadata            dataset, count, UMAP parameters, seconds taken
+                        embedding (N, 2) float32, index (N,) int64 (position in the test set),
+                        neg_elbo and anomaly (N,) float32 (training.anomaly's scores)
+    metadata            dataset, count, UMAP backend and parameters, seconds taken
+
+UMAP runs on the GPU with RAPIDS cuML when it is installed, with umap-learn otherwise.
 """
 
 from __future__ import annotations
@@ -23,12 +26,29 @@ from training.evaluate import checkpoint_data, encode_dataset
 ATLAS = "atlas.safetensors"
 
 
-def umap_embedding(points: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(N, D) -> (N, 2) float32 with umap-learn (imported here: numba compiles for a while)."""
+UMAP_PARAMETERS = {"n_components": 2, "n_neighbors": 15, "min_dist": 0.1}
+
+
+def umap_backend() -> str:
+    """"cuml" when RAPIDS cuML (GPU UMAP) can be imported, else "umap-learn"."""
+    try:
+        import cuml.manifold  # noqa: F401, PLC0415 - probing for the optional GPU library
+    except ImportError:
+        return "umap-learn"
+    return "cuml"
+
+
+def umap_embedding(points: np.ndarray, seed: int = 0, backend: str | None = None) -> np.ndarray:
+    """(N, D) -> (N, 2) float32 with cuML's UMAP or umap-learn's (imported here: numba compiles
+    for a while, and neither belongs on the app's start-up path)."""
+    backend = backend or umap_backend()
+    if backend == "cuml":
+        from cuml.manifold import UMAP  # noqa: PLC0415
+
+        return np.asarray(UMAP(**UMAP_PARAMETERS, random_state=seed).fit_transform(points), np.float32)
     import umap  # noqa: PLC0415 - deliberately lazy
 
-    reducer = umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed)
-    return reducer.fit_transform(points).astype(np.float32)
+    return umap.UMAP(**UMAP_PARAMETERS, random_state=seed).fit_transform(points).astype(np.float32)
 
 
 def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
@@ -38,11 +58,12 @@ def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | Non
     dataset = model.checkpoint_config["dataset"]["name"]
     _, test = checkpoint_data(model, data_dir)
     count = min(limit, len(test)) if limit else len(test)
-    mu, logvar = encode_dataset(model, test.images[:count])
+    mu, logvar = encode_dataset(model, test.images[:count], test.labels[:count])
     # each image's anomaly scores, so the app can rank a new image without the data
-    neg_elbo = negative_elbo(model, test.images[:count], training_loss(model))
+    neg_elbo = negative_elbo(model, test.images[:count], training_loss(model), labels=test.labels[:count])
     anomaly = neg_elbo - complexity(test.images[:count], training_loss(model))
-    embedding = umap_embedding(mu.numpy(), seed=seed)
+    backend = umap_backend()
+    embedding = umap_embedding(mu.numpy(), seed=seed, backend=backend)
     path = Path(checkpoint) / ATLAS
     atomic_save_tensors(path, {
         "means": mu,
@@ -56,7 +77,7 @@ def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | Non
         "dataset": dataset,
         "split": "test",
         "count": str(count),
-        "umap": "n_neighbors=15, min_dist=0.1, random_state=%d" % seed,
+        "umap": f"{backend}: n_neighbors=15, min_dist=0.1, random_state={seed}",
         "seconds": f"{time.perf_counter() - started:.1f}",
     })
     return path

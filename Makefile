@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/mnist) $(LATENT_EXPLORER_DATA))
 
-.PHONY: app test chromium train train-fashion train-rgb anomaly atlas bench vendor-ort clean
+.PHONY: app test chromium train train-fashion train-cvae train-rgb anomaly atlas bench vendor-ort clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ train-fashion: $(STAMP)
 	$(PY) -m training evaluate checkpoints/fashion-z8 --write
 	$(PY) -m training atlas checkpoints/fashion-z8
 	$(PY) -m training sampler checkpoints/fashion-z8
+
+# The bundled conditional VAE: the class is given, so the latent holds the style.
+train-cvae: $(STAMP)
+	$(PY) -m training train --conditional --out checkpoints/mnist-cvae-z8 --epochs 20 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m training evaluate checkpoints/mnist-cvae-z8 --write $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m training atlas checkpoints/mnist-cvae-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) -m training sampler checkpoints/mnist-cvae-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 # The bundled RGB model: patches of the two photographs scikit-learn ships, nothing to download.
 train-rgb: $(STAMP)

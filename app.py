@@ -100,6 +100,12 @@ def current_latent() -> np.ndarray:
     return st.session_state["latent"].copy()
 
 
+def chosen_label(model: training.ConvVAE) -> int | None:
+    """The class a conditional model decodes with (the page's class picker); None otherwise."""
+    # a segmented control can be unselected (None): the first class then
+    return int(st.session_state.get("class_label") or 0) if model.config.num_classes else None
+
+
 def set_latent(z: np.ndarray) -> None:
     """Set the latent from Python (a button, the map, the URL): clamped to the slider ranges and
     rounded to their step. Bumping the revision tells the browser's controls to move."""
@@ -196,17 +202,24 @@ def on_reset(latent_dim: int) -> None:
     set_latent(np.zeros(latent_dim, np.float32))
 
 
+def load_atlas_row(atlas: Atlas, row: int) -> None:
+    """A test image's latent into the controls; a conditional model also takes its class (the
+    mean was encoded with it)."""
+    if "class_label" in st.session_state:
+        st.session_state["class_label"] = int(atlas.labels[row])
+    set_latent(atlas.means[row])
+
+
 def on_load_test_image(atlas: Atlas) -> None:
     row = int(np.searchsorted(atlas.index, st.session_state["test_index"]))
-    row = min(row, len(atlas) - 1)
-    set_latent(atlas.means[row])
+    load_atlas_row(atlas, min(row, len(atlas) - 1))
 
 
 def on_map_select(atlas: Atlas) -> None:
     rows = selected_rows(atlas, st.session_state["atlas_map"].selection.points)
     if rows:
         st.session_state["test_index"] = int(atlas.index[rows[0]])
-        set_latent(atlas.means[rows[0]])
+        load_atlas_row(atlas, rows[0])
 
 
 def on_slider(latent_dim: int) -> None:
@@ -264,6 +277,13 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
     low, high = st.session_state["ranges"]
     atlas = atlas_or_none(folder, latent_dim)
 
+    if model.config.num_classes:
+        names = class_names(model) or [str(k) for k in range(model.config.num_classes)]
+        if st.session_state.get("class_label") not in range(model.config.num_classes):
+            st.session_state["class_label"] = 0
+        st.segmented_control("Class (this model is conditional: the same z, drawn as the class you pick)",
+                             list(range(model.config.num_classes)), key="class_label",
+                             format_func=lambda k: names[k] if k < len(names) else str(k))
     live = st.session_state["live_decoding"] and st.session_state["live_unavailable"] is None
     if live:
         live_controls(folder, model)
@@ -326,7 +346,8 @@ def live_controls(folder: str, model: training.ConvVAE) -> None:
     payload = live_payload(bundle_id, model.config.image_shape, st.session_state["latent"],
                            st.session_state["latent_revision"], low, high,
                            pad_plane_json(folder, model.config.latent_dim), browser_asset_url(),
-                           image_png=png_bytes(decode_latents(model, st.session_state["latent"])[0]))
+                           image_png=png_bytes(decode_latents(model, st.session_state["latent"], chosen_label(model))[0]),
+                           num_classes=model.config.num_classes, label=chosen_label(model) or 0)
     controls_component(data=payload, key="live_latent", default={"latent": None, "status": None},
                        on_latent_change=on_live_latent, on_status_change=on_live_status)
     st.caption("Decoded in your browser as you drag. The pad walks z across a plane: the two "
@@ -352,7 +373,7 @@ def server_controls(model: training.ConvVAE) -> None:
                       format="%.2f", on_change=on_slider, args=(latent_dim,))
         st.session_state["slider_revision"] = st.session_state["latent_revision"]
     with image_column:
-        image = decode_latents(model, st.session_state["latent"])[0]
+        image = decode_latents(model, st.session_state["latent"], chosen_label(model))[0]
         st.image(png_bytes(upscale(image, max(1, IMAGE_PIXELS // image.shape[0]))),
                  caption="decoder(z)", width="stretch", output_format="PNG")
 
@@ -382,7 +403,8 @@ def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | 
     if path is None:
         st.caption("Set both endpoints to see the decoded path (and the path on the map).")
         return
-    shown, gif, download = interpolation_media(model, st.session_state["active_folder"], path.tobytes())
+    shown, gif, download = interpolation_media(model, st.session_state["active_folder"], path.tobytes(),
+                                               chosen_label(model))
     st.image(shown, caption=f"{len(path)} steps, {st.session_state['method']}")
     d1, d2 = st.columns(2)
     d1.download_button("Download GIF", gif, "interpolation.gif", "image/gif", width="stretch")
@@ -390,11 +412,12 @@ def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | 
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def interpolation_media(_model: training.ConvVAE, folder: str, path_bytes: bytes) -> tuple[bytes, bytes, bytes]:
+def interpolation_media(_model: training.ConvVAE, folder: str, path_bytes: bytes,
+                        label: int | None) -> tuple[bytes, bytes, bytes]:
     """(strip PNG to show, animated GIF, PNG strip to download) for a path of latents; cached by
     the model folder and the path's bytes, so slider moves elsewhere on the page do not redo it."""
     path = np.frombuffer(path_bytes, np.float32).reshape(-1, _model.config.latent_dim)
-    frames = decode_latents(_model, path)
+    frames = decode_latents(_model, path, label)
     return png_bytes(upscale(strip(frames), 3)), gif_bytes(frames), png_bytes(upscale(strip(frames), 2))
 
 
@@ -403,7 +426,7 @@ def traversal_view(z: np.ndarray, model: training.ConvVAE) -> None:
     low, high = st.session_state["ranges"]
     latents = traverse(z, low, high, columns)  # (D, K, D)
     d, k = latents.shape[:2]
-    images = decode_latents(model, latents.reshape(d * k, -1))
+    images = decode_latents(model, latents.reshape(d * k, -1), chosen_label(model))
     sheet = grid(images.reshape(d, k, *images.shape[1:]))
     st.image(png_bytes(upscale(sheet, 2)),
              caption="Row i sweeps zi from its low to its high end; the other dimensions stay at the current z.")
@@ -412,6 +435,10 @@ def traversal_view(z: np.ndarray, model: training.ConvVAE) -> None:
 def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
     """Draw or upload an image: preprocessed as the training images were, encoded, reconstructed,
     scored (−ELBO, with its percentile among the test set) and placeable on the map."""
+    if model.config.num_classes:
+        st.info("This is a conditional model, which scores an image given its class; anomaly scores "
+                "here come from the unconditional models (mnist-z8, fashion-z8).")
+        return
     channels, size, _ = model.config.image_shape
     mnist = channels == 1 and size == 28 and model.checkpoint_config.get("dataset", {}).get("name") == "mnist"
     source_column, result_column = st.columns([2, 3])

@@ -36,20 +36,30 @@ class _Decoder(nn.Module):
         return self.model.decode(z)
 
 
+class _ConditionalDecoder(_Decoder):
+    """A conditional model's decoder: z (N, D) and the one-hot label y (N, K) -> image."""
+
+    def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        return torch.sigmoid(self.model.decoder(torch.cat([z, y], dim=1)))
+
+
 def export_decoder_onnx(model: nn.Module) -> bytes:
     """The model's decoder as one ONNX file (opset 17, batch size free), input "z" (N, D)
-    float32, output "image" (N, C, H, W) float32 in [0, 1]. Weights are float32, so the browser
-    reproduces torch's output to rounding error."""
-    latent_dim = model.config.latent_dim
+    float32 (and, for a conditional model, "y" (N, K), the one-hot label), output "image"
+    (N, C, H, W) float32 in [0, 1]. Weights are float32, so the browser reproduces torch's
+    output to rounding error."""
+    latent_dim, classes = model.config.latent_dim, model.config.num_classes
     buffer = io.BytesIO()
-    decoder = _Decoder(model).eval()
+    decoder = (_ConditionalDecoder(model) if classes else _Decoder(model)).eval()
+    inputs = (torch.zeros(1, latent_dim), torch.zeros(1, classes)) if classes else (torch.zeros(1, latent_dim),)
+    names = ["z", "y"] if classes else ["z"]
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter is deprecated in favour of dynamo (which needs onnxscript)
         # but does this small static graph exactly, with only the `onnx` package.
         warnings.simplefilter("ignore")
-        torch.onnx.export(decoder, (torch.zeros(1, latent_dim),), buffer, dynamo=False,
-                          input_names=["z"], output_names=["image"], opset_version=ONNX_OPSET,
-                          dynamic_axes={"z": {0: "batch"}, "image": {0: "batch"}})
+        torch.onnx.export(decoder, inputs, buffer, dynamo=False, input_names=names, output_names=["image"],
+                          opset_version=ONNX_OPSET,
+                          dynamic_axes={**{name: {0: "batch"} for name in names}, "image": {0: "batch"}})
     return buffer.getvalue()
 
 
@@ -119,7 +129,7 @@ def principal_plane(means: np.ndarray, spread: float = 3.0) -> PadPlane:
 
 def live_payload(bundle_id: str, image_shape: tuple[int, int, int], latent: np.ndarray,
                  revision: int, low: np.ndarray, high: np.ndarray, principal: dict | None,
-                 asset_url: str, image_png: bytes | None = None) -> dict:
+                 asset_url: str, image_png: bytes | None = None, num_classes: int = 0, label: int = 0) -> dict:
     """The JSON the live controls receive on each run. `revision` changes only when Python sets
     the latent (random, origin, map click), so the browser moves its controls then and keeps
     the user's own position otherwise. `image_png`, the server's decode of `latent` at its native
@@ -134,6 +144,8 @@ def live_payload(bundle_id: str, image_shape: tuple[int, int, int], latent: np.n
         "high": [float(x) for x in high],
         "principal": principal,  # PadPlane.to_json() or None
         "asset_url": asset_url,
+        "num_classes": int(num_classes),  # > 0: a conditional model, decoded with the one-hot `label`
+        "label": int(label),
         "image": None if image_png is None else "data:image/png;base64," + base64.b64encode(image_png).decode("ascii"),
     }
 

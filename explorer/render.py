@@ -12,13 +12,15 @@ from training.model import ConvVAE
 
 
 @torch.inference_mode()
-def decode_latents(model: ConvVAE, z: np.ndarray) -> np.ndarray:
-    """(N, D) or (D,) latents -> uint8 images (N, H, W, C), C = 1 (gray) or 3 (RGB)."""
+def decode_latents(model: ConvVAE, z: np.ndarray, label: int | None = None) -> np.ndarray:
+    """(N, D) or (D,) latents -> uint8 images (N, H, W, C), C = 1 (gray) or 3 (RGB). A
+    conditional model decodes every latent with LABEL, the chosen class."""
     z = np.array(z, np.float32)  # a writable copy: torch refuses read-only buffers
     if z.ndim == 1:
         z = z[None]
     device = next(model.parameters()).device
-    images = model.decode(torch.from_numpy(z).to(device)).float().cpu().numpy()  # (N, C, H, W) in [0, 1]
+    y = None if label is None else torch.full((len(z),), int(label), device=device)
+    images = model.decode(torch.from_numpy(z).to(device), y).float().cpu().numpy()  # (N, C, H, W) in [0, 1]
     return to_uint8(images)
 
 

@@ -44,9 +44,9 @@ function hub() {
         return placeOnMap(this.active.bundle, z);
       },
       // Test and benchmark hook: decode a list of latents with the active model.
-      async decode(latents) {
+      async decode(latents, label = 0) {
         if (!this.active || !this.active.decoder) throw new Error("no decoder loaded");
-        const out = await this.active.decoder.run(latents.flat(), latents.length);
+        const out = await this.active.decoder.run(latents.flat(), latents.length, label);
         const size = out.length / latents.length;
         return latents.map((_, i) => Array.from(out.subarray(i * size, (i + 1) * size)));
       },
@@ -86,7 +86,7 @@ function loadOrt(assetUrl) {
 }
 
 // One onnxruntime session per model, with its runs in a queue: a session runs one call at a time.
-function getDecoder(modelId, latentDim, assetUrl) {
+function getDecoder(modelId, latentDim, numClasses, assetUrl) {
   const h = hub();
   if (!h.sessions.has(modelId)) {
     h.sessions.set(modelId, (async () => {
@@ -97,11 +97,17 @@ function getDecoder(modelId, latentDim, assetUrl) {
       let queue = Promise.resolve();
       return {
         latentDim,
-        run(values, count) {
+        // values: count × D latents, flat; label: the class, for a conditional model
+        run(values, count, label = 0) {
           const job = queue.then(async () => {
             const started = performance.now();
-            const z = new ort.Tensor("float32", Float32Array.from(values), [count, latentDim]);
-            const result = await session.run({ z });
+            const feeds = { z: new ort.Tensor("float32", Float32Array.from(values), [count, latentDim]) };
+            if (numClasses > 0) {
+              const y = new Float32Array(count * numClasses);
+              for (let n = 0; n < count; n++) y[n * numClasses + label] = 1;
+              feeds.y = new ort.Tensor("float32", y, [count, numClasses]);
+            }
+            const result = await session.run(feeds);
             h.stats.decodes += count;
             h.stats.lastDecodeMs = performance.now() - started;
             return result.image.data; // (count, C, H, W) float32 in [0, 1]
@@ -323,6 +329,11 @@ class LiveLatent {
       this.z = Float32Array.from(data.latent);
       this.showValues();
     }
+    if (data.label !== this.label) { // a conditional model's class, picked in Python
+      this.label = data.label;
+      this.previewKey = null;
+      this.changed();
+    }
     if (!this.decoder && data.image) this.drawPlaceholder(data.image);
     const assetUrl = new URL(data.asset_url, window.location.origin).href;
     if (data.bundle_id !== this.modelId) {
@@ -335,7 +346,7 @@ class LiveLatent {
         this.bundle = bundle;
         this.placeMarker();
       });
-      getDecoder(wanted, this.dim, assetUrl).then((decoder) => {
+      getDecoder(wanted, this.dim, data.num_classes, assetUrl).then((decoder) => {
         if (this.modelId !== wanted) return;
         this.decoder = decoder;
         this.status.textContent = "";
@@ -450,7 +461,7 @@ class LiveLatent {
     try {
       while (this.pending && this.decoder) {
         this.pending = false;
-        const pixels = await this.decoder.run(this.z, 1);
+        const pixels = await this.decoder.run(this.z, 1, this.label);
         this.draw(pixels);
       }
     } catch (error) {
@@ -571,7 +582,7 @@ class LiveLatent {
   // The plane's decoded grid behind the pad: where the pad leads, before you drag there.
   async drawPreview() {
     if (!this.decoder || !this.plane || !this.z) return;
-    const key = `${this.modelId}|${this.plane.name}|${Array.from(this.z).join(",")}`;
+    const key = `${this.modelId}|${this.label}|${this.plane.name}|${Array.from(this.z).join(",")}`;
     if (key === this.previewKey) return;
     this.previewKey = key;
     const [a0, a1] = this.plane.a_range, [b0, b1] = this.plane.b_range;
@@ -586,7 +597,7 @@ class LiveLatent {
       }
     }
     const count = PREVIEW_STEPS * PREVIEW_STEPS;
-    const pixels = await this.decoder.run(latents, count);
+    const pixels = await this.decoder.run(latents, count, this.label);
     if (key !== this.previewKey) return;
     const [channels, height, width] = this.shape;
     const tile = document.createElement("canvas");

@@ -177,7 +177,8 @@ def test_every_view_works_on_the_bundled_rgb_model(view: str) -> None:
 
 def test_the_picker_lists_every_bundled_model() -> None:
     app = run_app()
-    assert app.sidebar.selectbox(key="model_choice").options == ["fashion-z8", "mnist-z8", "photo-patches-rgb-z8"]
+    assert app.sidebar.selectbox(key="model_choice").options == [
+        "fashion-z8", "mnist-cvae-z8", "mnist-z8", "photo-patches-rgb-z8"]
 
 
 def test_random_fitted_draws_from_the_checkpoints_mixture() -> None:
@@ -185,3 +186,15 @@ def test_random_fitted_draws_from_the_checkpoints_mixture() -> None:
     next(b for b in app.button if b.label == "Random (fitted)").click().run()
     values = np.array([s.value for s in latent_sliders(app)])
     assert not app.exception and np.abs(values).sum() > 0.5
+
+
+def test_a_conditional_model_gets_a_class_picker() -> None:
+    app = run_app({"model": "mnist-cvae-z8"})
+    picker = app.button_group(key="class_label")
+    assert picker.options == [str(k) for k in range(10)] or len(picker.options) == 10
+    before = image_url(app)
+    picker.set_value(7).run()
+    assert not app.exception and image_url(app) != before  # the same z drawn as another class
+    app = run_app({"model": "mnist-cvae-z8"}, live=True)
+    _, payload = live_payloads(app)
+    assert payload["num_classes"] == 10 and payload["label"] == 0

@@ -259,6 +259,24 @@ def test_uploads_are_scored_and_a_bomb_is_refused(page: object, tmp_path: Path) 
     page.get_by_text("megapixel limit").wait_for(timeout=15_000)
 
 
+def test_a_conditional_model_decodes_live_with_the_picked_class(page: object, server: str) -> None:
+    page.goto(f"{server}/?model=mnist-cvae-z8")
+    page.wait_for_function("() => { const a = window.__latentExplorer && window.__latentExplorer.active;"
+                           " return a && a.decoder && a.data.num_classes === 10; }", timeout=60_000)
+    latents = np.random.default_rng(2).normal(size=(20, 8)).astype(np.float32)
+    model = training.load_model(ROOT / "checkpoints" / "mnist-cvae-z8")
+    for label in (3, 8):
+        browser = np.array(page.evaluate("([z, y]) => window.__latentExplorer.decode(z, y)", [latents.tolist(), label]))
+        with torch.no_grad():
+            expected = model.decode(torch.from_numpy(latents), torch.full((20,), label)).reshape(20, -1).numpy()
+        assert np.abs(browser - expected).max() < 1e-4
+    page.evaluate(FRAME_SAMPLER_START_JS)
+    page.get_by_role("radio", name="7", exact=True).click()  # the class picker
+    page.wait_for_function("() => window.__latentExplorer.active.label === 7", timeout=15_000)
+    page.wait_for_timeout(300)
+    assert len(page.evaluate(FRAME_SAMPLER_STOP_JS)) >= 1  # the image was redrawn as a seven
+
+
 def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: object, server: str) -> None:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     try:

@@ -33,6 +33,20 @@ def test_the_exported_decoder_computes_what_torch_does(config: ModelConfig) -> N
     assert np.abs(image - expected).max() < 1e-5
 
 
+def test_a_conditional_decoder_exports_with_its_label_input() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16, num_classes=10)
+    model = ConvVAE(config).eval()
+    onnx_model = onnx.load_from_string(export_decoder_onnx(model))
+    assert [i.name for i in onnx_model.graph.input] == ["z", "y"]
+    z = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
+    labels = np.array([0, 3, 3, 9])
+    (image,) = ReferenceEvaluator(onnx_model).run(None, {"z": z, "y": np.eye(10, dtype=np.float32)[labels]})
+    with torch.no_grad():
+        expected = model.decode(torch.from_numpy(z), torch.from_numpy(labels)).numpy()
+    assert np.abs(image - expected).max() < 1e-5
+
+
 def read_bundle(data: bytes) -> tuple[dict, dict[str, bytes]]:
     """The inverse of browser_bundle, as live_decoder.js reads it."""
     assert data[:4] == BUNDLE_MAGIC

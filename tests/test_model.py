@@ -84,3 +84,23 @@ def test_a_few_steps_lower_the_loss() -> None:
 def test_invalid_model_config(bad: dict) -> None:
     with pytest.raises(ValueError):
         ModelConfig(**bad)
+
+
+def test_a_conditional_vae_sees_the_label() -> None:
+    import pytest
+
+    torch.manual_seed(0)
+    config = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16, num_classes=10)
+    model = ConvVAE(config).eval()
+    x, y = torch.rand(3, 1, 28, 28), torch.tensor([1, 2, 3])
+    mu, logvar = model.encode(x, y)
+    assert mu.shape == logvar.shape == (3, 8)
+    z = torch.zeros(2, 8)
+    a, b = model.decode(z, torch.tensor([0, 0])), model.decode(z, torch.tensor([0, 7]))
+    assert a.shape == (2, 1, 28, 28) and torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+    logits, mu, logvar = model(x, None, y)
+    assert logits.shape == x.shape
+    with pytest.raises(ValueError, match="conditional"):
+        model.decode(z)
+    plain = ConvVAE(ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)).eval()
+    assert torch.equal(plain.decode(z), plain.decode(z, torch.tensor([3, 4])))  # labels ignored

@@ -72,6 +72,19 @@ def test_cli_end_to_end_on_tiny_idx_files(tiny_mnist: Path, tmp_path: Path) -> N
     assert model.decode(torch.zeros(2, 8)).shape == (2, 1, 28, 28)
 
 
+def test_cli_trains_a_conditional_vae(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cvae"
+    result = cli("train", "--conditional", "--out", str(out), "--data-dir", str(tiny_mnist), "--epochs", "2",
+                 "--batch-size", "32", *TINY_FLAGS)
+    assert result.returncode == 0, result.stderr
+    model = training.load_model(out)
+    assert model.config.num_classes == 10  # MNIST's classes
+    z = torch.zeros(2, 8)
+    assert not torch.equal(*model.decode(z, torch.tensor([0, 3])))
+    result = cli("evaluate", str(out), "--data-dir", str(tiny_mnist), "--iw-samples", "4", "--json")
+    assert result.returncode == 0, result.stderr
+
+
 def test_seed_recipe_sets_the_write_up_values(tiny_mnist: Path, tmp_path: Path) -> None:
     result = cli("train", "--recipe", "seed", "--max-steps", "5", "--out", str(tmp_path / "r"),
                  "--data-dir", str(tiny_mnist), *TINY_FLAGS)

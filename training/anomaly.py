@@ -43,19 +43,25 @@ def training_loss(model: ConvVAE) -> str:
 
 
 @torch.inference_mode()
-def negative_elbo(model: ConvVAE, x: Tensor, loss: str = "bce", samples: int = 4, seed: int = 0) -> Tensor:
+def negative_elbo(model: ConvVAE, x: Tensor, loss: str = "bce", labels: Tensor | None = None,
+                  samples: int = 4, seed: int = 0) -> Tensor:
     """−ELBO per image in nats, (N,), the likelihood term averaged over SAMPLES posterior
-    draws (fixed seed: the same x always gets the same score)."""
+    draws (fixed seed: the same x always gets the same score). A conditional model without
+    LABELS scores each image with the class that explains it best (the lowest −ELBO)."""
+    if model.config.num_classes and labels is None:
+        return torch.stack([negative_elbo(model, x, loss, torch.full((len(x),), k), samples, seed)
+                            for k in range(model.config.num_classes)]).min(dim=0).values
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     scores = []
     for start in range(0, len(x), BATCH):
         batch = x[start:start + BATCH].to(device)
-        mu, logvar = model.encode(batch)
+        y = None if labels is None else labels[start:start + BATCH].to(device)
+        mu, logvar = model.encode(batch, y)
         likelihood = torch.zeros(len(batch), device=device)
         for _ in range(samples):
             z = model.reparameterize(mu, logvar, generator)
-            likelihood += log_likelihood(model.decode_logits(z), batch, loss)
+            likelihood += log_likelihood(model.decode_logits(z, y), batch, loss)
         scores.append((kl_divergence(mu, logvar) - likelihood / samples).float().cpu())
     return torch.cat(scores)
 

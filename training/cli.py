@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from training.checkpoint import CheckpointError, atomic_write_json, load_model, read_metrics
-from training.data import DATASET_NAMES, DataError
+from training.data import DATASET_NAMES, DataError, class_count
 from training.model import LOSSES, ModelConfig
 from training.train import DEVICES, LR_SCHEDULES, RECIPES, TrainConfig, TrainingError, TrainingInterrupted, pick_device
 
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int, help="side of the square images (28 for the IDX sets; "
                    "folder images are centre-cropped and resized to it)")
     t.add_argument("--channels", type=int, choices=(1, 3), help="1: gray, 3: RGB (folder data sets)")
+    t.add_argument("--conditional", action="store_true", help="a conditional VAE: the encoder and the decoder "
+                   "also see the class label, and the page offers a class picker")
     t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_common(t)
@@ -109,6 +111,8 @@ def _configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConf
         value = getattr(args, f.name, None)
         if value is not None:
             model_values[f.name] = value
+    if args.conditional:
+        model_values["num_classes"] = class_count(train_values.get("dataset", "mnist"), args.data_dir)
     if args.recipe == "seed" and args.epochs is None:
         train_values["epochs"] = 10_000  # the recipe stops on max_steps
     train_config = TrainConfig(**train_values)
@@ -146,7 +150,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         test_images, test_labels = test_images[:args.limit], test_labels[:args.limit]
     started = time.perf_counter()
     metrics = test_metrics(model, train_split.images, train_split.labels, test_images, test_labels, loss)
-    nll = importance_sampled_nll(model, test_images, loss, samples=args.iw_samples)
+    nll = importance_sampled_nll(model, test_images, loss, samples=args.iw_samples, labels=test_labels)
     metrics["iw_nll_nats"] = float(nll.mean())
     metrics["iw_samples"] = args.iw_samples
     metrics["test_images"] = len(test_images)
@@ -175,7 +179,8 @@ def cmd_sampler(args: argparse.Namespace) -> int:
     from training.sampler import fit_mixture, save_sampler
 
     model = load_model(args.checkpoint)
-    means, _ = encode_dataset(model, checkpoint_data(model, args.data_dir)[0].images)
+    train_split = checkpoint_data(model, args.data_dir)[0]
+    means, _ = encode_dataset(model, train_split.images, train_split.labels)
     path = save_sampler(args.checkpoint, fit_mixture(means.numpy(), args.components, args.seed))
     print(f"wrote {path} ({args.components} components fitted to {len(means)} training means)")
     return 0

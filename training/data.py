@@ -265,6 +265,17 @@ FOLDER = "folder"  # --dataset folder: any folder of PNG / JPEG images (training
 DATASET_NAMES = (*sorted(DATASETS), FOLDER)
 
 
+def class_count(name: str, data_dir: str | os.PathLike | None) -> int:
+    """How many classes a data set has (a conditional VAE needs it before loading the data)."""
+    if name == FOLDER:
+        if data_dir is None:
+            raise DataError("--dataset folder needs --data-dir, the folder that holds the images.")
+        from training.images import find_images  # noqa: PLC0415 - images.py imports this module
+
+        return len(find_images(data_dir)[2])
+    return len(DATASETS[name].class_names)
+
+
 def load_data(name: str, data_dir: str | os.PathLike | None, image_shape: tuple[int, int, int],
               seed: int = 0, download: bool = True) -> tuple[Split, Split, tuple[str, ...]]:
     """(train, test, class names) of any data set, images shaped IMAGE_SHAPE (C, H, W): an

@@ -24,20 +24,27 @@ def checkpoint_data(model: ConvVAE, data_dir: str | os.PathLike | None = None) -
     return train, test
 
 
+def _rows(labels: Tensor | None, start: int, size: int, device: torch.device) -> Tensor | None:
+    return None if labels is None else labels[start:start + size].to(device)
+
+
 @torch.inference_mode()
-def encode_dataset(model: ConvVAE, images: Tensor, batch_size: int = EVAL_BATCH) -> tuple[Tensor, Tensor]:
-    """images (N, C, H, W) in [0, 1] -> (mu, logvar), each (N, D) float32 on the CPU."""
+def encode_dataset(model: ConvVAE, images: Tensor, labels: Tensor | None = None,
+                   batch_size: int = EVAL_BATCH) -> tuple[Tensor, Tensor]:
+    """images (N, C, H, W) in [0, 1] (labels (N,): needed by a conditional model) -> (mu,
+    logvar), each (N, D) float32 on the CPU."""
     device = next(model.parameters()).device
     mus, logvars = [], []
     for start in range(0, len(images), batch_size):
-        mu, logvar = model.encode(images[start:start + batch_size].to(device, non_blocking=True))
+        mu, logvar = model.encode(images[start:start + batch_size].to(device, non_blocking=True),
+                                  _rows(labels, start, batch_size, device))
         mus.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
     return torch.cat(mus), torch.cat(logvars)
 
 
 @torch.inference_mode()
-def elbo_metrics(model: ConvVAE, images: Tensor, loss: str, seed: int = 0,
+def elbo_metrics(model: ConvVAE, images: Tensor, loss: str, labels: Tensor | None = None, seed: int = 0,
                  batch_size: int = EVAL_BATCH) -> dict[str, float]:
     """Per-image means over IMAGES: the negative ELBO in nats under the model's own likelihood
     (one posterior sample per image, fixed seed), its reconstruction and KL parts, and the
@@ -47,11 +54,12 @@ def elbo_metrics(model: ConvVAE, images: Tensor, loss: str, seed: int = 0,
     nll_sum = kl_sum = sq_sum = 0.0
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device, non_blocking=True)
-        mu, logvar = model.encode(x)
+        y = _rows(labels, start, batch_size, device)
+        mu, logvar = model.encode(x, y)
         z = model.reparameterize(mu, logvar, generator)
-        nll_sum += float(-log_likelihood(model.decode_logits(z), x, loss).sum())
+        nll_sum += float(-log_likelihood(model.decode_logits(z, y), x, loss).sum())
         kl_sum += float(kl_divergence(mu, logvar).sum())
-        sq_sum += float(reconstruction_error(model.decode_logits(mu), x, "mse").sum())
+        sq_sum += float(reconstruction_error(model.decode_logits(mu, y), x, "mse").sum())
     n = len(images)
     return {
         "neg_elbo_nats": (nll_sum + kl_sum) / n,
@@ -77,7 +85,7 @@ def knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tenso
 
 @torch.inference_mode()
 def importance_sampled_nll(model: ConvVAE, images: Tensor, loss: str, samples: int = 100,
-                           seed: int = 0, batch_size: int = 100) -> Tensor:
+                           labels: Tensor | None = None, seed: int = 0, batch_size: int = 100) -> Tensor:
     """-log p(x) per image in nats, (N,), by importance sampling with q(z|x) as proposal
     (Burda et al. 2016):
 
@@ -92,11 +100,12 @@ def importance_sampled_nll(model: ConvVAE, images: Tensor, loss: str, samples: i
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device)
         n = len(x)
-        mu, logvar = model.encode(x)
+        y = _rows(labels, start, batch_size, device)
+        mu, logvar = model.encode(x, y)
         std = torch.exp(0.5 * logvar)
         eps = torch.randn((samples, *mu.shape), generator=generator, device=device)
         z = mu + eps * std  # (K, n, D)
-        logits = model.decode_logits(z.reshape(samples * n, -1))
+        logits = model.decode_logits(z.reshape(samples * n, -1), None if y is None else y.repeat(samples))
         log_px_z = log_likelihood(logits, x.repeat(samples, 1, 1, 1), loss).reshape(samples, n)
         log_pz = -0.5 * (z.pow(2) + log_2pi).sum(-1)
         log_qz = -0.5 * (eps.pow(2) + logvar + log_2pi).sum(-1)
@@ -108,8 +117,8 @@ def importance_sampled_nll(model: ConvVAE, images: Tensor, loss: str, samples: i
 def test_metrics(model: ConvVAE, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
                  test_labels: Tensor, loss: str) -> dict[str, float]:
     """The figures written to metrics.json: ELBO parts, MSE and kNN-5 accuracy of the means."""
-    metrics = elbo_metrics(model, test_images, loss)
-    train_mu, _ = encode_dataset(model, train_images)
-    test_mu, _ = encode_dataset(model, test_images)
+    metrics = elbo_metrics(model, test_images, loss, test_labels)
+    train_mu, _ = encode_dataset(model, train_images, train_labels)
+    test_mu, _ = encode_dataset(model, test_images, test_labels)
     metrics["knn5_accuracy"] = knn_accuracy(train_mu, train_labels, test_mu, test_labels, k=5)
     return metrics

@@ -33,6 +33,7 @@ class ModelConfig:
     image_size: int = 28  # square images, side in pixels
     conv_channels: tuple[int, ...] = (32, 64, 64)
     hidden_dim: int = 256
+    num_classes: int = 0  # > 0: a conditional VAE, encoder and decoder also see the label
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the dataclass hashable and comparable.
@@ -50,6 +51,8 @@ class ModelConfig:
             )
         if self.hidden_dim < 1:
             raise ValueError(f"hidden_dim must be positive, got {self.hidden_dim}")
+        if not 0 <= self.num_classes <= 10_000:
+            raise ValueError(f"num_classes must be 0 (unconditional) or a class count, got {self.num_classes}")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -94,11 +97,13 @@ class ConvVAE(nn.Module):
             encoder += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.ReLU()]
         encoder += [nn.Flatten(), nn.Linear(flat, config.hidden_dim), nn.ReLU()]
         self.encoder = nn.Sequential(*encoder)
-        self.to_mu = nn.Linear(config.hidden_dim, config.latent_dim)
-        self.to_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
+        # A conditional VAE's label (one-hot) joins the encoder's dense heads and the decoder's input.
+        labels = config.num_classes
+        self.to_mu = nn.Linear(config.hidden_dim + labels, config.latent_dim)
+        self.to_logvar = nn.Linear(config.hidden_dim + labels, config.latent_dim)
 
         decoder: list[nn.Module] = [
-            nn.Linear(config.latent_dim, config.hidden_dim),
+            nn.Linear(config.latent_dim + labels, config.hidden_dim),
             nn.ReLU(),
             nn.Linear(config.hidden_dim, flat),
             nn.ReLU(),
@@ -117,9 +122,19 @@ class ConvVAE(nn.Module):
                 decoder.append(nn.ReLU())
         self.decoder = nn.Sequential(*decoder)
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x: (N, C, H, W) in [0, 1] -> mean and log-variance of q(z|x), each (N, D)."""
-        h = self.encoder(x)
+    def _with_label(self, h: Tensor, y: Tensor | None) -> Tensor:
+        """h (N, F) with the one-hot label appended for a conditional model; an unconditional
+        model ignores y, so callers may always pass the labels they have."""
+        if not self.config.num_classes:
+            return h
+        if y is None:
+            raise ValueError("this is a conditional VAE: pass the labels y (N,) to encode and decode")
+        return torch.cat([h, F.one_hot(y.long(), self.config.num_classes).to(h.dtype)], dim=1)
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x: (N, C, H, W) in [0, 1] (and labels y (N,) for a conditional model) -> mean and
+        log-variance of q(z|x, y), each (N, D)."""
+        h = self._with_label(self.encoder(x), y)
         return self.to_mu(h), self.to_logvar(h)
 
     @staticmethod
@@ -128,19 +143,20 @@ class ConvVAE(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + eps * torch.exp(0.5 * logvar)
 
-    def decode_logits(self, z: Tensor) -> Tensor:
-        """z: (N, D) -> pixel logits (N, C, H, W)."""
-        return self.decoder(z)
+    def decode_logits(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """z: (N, D) (and labels y (N,) for a conditional model) -> pixel logits (N, C, H, W)."""
+        return self.decoder(self._with_label(z, y))
 
-    def decode(self, z: Tensor) -> Tensor:
-        """z: (N, D) -> images (N, C, H, W) in [0, 1]."""
-        return torch.sigmoid(self.decoder(z))
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """z: (N, D) (and labels y (N,) for a conditional model) -> images (N, C, H, W) in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z, y))
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """x -> (logits of the reconstruction, mu, logvar), for vae_loss."""
-        mu, logvar = self.encode(x)
+    def forward(self, x: Tensor, generator: torch.Generator | None = None,
+                y: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """x (and y) -> (logits of the reconstruction, mu, logvar), for vae_loss."""
+        mu, logvar = self.encode(x, y)
         z = self.reparameterize(mu, logvar, generator)
-        return self.decode_logits(z), mu, logvar
+        return self.decode_logits(z, y), mu, logvar
 
 
 @dataclass(frozen=True)

@@ -214,11 +214,15 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
 
     train_split, test_split, class_names = load_data(train_config.dataset, data_dir, model_config.image_shape,
                                                      seed=train_config.seed)
+    if model_config.num_classes and model_config.num_classes != len(class_names):
+        raise TrainingError(f"the conditional model has {model_config.num_classes} classes but "
+                            f"{train_config.dataset} has {len(class_names)}.")
     dataset = {"name": train_config.dataset, "class_names": list(class_names)}
     if train_config.dataset == FOLDER:  # evaluate and atlas find the same images and split again
         dataset.update(path=str(Path(data_dir).resolve()), split_seed=train_config.seed,
                        train_images=len(train_split), test_images=len(test_split))
     x_train = train_split.images.to(device)
+    y_train = train_split.labels.to(device)
     n, batch = len(x_train), train_config.batch_size
     steps_per_epoch = n // batch
     if steps_per_epoch == 0:
@@ -248,11 +252,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
             window_start, window_time = step, time.perf_counter()
             model.train()
             for b in bar:
-                x = x_train[permutation[b * batch:(b + 1) * batch]]
+                rows = permutation[b * batch:(b + 1) * batch]
+                x, y = x_train[rows], y_train[rows]
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(train_config, step, total_steps)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    logits, mu, logvar = model(x, generator)
+                    logits, mu, logvar = model(x, generator, y)
                 parts = vae_loss(logits, x, mu, logvar, train_config.loss, train_config.beta)
                 optimizer.zero_grad(set_to_none=True)
                 parts.total.div(batch).backward()
@@ -277,7 +282,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
                     raise TrainingInterrupted(signals[0], step, out)
             bar.close()
             model.eval()
-            last_metrics = elbo_metrics(model, test_split.images, train_config.loss)
+            last_metrics = elbo_metrics(model, test_split.images, train_config.loss, test_split.labels)
             save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
             atomic_write_json(out / METRICS, {**last_metrics, "step": step, "final": False})
             if progress:

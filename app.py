@@ -3,6 +3,7 @@ test set, interpolate and traverse. Layout and wiring only: the work is done in 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -471,8 +472,13 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
         higher = percentile_among_test_set(atlas, scored.score)
         if higher is not None:
             line += f", more anomalous than **{higher:.1f}%** of the {len(atlas):,} test images"
-        st.markdown(line + ".")
-        st.button("Load its z (the star moves there)", on_click=set_latent, args=(scored.mu,), key="anomaly_load")
+        st.markdown(line + ". Its latent is loaded: the star on the map marks where it lies.")
+        # A new image takes the page's latent once, so it shows on the map (and in the sliders).
+        image_key = hashlib.sha256(x.tobytes()).hexdigest()
+        if st.session_state.get("anomaly_placed") != image_key:
+            st.session_state["anomaly_placed"] = image_key
+            set_latent(scored.mu)
+            st.rerun()
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

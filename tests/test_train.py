@@ -204,3 +204,23 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
 def test_invalid_train_config(bad: dict) -> None:
     with pytest.raises(ValueError):
         TrainConfig(**bad)
+
+
+def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_mnist: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo): each takes half of every global batch of 32 and the
+    gradients are averaged, so the weights match one process's run to rounding."""
+    flags = ["--data-dir", str(tiny_mnist), "--batch-size", "32", "--max-steps", "12", "--epochs", "2", *TINY_FLAGS]
+    single = cli("train", "--out", str(tmp_path / "one"), *flags)
+    assert single.returncode == 0, single.stderr
+    parallel = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "training", "train", "--out", str(tmp_path / "two"), *flags],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    assert parallel.stdout.count("saved ") == 1  # process 0 reports and writes, once
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert one.keys() == two.keys()
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=1e-5, rtol=1e-4), name
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["step"] == 12
+    training.load_model(tmp_path / "two")  # an ordinary checkpoint folder

@@ -130,6 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_config, train_config = _configs_from_args(args)
     metrics = train(model_config, train_config, args.out, data_dir=args.data_dir, resume=args.resume,
                     progress=not args.quiet)
+    if not metrics:  # a data-parallel process other than the first: process 0 reports
+        return 0
     print(f"saved {args.out}: test MSE {metrics['mse_per_pixel']:.5f}, -ELBO {metrics['neg_elbo_nats']:.2f} nats, "
           f"kNN-5 {metrics['knn5_accuracy']:.4f}, {metrics['train_seconds']:.1f} s")
     return 0

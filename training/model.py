@@ -151,11 +151,16 @@ class ConvVAE(nn.Module):
         """z: (N, D) (and labels y (N,) for a conditional model) -> images (N, C, H, W) in [0, 1]."""
         return torch.sigmoid(self.decode_logits(z, y))
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None,
-                y: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """x (and y) -> (logits of the reconstruction, mu, logvar), for vae_loss."""
+    def forward(self, x: Tensor, generator: torch.Generator | None = None, y: Tensor | None = None,
+                eps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """x (and y) -> (logits of the reconstruction, mu, logvar), for vae_loss. EPS (N, D), if
+        given, is the reparameterization noise (data-parallel training draws it for the whole
+        global batch, so that N processes add the same noise one process would)."""
         mu, logvar = self.encode(x, y)
-        z = self.reparameterize(mu, logvar, generator)
+        if eps is None:
+            z = self.reparameterize(mu, logvar, generator)
+        else:
+            z = mu + eps.to(mu.dtype) * torch.exp(0.5 * logvar)
         return self.decode_logits(z, y), mu, logvar
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from training.checkpoint import (
@@ -33,6 +34,7 @@ from training.checkpoint import (
     save_model,
     versions,
 )
+from training import distributed
 from training.data import DATASET_NAMES, FOLDER, load_data
 from training.evaluate import elbo_metrics, test_metrics
 from training.model import LOSSES, ConvVAE, ModelConfig, vae_loss
@@ -200,12 +202,21 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
     Raises TrainingError (bad --out, non-finite loss), TrainingInterrupted (SIGINT/SIGTERM,
     after writing a resumable checkpoint), DataError, CheckpointError (bad --resume folder)."""
     out = Path(out)
-    device = pick_device(train_config.device)
-    torch.manual_seed(train_config.seed)
+    processes, device = distributed.start(pick_device(train_config.device))
+    try:
+        return _train(model_config, train_config, out, data_dir, resume, progress and processes.main,
+                      processes, device)
+    finally:
+        distributed.stop()
 
+
+def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data_dir: str | Path | None,
+           resume: bool, progress: bool, processes: distributed.Processes, device: torch.device) -> dict:
+    torch.manual_seed(train_config.seed)
     model = ConvVAE(model_config).to(device)
     weight_bytes = sum(p.numel() * 4 for p in model.parameters())
-    check_writable(out, needed_bytes=4 * weight_bytes + (1 << 20))
+    if processes.main:
+        check_writable(out, needed_bytes=4 * weight_bytes + (1 << 20))
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
     step, elapsed_before = 0, 0.0
@@ -224,6 +235,11 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
     x_train = train_split.images.to(device)
     y_train = train_split.labels.to(device)
     n, batch = len(x_train), train_config.batch_size
+    if batch % processes.world:
+        raise TrainingError(f"--batch-size {batch} does not split evenly over {processes.world} processes.")
+    local = batch // processes.world  # this process's slice of each global batch
+    mine = slice(processes.rank * local, (processes.rank + 1) * local)
+    stepper = DistributedDataParallel(model) if processes.parallel else model
     steps_per_epoch = n // batch
     if steps_per_epoch == 0:
         raise TrainingError(f"--batch-size {batch} is larger than the {n} training images.")
@@ -252,21 +268,29 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
             window_start, window_time = step, time.perf_counter()
             model.train()
             for b in bar:
-                rows = permutation[b * batch:(b + 1) * batch]
+                rows = permutation[b * batch:(b + 1) * batch][mine]
                 x, y = x_train[rows], y_train[rows]
+                # the whole global batch's noise, so N processes add what one process would
+                eps = torch.randn((batch, model_config.latent_dim), generator=generator, device=device)[mine]
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(train_config, step, total_steps)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    logits, mu, logvar = model(x, generator, y)
+                    logits, mu, logvar = stepper(x, generator, y, eps)
                 parts = vae_loss(logits, x, mu, logvar, train_config.loss, train_config.beta)
                 optimizer.zero_grad(set_to_none=True)
-                parts.total.div(batch).backward()
+                # per-process mean; DistributedDataParallel averages over processes: the global mean
+                parts.total.div(local).backward()
                 optimizer.step()
                 window.append(parts.total.detach())
                 step += 1
                 images_seen += batch
-                if len(window) == train_config.log_every or b == last - 1 or signals:
-                    losses = torch.stack(window).div(batch).tolist()  # one sync per window
+                # processes check signals together, at window ends, so none waits on a departed one
+                window_end = len(window) == train_config.log_every or b == last - 1
+                if window_end or (signals and not processes.parallel):
+                    if processes.parallel and distributed.any_process(bool(signals), processes, device):
+                        signals = signals or [signal.SIGTERM]
+                    # the global batch's mean losses, one sync per window
+                    losses = distributed.summed(torch.stack(window), processes).div(batch).tolist()
                     bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
                     if bad is not None:
                         raise TrainingError(
@@ -276,11 +300,14 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
                     now = time.perf_counter()
                     bar.set_postfix(loss=f"{losses[-1]:.2f}", img_s=f"{len(losses) * batch / (now - window_time):.0f}")
                     window, window_start, window_time = [], step, now
-                if signals:
-                    save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
+                if signals and (window_end or not processes.parallel):
+                    if processes.main:
+                        save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
                     bar.close()
                     raise TrainingInterrupted(signals[0], step, out)
             bar.close()
+            if not processes.main:
+                continue  # process 0 evaluates and saves; the others go on to the next epoch
             model.eval()
             last_metrics = elbo_metrics(model, test_split.images, train_config.loss, test_split.labels)
             save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
@@ -291,6 +318,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
                       f"MSE {last_metrics['mse_per_pixel']:.5f}", file=sys.stderr)
 
     train_seconds = elapsed()
+    if not processes.main:
+        return {}
     model.eval()
     metrics = test_metrics(model, train_split.images, train_split.labels, test_split.images,
                            test_split.labels, train_config.loss)

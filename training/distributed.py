@@ -1,0 +1,70 @@
+"""Data-parallel training across processes and machines, started by torchrun:
+
+    torchrun --nproc-per-node 2 -m training train --out runs/ddp ...            # one machine
+    torchrun --nnodes 2 --node-rank 0 --nproc-per-node 8 \\
+             --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m training train ...  # on each machine
+
+torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; without them training is one ordinary process.
+NCCL joins GPUs, gloo CPUs. Every process holds the data set and the same seeded permutation
+and takes its own slice of each global batch; DistributedDataParallel averages the gradients;
+process 0 alone logs, evaluates and writes the checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.world > 1
+
+
+def start(device: torch.device) -> tuple[Processes, torch.device]:
+    """Join the process group torchrun describes (if any); the device this process uses."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Processes(), device
+    processes = Processes(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        device = torch.device("cuda", processes.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return processes, device
+
+
+def stop() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def any_process(flag: bool, processes: Processes, device: torch.device) -> bool:
+    """True on every process when FLAG is true on any (so all stop at the same step)."""
+    if not processes.parallel:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def summed(values: torch.Tensor, processes: Processes) -> torch.Tensor:
+    """VALUES summed over all processes (the global batch's losses, for logging and NaN checks)."""
+    if processes.parallel:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values

@@ -34,15 +34,9 @@ from playwright.async_api import async_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server  # noqa: E402
+from tests.browser_support import CANVAS_HASH_JS, CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server  # noqa: E402
 
 URL_Z_JS = "() => new URLSearchParams(location.search).get('z')"
-CANVAS_HASH_JS = """() => {
-    const find = root => { for (const e of root.querySelectorAll('*')) if (e.shadowRoot) {
-        const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot); if (c) return c; } return null; };
-    const d = find(document).getContext('2d').getImageData(0, 0, 320, 320).data;
-    let h = 0; for (let i = 0; i < d.length; i += 20) h = (Math.imul(h, 31) + d[i]) | 0; return h;
-}"""
 
 
 def rss_mb(pid: int) -> float:

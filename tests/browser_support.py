@@ -62,6 +62,14 @@ LATENT_VALUES_JS = """() => {
     return found.map(e => parseFloat(e.value));
 }"""
 
+# A hash of the decoded image's pixels (the live component's canvas), to see it change.
+CANVAS_HASH_JS = """() => {
+    const find = root => { for (const e of root.querySelectorAll('*')) if (e.shadowRoot) {
+        const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot); if (c) return c; } return null; };
+    const d = find(document).getContext('2d').getImageData(0, 0, 320, 320).data;
+    let h = 0; for (let i = 0; i < d.length; i += 20) h = (Math.imul(h, 31) + d[i]) | 0; return h;
+}"""
+
 # Start sampling the decoded image once per animation frame; a frame counts when the pixels
 # differ from the previous frame's. Stop with FRAME_SAMPLER_STOP_JS, which returns the
 # timestamps (ms) of the changed frames.

@@ -48,6 +48,13 @@ def start(device: torch.device) -> tuple[Processes, torch.device]:
     return processes, device
 
 
+def wait_for_all(processes: Processes) -> None:
+    """A barrier: a process must not leave (and close its connections) while another still
+    works, or the one still talking to it aborts."""
+    if processes.parallel:
+        dist.barrier()
+
+
 def stop() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -204,8 +204,10 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
     out = Path(out)
     processes, device = distributed.start(pick_device(train_config.device))
     try:
-        return _train(model_config, train_config, out, data_dir, resume, progress and processes.main,
-                      processes, device)
+        metrics = _train(model_config, train_config, out, data_dir, resume, progress and processes.main,
+                         processes, device)
+        distributed.wait_for_all(processes)  # process 0 may still be evaluating and saving
+        return metrics
     finally:
         distributed.stop()
 
@@ -305,6 +307,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                 if signals and (window_end or not processes.parallel):
                     if processes.main:
                         save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
+                    distributed.wait_for_all(processes)  # every process stops at this step, after the save
                     bar.close()
                     raise TrainingInterrupted(signals[0], step, out)
             bar.close()

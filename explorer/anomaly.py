@@ -10,13 +10,13 @@ import torch
 
 from explorer.atlas import Atlas
 from explorer.render import decode_latents
-from training.anomaly import anomaly_score
+from training.anomaly import anomaly_scores
 from training.model import ConvVAE
 
 
 @dataclass(frozen=True)
 class ScoredImage:
-    score: float  # −ELBO minus complexity, nats (training.anomaly_score, "complexity")
+    score: float  # −ELBO minus complexity, nats (training.anomaly_scores, "complexity")
     neg_elbo: float  # −ELBO, nats
     mu: np.ndarray  # (D,) float32, the encoder's mean
     reconstruction: np.ndarray  # (H, W, C) uint8, decoded from the mean
@@ -25,8 +25,8 @@ class ScoredImage:
 def score_image(model: ConvVAE, x: np.ndarray) -> ScoredImage:
     """x: one preprocessed image (C, H, W) float32 in [0, 1]."""
     batch = torch.from_numpy(np.ascontiguousarray(x, np.float32)[None])
-    neg_elbo = float(anomaly_score(model, batch, "elbo")[0])
-    score = float(anomaly_score(model, batch, "complexity")[0])
+    scores = anomaly_scores(model, batch)
+    neg_elbo, score = float(scores["elbo"][0]), float(scores["complexity"][0])
     with torch.inference_mode():
         mu, _ = model.encode(batch)
     return ScoredImage(score, neg_elbo, mu[0].numpy(), decode_latents(model, mu.numpy())[0])

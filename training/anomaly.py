@@ -83,6 +83,14 @@ def complexity(x: Tensor, loss: str = "bce") -> Tensor:
     return -log_likelihood(torch.logit(prediction), x.float(), loss)
 
 
+def anomaly_scores(model: ConvVAE, x: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+    """Every method's score for x, (N,) each, from one −ELBO pass (the costly part: an encoder
+    and several decoder passes); LABELS, if known, for a conditional model."""
+    loss = training_loss(model)
+    neg_elbo = negative_elbo(model, x, loss, labels)
+    return {"elbo": neg_elbo, "complexity": neg_elbo - complexity(x, loss)}
+
+
 def anomaly_score(model: ConvVAE, x: Tensor, method: str = "elbo") -> Tensor:
     """How anomalous each image is for MODEL, (N,), higher = more anomalous; x as for encode,
     (N, C, H, W) in [0, 1]. "elbo": the negative ELBO (nats). "complexity": the negative ELBO
@@ -90,11 +98,7 @@ def anomaly_score(model: ConvVAE, x: Tensor, method: str = "elbo") -> Tensor:
     (see the module docstring)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    loss = training_loss(model)
-    scores = negative_elbo(model, x, loss)
-    if method == "complexity":
-        scores = scores - complexity(x, loss)
-    return scores
+    return anomaly_scores(model, x)[method]
 
 
 def auroc(in_scores: Tensor | np.ndarray, out_scores: Tensor | np.ndarray) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.anomaly import complexity, negative_elbo, training_loss
+from training.anomaly import anomaly_scores
 from training.checkpoint import atomic_save_tensors, load_model
 from training.evaluate import checkpoint_data, encode_dataset
 
@@ -60,8 +60,7 @@ def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | Non
     count = min(limit, len(test)) if limit else len(test)
     mu, logvar = encode_dataset(model, test.images[:count], test.labels[:count])
     # each image's anomaly scores, so the app can rank a new image without the data
-    neg_elbo = negative_elbo(model, test.images[:count], training_loss(model), labels=test.labels[:count])
-    anomaly = neg_elbo - complexity(test.images[:count], training_loss(model))
+    scores = anomaly_scores(model, test.images[:count], labels=test.labels[:count])
     backend = umap_backend()
     embedding = umap_embedding(mu.numpy(), seed=seed, backend=backend)
     path = Path(checkpoint) / ATLAS
@@ -70,8 +69,8 @@ def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | Non
         "logvars": logvar,
         "labels": test.labels[:count],
         "embedding": torch.from_numpy(embedding),
-        "neg_elbo": neg_elbo,
-        "anomaly": anomaly,
+        "neg_elbo": scores["elbo"],
+        "anomaly": scores["complexity"],
         "index": torch.arange(count),
     }, metadata={
         "dataset": dataset,

@@ -198,7 +198,7 @@ def cmd_patches(args: argparse.Namespace) -> int:
 
 
 def cmd_anomaly(args: argparse.Namespace) -> int:
-    from training.anomaly import METHODS, anomaly_score, auroc
+    from training.anomaly import METHODS, anomaly_scores, auroc
     from training.data import load_data
     from training.evaluate import checkpoint_data
 
@@ -209,8 +209,9 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
         inside, outside = inside[:args.limit], outside[:args.limit]
     in_name = model.checkpoint_config["dataset"]["name"]
     results = {"in": in_name, "out": args.ood, "in_images": len(inside), "out_images": len(outside), "methods": {}}
+    all_in, all_out = anomaly_scores(model, inside), anomaly_scores(model, outside)
     for method in METHODS:
-        scores_in, scores_out = anomaly_score(model, inside, method), anomaly_score(model, outside, method)
+        scores_in, scores_out = all_in[method], all_out[method]
         results["methods"][method] = {"auroc": auroc(scores_in, scores_out), "mean_in": float(scores_in.mean()),
                                       "mean_out": float(scores_out.mean())}
     if args.json:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.conftest import synthetic_digits
-from training.model import ConvVAE, ModelConfig, kl_divergence, log_likelihood, vae_loss
+from training.model import ConvVAE, ModelConfig, UpConv, kl_divergence, log_likelihood, vae_loss
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64)])
@@ -24,6 +24,28 @@ def test_write_up_model_size() -> None:
     # The write-up's decoder: dense 8->256->1024, then three transposed convolutions.
     model = ConvVAE(ModelConfig())
     assert sum(p.numel() for p in model.decoder.parameters()) == 321_153
+
+
+@pytest.mark.parametrize("side,out_size", [(4, 7), (7, 14), (8, 15), (8, 16)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upconv_is_the_transposed_convolution_with_the_natural_output_size(side: int, out_size: int,
+                                                                           channels_last: bool) -> None:
+    # UpConv computes an odd side as the even one and crops it (a faster kernel on CPUs):
+    # values and gradients must be those of the plain transposed convolution of that size.
+    torch.manual_seed(0)
+    up = UpConv(6, 5, out_size)
+    plain = torch.nn.ConvTranspose2d(6, 5, 3, stride=2, padding=1, output_padding=out_size - (2 * side - 1))
+    plain.load_state_dict(up.state_dict())
+    if channels_last:
+        up, plain = up.to(memory_format=torch.channels_last), plain.to(memory_format=torch.channels_last)
+    x = torch.randn(3, 6, side, side, requires_grad=True)
+    y_up, y_plain = up(x), plain(x)
+    assert y_up.shape == y_plain.shape == (3, 5, out_size, out_size)
+    assert torch.allclose(y_up, y_plain, atol=1e-6)
+    weights = torch.randn_like(y_plain)
+    (grad_up,) = torch.autograd.grad((y_up * weights).sum(), x)
+    (grad_plain,) = torch.autograd.grad((y_plain * weights).sum(), x)
+    assert torch.allclose(grad_up, grad_plain, atol=1e-5)
 
 
 def test_kl_is_zero_at_the_prior() -> None:

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import training
 from training import train as train_module
-from training.model import LossParts, ModelConfig
+from training.model import ConvVAE, LossParts, ModelConfig
 from training.train import TrainConfig, TrainingError, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +200,8 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(loss="l1"), dict(beta=float("nan")),
-                                 dict(device="tpu"), dict(dataset="cifar")])
+                                 dict(device="tpu"), dict(dataset="cifar"), dict(lr_schedule="step"),
+                                 dict(warmup_steps=-1), dict(precision="fp16")])
 def test_invalid_train_config(bad: dict) -> None:
     with pytest.raises(ValueError):
         TrainConfig(**bad)
@@ -224,3 +225,41 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_mnist
         assert torch.allclose(one[name], two[name], atol=1e-5, rtol=1e-4), name
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["step"] == 12
     training.load_model(tmp_path / "two")  # an ordinary checkpoint folder
+
+
+def test_learning_rate_schedules() -> None:
+    total = 1000
+    wsd = TrainConfig(lr=2e-3)  # the default: 50 warm-up steps, stable, decay over the last 30%
+    lrs = [train_module.learning_rate(wsd, step, total) for step in range(total)]
+    assert lrs[0] == pytest.approx(2e-3 / 50) and lrs[49] == pytest.approx(2e-3)
+    assert all(lr == pytest.approx(2e-3) for lr in lrs[49:700])
+    assert all(a >= b for a, b in zip(lrs[700:], lrs[701:]))  # decaying
+    assert lrs[-1] < 1e-7
+    cosine = [train_module.learning_rate(TrainConfig(lr=1e-3, lr_schedule="cosine", warmup_steps=0), s, total)
+              for s in (0, 500, 999)]
+    assert cosine[0] == pytest.approx(1e-3) and cosine[1] == pytest.approx(5e-4) and cosine[2] < 1e-8
+    constant = TrainConfig(lr=1e-3, lr_schedule="constant", warmup_steps=0)
+    assert {train_module.learning_rate(constant, s, total) for s in (0, 500, 999)} == {1e-3}
+
+
+def test_precision_choice() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not train_module.bf16_autocast("fp32", cpu) and not train_module.bf16_autocast("fp32", cuda)
+    assert train_module.bf16_autocast("bf16", cpu) and train_module.bf16_autocast("auto", cuda)
+    # on a CPU, auto means bf16 exactly where oneDNN computes it natively
+    assert train_module.bf16_autocast("auto", cpu) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def test_the_decoder_starts_at_the_data_mean() -> None:
+    model = ConvVAE(ModelConfig(channels=3, image_size=16, conv_channels=(4, 8), hidden_dim=16))
+    images = torch.stack([torch.full((16, 16), v) for v in (0.1, 0.5, 0.8)]).expand(5, 3, 16, 16)
+    train_module.init_output_bias(model, images)
+    assert torch.allclose(torch.sigmoid(model.decoder[-1].bias), torch.tensor([0.1, 0.5, 0.8]), atol=1e-6)
+
+
+def test_metrics_record_the_precision_and_the_stepping_rate(tiny_mnist: Path, tmp_path: Path) -> None:
+    metrics = train(TINY_MODEL, TrainConfig(epochs=2, batch_size=32, precision="fp32"), tmp_path / "r",
+                    data_dir=tiny_mnist, progress=False)
+    assert metrics["precision"] == "fp32"
+    # 16 steps of 32 images: images/s counts the steps only, so it beats images over all the run's time
+    assert metrics["images_per_second"] > 16 * 32 / metrics["train_seconds"]

@@ -83,6 +83,22 @@ def _conv_sizes(image_size: int, layers: int) -> list[int]:
     return sizes
 
 
+class UpConv(nn.ConvTranspose2d):
+    """A 3×3, stride-2, padding-1 transposed convolution from side n to side OUT_SIZE, which is
+    2n - 1 or 2n. The odd side is computed as 2n and cropped: output_padding only appends a
+    row and a column, so the values are the same, and oneDNN's CPU kernel for the odd case is
+    4-10× slower (0.34 vs 3.2 ms for 128 images at 4×4 -> 7×7, bf16; bench/train_speed.py).
+    Weights and their names are those of nn.ConvTranspose2d."""
+
+    def __init__(self, in_channels: int, out_channels: int, out_size: int) -> None:
+        super().__init__(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1)
+        self.out_size = out_size
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C_in, n, n) -> (N, C_out, out_size, out_size)
+        y = super().forward(x)
+        return y[..., : self.out_size, : self.out_size]
+
+
 class ConvVAE(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -92,10 +108,11 @@ class ConvVAE(nn.Module):
         self._bottleneck = (widths[-1], sizes[-1], sizes[-1])
         flat = widths[-1] * sizes[-1] * sizes[-1]
 
+        # In-place ReLUs: autograd keeps their outputs, which is all their backward needs.
         encoder: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-1], widths[1:]):
-            encoder += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.ReLU()]
-        encoder += [nn.Flatten(), nn.Linear(flat, config.hidden_dim), nn.ReLU()]
+            encoder += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
+        encoder += [nn.Flatten(), nn.Linear(flat, config.hidden_dim), nn.ReLU(inplace=True)]
         self.encoder = nn.Sequential(*encoder)
         # A conditional VAE's label (one-hot) joins the encoder's dense heads and the decoder's input.
         labels = config.num_classes
@@ -104,22 +121,17 @@ class ConvVAE(nn.Module):
 
         decoder: list[nn.Module] = [
             nn.Linear(config.latent_dim + labels, config.hidden_dim),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Linear(config.hidden_dim, flat),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Unflatten(1, self._bottleneck),
         ]
         rev_widths, rev_sizes = widths[::-1], sizes[::-1]
         for i, (c_in, c_out) in enumerate(zip(rev_widths[:-1], rev_widths[1:])):
-            # output_padding makes each transposed conv land exactly on the encoder's size.
-            natural = (rev_sizes[i] - 1) * 2 - 2 + 3
-            decoder.append(
-                nn.ConvTranspose2d(
-                    c_in, c_out, 3, stride=2, padding=1, output_padding=rev_sizes[i + 1] - natural
-                )
-            )
+            # each transposed conv lands exactly on the encoder's size at that depth
+            decoder.append(UpConv(c_in, c_out, out_size=rev_sizes[i + 1]))
             if i < len(rev_widths) - 2:
-                decoder.append(nn.ReLU())
+                decoder.append(nn.ReLU(inplace=True))
         self.decoder = nn.Sequential(*decoder)
 
     def _with_label(self, h: Tensor, y: Tensor | None) -> Tensor:

@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+from training.evaluate import knn_accuracy
+
+
+@pytest.mark.parametrize("n_test", [1, 16, 37])  # below, at and across the chunk size
+def test_knn_accuracy_matches_a_brute_force_vote(n_test: int) -> None:
+    generator = torch.Generator().manual_seed(0)
+    train_z = torch.randn(500, 8, generator=generator)
+    train_y = torch.randint(0, 4, (500,), generator=generator)
+    test_z = torch.randn(n_test, 8, generator=generator)
+    test_y = torch.randint(0, 4, (n_test,), generator=generator)
+    nearest = torch.cdist(test_z, train_z).topk(5, largest=False).indices  # (n_test, 5)
+    votes = torch.stack([torch.bincount(train_y[row], minlength=4) for row in nearest])
+    expected = float((votes.argmax(dim=1) == test_y).float().mean())
+    assert knn_accuracy(train_z, train_y, test_z, test_y, k=5) == pytest.approx(expected)
+
+
+def test_knn_accuracy_on_separated_clusters() -> None:
+    centres = torch.tensor([[0.0] * 8, [10.0] * 8, [-10.0] * 8])
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.arange(3).repeat_interleave(50)
+    points = centres[labels] + 0.1 * torch.randn(150, 8, generator=generator)
+    assert knn_accuracy(points[::2], labels[::2], points[1::2], labels[1::2]) == 1.0
+    # labels shuffled against the points: a vote cannot beat chance by much
+    wrong = labels[torch.randperm(150, generator=generator)]
+    assert knn_accuracy(points[::2], wrong[::2], points[1::2], wrong[1::2]) < 0.6

@@ -52,7 +52,7 @@ train-cvae: $(STAMP)
 train-rgb: $(STAMP)
 	$(PY) -m training patches data/sample-patches
 	$(PY) -m training train --dataset folder --data-dir data/sample-patches --image-size 64 --channels 3 \
-	  --out checkpoints/photo-patches-rgb-z8 --epochs 200
+	  --out checkpoints/photo-patches-rgb-z8 --epochs 80
 	$(PY) -m training evaluate checkpoints/photo-patches-rgb-z8 --write
 	$(PY) -m training atlas checkpoints/photo-patches-rgb-z8
 	$(PY) -m training sampler checkpoints/photo-patches-rgb-z8

@@ -17,7 +17,6 @@ Writes bench/results/app_latency.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from tests.browser_support import (CANVAS_HASH_JS, CHROMIUM, CHROMIUM_ARGS, FRAME_SAMPLER_START_JS,  # noqa: E402
                                    FRAME_SAMPLER_STOP_JS, LATENT_VALUES_JS, NO_WEBASSEMBLY_JS, drag,
                                    free_port, start_server)
+from bench.report import write_report  # noqa: E402
 
 IMAGE_SRC_JS = "() => { const i = document.querySelector('[data-testid=stImage] img'); return i && i.getAttribute('src'); }"
 URL_Z_JS = "() => new URLSearchParams(location.search).get('z')"
@@ -200,9 +200,6 @@ def main() -> None:
         "map_click_to_controls": clicks,
         "server_slider_to_image": server_sliders,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "app_latency.json").write_text(json.dumps(result, indent=2) + "\n")
     fps = lambda rates: f"{np.mean(rates):.0f} (min {min(rates):.0f}, n={len(rates)} drags)"  # noqa: E731
     ms = lambda r: f"{r['p50_ms']:.0f} / {r['p95_ms']:.0f} ms (n={r['n']})"  # noqa: E731
     lines = [
@@ -222,8 +219,7 @@ def main() -> None:
     if clicks:
         lines.append(f"| map click → controls moved, p50 / p95 | {ms(clicks)} |")
     lines.append(f"| fallback without WebAssembly: server slider step → new image, p50 / p95 | {ms(server_sliders)} |")
-    (out / "app_latency.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "app_latency", result, lines)
 
 
 if __name__ == "__main__":

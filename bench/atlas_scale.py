@@ -11,7 +11,6 @@ Writes bench/results/atlas_scale.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_p
 from training.atlas import umap_backend, umap_embedding  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import encode_dataset  # noqa: E402
+from bench.report import write_report  # noqa: E402
 
 # Replace the page's atlas with a synthetic one of N points, then time the browser's placement.
 BROWSER_PLACE_JS = """async ([n, d, repeats]) => {
@@ -112,17 +112,13 @@ def main() -> None:
     result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores} cores, no GPU"
               if not torch.cuda.is_available() else torch.cuda.get_device_name(), "backend": backend,
               "first_run_1000_points_s": warm_up_s, "rows": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "atlas_scale.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Atlas at scale, {result['date']}, {result['machine']}, UMAP by {backend} (after a "
              f"1,000-point first run of {warm_up_s:.1f} s that compiles it)", "",
              "| points | UMAP | marker placement p95, Python | marker placement p95, browser |", "|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['points']:,} | {r['umap_seconds']:.1f} s | {r['place_python_ms_p95']:.2f} ms | "
                      f"{r['place_browser_ms_p95']:.2f} ms |")
-    (out / "atlas_scale.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "atlas_scale", result, lines)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.browser_support import CANVAS_HASH_JS, CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server  # noqa: E402
+from bench.report import write_report  # noqa: E402
 
 URL_Z_JS = "() => new URLSearchParams(location.search).get('z')"
 
@@ -167,9 +168,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "load.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Load, {result['date']}, {result['machine']}: {args.sessions} sessions × {args.seconds:.0f} s, "
              f"{args.rounds} rounds", "",
              "| round | drags | errors | timeouts | page ready (median / max) | release → server p50 / p95 | "
@@ -182,8 +180,7 @@ def main() -> None:
                      f"{ready['median']:.1f} / {ready['max']:.1f} s | {ms(r['release_to_server'])} | "
                      f"{ms(r['key_step_to_image'])} | {r['rss_mb']['before']:.0f} / {r['rss_mb']['peak']:.0f} / "
                      f"{r['rss_mb']['after']:.0f} MB |")
-    (out / "load.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "load", result, lines)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Writes bench/results/sample_quality.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 import training  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.sampler import load_sampler  # noqa: E402
+from bench.report import write_report  # noqa: E402
 
 
 class Classifier(nn.Module):
@@ -123,9 +123,6 @@ def main() -> None:
 
     result = {"date": time.strftime("%Y-%m-%d"), "checkpoint": args.checkpoint, "samples": args.samples,
               "classifier_test_accuracy": accuracy, "rows": rows, "seconds": time.perf_counter() - started}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sample_quality.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Sample quality of {args.checkpoint}, {result['date']}: {args.samples:,} samples, classifier test "
              f"accuracy {accuracy:.4f}", "",
              "| samples | Fréchet distance to test features | rarest class | most common class | classes ≥ 5% |",
@@ -137,8 +134,7 @@ def main() -> None:
             continue
         lines.append(f"| {name} | {row['frechet']:.2f} | {int(np.argmin(shares))}: {min(shares):.1%} | "
                      f"{int(np.argmax(shares))}: {max(shares):.1%} | {sum(s >= 0.05 for s in shares)} of 10 |")
-    (out / "sample_quality.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "sample_quality", result, lines)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from training.data import load_dataset  # noqa: E402
 from training.evaluate import elbo_metrics  # noqa: E402
 from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
 from training.train import pick_device  # noqa: E402
+from bench.report import write_report  # noqa: E402
 
 
 class PerSampleMNIST(Dataset):
@@ -127,9 +128,6 @@ def main() -> None:
         "ours_seconds_to_target": first_reaching(ours, args.target_mse, "command_seconds"),
         "tutorial_seconds_to_target": first_reaching(tutorial, args.target_mse, "train_seconds"),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_speed.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         f"Training speed, {result['date']}, {machine}, torch {torch.__version__}",
         "",
@@ -145,8 +143,7 @@ def main() -> None:
         f"{tutorial[0]['images_per_second']:.0f} | {tutorial[0]['test_mse']:.4f} | "
         f"{_fmt(result['tutorial_seconds_to_target'])} |",
     ]
-    (out / "train_speed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "train_speed", result, lines)
 
 
 def _fmt(value: float | None) -> str:

@@ -12,11 +12,9 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-import torch
-
-from training.checkpoint import CheckpointError, atomic_write_json, load_model, read_metrics
+from training.checkpoint import CheckpointError, atomic_write_json, read_metrics
 from training.data import DATASET_NAMES, DataError, class_count
-from training.model import LOSSES, ConvVAE, ModelConfig
+from training.model import LOSSES, ModelConfig
 from training.train import DEVICES, LR_SCHEDULES, PRECISIONS, RECIPES, TrainConfig, TrainingError, TrainingInterrupted, pick_device
 
 EXIT_USER_ERROR = 2
@@ -126,12 +124,6 @@ def _configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConf
     return ModelConfig(**model_values), train_config
 
 
-def _batch_model(checkpoint: str, device: torch.device | str) -> ConvVAE:
-    """The checkpoint's model for whole-data-set passes: channels-last convolutions encode 2.2×
-    the images/s of the default layout on this project's CPU."""
-    return load_model(checkpoint, device=device).to(memory_format=torch.channels_last)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from training.train import resume_configs, train
 
@@ -151,12 +143,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import checkpoint_data, importance_sampled_nll, test_metrics
+    from training.evaluate import checkpoint_data, importance_sampled_nll, load_for_batches, test_metrics
 
     if args.iw_samples < 1:
         raise ValueError("--iw-samples must be at least 1")
     device = pick_device(args.device)
-    model = _batch_model(args.checkpoint, device)
+    model = load_for_batches(args.checkpoint, device)
     config = model.checkpoint_config
     loss = config["train"]["loss"]
     train_split, test_split = checkpoint_data(model, args.data_dir)
@@ -190,10 +182,10 @@ def cmd_atlas(args: argparse.Namespace) -> int:
 
 
 def cmd_sampler(args: argparse.Namespace) -> int:
-    from training.evaluate import checkpoint_data, encode_dataset
+    from training.evaluate import checkpoint_data, encode_dataset, load_for_batches
     from training.sampler import fit_mixture, save_sampler
 
-    model = _batch_model(args.checkpoint, pick_device("auto"))
+    model = load_for_batches(args.checkpoint, pick_device("auto"))
     train_split = checkpoint_data(model, args.data_dir)[0]
     means, _ = encode_dataset(model, train_split.images, train_split.labels)
     path = save_sampler(args.checkpoint, fit_mixture(means.numpy(), args.components, args.seed))
@@ -213,9 +205,9 @@ def cmd_patches(args: argparse.Namespace) -> int:
 def cmd_anomaly(args: argparse.Namespace) -> int:
     from training.anomaly import METHODS, anomaly_scores, auroc
     from training.data import load_data
-    from training.evaluate import checkpoint_data
+    from training.evaluate import checkpoint_data, load_for_batches
 
-    model = _batch_model(args.checkpoint, pick_device(args.device))
+    model = load_for_batches(args.checkpoint, pick_device(args.device))
     inside = checkpoint_data(model, args.data_dir)[1].images
     outside = load_data(args.ood, args.ood_data_dir, model.config.image_shape)[1].images
     if args.limit:

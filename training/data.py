@@ -265,14 +265,19 @@ FOLDER = "folder"  # --dataset folder: any folder of PNG / JPEG images (training
 DATASET_NAMES = (*sorted(DATASETS), FOLDER)
 
 
+def _image_folder(data_dir: str | os.PathLike | None) -> str | os.PathLike:
+    """--data-dir, which --dataset folder cannot do without."""
+    if data_dir is None:
+        raise DataError("--dataset folder needs --data-dir, the folder that holds the images.")
+    return data_dir
+
+
 def class_count(name: str, data_dir: str | os.PathLike | None) -> int:
     """How many classes a data set has (a conditional VAE needs it before loading the data)."""
     if name == FOLDER:
-        if data_dir is None:
-            raise DataError("--dataset folder needs --data-dir, the folder that holds the images.")
         from training.images import find_images  # noqa: PLC0415 - images.py imports this module
 
-        return len(find_images(data_dir)[2])
+        return len(find_images(_image_folder(data_dir))[2])
     return len(DATASETS[name].class_names)
 
 
@@ -282,12 +287,10 @@ def load_data(name: str, data_dir: str | os.PathLike | None, image_shape: tuple[
     IDX set by name (its images must already have that shape) or a folder of images (resized
     to it; SEED picks the test split)."""
     if name == FOLDER:
-        if data_dir is None:
-            raise DataError("--dataset folder needs --data-dir, the folder that holds the images.")
         from training.images import load_image_folder  # noqa: PLC0415 - images.py imports this module
 
         channels, size, _ = image_shape
-        return load_image_folder(data_dir, size, channels, seed=seed)
+        return load_image_folder(_image_folder(data_dir), size, channels, seed=seed)
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}.")
     train, test = load_dataset(name, data_dir, download=download)

@@ -447,7 +447,7 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
         how = st.radio("Image", ["draw", "upload"] if mnist else ["upload"], horizontal=True, key="anomaly_source")
         if how == "draw":
             drawn = sketch_component()(key="sketch", default={"drawing": None}, on_drawing_change=lambda: None)
-            data, name = (None, "the drawing") if not drawn.drawing else (drawn.drawing, "the drawing")
+            data, name = drawn.drawing or None, "the drawing"
         else:
             upload = st.file_uploader("A PNG or JPEG", type=["png", "jpg", "jpeg"], key="anomaly_upload")
             data, name = (None, "") if upload is None else (upload.getvalue(), upload.name)

@@ -36,6 +36,7 @@ from training.checkpoint import (
     versions,
 )
 from training import distributed
+from training.adam import Adam
 from training.data import DATASET_NAMES, FOLDER, load_data
 from training.evaluate import elbo_metrics, test_metrics
 from training.model import LOSSES, ConvVAE, ModelConfig, vae_loss
@@ -192,43 +193,14 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Adam's state as flat tensors (safetensors) plus its hyper-parameters (JSON)."""
-    state = optimizer.state_dict()
-    tensors = {}
-    for index, slots in state["state"].items():
-        for key, value in slots.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
-    groups = [{k: v for k, v in g.items()} for g in state["param_groups"]]
-    return tensors, {"param_groups": groups}
-
-
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    # Fused Adam walks each moment in its parameter's memory order: give the moments their
-    # parameters' layout (channels-last convolutions), which safetensors does not keep.
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            slots = optimizer.state[param]
-            for key, value in slots.items():
-                if value.shape == param.shape:
-                    slots[key] = torch.empty_like(param).copy_(value)
-
-
-def save_training_state(folder: Path, model: ConvVAE, optimizer: torch.optim.Optimizer,
-                        generator: torch.Generator, step: int, config: dict, elapsed_s: float) -> None:
+def save_training_state(folder: Path, model: ConvVAE, optimizer: Adam, generator: torch.Generator,
+                        step: int, config: dict, elapsed_s: float) -> None:
     """Weights, config, then the resumable state; each file atomically."""
     save_model(folder, model, config)
-    tensors, meta = _optimizer_tensors(optimizer)
-    tensors["rng.noise"] = generator.get_state()
+    tensors = {**optimizer.state_tensors(), "rng.noise": generator.get_state()}
     atomic_save_tensors(folder / STATE, tensors)
-    atomic_write_json(folder / STATE_JSON, {"step": step, "elapsed_s": elapsed_s,
-                                            "noise_device": str(generator.device), **meta})
+    atomic_write_json(folder / STATE_JSON, {"step": step, "elapsed_s": elapsed_s, "noise_device": str(generator.device),
+                                            "adam": optimizer.hyperparameters()})
 
 
 def _run_config(model_config: ModelConfig, train_config: TrainConfig, dataset: dict, extra: dict) -> dict:
@@ -268,7 +240,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     if processes.main:
         check_writable(out, needed_bytes=4 * weight_bytes + (1 << 20))
     # fused: one kernel for all parameters instead of a dozen element-wise passes per tensor
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, fused=True)
+    optimizer = Adam(model.parameters(), lr=train_config.lr)
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
     step, elapsed_before = 0, 0.0
     if resume:
@@ -326,12 +298,11 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                 x, y = x_train[rows].contiguous(memory_format=torch.channels_last), y_train[rows]
                 # the whole global batch's noise, so N processes add what one process would
                 eps = torch.randn((batch, model_config.latent_dim), generator=generator, device=device)[mine]
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(train_config, step, total_steps)
+                optimizer.lr = learning_rate(train_config, step, total_steps)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     logits, mu, logvar = stepper(x, generator, y, eps)
                 parts = vae_loss(logits, x, mu, logvar, train_config.loss, train_config.beta)
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 # per-process mean; DistributedDataParallel averages over processes: the global mean
                 parts.total.div(local).backward()
                 optimizer.step()
@@ -392,7 +363,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     return metrics
 
 
-def _resume_into(out: Path, model: ConvVAE, optimizer: torch.optim.Optimizer,
+def _resume_into(out: Path, model: ConvVAE, optimizer: Adam,
                  generator: torch.Generator) -> tuple[int, float]:
     read_config(out)  # format and model config checked
     if not (out / STATE_JSON).is_file():
@@ -402,7 +373,7 @@ def _resume_into(out: Path, model: ConvVAE, optimizer: torch.optim.Optimizer,
     meta = read_json(out / STATE_JSON)
     try:
         model.load_state_dict(weights)
-        _restore_optimizer(optimizer, state, meta)
+        optimizer.load_state_tensors(state)
     except (RuntimeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{out} does not match the model being resumed ({str(e).splitlines()[0]}).") from e
     if meta.get("noise_device") == str(generator.device):

@@ -1,0 +1,78 @@
+"""Adam (Kingma & Ba 2015) as one fused kernel per step, without torch.optim.
+
+The update is torch.optim.Adam(fused=True)'s, bit for bit (tests/test_adam.py): the same ATen
+kernel, called the same way. What it leaves out is torch.optim's first call, which imports
+torch._dynamo: 0.7 s of start-up, 7% of a one-epoch MNIST run on a 2-core CPU.
+
+    optimizer = Adam(model.parameters(), lr=2e-3)
+    loss.backward(); optimizer.step(); optimizer.zero_grad()
+    optimizer.lr = 1e-3                        # the schedule sets it before each step
+    tensors = optimizer.state_tensors()        # for safetensors; load_state_tensors(tensors) restores
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+
+class Adam:
+    def __init__(self, params: Iterable[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        if not self.params:
+            raise ValueError("Adam got no parameters that require gradients")
+        self.lr, self.betas, self.eps = lr, betas, eps
+        # the moments in their parameter's memory layout: the fused kernel walks them in step
+        self.exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        # per parameter, as float32 tensors, as the fused kernel reads them for bias correction
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient (others keep their step count)."""
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        steps = [self.steps[i] for i in live]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(
+            [self.params[i] for i in live], [self.params[i].grad for i in live],
+            [self.exp_avgs[i] for i in live], [self.exp_avg_sqs[i] for i in live], [], steps,
+            lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
+            amsgrad=False, maximize=False,
+        )
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        """{'optim.{i}.step' | '.exp_avg' | '.exp_avg_sq': tensor}, i the parameter's index: the
+        names torch.optim's state_dict gives them."""
+        tensors = {}
+        for i, (step, m, v) in enumerate(zip(self.steps, self.exp_avgs, self.exp_avg_sqs)):
+            tensors.update({f"optim.{i}.step": step, f"optim.{i}.exp_avg": m, f"optim.{i}.exp_avg_sq": v})
+        return tensors
+
+    def hyperparameters(self) -> dict:
+        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps}
+
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Restore what state_tensors() gave; copied into the moments as they are, so each keeps
+        its parameter's layout (safetensors stores every tensor in the default one). Raises
+        ValueError when TENSORS belong to other parameters."""
+        names = {name for name in tensors if name.startswith("optim.")}
+        expected = set(self.state_tensors())
+        if names != expected:
+            raise ValueError(f"the optimizer state has {len(names)} tensors where this model's needs "
+                             f"{len(expected)} ({sorted(names ^ expected)[0]} does not match)")
+        for i, p in enumerate(self.params):
+            for name, target in ((f"optim.{i}.exp_avg", self.exp_avgs[i]), (f"optim.{i}.exp_avg_sq", self.exp_avg_sqs[i])):
+                if tensors[name].shape != p.shape:
+                    raise ValueError(f"{name} has shape {tuple(tensors[name].shape)}, its parameter {tuple(p.shape)}")
+                target.copy_(tensors[name])
+            self.steps[i].copy_(tensors[f"optim.{i}.step"].reshape(()))

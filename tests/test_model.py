@@ -42,10 +42,33 @@ def test_upconv_is_the_transposed_convolution_with_the_natural_output_size(side:
     y_up, y_plain = up(x), plain(x)
     assert y_up.shape == y_plain.shape == (3, 5, out_size, out_size)
     assert torch.allclose(y_up, y_plain, atol=1e-6)
+    with torch.no_grad():  # inference takes the other path (the plain operator)
+        assert torch.allclose(up(x), y_plain, atol=1e-6)
+    # the gradients, which UpConv computes its own way when training on a CPU
     weights = torch.randn_like(y_plain)
-    (grad_up,) = torch.autograd.grad((y_up * weights).sum(), x)
-    (grad_plain,) = torch.autograd.grad((y_plain * weights).sum(), x)
-    assert torch.allclose(grad_up, grad_plain, atol=1e-5)
+    grads_up = torch.autograd.grad((y_up * weights).sum(), (x, up.weight, up.bias))
+    grads_plain = torch.autograd.grad((y_plain * weights).sum(), (x, plain.weight, plain.bias))
+    for name, a, b in zip(("input", "weight", "bias"), grads_up, grads_plain):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), name
+
+
+def test_upconv_gradients_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    up = UpConv(64, 32, 14).to(memory_format=torch.channels_last)
+    plain = torch.nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1).to(memory_format=torch.channels_last)
+    plain.load_state_dict(up.state_dict())
+    x = torch.randn(16, 64, 7, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    weights = torch.randn(16, 32, 14, 14)
+    grads = []
+    for layer in (up, plain):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = layer(x)
+        assert y.dtype == torch.bfloat16
+        grads.append(torch.autograd.grad((y.float() * weights).sum(), (x, layer.weight, layer.bias)))
+    for name, a, b in zip(("input", "weight", "bias"), *grads):
+        assert a.dtype == b.dtype == torch.float32, name  # the fp32 parameters get fp32 gradients
+        # both in bf16: agree to bf16 rounding of sums over 16·7·7 or 16·14·14 terms
+        assert torch.allclose(a, b, rtol=2e-2, atol=2e-2 * float(b.abs().max())), name
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

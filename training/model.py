@@ -95,14 +95,17 @@ class _TransposedConvolution(torch.autograd.Function):
                 padding: tuple[int, int], output_padding: tuple[int, int]) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.geometry = (stride, padding)
-        return torch.ops.aten.convolution(x, weight, bias, stride, padding, (1, 1), True, output_padding, 1)
+        y = torch.ops.aten.convolution(x, weight, bias, stride, padding, (1, 1), True, output_padding, 1)
+        # the layout oneDNN picked (channels-last even for an NCHW input when the weights are),
+        # for the gradient: the kernels would otherwise each copy it, and its sum upcasts it
+        ctx.layout = torch.channels_last if y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        return y
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         stride, padding = ctx.geometry
-        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        grad = grad.contiguous(memory_format=layout)
+        grad = grad.contiguous(memory_format=ctx.layout)
         grad_x = None
         if ctx.needs_input_grad[0]:  # the transposed convolution's input gradient is a convolution
             grad_x = torch.ops.aten.convolution(grad, weight, None, stride, padding, (1, 1), False, (0, 0), 1)

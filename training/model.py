@@ -129,7 +129,8 @@ class UpConv(nn.ConvTranspose2d):
     def forward(self, x: Tensor) -> Tensor:  # (N, C_in, n, n) -> (N, C_out, out_size, out_size)
         if torch.is_grad_enabled() and x.device.type == "cpu":
             weight, bias = self.weight, self.bias
-            if torch.is_autocast_enabled("cpu"):  # autocast does not reach into a custom Function
+            # cast as autocast would, so that the Function saves what its backward computes with
+            if torch.is_autocast_enabled("cpu"):
                 dtype = torch.get_autocast_dtype("cpu")
                 x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
             y = _TransposedConvolution.apply(x, weight, bias, self.stride, self.padding, self.output_padding)

@@ -63,6 +63,12 @@ def test_adam_is_torch_fused_adam_bit_for_bit() -> None:
     assert float(ours.steps[index]) == 5.0 and float(ours.steps[0]) == 6.0
 
 
+def _adam_from_file(model: ConvVAE, path) -> Adam:
+    optimizer = Adam(model.parameters(), lr=1e-3)
+    optimizer.load_state_tensors(load_file(path))
+    return optimizer
+
+
 def test_state_survives_safetensors_and_keeps_the_moments_layout(tmp_path) -> None:
     model = _model()
     optimizer = Adam(model.parameters(), lr=1e-3)
@@ -77,15 +83,9 @@ def test_state_survives_safetensors_and_keeps_the_moments_layout(tmp_path) -> No
     # a resumed optimizer goes on as the original does
     copy = _model()
     copy.load_state_dict(model.state_dict())
-    assert _train(model, optimizer, range(3, 5), _set_ours) == _train(copy, resumed_for(copy, tmp_path), range(3, 5), _set_ours)
+    assert _train(model, optimizer, range(3, 5), _set_ours) == _train(copy, _adam_from_file(copy, tmp_path / "state.safetensors"), range(3, 5), _set_ours)
     for a, b in zip(model.parameters(), copy.parameters()):
         assert torch.equal(a, b)
-
-
-def resumed_for(model: ConvVAE, folder) -> Adam:
-    optimizer = Adam(model.parameters(), lr=1e-3)
-    optimizer.load_state_tensors(load_file(folder / "state.safetensors"))
-    return optimizer
 
 
 def test_state_of_another_model_is_refused() -> None:

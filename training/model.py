@@ -83,6 +83,11 @@ def _conv_sizes(image_size: int, layers: int) -> list[int]:
     return sizes
 
 
+def _memory_format(t: Tensor) -> torch.memory_format:
+    """channels_last if T (N, C, H, W) is laid out so, else the default layout."""
+    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
 class _TransposedConvolution(torch.autograd.Function):
     """conv_transpose2d whose backward computes the weight gradient as the regular
     convolution's: dL/dW of y = conv_transpose(x, W) is dL/dW of z = conv(g, W) with upstream
@@ -98,7 +103,7 @@ class _TransposedConvolution(torch.autograd.Function):
         y = torch.ops.aten.convolution(x, weight, bias, stride, padding, (1, 1), True, output_padding, 1)
         # the layout oneDNN picked (channels-last even for an NCHW input when the weights are),
         # for the gradient: the kernels would otherwise each copy it, and its sum upcasts it
-        ctx.layout = torch.channels_last if y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        ctx.layout = _memory_format(y)
         return y
 
     @staticmethod
@@ -140,8 +145,7 @@ class UpConv(nn.ConvTranspose2d):
             return y
         # A dense copy, not a view: an in-place ReLU on a view makes autograd clone and
         # scatter the whole gradient (CopySlices) in backward, which cost 20% of a training step.
-        layout = torch.channels_last if y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        return y[..., : self.out_size, : self.out_size].contiguous(memory_format=layout)
+        return y[..., : self.out_size, : self.out_size].contiguous(memory_format=_memory_format(y))
 
 
 class ConvVAE(nn.Module):

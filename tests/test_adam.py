@@ -63,6 +63,26 @@ def test_adam_is_torch_fused_adam_bit_for_bit() -> None:
     assert float(ours.steps[index]) == 5.0 and float(ours.steps[0]) == 6.0
 
 
+def test_weight_decay_is_torch_fused_adamw_on_the_weights_alone() -> None:
+    ours_model, torch_model = _model(), _model()
+    ours = Adam(ours_model.parameters(), lr=1e-3, weight_decay=0.5)
+    weights = [p for p in torch_model.parameters() if p.dim() >= 2]
+    biases = [p for p in torch_model.parameters() if p.dim() < 2]
+    assert weights and biases
+    reference = torch.optim.AdamW([{"params": weights, "weight_decay": 0.5}, {"params": biases, "weight_decay": 0.0}],
+                                  lr=1e-3, fused=True)
+    ours_losses = _train(ours_model, ours, range(6), _set_ours)
+    assert ours_losses == _train(torch_model, reference, range(6), _set_torch)
+    for a, b in zip(ours_model.parameters(), torch_model.parameters()):
+        assert torch.equal(a, b)
+    # and the decay did something: without it the weights end elsewhere
+    plain_model = _model()
+    _train(plain_model, Adam(plain_model.parameters(), lr=1e-3), range(6), _set_ours)
+    assert not torch.equal(plain_model.to_mu.weight, ours_model.to_mu.weight)
+    with pytest.raises(ValueError, match="weight_decay"):
+        Adam(_model().parameters(), lr=1e-3, weight_decay=-1.0)
+
+
 def _adam_from_file(model: ConvVAE, path) -> Adam:
     optimizer = Adam(model.parameters(), lr=1e-3)
     optimizer.load_state_tensors(load_file(path))

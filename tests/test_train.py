@@ -110,13 +110,24 @@ def test_bad_data_gives_one_line_and_no_traceback(tiny_mnist: Path, tmp_path: Pa
 def test_resume_gives_the_same_weights_as_one_run(tiny_mnist: Path, tmp_path: Path) -> None:
     # constant lr: with the cosine schedule, max_steps also sets the schedule's length (the
     # signal test below covers resuming under the default cosine schedule)
-    config = TrainConfig(epochs=3, batch_size=32, seed=3, lr_schedule="constant")
+    config = TrainConfig(epochs=3, batch_size=32, seed=3, lr_schedule="constant", weight_decay=0.1)
     train(TINY_MODEL, config, tmp_path / "straight", data_dir=tiny_mnist, progress=False)
     # stop mid-epoch (step 11 of 8-step epochs), then continue to the end
     train(TINY_MODEL, replace(config, max_steps=11), tmp_path / "split", data_dir=tiny_mnist, progress=False)
     assert json.loads((tmp_path / "split" / "state.json").read_text())["step"] == 11
     train(TINY_MODEL, config, tmp_path / "split", data_dir=tiny_mnist, resume=True, progress=False)
     assert_same_weights(tmp_path / "straight", tmp_path / "split")
+
+
+def test_a_run_saved_before_weight_decay_existed_resumes_without_it(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "old"
+    train(TINY_MODEL, TrainConfig(epochs=2, max_steps=3, batch_size=32, weight_decay=0.0), out,
+          data_dir=tiny_mnist, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    del config["train"]["weight_decay"]
+    (out / "config.json").write_text(json.dumps(config))
+    _, resumed = train_module.resume_configs(out, epochs=None, max_steps=None, device=None)
+    assert resumed.weight_decay == 0.0 and resumed.max_steps == 3
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -201,7 +212,8 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(loss="l1"), dict(beta=float("nan")),
                                  dict(device="tpu"), dict(dataset="cifar"), dict(lr_schedule="step"),
-                                 dict(warmup_steps=-1), dict(precision="fp16")])
+                                 dict(warmup_steps=-1), dict(precision="fp16"),
+                                 dict(weight_decay=-0.1), dict(weight_decay=float("inf"))])
 def test_invalid_train_config(bad: dict) -> None:
     with pytest.raises(ValueError):
         TrainConfig(**bad)

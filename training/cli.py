@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wsd (default): constant, then a cosine decay to 0 over the last 30%% of the steps; "
                         "cosine: decay from the start; constant")
     t.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (default 50; 0: none)")
+    t.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay on the weights, not the "
+                   "biases (default 0)")
     t.add_argument("--loss", choices=LOSSES, help="bce: Bernoulli likelihood (default); mse: 784·MSE")
     t.add_argument("--beta", type=float, help="weight on the KL term (1: the ELBO)")
     t.add_argument("--seed", type=int)

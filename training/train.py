@@ -58,6 +58,8 @@ class TrainConfig:
     # decay from the first step; "constant". Each after warmup_steps of linear warm-up.
     lr_schedule: str = "wsd"
     warmup_steps: int = 50
+    # AdamW's decoupled decay on weights (not biases), each step by lr·weight_decay
+    weight_decay: float = 0.0
     loss: str = "bce"
     beta: float = 1.0
     seed: int = 0
@@ -81,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be 0 (none) or positive, got {self.warmup_steps}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be 0 or a positive number, got {self.weight_decay}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.loss not in LOSSES:
@@ -95,7 +99,7 @@ class TrainConfig:
 
 # The write-up's recipe: 784·MSE + KL, Adam lr 5e-4, batch 32, 2000 iterations.
 RECIPES = {
-    "seed": dict(loss="mse", lr=5e-4, lr_schedule="constant", warmup_steps=0, batch_size=32, max_steps=2000,
+    "seed": dict(loss="mse", lr=5e-4, lr_schedule="constant", warmup_steps=0, weight_decay=0.0, batch_size=32, max_steps=2000,
                  beta=1.0, precision="fp32"),
 }
 
@@ -240,7 +244,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     if processes.main:
         check_writable(out, needed_bytes=4 * weight_bytes + (1 << 20))
     # fused: one kernel for all parameters instead of a dozen element-wise passes per tensor
-    optimizer = Adam(model.parameters(), lr=train_config.lr)
+    optimizer = Adam(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
     step, elapsed_before = 0, 0.0
     if resume:
@@ -389,8 +393,10 @@ def resume_configs(out: str | Path, epochs: int | None, max_steps: int | None,
     the device, which the user may change."""
     config = read_config(out)
     model_config = ModelConfig.from_dict(dict(config["model"]))
+    # runs saved before --weight-decay existed trained without it, whatever today's default
+    saved = {"weight_decay": 0.0, **config["train"]}
     try:
-        train_config = TrainConfig(**config["train"])
+        train_config = TrainConfig(**saved)
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{Path(out) / 'config.json'} has an invalid train config ({e}).") from e
     changes = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("device", device)) if v is not None}

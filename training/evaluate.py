@@ -88,20 +88,38 @@ def _elbo_pass(model: ConvVAE, images: Tensor, loss: str, labels: Tensor | None,
 
 
 def knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tensor, k: int = 5,
-                 chunk: int = 16) -> float:
+                 chunk: int = 16, block: int = 100) -> float:
     """Fraction of test points whose K nearest training points (Euclidean) vote their label;
-    ties go to the smallest label. Neighbours rank by |b|² - 2a·b (the squared distance less
-    |a|², the same for every candidate b), CHUNK test points at a time so that each block of
-    distances stays in cache: 0.8 s instead of 1.3 s with torch.cdist for 10k against 60k."""
+    ties go to the smallest label. Exact, and 2x quicker than a top-k over every distance
+    (0.17 vs 0.35 s for 10k against 60k, 8-d, 2-core CPU; torch.cdist: 1.3 s)."""
+    if len(train_z) < k:
+        raise ValueError(f"kNN-{k} needs at least {k} training points, got {len(train_z)}")
     classes = int(max(train_y.max(), test_y.max())) + 1
-    train_sq = train_z.pow(2).sum(dim=1)  # (N_train,)
-    correct = 0
-    for start in range(0, len(test_z), chunk):
-        d = torch.addmm(train_sq, test_z[start:start + chunk], train_z.t(), alpha=-2)  # (chunk, N_train)
-        nearest = d.topk(k, largest=False).indices
-        votes = torch.nn.functional.one_hot(train_y[nearest], classes).sum(dim=1)
-        correct += int((votes.argmax(dim=1) == test_y[start:start + chunk]).sum())
-    return correct / len(test_z)
+    nearest = torch.cat([_nearest(train_z, test_z[start:start + chunk], k, block)
+                         for start in range(0, len(test_z), chunk)])
+    votes = torch.nn.functional.one_hot(train_y[nearest], classes).sum(dim=1)
+    return int((votes.argmax(dim=1) == test_y).sum()) / len(test_z)
+
+
+def _nearest(train_z: Tensor, queries: Tensor, k: int, block: int) -> Tensor:
+    """Indices (Q, K) of the K training points nearest to each query. Distances rank as
+    |b|² - 2a·b (|a|² is the same for every candidate b). The training points are cut into
+    blocks; the K blocks with the smallest minima hold every one of the K nearest points (each
+    block holding one of them has its minimum among the K smallest distances, and there are at
+    most K such blocks), so the final top-k looks at K·BLOCK candidates, not all of them."""
+    n = len(train_z)
+    block = max(1, min(block, n // k))
+    pad = (-n) % block
+    train_sq = train_z.pow(2).sum(dim=1)  # (N,)
+    if pad:  # padding points at infinite distance
+        train_z = torch.cat([train_z, train_z.new_zeros(pad, train_z.shape[1])])
+        train_sq = torch.cat([train_sq, train_sq.new_full((pad,), float("inf"))])
+    distances = torch.addmm(train_sq, queries, train_z.t(), alpha=-2)  # (Q, N + pad)
+    blocks = distances.view(len(queries), -1, block)
+    best_blocks = blocks.amin(dim=2).topk(k, largest=False).indices  # (Q, K)
+    candidates = blocks.gather(1, best_blocks.unsqueeze(-1).expand(-1, -1, block)).flatten(1)  # (Q, K·BLOCK)
+    position = candidates.topk(k, largest=False).indices  # (Q, K)
+    return best_blocks.gather(1, position // block) * block + position % block
 
 
 @torch.inference_mode()

@@ -27,8 +27,8 @@ test: $(STAMP) chromium
 	$(PY) -m pytest -q
 
 # The bundled model, as committed (see README); DATA_DIR defaults to ../shared/data/mnist.
-# One thread, as it was trained (15 minutes here): deterministic, so this gives the committed weights
-# bit for bit; more threads are faster and round differently.
+# One thread, as it was trained (15 minutes here): deterministic, so on this kind of CPU it gives the
+# committed weights bit for bit; more threads are faster and round differently.
 train: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m training train --out checkpoints/mnist-z8 --epochs 90 --weight-decay 0.1 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training evaluate checkpoints/mnist-z8 --write $(if $(DATA_DIR),--data-dir $(DATA_DIR))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from training.evaluate import _nearest, knn_accuracy
+from training.evaluate import knn_accuracy, nearest_neighbours
 
 
 @pytest.mark.parametrize("n_test", [1, 16, 37])  # below, at and across the chunk size
@@ -35,11 +35,11 @@ def test_blocked_search_finds_exactly_the_nearest_points(n_train: int, block: in
     train_z = torch.randn(n_train, 8, generator=generator)
     train_z = train_z[train_z[:, 0].argsort()]
     queries = torch.cat([torch.randn(20, 8, generator=generator), train_z[::max(1, n_train // 10)] + 1e-3])
-    found = _nearest(train_z, queries, k=5, block=block)
+    found = nearest_neighbours(train_z, queries, k=5, chunk=7, block=block)
     expected = torch.cdist(queries.double(), train_z.double()).topk(5, largest=False).indices
     assert torch.equal(found.sort(dim=1).values, expected.sort(dim=1).values)
 
 
 def test_fewer_training_points_than_k_is_an_error() -> None:
-    with pytest.raises(ValueError, match="at least 5"):
+    with pytest.raises(ValueError, match="at least 5 points"):
         knn_accuracy(torch.zeros(4, 8), torch.zeros(4, dtype=torch.long), torch.zeros(2, 8), torch.zeros(2, dtype=torch.long))

@@ -87,39 +87,47 @@ def _elbo_pass(model: ConvVAE, images: Tensor, loss: str, labels: Tensor | None,
     return metrics, torch.cat(mus)
 
 
-def knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tensor, k: int = 5,
-                 chunk: int = 16, block: int = 100) -> float:
+def knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tensor, k: int = 5) -> float:
     """Fraction of test points whose K nearest training points (Euclidean) vote their label;
-    ties go to the smallest label. Exact, and 2x quicker than a top-k over every distance
-    (0.17 vs 0.35 s for 10k against 60k, 8-d, 2-core CPU; torch.cdist: 1.3 s)."""
-    if len(train_z) < k:
-        raise ValueError(f"kNN-{k} needs at least {k} training points, got {len(train_z)}")
+    ties go to the smallest label."""
     classes = int(max(train_y.max(), test_y.max())) + 1
-    nearest = torch.cat([_nearest(train_z, test_z[start:start + chunk], k, block)
-                         for start in range(0, len(test_z), chunk)])
-    votes = torch.nn.functional.one_hot(train_y[nearest], classes).sum(dim=1)
+    votes = torch.nn.functional.one_hot(train_y[nearest_neighbours(train_z, test_z, k)], classes).sum(dim=1)
     return int((votes.argmax(dim=1) == test_y).sum()) / len(test_z)
 
 
-def _nearest(train_z: Tensor, queries: Tensor, k: int, block: int) -> Tensor:
-    """Indices (Q, K) of the K training points nearest to each query. Distances rank as
-    |b|² - 2a·b (|a|² is the same for every candidate b). The training points are cut into
-    blocks; the K blocks with the smallest minima hold every one of the K nearest points (each
-    block holding one of them has its minimum among the K smallest distances, and there are at
-    most K such blocks), so the final top-k looks at K·BLOCK candidates, not all of them."""
-    n = len(train_z)
+def nearest_neighbours(points: Tensor, queries: Tensor, k: int, chunk: int = 16, block: int = 100) -> Tensor:
+    """Indices (Q, K) of the K POINTS (N, D) nearest to each of QUERIES (Q, D), exactly; 0.17 s
+    for 10k queries among 60k 8-d points on a 2-core CPU (a top-k over every distance: 0.35 s,
+    torch.cdist: 1.3 s).
+
+    Distances rank as |b|² - 2a·b (|a|² is the same for every candidate b), CHUNK queries at a
+    time. The points are cut into blocks; the K blocks with the smallest minima hold every one
+    of the K nearest points (each block that holds one has its minimum among the K smallest
+    distances, and there are at most K such blocks), so the final top-k looks at K·BLOCK
+    candidates, not all N. One distance buffer serves every chunk: a fresh 3.8 MB tensor per
+    chunk fragments glibc's heap, which then grows by that much per chunk (2.4 GB and 570k
+    page faults for one kNN-5 of MNIST, 2.5 s instead of 0.7 s on one thread)."""
+    n = len(points)
+    if n < k:
+        raise ValueError(f"{k} nearest neighbours need at least {k} points, got {n}")
     block = max(1, min(block, n // k))
     pad = (-n) % block
-    train_sq = train_z.pow(2).sum(dim=1)  # (N,)
+    squares = points.pow(2).sum(dim=1)  # (N,)
     if pad:  # padding points at infinite distance
-        train_z = torch.cat([train_z, train_z.new_zeros(pad, train_z.shape[1])])
-        train_sq = torch.cat([train_sq, train_sq.new_full((pad,), float("inf"))])
-    distances = torch.addmm(train_sq, queries, train_z.t(), alpha=-2)  # (Q, N + pad)
-    blocks = distances.view(len(queries), -1, block)
-    best_blocks = blocks.amin(dim=2).topk(k, largest=False).indices  # (Q, K)
-    candidates = blocks.gather(1, best_blocks.unsqueeze(-1).expand(-1, -1, block)).flatten(1)  # (Q, K·BLOCK)
-    position = candidates.topk(k, largest=False).indices  # (Q, K)
-    return best_blocks.gather(1, position // block) * block + position % block
+        points = torch.cat([points, points.new_zeros(pad, points.shape[1])])
+        squares = torch.cat([squares, squares.new_full((pad,), float("inf"))])
+    points_t = points.t().contiguous()  # (D, N + pad)
+    buffer = torch.empty(min(chunk, len(queries)), n + pad, dtype=points.dtype)
+    nearest = torch.empty(len(queries), k, dtype=torch.long)
+    for start in range(0, len(queries), chunk):
+        q = queries[start:start + chunk]
+        distances = torch.addmm(squares, q, points_t, alpha=-2, out=buffer[:len(q)])  # (c, N + pad)
+        blocks = distances.view(len(q), -1, block)
+        best_blocks = blocks.amin(dim=2).topk(k, largest=False).indices  # (c, K)
+        candidates = blocks.gather(1, best_blocks.unsqueeze(-1).expand(-1, -1, block)).flatten(1)  # (c, K·BLOCK)
+        position = candidates.topk(k, largest=False).indices  # (c, K)
+        nearest[start:start + len(q)] = best_blocks.gather(1, position // block) * block + position % block
+    return nearest
 
 
 @torch.inference_mode()

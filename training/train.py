@@ -393,10 +393,8 @@ def resume_configs(out: str | Path, epochs: int | None, max_steps: int | None,
     the device, which the user may change."""
     config = read_config(out)
     model_config = ModelConfig.from_dict(dict(config["model"]))
-    # runs saved before --weight-decay existed trained without it, whatever today's default
-    saved = {"weight_decay": 0.0, **config["train"]}
     try:
-        train_config = TrainConfig(**saved)
+        train_config = TrainConfig(**config["train"])
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{Path(out) / 'config.json'} has an invalid train config ({e}).") from e
     changes = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("device", device)) if v is not None}

@@ -172,7 +172,9 @@ def test_signal_mid_epoch_writes_a_resumable_checkpoint(tiny_mnist: Path, tmp_pa
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
-    config = TrainConfig(epochs=1, batch_size=32)
+    # on the CPU: a GPU replays a captured step, which calls the loss function only while
+    # capturing (tests/test_graphed.py and tests/test_cuda.py cover NaN there)
+    config = TrainConfig(epochs=1, batch_size=32, device="cpu")
     train(TINY_MODEL, config, out, data_dir=tiny_mnist, progress=False)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
@@ -227,7 +229,7 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(loss="l1"), dict(beta=float("nan")),
                                  dict(device="tpu"), dict(dataset="cifar"), dict(lr_schedule="step"),
                                  dict(warmup_steps=-1), dict(precision="fp16"),
-                                 dict(weight_decay=-0.1), dict(weight_decay=float("inf"))])
+                                 dict(weight_decay=-0.1), dict(weight_decay=float("inf")), dict(eval_every=0)])
 def test_invalid_train_config(bad: dict) -> None:
     with pytest.raises(ValueError):
         TrainConfig(**bad)
@@ -292,3 +294,19 @@ def test_metrics_record_the_precision_and_the_stepping_rate(tiny_mnist: Path, tm
     assert metrics["precision"] == "fp32"
     # 16 steps of 32 images: images/s counts the steps only, so it beats images over all the run's time
     assert metrics["images_per_second"] > 16 * 32 / metrics["train_seconds"]
+
+
+def test_eval_every_evaluates_and_checkpoints_every_nth_epoch_and_the_last(
+        tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved_at: list[int] = []
+    real_save = train_module.save_training_state
+
+    def recording(folder, model, optimizer, generator, step, config, elapsed_s) -> None:
+        saved_at.append(step)
+        real_save(folder, model, optimizer, generator, step, config, elapsed_s)
+
+    monkeypatch.setattr(train_module, "save_training_state", recording)
+    metrics = train(TINY_MODEL, TrainConfig(epochs=5, batch_size=32, eval_every=2), tmp_path / "r",
+                    data_dir=tiny_mnist, progress=False)
+    assert saved_at == [16, 32, 40]  # 8 steps per epoch: after epochs 2 and 4, and at the end
+    assert metrics["step"] == 40 and len(metrics["epoch_seconds"]) == 5

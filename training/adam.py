@@ -43,25 +43,28 @@ class Adam:
             p.grad = None
 
     @torch.no_grad()
-    def step(self) -> None:
-        """One update of every parameter that has a gradient (others keep their step count)."""
+    def step(self, lr: Tensor | None = None) -> None:
+        """One update of every parameter that has a gradient (others keep their step count).
+        LR, a 0-d float32 tensor on the parameters' device, replaces self.lr for this step: the
+        kernels then read the rate from device memory, as a CUDA graph's replays need."""
         live = [i for i, p in enumerate(self.params) if p.grad is not None]
         if not live:
             return
+        rate = self.lr if lr is None else lr
         torch._foreach_add_([self.steps[i] for i in live], 1)
         if not self.weight_decay:
-            self._fused(torch._fused_adam_, live, 0.0)
+            self._fused(torch._fused_adam_, live, 0.0, rate)
             return
-        self._fused(torch._fused_adamw_, [i for i in live if self.decays[i]], self.weight_decay)
-        self._fused(torch._fused_adamw_, [i for i in live if not self.decays[i]], 0.0)
+        self._fused(torch._fused_adamw_, [i for i in live if self.decays[i]], self.weight_decay, rate)
+        self._fused(torch._fused_adamw_, [i for i in live if not self.decays[i]], 0.0, rate)
 
-    def _fused(self, kernel, indices: list[int], weight_decay: float) -> None:
+    def _fused(self, kernel, indices: list[int], weight_decay: float, lr: float | Tensor) -> None:
         if not indices:
             return
         kernel(
             [self.params[i] for i in indices], [self.params[i].grad for i in indices],
             [self.exp_avgs[i] for i in indices], [self.exp_avg_sqs[i] for i in indices], [],
-            [self.steps[i] for i in indices], lr=self.lr, beta1=self.betas[0], beta2=self.betas[1],
+            [self.steps[i] for i in indices], lr=lr, beta1=self.betas[0], beta2=self.betas[1],
             weight_decay=weight_decay, eps=self.eps, amsgrad=False, maximize=False,
         )
 

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=DEVICES)
     t.add_argument("--precision", choices=PRECISIONS,
                    help="auto (default): bf16 autocast on CUDA and on CPUs with native bf16, else fp32")
+    t.add_argument("--eval-every", type=int, help="epochs between test-set evaluations and checkpoints (default 1)")
+    t.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_const", const=False,
+                   help="on a GPU, launch each kernel of a step instead of replaying the step as a CUDA graph")
     t.add_argument("--latent-dim", type=int)
     t.add_argument("--conv-channels", type=lambda s: tuple(int(c) for c in s.split(",")),
                    help="comma-separated widths, e.g. 32,64,64")

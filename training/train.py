@@ -39,6 +39,7 @@ from training import distributed
 from training.adam import Adam
 from training.data import DATASET_NAMES, FOLDER, load_data
 from training.evaluate import elbo_metrics, test_metrics
+from training.graphed import GraphedSteps
 from training.model import LOSSES, ConvVAE, ModelConfig, vae_loss
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -67,6 +68,12 @@ class TrainConfig:
     # "auto": bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32
     precision: str = "auto"
     log_every: int = 20  # steps between progress-bar updates and NaN checks
+    # epochs between test-set evaluations and checkpoints (the last epoch always gets both): each
+    # costs ~50 ms on a GPU, where an epoch of batch 512 takes 120
+    eval_every: int = 1
+    # on a GPU, one process: capture the training step as a CUDA graph and replay it
+    # (training/graphed.py); False runs the same loop kernel by kernel
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_NAMES:
@@ -95,6 +102,8 @@ class TrainConfig:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be positive, got {self.log_every}")
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every must be a positive number of epochs, got {self.eval_every}")
 
 
 # The write-up's recipe: 784·MSE + KL, Adam lr 5e-4, batch 32, 2000 iterations.
@@ -197,6 +206,13 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
+def use_graphed_steps(config: TrainConfig, device: torch.device, processes: distributed.Processes) -> bool:
+    """Whether the loop replays a captured step (GraphedSteps) instead of launching each kernel:
+    on a CUDA device, in a single process (DistributedDataParallel's gradient hooks are not
+    captured), unless the config turns it off."""
+    return config.cuda_graphs and device.type == "cuda" and not processes.parallel
+
+
 def save_training_state(folder: Path, model: ConvVAE, optimizer: Adam, generator: torch.Generator,
                         step: int, config: dict, elapsed_s: float) -> None:
     """Weights, config, then the resumable state; each file atomically."""
@@ -278,8 +294,16 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
 
     run_config = _run_config(model_config, train_config, dataset, {"steps_per_epoch": steps_per_epoch})
     use_amp = bf16_autocast(train_config.precision, device)
+    graphed = None
+    if use_graphed_steps(train_config, device, processes):
+        schedule = torch.tensor([learning_rate(train_config, s, total_steps) for s in range(total_steps)],
+                                dtype=torch.float32, device=device)
+        graphed = GraphedSteps(model, optimizer, x_train, y_train, batch, schedule, steps_per_epoch,
+                               train_config.loss, train_config.beta, use_amp, vae_loss)
+    x_test = test_split.images.to(device)  # evaluated after every epoch: copied once
     started = time.perf_counter()
     images_seen, stepping_seconds = 0, 0.0  # for images/s: the steps alone, not evaluation or saving
+    epoch_seconds: list[float] = []  # each epoch's steps (a GPU's first includes capturing the graph)
     last_metrics: dict = {}
 
     def elapsed() -> float:
@@ -290,6 +314,8 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
             epoch = step // steps_per_epoch
             epoch_started = time.perf_counter()
             permutation = _epoch_permutation(train_config.seed, epoch, n).to(device)
+            if graphed is not None:
+                graphed.start_epoch(permutation, train_config.seed, epoch, step)
             first = step % steps_per_epoch
             last = min(steps_per_epoch, first + total_steps - step)
             bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}/{math.ceil(total_steps / steps_per_epoch)}",
@@ -298,28 +324,33 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
             window_start, window_time = step, time.perf_counter()
             model.train()
             for b in bar:
-                rows = permutation[b * batch:(b + 1) * batch][mine]
-                x, y = x_train[rows].contiguous(memory_format=torch.channels_last), y_train[rows]
-                # the whole global batch's noise, so N processes add what one process would
-                eps = torch.randn((batch, model_config.latent_dim), generator=generator, device=device)[mine]
                 optimizer.lr = learning_rate(train_config, step, total_steps)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    logits, mu, logvar = stepper(x, generator, y, eps)
-                parts = vae_loss(logits, x, mu, logvar, train_config.loss, train_config.beta)
-                optimizer.zero_grad()
-                # per-process mean; DistributedDataParallel averages over processes: the global mean
-                parts.total.div(local).backward()
-                optimizer.step()
-                window.append(parts.total.detach())
+                if graphed is not None:  # the same step, replayed; its loss goes to graphed.losses
+                    graphed.step()
+                else:
+                    rows = permutation[b * batch:(b + 1) * batch][mine]
+                    x, y = x_train[rows].contiguous(memory_format=torch.channels_last), y_train[rows]
+                    # the whole global batch's noise, so N processes add what one process would
+                    eps = torch.randn((batch, model_config.latent_dim), generator=generator, device=device)[mine]
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                        logits, mu, logvar = stepper(x, generator, y, eps)
+                    parts = vae_loss(logits, x, mu, logvar, train_config.loss, train_config.beta)
+                    optimizer.zero_grad()
+                    # per-process mean; DistributedDataParallel averages over processes: the global mean
+                    parts.total.div(local).backward()
+                    optimizer.step()
+                    window.append(parts.total.detach())
                 step += 1
                 images_seen += batch
                 # processes check signals together, at window ends, so none waits on a departed one
-                window_end = len(window) == train_config.log_every or b == last - 1
+                window_end = step - window_start == train_config.log_every or b == last - 1
                 if window_end or (signals and not processes.parallel):
                     if processes.parallel and distributed.any_process(bool(signals), processes, device):
                         signals = signals or [signal.SIGTERM]
                     # the global batch's mean losses, one sync per window
-                    losses = distributed.summed(torch.stack(window), processes).div(batch).tolist()
+                    window_sums = (graphed.losses[b + 1 - (step - window_start):b + 1] if graphed is not None
+                                   else distributed.summed(torch.stack(window), processes))
+                    losses = window_sums.div(batch).tolist()
                     bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
                     if bad is not None:
                         raise TrainingError(
@@ -336,11 +367,12 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                     bar.close()
                     raise TrainingInterrupted(signals[0], step, out)
             bar.close()
-            stepping_seconds += time.perf_counter() - epoch_started
-            if not processes.main or step == total_steps:
+            epoch_seconds.append(time.perf_counter() - epoch_started)
+            stepping_seconds += epoch_seconds[-1]
+            if not processes.main or step == total_steps or (epoch + 1) % train_config.eval_every:
                 continue  # process 0 evaluates and saves, the others go on; the final save is below
             model.eval()
-            last_metrics = elbo_metrics(model, test_split.images, train_config.loss, test_split.labels)
+            last_metrics = elbo_metrics(model, x_test, train_config.loss, test_split.labels)
             save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
             atomic_write_json(out / METRICS, {**last_metrics, "step": step, "final": False})
             if progress:
@@ -361,6 +393,8 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
         "images_per_second": images_seen / max(stepping_seconds, 1e-9),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "precision": "bf16" if use_amp else "fp32",
+        "cuda_graphs": graphed is not None,
+        "epoch_seconds": [round(s, 4) for s in epoch_seconds],
     })
     save_training_state(out, model, optimizer, generator, step, run_config, train_seconds)
     atomic_write_json(out / METRICS, metrics)

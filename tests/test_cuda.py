@@ -1,0 +1,120 @@
+"""The CUDA path, on a machine with a GPU (skipped elsewhere, so in CI): the captured training
+step against the same step run eagerly, and the commands end to end on the GPU."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import training
+from training.adam import Adam
+from training.graphed import GraphedSteps
+from training.model import ConvVAE, ModelConfig, vae_loss
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_FLAGS = ["--conv-channels", "4,8,8", "--hidden-dim", "16", "--quiet"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _paired_steps(config: ModelConfig, bf16: bool, images: torch.Tensor) -> tuple[GraphedSteps, GraphedSteps]:
+    torch.manual_seed(0)
+    device = images.device
+    model = ConvVAE(config).to(device, memory_format=torch.channels_last)
+    twin = copy.deepcopy(model)
+    labels = torch.randint(0, 10, (len(images),), device=device)
+    schedule = torch.linspace(1e-3, 3e-3, 30, device=device)
+    made = []
+    for m, capture in ((model, True), (twin, False)):
+        made.append(GraphedSteps(m, Adam(m.parameters(), lr=0.0, weight_decay=0.1), images, labels, 64, schedule,
+                                 10, "bce", 1.0, bf16, vae_loss, capture=capture))
+    return made[0], made[1]
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_captured_step_replays_the_eager_step(bf16: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # cuDNN's default fp32 weight gradients sum in a varying order; Adam turns those last-bit
+    # differences into whole steps for weights whose gradient is near 0 (seen on an H200:
+    # 94 of conv1's 288 weights apart by up to 2e-3 after 17 steps, the losses within 1e-4)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    images = torch.rand(700, 1, 28, 28, device="cuda")
+    graphed, eager = _paired_steps(ModelConfig(), bf16, images)
+    assert graphed.capture and not eager.capture
+    # two epochs, the second from its fourth step (a resumed run); the capture happens at the first step
+    for epoch, first in ((0, 0), (1, 3)):
+        permutation = torch.randperm(700)
+        for steps in (graphed, eager):
+            steps.start_epoch(permutation, 7, epoch, epoch * 10 + first)
+        for b in range(first, 10):
+            graphed.step()
+            eager.step()
+            # the same kernels; only reductions whose order varies could tell them apart
+            torch.testing.assert_close(graphed.losses[b], eager.losses[b], rtol=2e-3 if bf16 else 1e-4, atol=0)
+    assert graphed.graph is not None
+    # the whole model's weights within 1e-3 (relative norm); one step's learning rate off by one
+    # puts them 4e-2 apart (measured on the CPU), the losses only 2e-4
+    graphed_weights = torch.cat([p.detach().flatten() for p in graphed.model.parameters()])
+    eager_weights = torch.cat([p.detach().flatten() for p in eager.model.parameters()])
+    assert float((graphed_weights - eager_weights).norm() / eager_weights.norm()) < 1e-3
+    assert int(graphed.step_number) == int(eager.step_number) == 20
+
+
+def test_a_nan_image_shows_in_the_replayed_loss_log() -> None:
+    images = torch.rand(640, 1, 28, 28, device="cuda")
+    images[5] = float("nan")
+    graphed, _ = _paired_steps(ModelConfig(), True, images)
+    permutation = torch.arange(640).roll(64 * 2 - 5)  # image 5 lands in the third batch
+    graphed.start_epoch(permutation, 0, 0, 0)
+    for _ in range(4):
+        graphed.step()
+    losses = graphed.losses[:4].tolist()
+    assert [v == v for v in losses] == [True, True, False, False]  # NaN from the third step on (weights too)
+
+
+def test_training_on_the_gpu_end_to_end(tiny_mnist: Path, tmp_path: Path) -> None:
+    flags = ["--data-dir", str(tiny_mnist), "--epochs", "3", "--batch-size", "32", "--device", "cuda", *TINY_FLAGS]
+    result = cli("train", "--out", str(tmp_path / "graphed"), *flags)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "graphed" / "metrics.json").read_text())
+    assert metrics["cuda_graphs"] and metrics["precision"] == "bf16" and metrics["step"] == 24
+    assert metrics["device"] == torch.cuda.get_device_name()
+    assert 0 < metrics["mse_per_pixel"] < 0.2
+    plain = cli("train", "--out", str(tmp_path / "plain"), "--no-cuda-graphs", *flags)
+    assert plain.returncode == 0, plain.stderr
+    assert not json.loads((tmp_path / "plain" / "metrics.json").read_text())["cuda_graphs"]
+    # a GPU-trained checkpoint loads and decodes on a CPU
+    model = training.load_model(tmp_path / "graphed")
+    assert next(model.parameters()).device.type == "cpu"
+    assert model.decode(torch.zeros(2, 8)).shape == (2, 1, 28, 28)
+    for command in (["evaluate", str(tmp_path / "graphed"), "--device", "cuda", "--iw-samples", "5", "--json"],
+                    ["sampler", str(tmp_path / "graphed")],
+                    ["anomaly", str(tmp_path / "graphed"), "--ood", "mnist", "--device", "cuda", "--limit", "32"]):
+        done = cli(*command, "--data-dir", str(tiny_mnist), *(["--ood-data-dir", str(tiny_mnist)] if "anomaly" in command else []))
+        assert done.returncode == 0, (command, done.stderr)
+
+
+def test_a_gpu_run_resumed_mid_epoch_matches_one_run(tiny_mnist: Path, tmp_path: Path) -> None:
+    flags = ["--data-dir", str(tiny_mnist), "--epochs", "3", "--batch-size", "32", "--lr-schedule", "constant",
+             "--device", "cuda", *TINY_FLAGS]
+    assert cli("train", "--out", str(tmp_path / "straight"), *flags).returncode == 0
+    assert cli("train", "--out", str(tmp_path / "split"), "--max-steps", "11", *flags).returncode == 0
+    resumed = cli("train", "--out", str(tmp_path / "split"), "--resume", "--max-steps", "0", "--data-dir",
+                  str(tiny_mnist), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    from safetensors.torch import load_file  # noqa: PLC0415
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "split" / "model.safetensors"))
+    exact = all(torch.equal(a[k], b[k]) for k in a)
+    print(f"GPU resume bit-identical: {exact}")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4)

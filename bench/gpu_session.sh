@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# What a lent GPU machine runs, in one call (its time is scarce): the CUDA tests, the start-up
+# costs, then the GPU training benchmark with whole training runs against the quality targets.
+# Logs and results go to $OUT. Data: the MNIST IDX files in $LATENT_EXPLORER_DATA.
+#
+#   OUT=/tmp/out LATENT_EXPLORER_DATA=.mnist bash bench/gpu_session.sh
+set -u
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+OUT=${OUT:-/tmp/gpu-session}
+DATA=${LATENT_EXPLORER_DATA:?set LATENT_EXPLORER_DATA to the MNIST folder}
+mkdir -p "$OUT"
+started=$SECONDS
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
+
+echo "== CUDA tests ($((SECONDS - started)) s)"
+timeout 150 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_graphed.py \
+  tests/test_train.py -k "cuda or graphed or eval_every or non_finite" 2>&1 | tee "$OUT/pytest_cuda.log" | tail -25
+
+echo "== start-up costs ($((SECONDS - started)) s)"
+for code in "import torch" "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"; do
+  TIMEFORMAT="%R s: $code"; time python3 -c "$code"
+done 2>&1 | tee "$OUT/startup.txt"
+
+echo "== benchmark ($((SECONDS - started)) s)"
+recipe="--epochs 72 --batch-size 256 --lr 3e-3 --weight-decay 0.1 --eval-every 10"
+timeout 330 python3 bench/train_speed.py --device cuda --data-dir "$DATA" --out "$OUT" \
+  --quality "$recipe" --quality "$recipe --seed 1" --quality "$recipe --seed 2" \
+  --quality "--epochs 72 --batch-size 256 --lr 4e-3 --weight-decay 0.1 --eval-every 10" \
+  2>&1 | tee "$OUT/bench.log" | grep -v "^\s*$" | tail -30
+
+echo "== done ($((SECONDS - started)) s)"

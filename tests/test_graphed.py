@@ -20,9 +20,10 @@ from training.train import TrainConfig, TrainingError, train
 TINY_MODEL = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)
 
 
-def test_graphed_steps_take_the_plain_loops_batches_noise_and_rates() -> None:
+@pytest.mark.parametrize("classes", [0, 4], ids=["unconditional", "conditional"])
+def test_graphed_steps_take_the_plain_loops_batches_noise_and_rates(classes: int) -> None:
     torch.manual_seed(0)
-    graphed_model = ConvVAE(TINY_MODEL).to(memory_format=torch.channels_last)
+    graphed_model = ConvVAE(replace(TINY_MODEL, num_classes=classes)).to(memory_format=torch.channels_last)
     plain_model = copy.deepcopy(graphed_model)
     images, labels = torch.rand(100, 1, 28, 28), torch.randint(0, 4, (100,))
     batch, steps_per_epoch, seed = 16, 6, 3  # 96 of the 100 images per epoch

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import training
 from training.adam import Adam
@@ -111,7 +112,6 @@ def test_a_gpu_run_resumed_mid_epoch_matches_one_run(tiny_mnist: Path, tmp_path:
     resumed = cli("train", "--out", str(tmp_path / "split"), "--resume", "--max-steps", "0", "--data-dir",
                   str(tiny_mnist), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
-    from safetensors.torch import load_file  # noqa: PLC0415
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "split" / "model.safetensors"))
     exact = all(torch.equal(a[k], b[k]) for k in a)

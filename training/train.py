@@ -300,10 +300,12 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                                 dtype=torch.float32, device=device)
         graphed = GraphedSteps(model, optimizer, x_train, y_train, batch, schedule, steps_per_epoch,
                                train_config.loss, train_config.beta, use_amp, vae_loss)
-    x_test = test_split.images.to(device)  # evaluated after every epoch: copied once
+    x_test = test_split.images.to(device)  # evaluated every eval_every epochs: copied once
     started = time.perf_counter()
-    images_seen, stepping_seconds = 0, 0.0  # for images/s: the steps alone, not evaluation or saving
-    epoch_seconds: list[float] = []  # each epoch's steps (a GPU's first includes capturing the graph)
+    images_seen = 0
+    # each epoch's steps alone, not evaluation or saving, for images/s (a GPU's first epoch
+    # includes capturing the graph)
+    epoch_seconds: list[float] = []
     last_metrics: dict = {}
 
     def elapsed() -> float:
@@ -313,9 +315,11 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
         while step < total_steps:
             epoch = step // steps_per_epoch
             epoch_started = time.perf_counter()
-            permutation = _epoch_permutation(train_config.seed, epoch, n).to(device)
-            if graphed is not None:
+            permutation = _epoch_permutation(train_config.seed, epoch, n)
+            if graphed is not None:  # copied into the graph's buffer
                 graphed.start_epoch(permutation, train_config.seed, epoch, step)
+            else:
+                permutation = permutation.to(device)
             first = step % steps_per_epoch
             last = min(steps_per_epoch, first + total_steps - step)
             bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}/{math.ceil(total_steps / steps_per_epoch)}",
@@ -368,7 +372,6 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                     raise TrainingInterrupted(signals[0], step, out)
             bar.close()
             epoch_seconds.append(time.perf_counter() - epoch_started)
-            stepping_seconds += epoch_seconds[-1]
             if not processes.main or step == total_steps or (epoch + 1) % train_config.eval_every:
                 continue  # process 0 evaluates and saves, the others go on; the final save is below
             model.eval()
@@ -390,7 +393,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
         "step": step,
         "final": True,
         "train_seconds": train_seconds,
-        "images_per_second": images_seen / max(stepping_seconds, 1e-9),
+        "images_per_second": images_seen / max(sum(epoch_seconds), 1e-9),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "precision": "bf16" if use_amp else "fp32",
         "cuda_graphs": graphed is not None,

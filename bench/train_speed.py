@@ -1,5 +1,6 @@
 """Training speed: our loop (`python -m training train`, whole command) against a
-tutorial-style loop (a DataLoader over per-sample items, batch 128, same model, same loss).
+tutorial-style loop (a DataLoader over per-sample items, batch 128, same model, same loss;
+once more on PyTorch's own layers, to show that ours do not slow the baseline down).
 
 Reports images/s, seconds per epoch, test MSE after each epoch, and the time each needs to
 reach a given test MSE. Writes bench/results/train_speed.json and .md.
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import elbo_metrics  # noqa: E402
-from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
+from training.model import ConvVAE, ModelConfig, UpConv, vae_loss  # noqa: E402
 from training.train import pick_device  # noqa: E402
 from bench.report import write_report  # noqa: E402
 
@@ -64,10 +66,29 @@ class PerSampleMNIST(Dataset):
         return x, int(self.labels[i])
 
 
-def tutorial_loop(data_dir: str | None, epochs: int, device: torch.device) -> list[dict]:
+def with_stock_layers(model: ConvVAE) -> ConvVAE:
+    """MODEL with each UpConv replaced by the nn.ConvTranspose2d a tutorial writes for that
+    output size (output_padding 0 for an odd side), holding the same weights: the same
+    function, computed by PyTorch's own layers (no crop of an even side, no weight gradient
+    computed as a convolution's)."""
+    for i, layer in enumerate(model.decoder):
+        if isinstance(layer, UpConv):
+            side = layer.out_size
+            stock = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, 3, stride=2, padding=1,
+                                       output_padding=1 - side % 2).to(layer.weight.device)
+            stock.load_state_dict(layer.state_dict())
+            model.decoder[i] = stock
+    return model
+
+
+def tutorial_loop(data_dir: str | None, epochs: int, device: torch.device, stock_layers: bool = False) -> list[dict]:
+    """The tutorial's loop on our model; with STOCK_LAYERS, on the same model written as a
+    tutorial writes it (with_stock_layers)."""
     torch.manual_seed(0)
     train, test = load_dataset("mnist", data_dir)
     model = ConvVAE(ModelConfig()).to(device)
+    if stock_layers:
+        model = with_stock_layers(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(PerSampleMNIST(train.images, train.labels), batch_size=128, shuffle=True)
     rows, elapsed = [], 0.0
@@ -89,7 +110,8 @@ def tutorial_loop(data_dir: str | None, epochs: int, device: torch.device) -> li
         mse = elbo_metrics(model, test.images, "bce")["mse_per_pixel"]
         rows.append({"epoch": epoch + 1, "epoch_seconds": epoch_seconds, "train_seconds": elapsed,
                      "images_per_second": len(train) / epoch_seconds, "test_mse": mse})
-        print(f"tutorial epoch {epoch + 1}: {epoch_seconds:.1f} s, MSE {mse:.5f}", file=sys.stderr)
+        print(f"tutorial{' (stock layers)' if stock_layers else ''} epoch {epoch + 1}: {epoch_seconds:.1f} s, "
+              f"MSE {mse:.5f}", file=sys.stderr)
     return rows
 
 
@@ -217,12 +239,15 @@ def main() -> None:
     ours_fp32 = (our_loop(args.data_dir, 1, device.type, ("--precision", "fp32"))
                  if ours[0]["precision"] == "bf16" else [])
     tutorial = tutorial_loop(args.data_dir, args.epochs, device)
+    # whether our layers help or hinder the baseline: the tutorial on PyTorch's own layers
+    tutorial_stock = tutorial_loop(args.data_dir, 1, device, stock_layers=True)
     pairs = alternating_pairs(args.data_dir, device, args.pairs)
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": machine, "torch": torch.__version__,
-        "target_mse": args.target_mse, "ours": ours, "ours_fp32": ours_fp32, "tutorial": tutorial, "pairs": pairs,
+        "target_mse": args.target_mse, "ours": ours, "ours_fp32": ours_fp32, "tutorial": tutorial,
+        "tutorial_stock_layers": tutorial_stock, "pairs": pairs,
         "ours_seconds_to_target": first_reaching(ours, args.target_mse, "command_seconds"),
         "tutorial_seconds_to_target": first_reaching(tutorial, args.target_mse, "train_seconds"),
     }
@@ -240,6 +265,9 @@ def main() -> None:
         f"| tutorial DataLoader loop, training alone | {tutorial[0]['epoch_seconds']:.1f} | "
         f"{tutorial[0]['images_per_second']:.0f} | {tutorial[0]['test_mse']:.4f} | "
         f"{_fmt(result['tutorial_seconds_to_target'])} |",
+        f"| the same tutorial loop on PyTorch's own layers (`nn.ConvTranspose2d` with output_padding) | "
+        f"{tutorial_stock[0]['epoch_seconds']:.1f} | {tutorial_stock[0]['images_per_second']:.0f} | "
+        f"{tutorial_stock[0]['test_mse']:.4f} | |",
     ]
     if pairs:
         faster = sum(p["ours_command_seconds"] < p["tutorial_epoch_seconds"] for p in pairs)

@@ -170,3 +170,23 @@ def test_a_conditional_vae_sees_the_label() -> None:
         model.decode(z)
     plain = ConvVAE(ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)).eval()
     assert torch.equal(plain.decode(z), plain.decode(z, torch.tensor([3, 4])))  # labels ignored
+
+
+def test_the_benchmarks_stock_layer_baseline_is_the_same_model() -> None:
+    # bench/train_speed.py times the tutorial loop once more on PyTorch's own layers; a
+    # comparison is only fair if that is the same function with the same weights.
+    from bench.train_speed import with_stock_layers
+
+    torch.manual_seed(0)
+    ours = ConvVAE(ModelConfig())
+    stock = with_stock_layers(ConvVAE(ModelConfig()))
+    stock.load_state_dict(ours.state_dict())
+    layers = [type(layer).__name__ for layer in stock.decoder]
+    assert layers.count("ConvTranspose2d") == 3 and "UpConv" not in layers
+    x, eps = torch.rand(4, 1, 28, 28), torch.randn(4, 8)
+    for model in (ours, stock):
+        logits, mu, logvar = model(x, eps=eps)
+        vae_loss(logits, x, mu, logvar).total.backward()
+    assert torch.allclose(ours(x, eps=eps)[0], stock(x, eps=eps)[0], atol=1e-5)
+    for (name, a), b in zip(ours.named_parameters(), stock.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5), name

@@ -30,7 +30,10 @@ UMAP_PARAMETERS = {"n_components": 2, "n_neighbors": 15, "min_dist": 0.1}
 
 
 def umap_backend() -> str:
-    """"cuml" when RAPIDS cuML (GPU UMAP) can be imported, else "umap-learn"."""
+    """"cuml" when RAPIDS cuML (GPU UMAP) can be imported and a CUDA GPU is visible, else
+    "umap-learn" (cuML installed on a machine without a usable GPU cannot run)."""
+    if not torch.cuda.is_available():
+        return "umap-learn"
     try:
         import cuml.manifold  # noqa: F401, PLC0415 - probing for the optional GPU library
     except ImportError:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What a lent GPU machine runs, in one call (its time is scarce): the CUDA tests, the start-up
-# costs, then the GPU training benchmark with whole training runs against the quality targets.
+# costs, the GPU training benchmark with whole training runs against the quality targets, then
+# the step's variants (bench/gpu_variants.py; not yet run on a GPU).
 # Logs and results go to $OUT. Data: the MNIST IDX files in $LATENT_EXPLORER_DATA. (The committed
 # bench/results/train_speed_cuda.* came from it with a 72-epoch recipe; README, Benchmarks.)
 #
@@ -28,5 +29,9 @@ recipe="--epochs 84 --batch-size 256 --lr 3e-3 --weight-decay 0.1 --eval-every 1
 timeout 330 python3 bench/train_speed.py --device cuda --data-dir "$DATA" --out "$OUT" \
   --quality "$recipe" --quality "$recipe --seed 1" --quality "$recipe --seed 2" \
   2>&1 | tee "$OUT/bench.log" | grep -v "^\s*$" | tail -30
+
+echo "== step variants: layout, cudnn.benchmark, torch.compile ($((SECONDS - started)) s)"
+timeout 180 python3 bench/gpu_variants.py --device cuda --data-dir "$DATA" --out "$OUT" \
+  2>&1 | tee "$OUT/variants.log" | grep "^|"
 
 echo "== done ($((SECONDS - started)) s)"

@@ -1,0 +1,129 @@
+"""Training-step variants on a GPU that bench/train_speed.py does not cover: the layout
+(channels-last or NCHW), cuDNN's autotuner (`cudnn.benchmark`), and `torch.compile` of the
+model inside the captured step. Each runs the graphed step of `python -m training train`
+(training.graphed.GraphedSteps, bf16) in this process, for a few epochs from the same seed;
+reported: the steady epoch time (median of epochs 2..E), images/s, the mean training loss of
+the last epoch and the test MSE after it (a variant that trains differently shows there). A
+variant that fails records its error and the others still run: a lent GPU's time is scarce.
+Writes bench/results/gpu_variants.json and .md.
+
+    python bench/gpu_variants.py --data-dir DIR [--epochs 4] [--batch-size 512 --batch-size 128]
+
+bench/gpu_session.sh runs it on a lent GPU. On a CPU it only checks the wiring (the step runs
+eagerly; `--steps N` shortens the epochs; torch.compile is skipped there, 20 s to compile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.report import write_report  # noqa: E402
+from training.adam import Adam  # noqa: E402
+from training.data import load_dataset  # noqa: E402
+from training.evaluate import elbo_metrics  # noqa: E402
+from training.graphed import GraphedSteps  # noqa: E402
+from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
+from training.train import _epoch_permutation, init_output_bias, pick_device  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    channels_last: bool = True
+    cudnn_benchmark: bool = False
+    compile: bool = False
+
+
+VARIANTS = (
+    Variant("as trained (channels-last, graph)"),
+    Variant("NCHW", channels_last=False),
+    Variant("cudnn.benchmark", cudnn_benchmark=True),
+    Variant("torch.compile inside the graph", compile=True),
+)
+SEED = 0
+
+
+def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_images: torch.Tensor,
+                test_images: torch.Tensor, device: torch.device) -> dict:
+    torch.manual_seed(SEED)
+    torch.backends.cudnn.benchmark = variant.cudnn_benchmark
+    model = ConvVAE(ModelConfig()).to(device)
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        init_output_bias(model, train_images)
+    optimizer = Adam(model.parameters(), lr=2e-3 * batch / 128)  # the benchmark's scaling (train_speed)
+    steps_per_epoch = min(steps or len(train_images) // batch, len(train_images) // batch)
+    schedule = torch.full((epochs * steps_per_epoch,), 2e-3 * batch / 128, device=device)
+    stepper = torch.compile(model) if variant.compile else model
+    labels = torch.zeros(len(train_images), dtype=torch.long, device=device)
+    graphed = GraphedSteps(stepper, optimizer, train_images, labels, batch, schedule, steps_per_epoch,
+                           "bce", 1.0, bf16=True, loss_fn=vae_loss)
+    epoch_seconds, step = [], 0
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        graphed.start_epoch(_epoch_permutation(SEED, epoch, len(train_images)), SEED, epoch, step)
+        for _ in range(steps_per_epoch):
+            graphed.step()
+            step += 1
+        last_losses = graphed.losses[:steps_per_epoch].tolist()  # also waits for the GPU
+        epoch_seconds.append(time.perf_counter() - started)
+    model.eval()
+    mse = elbo_metrics(model, test_images, "bce")["mse_per_pixel"]
+    steady = statistics.median(epoch_seconds[1:]) if epochs > 1 else epoch_seconds[0]
+    return {"label": variant.label, "batch": batch, "epoch_seconds": epoch_seconds, "steady_seconds": steady,
+            "images_per_second": steps_per_epoch * batch / steady,
+            "last_epoch_loss": sum(last_losses) / len(last_losses) / batch, "test_mse": mse}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, action="append", help="repeatable (default: 512 and 128)")
+    parser.add_argument("--steps", type=int, default=0, help="steps per epoch (0: whole epochs)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    train, test = load_dataset("mnist", args.data_dir)
+    train_images, test_images = train.images.to(device), test.images.to(device)
+    rows = []
+    for batch in args.batch_size or [512, 128]:
+        for variant in VARIANTS:
+            if variant.compile and device.type != "cuda":
+                continue
+            try:
+                row = run_variant(variant, batch, args.epochs, args.steps, train_images, test_images, device)
+            except Exception as e:  # a benchmark on borrowed time: note it, go on to the next
+                row = {"label": variant.label, "batch": batch, "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
+            rows.append(row)
+            print(row, file=sys.stderr, flush=True)
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "torch": torch.__version__,
+              "epochs": args.epochs, "steps_per_epoch": args.steps or "all", "rows": rows}
+    lines = [f"Training-step variants, {result['date']}, {machine}, torch {torch.__version__}, bf16, "
+             f"{args.epochs} epochs from seed {SEED}", "",
+             "| variant | batch | steady epoch, s | images/s | first epoch, s | last epoch's loss | test MSE |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['label']} | {r['batch']} | failed: {r['error']} | | | | |")
+        else:
+            lines.append(f"| {r['label']} | {r['batch']} | {r['steady_seconds']:.3f} | {r['images_per_second']:,.0f} | "
+                         f"{r['epoch_seconds'][0]:.2f} | {r['last_epoch_loss']:.2f} | {r['test_mse']:.4f} |")
+    write_report(args.out, "gpu_variants", result, lines)
+
+
+if __name__ == "__main__":
+    main()

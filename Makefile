@@ -65,9 +65,11 @@ anomaly: $(STAMP)
 
 # On a GPU, train_speed.py compares CUDA-graph and kernel-by-kernel epochs with the tutorial loop
 # and times this recipe to the bundled model's quality (README, Benchmarks); on a CPU, the CPU table.
+# gpu_variants.py measures layout, cudnn.benchmark and torch.compile on a GPU (on a CPU it says so and stops).
 GPU_RECIPE := --epochs 84 --batch-size 256 --lr 3e-3 --weight-decay 0.1 --eval-every 10
 bench: $(STAMP) chromium
 	$(PY) bench/train_speed.py --quality "$(GPU_RECIPE)" $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) bench/gpu_variants.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/app_latency.py
 	$(PY) bench/load.py
 	$(PY) bench/sample_quality.py checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))

@@ -96,6 +96,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     device = pick_device(args.device)
+    if device.type != "cuda" and not args.steps:
+        print("gpu_variants: no GPU here, nothing measured (--device cpu --steps 5 checks the wiring).")
+        return
     train, test = load_dataset("mnist", args.data_dir)
     train_images, test_images = train.images.to(device), test.images.to(device)
     rows = []

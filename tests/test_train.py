@@ -2,6 +2,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -256,6 +257,40 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_mnist
         assert torch.allclose(one[name], two[name], atol=1e-5, rtol=1e-4), name
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["step"] == 12
     training.load_model(tmp_path / "two")  # an ordinary checkpoint folder
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_machines_meet_by_rendezvous_and_train_like_one(tiny_mnist: Path, tmp_path: Path) -> None:
+    """The README's multi-machine command, two "machines" on this one: two torchrun launchers,
+    one process each, meeting at a c10d rendezvous endpoint; the global process 0 alone writes
+    the checkpoint, which matches one process's run as in the test above."""
+    flags = ["--data-dir", str(tiny_mnist), "--batch-size", "32", "--max-steps", "12", "--epochs", "2",
+             "--precision", "fp32", "--warmup-steps", "0", *TINY_FLAGS]
+    single = cli("train", "--out", str(tmp_path / "one"), *flags)
+    assert single.returncode == 0, single.stderr
+    endpoint = f"127.0.0.1:{free_port()}"
+    launchers = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+         "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "test",
+         "-m", "training", "train", "--out", str(tmp_path / "two"), *flags],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for node in (0, 1)]
+    try:
+        outputs = [launcher.communicate(timeout=300) for launcher in launchers]
+    finally:  # a rendezvous that never completes must not outlive the test
+        for launcher in launchers:
+            launcher.kill()
+    for launcher, (_, stderr) in zip(launchers, outputs):
+        assert launcher.returncode == 0, stderr[-2000:]
+    assert sum(stdout.count("saved ") for stdout, _ in outputs) == 1  # one process, on one machine, wrote it
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=1e-5, rtol=1e-4), name
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["step"] == 12
 
 
 def test_learning_rate_schedules() -> None:

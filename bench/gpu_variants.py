@@ -60,11 +60,11 @@ def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_ima
     model = ConvVAE(ModelConfig()).to(device)
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    with torch.no_grad():
-        init_output_bias(model, train_images)
-    optimizer = Adam(model.parameters(), lr=2e-3 * batch / 128)  # the benchmark's scaling (train_speed)
+    init_output_bias(model, train_images)
+    lr = 2e-3 * batch / 128  # the benchmark's scaling (train_speed), constant here
+    optimizer = Adam(model.parameters(), lr=lr)
     steps_per_epoch = min(steps or len(train_images) // batch, len(train_images) // batch)
-    schedule = torch.full((epochs * steps_per_epoch,), 2e-3 * batch / 128, device=device)
+    schedule = torch.full((epochs * steps_per_epoch,), lr, device=device)
     stepper = torch.compile(model) if variant.compile else model
     labels = torch.zeros(len(train_images), dtype=torch.long, device=device)
     graphed = GraphedSteps(stepper, optimizer, train_images, labels, batch, schedule, steps_per_epoch,

@@ -35,11 +35,10 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-@pytest.fixture
-def tiny_mnist(tmp_path: Path) -> Path:
-    """A folder with the four MNIST file names holding a tiny synthetic data set."""
-    folder = tmp_path / "data"
-    folder.mkdir()
+def write_tiny_mnist(folder: Path) -> Path:
+    """FOLDER, created, with the four MNIST file names holding a tiny synthetic data set: 256
+    training images (seed 1), 64 test images (seed 2)."""
+    folder.mkdir(parents=True, exist_ok=True)
     train_x, train_y = synthetic_digits(256, seed=1)
     test_x, test_y = synthetic_digits(64, seed=2)
     write_idx(folder / "train-images-idx3-ubyte.gz", train_x)
@@ -47,6 +46,11 @@ def tiny_mnist(tmp_path: Path) -> Path:
     write_idx(folder / "t10k-images-idx3-ubyte", test_x)  # one raw file: both forms are read
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_y)
     return folder
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path: Path) -> Path:
+    return write_tiny_mnist(tmp_path / "data")
 
 
 @pytest.fixture

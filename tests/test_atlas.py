@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 import training
 from explorer.atlas import load_atlas
-from tests.conftest import ROOT, synthetic_digits
+from tests.conftest import ROOT, synthetic_digits, write_tiny_mnist
 from tests.test_train import ENV, TINY_FLAGS
 from training.atlas import (
     ATLAS,
@@ -24,17 +24,12 @@ from training.atlas import (
     umap_backend,
     umap_embedding,
 )
-from training.data import write_idx
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(data folder, checkpoint) of a tiny model trained on the synthetic squares."""
-    folder = tmp_path_factory.mktemp("data")
-    for split, n, seed in (("train", 256, 1), ("t10k", 64, 2)):
-        images, labels = synthetic_digits(n, seed=seed)
-        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    folder = write_tiny_mnist(tmp_path_factory.mktemp("data"))
     out = tmp_path_factory.mktemp("runs") / "run"
     result = subprocess.run([sys.executable, "-m", "training", "train", "--out", str(out), "--data-dir", str(folder),
                              "--epochs", "4", "--batch-size", "32", *TINY_FLAGS],

@@ -14,10 +14,9 @@ from safetensors.torch import load_file
 from training import train as train_module
 from training.adam import Adam
 from training.graphed import GraphedSteps, epoch_noise_seed
-from training.model import ConvVAE, LossParts, ModelConfig, vae_loss
+from training.model import ConvVAE, LossParts, vae_loss
 from training.train import TrainConfig, TrainingError, train
-
-TINY_MODEL = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)
+from tests.test_train import TINY_MODEL
 
 
 @pytest.mark.parametrize("classes", [0, 4], ids=["unconditional", "conditional"])

@@ -236,13 +236,27 @@ def test_invalid_train_config(bad: dict) -> None:
         TrainConfig(**bad)
 
 
+def data_parallel_flags(data: Path) -> list[str]:
+    """12 fp32 steps of global batch 32: one process, or several taking slices of each batch."""
+    return ["--data-dir", str(data), "--batch-size", "32", "--max-steps", "12", "--epochs", "2",
+            "--precision", "fp32", "--warmup-steps", "0", *TINY_FLAGS]
+
+
+def assert_trained_like_one(one: Path, parallel: Path) -> None:
+    """The data-parallel run's weights equal the single process's to rounding, after 12 steps."""
+    a, b = weights(one), weights(parallel)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), name
+    assert json.loads((parallel / "metrics.json").read_text())["step"] == 12
+
+
 def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_mnist: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes (gloo): each takes half of every global batch of 32 and the
     gradients are averaged, so the weights match one process's run to rounding. In fp32: under
     bf16 autocast each half-batch's gradients round differently (measured: 3e-3 apart after 12
     steps without warm-up, against 6e-8 in fp32)."""
-    flags = ["--data-dir", str(tiny_mnist), "--batch-size", "32", "--max-steps", "12", "--epochs", "2",
-             "--precision", "fp32", "--warmup-steps", "0", *TINY_FLAGS]
+    flags = data_parallel_flags(tiny_mnist)
     single = cli("train", "--out", str(tmp_path / "one"), *flags)
     assert single.returncode == 0, single.stderr
     parallel = subprocess.run(
@@ -251,11 +265,7 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_mnist
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
     assert parallel.returncode == 0, parallel.stderr[-2000:]
     assert parallel.stdout.count("saved ") == 1  # process 0 reports and writes, once
-    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
-    assert one.keys() == two.keys()
-    for name in one:
-        assert torch.allclose(one[name], two[name], atol=1e-5, rtol=1e-4), name
-    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["step"] == 12
+    assert_trained_like_one(tmp_path / "one", tmp_path / "two")
     training.load_model(tmp_path / "two")  # an ordinary checkpoint folder
 
 
@@ -269,8 +279,7 @@ def test_two_machines_meet_by_rendezvous_and_train_like_one(tiny_mnist: Path, tm
     """The README's multi-machine command, two "machines" on this one: two torchrun launchers,
     one process each, meeting at a c10d rendezvous endpoint; the global process 0 alone writes
     the checkpoint, which matches one process's run as in the test above."""
-    flags = ["--data-dir", str(tiny_mnist), "--batch-size", "32", "--max-steps", "12", "--epochs", "2",
-             "--precision", "fp32", "--warmup-steps", "0", *TINY_FLAGS]
+    flags = data_parallel_flags(tiny_mnist)
     single = cli("train", "--out", str(tmp_path / "one"), *flags)
     assert single.returncode == 0, single.stderr
     endpoint = f"127.0.0.1:{free_port()}"
@@ -287,10 +296,7 @@ def test_two_machines_meet_by_rendezvous_and_train_like_one(tiny_mnist: Path, tm
     for launcher, (_, stderr) in zip(launchers, outputs):
         assert launcher.returncode == 0, stderr[-2000:]
     assert sum(stdout.count("saved ") for stdout, _ in outputs) == 1  # one process, on one machine, wrote it
-    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
-    for name in one:
-        assert torch.allclose(one[name], two[name], atol=1e-5, rtol=1e-4), name
-    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["step"] == 12
+    assert_trained_like_one(tmp_path / "one", tmp_path / "two")
 
 
 def test_learning_rate_schedules() -> None:

@@ -70,6 +70,7 @@ GPU_RECIPE := --epochs 84 --batch-size 256 --lr 3e-3 --weight-decay 0.1 --eval-e
 bench: $(STAMP) chromium
 	$(PY) bench/train_speed.py --quality "$(GPU_RECIPE)" $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/gpu_variants.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) bench/step_ops.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/app_latency.py
 	$(PY) bench/load.py
 	$(PY) bench/sample_quality.py checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))

@@ -1,0 +1,49 @@
+"""training.distributed.start: which process group and device each torchrun process takes.
+The gloo path trains for real in tests/test_train.py; NCCL needs two GPUs, so its choice is
+checked here with the process group and the device switch recorded instead of made."""
+
+import pytest
+import torch
+
+from training import distributed
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> dict:
+    calls: dict = {}
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: calls.setdefault("backend", backend))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.setdefault("device", device))
+    return calls
+
+
+def torchrun_env(monkeypatch: pytest.MonkeyPatch, rank: int, world: int, local_rank: int) -> None:
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+
+
+def test_gpu_processes_join_by_nccl_each_on_its_local_gpu(monkeypatch: pytest.MonkeyPatch, recorded: dict) -> None:
+    # the second machine's third process: global rank 10 of 16, GPU 2 of its machine
+    torchrun_env(monkeypatch, rank=10, world=16, local_rank=2)
+    processes, device = distributed.start(torch.device("cuda"))
+    assert processes == distributed.Processes(rank=10, world=16, local_rank=2)
+    assert not processes.main and processes.parallel
+    assert device == torch.device("cuda", 2)
+    assert recorded == {"backend": "nccl", "device": torch.device("cuda", 2)}
+
+
+def test_cpu_processes_join_by_gloo_and_keep_the_cpu(monkeypatch: pytest.MonkeyPatch, recorded: dict) -> None:
+    torchrun_env(monkeypatch, rank=0, world=2, local_rank=0)
+    processes, device = distributed.start(torch.device("cpu"))
+    assert processes.main and processes.world == 2
+    assert device == torch.device("cpu")
+    assert recorded == {"backend": "gloo"}  # no GPU to switch to
+
+
+def test_without_torchrun_training_is_one_ordinary_process(monkeypatch: pytest.MonkeyPatch, recorded: dict) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    processes, device = distributed.start(torch.device("cuda"))
+    assert processes == distributed.Processes() and not processes.parallel
+    assert device == torch.device("cuda")  # left as asked: no rank picks a GPU
+    assert recorded == {}  # no process group

@@ -101,7 +101,8 @@ def main() -> None:
         return
     train, test = load_dataset("mnist", args.data_dir)
     train_images, test_images = train.images.to(device), test.images.to(device)
-    rows = []
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    rows: list[dict] = []
     for batch in args.batch_size or [512, 128]:
         for variant in VARIANTS:
             if variant.compile and device.type != "cuda":
@@ -112,7 +113,11 @@ def main() -> None:
                 row = {"label": variant.label, "batch": batch, "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
             rows.append(row)
             print(row, file=sys.stderr, flush=True)
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+            # written after every variant: a call cut short by its time limit keeps what it measured
+            report(args, machine, rows)
+
+
+def report(args: argparse.Namespace, machine: str, rows: list[dict]) -> None:
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "torch": torch.__version__,
               "epochs": args.epochs, "steps_per_epoch": args.steps or "all", "rows": rows}
     lines = [f"Training-step variants, {result['date']}, {machine}, torch {torch.__version__}, bf16, "

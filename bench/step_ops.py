@@ -46,7 +46,7 @@ def _op_key(func: torch._ops.OpOverload, args: tuple) -> str:
 
 
 class _TimedCalls(TorchDispatchMode):
-    """Times each ATen call in place; keeps the first step's calls to replay alone."""
+    """Times each ATen call in place; given KEEP, also keeps each call with copies of its inputs, to replay alone."""
 
     def __init__(self, keep: list | None) -> None:
         super().__init__()

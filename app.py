@@ -12,7 +12,7 @@ import streamlit as st
 import training
 from training.sampler import MixtureSampler, load_sampler
 from explorer.anomaly import ScoredImage, percentile_among_test_set, score_image
-from explorer.atlas import Atlas, AtlasError, load_atlas, place_on_map
+from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, interpolate, latent_ranges, sample_prior, traverse
 from explorer.live import browser_bundle, export_decoder_onnx, latent_from_browser, live_payload, principal_plane
@@ -182,9 +182,13 @@ def on_model_change(folder: str, model: training.ConvVAE) -> None:
     # view shows something before the user picks endpoints.
     if atlas is not None and len(atlas) > 1:
         st.session_state["end_a"], st.session_state["end_b"] = clamp(atlas.means[0], low, high), clamp(atlas.means[1], low, high)
+        names = class_names(model)
+        st.session_state["end_a_label"] = describe_point(atlas, 0, names)
+        st.session_state["end_b_label"] = describe_point(atlas, 1, names)
     else:
         st.session_state["end_a"] = np.zeros(latent_dim, np.float32)
         st.session_state["end_b"] = clamp(sample_prior(np.random.default_rng(0), latent_dim), low, high)
+        st.session_state["end_a_label"], st.session_state["end_b_label"] = "the origin", "a random sample"
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -243,18 +247,22 @@ def on_live_status() -> None:
         st.session_state["live_unavailable"] = status.partition(": ")[2][:200] or "unknown reason"
 
 
-def on_set_endpoint(end: str, latent_dim: int, atlas: Atlas | None) -> None:
+def on_set_endpoint(end: str, latent_dim: int, atlas: Atlas | None, names: list[str]) -> None:
     source = st.session_state[f"source_{end}"]
     if source == "current z":
         z = current_latent()
+        label = "the sliders' z"
     elif source == "random sample":
         st.session_state["rng_seed"] += 1
         z = sample_prior(np.random.default_rng(st.session_state["rng_seed"]), latent_dim)
+        label = "a random sample"
     else:  # a test image, by index
         row = min(int(np.searchsorted(atlas.index, st.session_state[f"index_{end}"])), len(atlas) - 1)
         z = atlas.means[row]
+        label = describe_point(atlas, row, names)
     low, high = st.session_state["ranges"]
     st.session_state[f"end_{end}"] = clamp(z, low, high)
+    st.session_state[f"end_{end}_label"] = label
 
 
 # --------------------------------------------------------------------------- panels
@@ -396,7 +404,7 @@ def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | 
                 st.number_input("test image #", 0, int(atlas.index.max()), key=f"index_{end}",
                                 value=0 if end == "a" else 1)
             st.button(f"Set {end.upper()}", key=f"set_{end}", on_click=on_set_endpoint,
-                      args=(end, latent_dim, atlas), width="stretch")
+                      args=(end, latent_dim, atlas, class_names(model)), width="stretch")
     with columns[2]:
         st.slider("Steps", 3, 24, 10, key="steps")
     with columns[3]:
@@ -406,7 +414,9 @@ def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | 
         return
     shown, gif, download = interpolation_media(model, st.session_state["active_folder"], path.tobytes(),
                                                chosen_label(model))
-    st.image(shown, caption=f"{len(path)} steps, {st.session_state['method']}")
+    # what A and B are now: the selectors above say what "Set" would take, not what was set
+    ends = f"{st.session_state.get('end_a_label', 'A')} → {st.session_state.get('end_b_label', 'B')}"
+    st.image(shown, caption=f"{ends} · {len(path)} steps, {st.session_state['method']}")
     d1, d2 = st.columns(2)
     d1.download_button("Download GIF", gif, "interpolation.gif", "image/gif", width="stretch")
     d2.download_button("Download PNG strip", download, "interpolation.png", "image/png", width="stretch")

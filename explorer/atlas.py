@@ -59,6 +59,14 @@ def load_atlas(folder: str | os.PathLike, latent_dim: int) -> Atlas | None:
     return atlas
 
 
+def describe_point(atlas: Atlas, row: int, class_names: list[str]) -> str:
+    """'test image #0 (7)': the test-set position of the atlas's row ROW and its class, named
+    by CLASS_NAMES where the checkpoint has them, else by number."""
+    label = int(atlas.labels[row])
+    name = class_names[label] if 0 <= label < len(class_names) else str(label)
+    return f"test image #{int(atlas.index[row])} ({name})"
+
+
 def place_on_map(atlas: Atlas, z: np.ndarray, k: int = 8) -> tuple[float, float]:
     """Map position of a latent Z (D,) without running UMAP: the inverse-distance-weighted
     mean of the UMAP positions of its K nearest encoded test points (in latent space).

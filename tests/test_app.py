@@ -117,6 +117,26 @@ def test_a_broken_checkpoint_shows_its_error_and_keeps_the_model(tmp_path: Path)
     assert not app.exception
 
 
+def strip_caption(app: AppTest) -> str:
+    return next(caption for _, caption in images(app) if "steps, " in caption)
+
+
+def test_the_interpolation_strip_says_what_its_endpoints_are() -> None:
+    app = run_app()
+    # the page starts between the first two test images of MNIST, a 7 and a 2
+    assert strip_caption(app) == "test image #0 (7) → test image #1 (2) · 10 steps, slerp"
+    app.selectbox(key="source_a").set_value("test image").run()
+    app.number_input(key="index_a").set_value(3).run()
+    assert strip_caption(app).startswith("test image #0 (7) → ")  # choosing a source sets nothing yet
+    next(b for b in app.button if b.label == "Set A").click().run()
+    assert strip_caption(app) == "test image #3 (0) → test image #1 (2) · 10 steps, slerp"
+    app.selectbox(key="source_b").set_value("current z").run()
+    next(b for b in app.button if b.label == "Set B").click().run()
+    app.radio(key="method").set_value("lerp").run()
+    assert not app.exception
+    assert strip_caption(app) == "test image #3 (0) → the sliders' z · 10 steps, lerp"
+
+
 def test_deselecting_the_view_shows_neither_and_keeps_working() -> None:
     app = run_app()
     app.button_group(key="view").set_value(None).run()

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from safetensors.numpy import save_file
 
-from explorer.atlas import Atlas, AtlasError, load_atlas, place_on_map
+from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
 from explorer.models import list_checkpoints
@@ -82,6 +82,15 @@ def test_marker_is_exact_on_atlas_points_and_near_its_neighbours() -> None:
     z = atlas.means[5] + 0.01
     x, y = place_on_map(atlas, z)
     assert np.hypot(x - atlas.embedding[5, 0], y - atlas.embedding[5, 1]) < 0.5
+
+
+def test_a_point_is_described_by_its_test_image_and_class() -> None:
+    atlas = Atlas(means=np.zeros((3, 2), np.float32), labels=np.array([9, 0, 12]),
+                  embedding=np.zeros((3, 2), np.float32), index=np.array([4, 70, 9000]))
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    assert describe_point(atlas, 0, names) == "test image #4 (Ankle boot)"
+    assert describe_point(atlas, 1, []) == "test image #70 (0)"  # a checkpoint without class names
+    assert describe_point(atlas, 2, names) == "test image #9000 (12)"  # a label the names do not cover
 
 
 def test_atlas_round_trip_and_refusals(tmp_path: Path) -> None:

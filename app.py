@@ -324,7 +324,9 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
         # Live, the browser draws the star over the map as z moves (and the chart, unchanged,
         # is not re-sent); the server's sliders need it in the figure.
         marker = None if live else place_on_map(atlas, z)
-        path_xy = None if path is None else np.array([place_on_map(atlas, p) for p in path])
+        # the path belongs to the Interpolate view; under the others it would be a stray line
+        show_path = path is not None and st.session_state["view"] == "interpolate"
+        path_xy = np.array([place_on_map(atlas, p) for p in path]) if show_path else None
         st.plotly_chart(atlas_figure(atlas, class_names(model), marker=marker, path=path_xy),
                         key="atlas_map", on_select=lambda: on_map_select(atlas),
                         selection_mode="points", width="stretch")

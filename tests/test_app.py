@@ -137,6 +137,22 @@ def test_the_interpolation_strip_says_what_its_endpoints_are() -> None:
     assert strip_caption(app) == "test image #3 (0) → the sliders' z · 10 steps, lerp"
 
 
+def map_traces(app: AppTest) -> list[str]:
+    return [trace.get("name") for trace in json.loads(app.get("plotly_chart")[0].proto.spec)["data"]]
+
+
+def test_the_map_draws_the_interpolation_path_only_under_its_view() -> None:
+    app = run_app()
+    assert map_traces(app)[-2:] == ["interpolation", "current z"]
+    for view in ("traverse", "anomaly", None):
+        app.button_group(key="view").set_value(view).run()
+        assert not app.exception
+        assert "interpolation" not in map_traces(app), view
+        assert map_traces(app)[:10] == [str(k) for k in range(10)]  # the classes stay first
+    app.button_group(key="view").set_value("interpolate").run()
+    assert "interpolation" in map_traces(app)
+
+
 def test_deselecting_the_view_shows_neither_and_keeps_working() -> None:
     app = run_app()
     app.button_group(key="view").set_value(None).run()

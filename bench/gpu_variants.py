@@ -86,7 +86,7 @@ def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_ima
             "last_epoch_loss": sum(last_losses) / len(last_losses) / batch, "test_mse": mse}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, action="append", help="repeatable (default: 512 and 128)")
     parser.add_argument("--steps", type=int, default=0, help="steps per epoch (0: whole epochs)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = pick_device(args.device)
     if device.type != "cuda" and not args.steps:
         print("gpu_variants: no GPU here, nothing measured (--device cpu --steps 5 checks the wiring).")

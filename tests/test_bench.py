@@ -1,0 +1,51 @@
+"""Benchmarks that must work when their machine comes: bench/step_ops.py sees the step that
+`python -m training train` runs, every call of it; bench/gpu_variants.py, which waits for a lent
+GPU, runs its variants and writes its report (checked here on the CPU, its step run eagerly)."""
+
+import json
+import math
+from pathlib import Path
+
+from bench import gpu_variants, step_ops
+
+
+def _calls(rows: list[dict], op: str) -> float:
+    return sum(r["calls_per_step"] for r in rows if r["op"].split(" ")[0] == op)
+
+
+def test_step_ops_times_every_call_of_the_training_step(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    result = step_ops.main(["--data-dir", str(tiny_mnist), "--batch-size", "8", "--steps", "3", "--warmup", "1",
+                            "--out", str(out)])
+    rows = result["rows"]
+    # forward: 3 convolutions and 3 transposed ones; backward: the transposed layers' input
+    # gradients are convolutions (3), and every layer's weight gradient a convolution_backward (6)
+    assert _calls(rows, "convolution") == 9
+    assert _calls(rows, "convolution_backward") == 6
+    assert _calls(rows, "_fused_adam_") == 1  # one optimizer update per step
+    assert _calls(rows, "threshold_backward") == 8  # the model's eight ReLUs, four on each side
+    for r in rows:
+        assert r["in_step_us"] > 0 and math.isfinite(r["alone_us"]) and r["alone_us"] > 0, r
+    assert result["in_step_ms"] == sum(r["per_step_us"] for r in rows) / 1e3
+    assert result["step_ms_untimed"] > 0
+    saved = json.loads((out / "step_ops.json").read_text())
+    assert saved["batch"] == 8 and len(saved["rows"]) == len(rows)
+    table = (out / "step_ops.md").read_text()
+    assert "| convolution_backward (" in table and "batch 8" in table
+
+
+def test_gpu_variants_runs_each_variant_and_writes_its_report(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    gpu_variants.main(["--device", "cpu", "--data-dir", str(tiny_mnist), "--epochs", "2", "--steps", "3",
+                       "--batch-size", "8", "--out", str(out)])
+    rows = json.loads((out / "gpu_variants.json").read_text())["rows"]
+    # torch.compile is skipped off a GPU (20 s to compile); the other three train
+    assert [r["label"] for r in rows] == ["as trained (channels-last, graph)", "NCHW", "cudnn.benchmark"]
+    for r in rows:
+        assert "error" not in r, r
+        assert r["batch"] == 8 and len(r["epoch_seconds"]) == 2 and r["images_per_second"] > 0
+        assert math.isfinite(r["last_epoch_loss"]) and 0 < r["test_mse"] < 1
+    # the same seed and steps: the layout changes rounding only, cuDNN's autotuner nothing on a CPU
+    assert rows[2]["last_epoch_loss"] == rows[0]["last_epoch_loss"]
+    assert abs(rows[1]["last_epoch_loss"] - rows[0]["last_epoch_loss"]) < 1e-2 * rows[0]["last_epoch_loss"]
+    assert (out / "gpu_variants.md").read_text().count("| 8 |") == 3

@@ -33,7 +33,7 @@ from training.data import load_dataset  # noqa: E402
 from training.evaluate import elbo_metrics  # noqa: E402
 from training.graphed import GraphedSteps  # noqa: E402
 from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
-from training.train import _epoch_permutation, init_output_bias, pick_device  # noqa: E402
+from training.train import _epoch_permutation, device_name, init_output_bias, pick_device  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     train, test = load_dataset("mnist", args.data_dir)
     train_images, test_images = train.images.to(device), test.images.to(device)
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    machine = device_name(device)
     rows: list[dict] = []
     for batch in args.batch_size or [512, 128]:
         for variant in VARIANTS:

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from bench.report import write_report  # noqa: E402
 from training.adam import Adam  # noqa: E402
 from training.data import load_dataset  # noqa: E402
-from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
-from training.train import bf16_autocast, init_output_bias  # noqa: E402
+from training.model import ConvVAE, ModelConfig  # noqa: E402
+from training.train import bf16_autocast, init_output_bias, train_step  # noqa: E402
 
 SEED = 0
 
@@ -99,13 +99,8 @@ def measure(images: torch.Tensor, batch: int, steps: int, warmup: int) -> dict:
         started = time.perf_counter()
         if mode is not None:
             mode.__enter__()
-        try:  # the loop body of training.train._train
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits, mu, logvar = model(x, generator, None, eps)
-            parts = vae_loss(logits, x, mu, logvar, "bce", 1.0)
-            optimizer.zero_grad()
-            parts.total.div(batch).backward()
-            optimizer.step()
+        try:  # the step of `python -m training train`, kernel by kernel
+            train_step(model, optimizer, x, None, eps, generator, bf16, "bce", 1.0, batch)
         finally:
             if mode is not None:
                 mode.__exit__(None, None, None)

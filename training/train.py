@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -206,6 +206,26 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
+def train_step(stepper: nn.Module, optimizer: Adam, x: Tensor, y: Tensor | None, eps: Tensor,
+               generator: torch.Generator, bf16: bool, loss: str, beta: float, divisor: int) -> Tensor:
+    """One optimizer step, kernel by kernel, on images X (B, C, H, W) (labels Y (B,)) with
+    reparameterization noise EPS (B, D); the gradient is that of the summed loss / DIVISOR.
+    STEPPER is the model or its DistributedDataParallel wrapper. Returns the batch's summed
+    loss, () and not synced."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits, mu, logvar = stepper(x, generator, y, eps)
+    parts = vae_loss(logits, x, mu, logvar, loss, beta)
+    optimizer.zero_grad()
+    parts.total.div(divisor).backward()
+    optimizer.step()
+    return parts.total.detach()
+
+
+def device_name(device: torch.device) -> str:
+    """'NVIDIA H200' or 'cpu (2 threads)', for metrics and benchmark reports."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
 def use_graphed_steps(config: TrainConfig, device: torch.device, processes: distributed.Processes) -> bool:
     """Whether the loop replays a captured step (GraphedSteps) instead of launching each kernel:
     on a CUDA device, in a single process (DistributedDataParallel's gradient hooks are not
@@ -336,14 +356,9 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                     x, y = x_train[rows].contiguous(memory_format=torch.channels_last), y_train[rows]
                     # the whole global batch's noise, so N processes add what one process would
                     eps = torch.randn((batch, model_config.latent_dim), generator=generator, device=device)[mine]
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                        logits, mu, logvar = stepper(x, generator, y, eps)
-                    parts = vae_loss(logits, x, mu, logvar, train_config.loss, train_config.beta)
-                    optimizer.zero_grad()
                     # per-process mean; DistributedDataParallel averages over processes: the global mean
-                    parts.total.div(local).backward()
-                    optimizer.step()
-                    window.append(parts.total.detach())
+                    window.append(train_step(stepper, optimizer, x, y, eps, generator, use_amp,
+                                             train_config.loss, train_config.beta, local))
                 step += 1
                 images_seen += batch
                 # processes check signals together, at window ends, so none waits on a departed one
@@ -394,7 +409,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
         "final": True,
         "train_seconds": train_seconds,
         "images_per_second": images_seen / max(sum(epoch_seconds), 1e-9),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": device_name(device),
         "precision": "bf16" if use_amp else "fp32",
         "cuda_graphs": graphed is not None,
         "epoch_seconds": [round(s, 4) for s in epoch_seconds],

@@ -29,7 +29,7 @@ def main() -> None:
             page.goto(f"http://127.0.0.1:{port}")
             page.wait_for_function(LIVE_READY_JS, timeout=60_000)
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-            page.get_by_label("Test image #").fill("3")
+            page.get_by_label("Test image #", exact=True).fill("3")
             page.get_by_role("button", name="Encode it").click()
             page.mouse.move(5, 5)  # no tooltip in the picture
             time.sleep(3)  # the rerun, the controls, the star and the pad's preview

@@ -267,7 +267,8 @@ class LiveLatent {
     this.bundle = null;
     this.marker = new MapMarker();
     this.box = el("div", { class: "lx" });
-    root.append(this.box);
+    // the size container of the CSS's @container rule: a narrow column shrinks the image
+    root.append(el("div", { class: "lx-host" }, [this.box]));
   }
 
   build(data) {

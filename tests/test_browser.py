@@ -78,6 +78,27 @@ def test_page_loads_with_eight_live_sliders_and_no_error(page: object, tmp_path:
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
 
+def test_on_a_narrow_screen_the_sliders_stay_beside_the_image(browser: object, server: str) -> None:
+    # 1024 px with the sidebar open: a 320-px image would push the sliders below it, out of sight
+    # while dragging them; the component shrinks the image instead (a CSS container query).
+    sides = {}
+    for width in (1024, 1400):
+        context = browser.new_context(viewport={"width": width, "height": 700})
+        try:
+            page = context.new_page()
+            page.goto(server)
+            page.wait_for_function(LIVE_READY_JS, timeout=60_000)
+            image = page.locator("canvas.lx-image").bounding_box()
+            slider = page.get_by_role("slider", name="z1").bounding_box()
+            last = page.get_by_role("slider", name="z8").bounding_box()
+            assert slider["x"] > image["x"] + image["width"], f"at {width} px the sliders wrapped below the image"
+            assert last["y"] + last["height"] < 700, f"at {width} px z8 is below the fold"
+            sides[width] = image["width"]
+        finally:
+            context.close()
+    assert sides == {1024: 240, 1400: 320}
+
+
 def test_dragging_a_slider_redraws_the_image_live_and_python_gets_the_final_value(page: object) -> None:
     page.evaluate(FRAME_SAMPLER_START_JS)
     seconds = drag(page, page.get_by_role("slider", name="z1"), 0.2, 0.8)

@@ -302,18 +302,19 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
                        "The sliders below decode on the server, once per release.")
         server_controls(model)
     sampler = get_sampler(folder, latent_dim)
-    b1, b2, b3, b4, b5, _ = st.columns([2, 3, 2, 3, 2, 2], vertical_alignment="bottom")
-    b1.button("Random", on_click=on_random, args=(latent_dim,), width="stretch",
-              help="Draw z from the prior N(0, I)")
-    if sampler is not None:
-        b2.button("Random (fitted)", on_click=on_random_fitted, args=(sampler,), width="stretch",
-                  help="Draw z from the Gaussian mixture fitted to the training set's encoded means: "
-                       "where the data are, so fewer blurred in-between images than the prior gives")
-    b3.button("Origin", on_click=on_reset, args=(latent_dim,), width="stretch", help="Set z = 0")
-    if atlas is not None:
-        b4.number_input("Test image #", 0, int(atlas.index.max()), key="test_index", step=1)
-        b5.button("Encode it", on_click=on_load_test_image, args=(atlas,), width="stretch",
-                  help="Set z to the encoder's mean for this test image")
+    # A wrapping row of content-sized buttons: in a narrow column (a 1024-px screen with the
+    # sidebar open) fixed columns cut their labels to "Ran…", "Enc…".
+    with st.container(horizontal=True, vertical_alignment="bottom", gap="small", key="latent_buttons"):
+        st.button("Random", on_click=on_random, args=(latent_dim,), help="Draw z from the prior N(0, I)")
+        if sampler is not None:
+            st.button("Random (fitted)", on_click=on_random_fitted, args=(sampler,),
+                      help="Draw z from the Gaussian mixture fitted to the training set's encoded means: "
+                           "where the data are, so fewer blurred in-between images than the prior gives")
+        st.button("Origin", on_click=on_reset, args=(latent_dim,), help="Set z = 0")
+        if atlas is not None:
+            st.number_input("Test image #", 0, int(atlas.index.max()), key="test_index", step=1, width=150)
+            st.button("Encode it", on_click=on_load_test_image, args=(atlas,),
+                      help="Set z to the encoder's mean for this test image")
     z = current_latent()
 
     path = interpolation_latents(latent_dim)

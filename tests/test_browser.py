@@ -78,7 +78,15 @@ def test_page_loads_with_eight_live_sliders_and_no_error(page: object, tmp_path:
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
 
-def test_on_a_narrow_screen_the_sliders_stay_beside_the_image(browser: object, server: str) -> None:
+BUTTON_LABELS = ["Random", "Random (fitted)", "Origin", "Encode it"]
+# The labels among NAMES whose button does not show them whole (cut with an ellipsis).
+CUT_LABELS_JS = """names => names.filter(name => {
+    const button = [...document.querySelectorAll('button')].find(b => b.innerText.trim() === name);
+    return !button || [button, ...button.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1);
+})"""
+
+
+def test_on_a_narrow_screen_the_sliders_stay_beside_the_image_and_labels_are_whole(browser: object, server: str) -> None:
     # 1024 px with the sidebar open: a 320-px image would push the sliders below it, out of sight
     # while dragging them; the component shrinks the image instead (a CSS container query).
     sides = {}
@@ -93,6 +101,7 @@ def test_on_a_narrow_screen_the_sliders_stay_beside_the_image(browser: object, s
             last = page.get_by_role("slider", name="z8").bounding_box()
             assert slider["x"] > image["x"] + image["width"], f"at {width} px the sliders wrapped below the image"
             assert last["y"] + last["height"] < 700, f"at {width} px z8 is below the fold"
+            assert page.evaluate(CUT_LABELS_JS, BUTTON_LABELS) == [], f"at {width} px button labels are cut"
             sides[width] = image["width"]
         finally:
             context.close()

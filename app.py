@@ -10,6 +10,7 @@ import numpy as np
 import streamlit as st
 
 import training
+from training.images import model_input, uses_digit_recipe
 from training.sampler import MixtureSampler, load_sampler
 from explorer.anomaly import ScoredImage, percentile_among_test_set, score_image
 from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
@@ -18,7 +19,7 @@ from explorer.latent import clamp, interpolate, latent_ranges, sample_prior, tra
 from explorer.live import browser_bundle, export_decoder_onnx, latent_from_browser, live_payload, principal_plane
 from explorer.models import list_checkpoints
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
-from explorer.preprocess import data_url_bytes, model_input, read_image_bytes
+from explorer.preprocess import data_url_bytes, read_image_bytes
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
 
 HERE = Path(__file__).resolve().parent
@@ -454,7 +455,7 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
                 "here come from the unconditional models (mnist-z8, fashion-z8).")
         return
     channels, size, _ = model.config.image_shape
-    mnist = channels == 1 and size == 28 and model.checkpoint_config.get("dataset", {}).get("name") == "mnist"
+    mnist = uses_digit_recipe(model)
     source_column, result_column = st.columns([2, 3])
     with source_column:
         how = st.radio("Image", ["draw", "upload"] if mnist else ["upload"], horizontal=True, key="anomaly_source")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from explorer.preprocess import MAX_UPLOAD_BYTES, data_url_bytes, mnist_like, model_input, read_image_bytes
+from explorer.preprocess import MAX_UPLOAD_BYTES, data_url_bytes, read_image_bytes
+from training.images import mnist_like, model_input
 from training.data import DataError
 
 

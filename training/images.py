@@ -1,5 +1,8 @@
 """Image folders as data sets: every PNG or JPEG under a folder, checked, centre-cropped,
-resized once and held whole in one tensor, like the IDX sets.
+resized once and held whole in one tensor, like the IDX sets. And a user's own image made a
+model's input as its data set's images were made (model_input): for MNIST models, white ink
+on black, the ink scaled into a 20 × 20 box and centred by its centre of mass in 28 × 28
+(LeCun et al.'s MNIST recipe); for others, the largest centred square resized.
 
     folder/                     one class, named after the folder
         a.jpg  b.png ...
@@ -26,11 +29,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from training.data import DataError, Split
+from training.model import ConvVAE
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 FORMATS = ("PNG", "JPEG")
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger files are refused before decoding
 TEST_FRACTION = 0.1
+INK_BOX = 20  # MNIST's digits fit a 20 × 20 box inside the 28 × 28 image
+DIGIT_DATASETS = ("mnist",)  # data sets whose images were made by MNIST's recipe (mnist_like)
 
 
 def find_images(folder: str | os.PathLike) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
@@ -121,3 +127,48 @@ def write_sample_patches(folder: str | os.PathLike, size: int = 64, stride: int 
                 Image.fromarray(photo[top:top + size, left:left + size]).save(out / f"{top:03d}-{left:03d}.png")
                 count += 1
     return count
+
+
+def mnist_like(gray: np.ndarray) -> np.ndarray | None:
+    """(H, W) gray values in [0, 1], any size, light or dark ink -> (28, 28) float32 in [0, 1],
+    white ink on black, scaled into 20 × 20 and centred by mass; None when there is no ink."""
+    g = np.asarray(gray, np.float32)
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    if np.median(border) > 0.5:  # dark ink on light paper (a scan, a photo): make it MNIST's way
+        g, border = 1.0 - g, 1.0 - border
+    g = np.clip(g - np.median(border), 0, None)  # the paper's level is black
+    if g.max() < 0.05:
+        return None
+    g /= g.max()
+    rows, cols = np.nonzero(g > 0.1)
+    g = g[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    scale = INK_BOX / max(g.shape)
+    height, width = max(1, round(g.shape[0] * scale)), max(1, round(g.shape[1] * scale))
+    ink = np.asarray(Image.fromarray(g, mode="F").resize((width, height), Image.Resampling.LANCZOS), np.float32)
+    ink = np.clip(ink, 0, 1)
+    total = ink.sum()
+    com_row = (ink.sum(axis=1) * np.arange(height)).sum() / total
+    com_col = (ink.sum(axis=0) * np.arange(width)).sum() / total
+    top = int(np.clip(round(14 - com_row), 0, 28 - height))
+    left = int(np.clip(round(14 - com_col), 0, 28 - width))
+    out = np.zeros((28, 28), np.float32)
+    out[top:top + height, left:left + width] = ink
+    return out
+
+
+def uses_digit_recipe(model: ConvVAE) -> bool:
+    """Whether a user's image should be made MODEL's input by MNIST's recipe (mnist_like): a
+    gray 28 × 28 model trained on MNIST; other models take the centred square, as trained."""
+    config = model.config
+    dataset = getattr(model, "checkpoint_config", {}).get("dataset", {}).get("name")
+    return config.channels == 1 and config.image_size == 28 and dataset in DIGIT_DATASETS
+
+
+def model_input(image: Image.Image, channels: int, size: int, mnist: bool) -> np.ndarray | None:
+    """A decoded image -> the model's input (C, size, size) float32 in [0, 1]: MNIST's recipe
+    for gray 28 × 28 digit models, else the centred square resized. None: no ink found."""
+    if mnist and channels == 1 and size == 28:
+        digit = mnist_like(np.asarray(image.convert("L"), np.float32) / 255.0)
+        return None if digit is None else digit[None]
+    pixels = np.asarray(square_resize(image, size), np.float32) / 255.0
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)

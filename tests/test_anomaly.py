@@ -51,6 +51,23 @@ def test_scores_are_per_image_and_deterministic() -> None:
         training.anomaly_score(model, x, "magic")
 
 
+def test_an_images_score_does_not_depend_on_its_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A folder scored by `python -m training score` must rank each file by its own score: the
+    # same alone, in a batch, at any position, and across the chunks negative_elbo works in.
+    torch.manual_seed(0)
+    model = ConvVAE(ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)).eval()
+    x = torch.rand(7, 1, 28, 28)
+    together = negative_elbo(model, x)
+    alone = torch.cat([negative_elbo(model, x[i:i + 1]) for i in range(7)])
+    reversed_order = negative_elbo(model, x.flip(0)).flip(0)
+    monkeypatch.setattr("training.anomaly.BATCH", 3)  # chunks of 3, 3 and 1
+    chunked = negative_elbo(model, x)
+    for other in (alone, reversed_order, chunked):
+        assert torch.allclose(together, other, rtol=1e-5, atol=1e-4), (together, other)
+    # and the draws are random: another seed gives other scores
+    assert not torch.allclose(together, negative_elbo(model, x, seed=1))
+
+
 def test_the_median_edge_predictor_and_complexity() -> None:
     x = torch.tensor([[[[0.0, 1.0], [1.0, 0.5]]]])
     # first row and column: neighbours beyond the border are 0, x[0, 0] is 0; bottom-right:

@@ -46,21 +46,24 @@ def training_loss(model: ConvVAE) -> str:
 def negative_elbo(model: ConvVAE, x: Tensor, loss: str = "bce", labels: Tensor | None = None,
                   samples: int = 4, seed: int = 0) -> Tensor:
     """−ELBO per image in nats, (N,), the likelihood term averaged over SAMPLES posterior
-    draws (fixed seed: the same x always gets the same score). A conditional model without
-    LABELS scores each image with the class that explains it best (the lowest −ELBO)."""
+    draws. Every image gets the same SAMPLES draws of the noise ε (from SEED), so a score
+    belongs to the image alone: the same whatever else is in the batch, or where, and image
+    pairs are compared under common random numbers. A conditional model without LABELS scores
+    each image with the class that explains it best (the lowest −ELBO)."""
     if model.config.num_classes and labels is None:
         return torch.stack([negative_elbo(model, x, loss, torch.full((len(x),), k), samples, seed)
                             for k in range(model.config.num_classes)]).min(dim=0).values
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    noise = torch.randn(samples, model.config.latent_dim, generator=generator, device=device)  # (K, D)
     scores = []
     for start in range(0, len(x), BATCH):
         batch = x[start:start + BATCH].to(device)
         y = None if labels is None else labels[start:start + BATCH].to(device)
         mu, logvar = model.encode(batch, y)
         likelihood = torch.zeros(len(batch), device=device)
-        for _ in range(samples):
-            z = model.reparameterize(mu, logvar, generator)
+        for eps in noise:  # z = mu + sigma * eps, one eps (D,) for every image
+            z = mu + eps.to(mu.dtype) * torch.exp(0.5 * logvar)
             likelihood += log_likelihood(model.decode_logits(z, y), batch, loss)
         scores.append((kl_divergence(mu, logvar) - likelihood / samples).float().cpu())
     return torch.cat(scores)

@@ -4,6 +4,7 @@ test set, interpolate and traverse. Layout and wiring only: the work is done in 
 from __future__ import annotations
 
 import hashlib
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,12 @@ def pad_plane_json(folder: str, latent_dim: int) -> dict | None:
 
 
 # --------------------------------------------------------------------------- state helpers
+
+def shell_path(folder: str) -> str:
+    """FOLDER as one would type it in a shell at the project's root (where `make app` runs)."""
+    path = Path(folder).resolve()
+    return shlex.quote(str(path.relative_to(HERE)) if path.is_relative_to(HERE) else str(path))
+
 
 def current_latent() -> np.ndarray:
     """The page's latent, (D,) float32: the one value every panel reads."""
@@ -467,8 +474,10 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
             data, name = (None, "") if upload is None else (upload.getvalue(), upload.name)
     with result_column:
         if data is None:
-            st.caption("Draw a digit, or upload an image, to see how the model scores it." if mnist
-                       else "Upload an image to see how the model scores it.")
+            st.caption(("Draw a digit, or upload an image, to see how the model scores it." if mnist
+                        else "Upload an image to see how the model scores it.")
+                       + f" To rank a whole folder: `python -m training score {shell_path(st.session_state['active_folder'])} "
+                       "FOLDER --sheet worst.png`.")
             return
         try:
             image_bytes = data_url_bytes(data) if how == "draw" else data

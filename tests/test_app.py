@@ -207,6 +207,9 @@ def test_every_view_works_on_the_bundled_rgb_model(view: str) -> None:
     assert not app.exception
     if view == "anomaly":  # an RGB model takes uploads only, no digit pad
         assert app.radio(key="anomaly_source").options == ["upload"]
+        # and the view names the command that ranks a whole folder with this model
+        assert any("`python -m training score checkpoints/photo-patches-rgb-z8 FOLDER --sheet worst.png`"
+                   in c.value for c in app.caption)
     else:
         assert len(images(app)) == 2  # decoder(z) and the strip or the grid
 

@@ -1,4 +1,4 @@
-"""python -m training {train,evaluate,atlas,anomaly,sampler,patches} ...
+"""python -m training {train,evaluate,atlas,anomaly,score,sampler,patches} ...
 
 Errors a user can cause (a bad file, a bad flag, no network) print one line and exit non-zero;
 --debug shows the traceback as well."""
@@ -107,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--device", choices=DEVICES, default="auto")
     o.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_common(o)
+
+    r = sub.add_parser("score", help="rank your own images by anomaly score, most anomalous first, each "
+                                     "placed among the checkpoint's test set")
+    r.add_argument("checkpoint")
+    r.add_argument("paths", nargs="+", help="image files, or folders searched for .png and .jpg files")
+    r.add_argument("--method", choices=("complexity", "elbo"), default="complexity",
+                   help="complexity (default, the page's score): -ELBO minus the image's complexity, which "
+                        "stops simple images passing as normal; elbo: the plain -ELBO")
+    r.add_argument("--top", type=int, default=10, help="rows printed, and images on --sheet (default 10)")
+    r.add_argument("--csv", help="write every image's scores and rank to this CSV file")
+    r.add_argument("--sheet", help="write a PNG of the --top most anomalous images beside their reconstructions")
+    r.add_argument("--device", choices=DEVICES, default="auto")
+    r.add_argument("--json", action="store_true", help="print every image's scores as JSON instead of a table")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -234,10 +249,66 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_path(flag: str, value: str | None, suffix: str | None = None) -> Path | None:
+    """An output file's path, checked before any work: its folder exists, and its suffix."""
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.parent.is_dir():
+        raise ValueError(f"{flag} {value}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{flag} {value}: is a folder; give a file name")
+    if suffix and path.suffix.lower() != suffix:
+        raise ValueError(f"{flag} {value}: must end in {suffix}")
+    return path
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from training.evaluate import load_for_batches
+    from training.scoring import collect_files, contact_sheet, score_files, atlas_scores, write_csv
+
+    if args.top < 1:
+        raise ValueError("--top must be at least 1")
+    csv_path, sheet_path = _output_path("--csv", args.csv, ".csv"), _output_path("--sheet", args.sheet, ".png")
+    model = load_for_batches(args.checkpoint, pick_device(args.device))
+    files = collect_files(args.paths)
+    test_scores = atlas_scores(args.checkpoint, args.method)
+    started = time.perf_counter()
+    ranked = score_files(model, files, args.method, test_scores, progress=not (args.quiet or args.json))
+    seconds = time.perf_counter() - started
+    if csv_path:
+        write_csv(csv_path, ranked)
+    if sheet_path:
+        contact_sheet(model, ranked[:args.top]).save(sheet_path)
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint, "method": args.method, "images": len(ranked),
+                          "seconds": seconds, "atlas_scores": test_scores is not None,
+                          "ranked": [{"file": str(r.path), "score_nats": r.score, "neg_elbo_nats": r.neg_elbo,
+                                      "neg_elbo_minus_complexity_nats": r.complexity_corrected,
+                                      "test_set_below_percent": r.percentile, "blank": r.blank} for r in ranked]},
+                         indent=2))
+        return 0
+    formula = "-ELBO - complexity" if args.method == "complexity" else "-ELBO"
+    print(f"{args.checkpoint}: {len(ranked)} images scored in {seconds:.1f} s; score = {formula} (nats), "
+          "higher = more anomalous")
+    print(f"{'rank':>4}  {'score':>8}  {'test images below':>17}  file")
+    for rank, r in enumerate(ranked[:args.top], 1):
+        below = "" if r.percentile is None else f"{r.percentile:.1f}%"
+        print(f"{rank:>4}  {r.score:8.1f}  {below:>17}  {r.path}{'  (blank)' if r.blank else ''}")
+    if len(ranked) > args.top:
+        print(f"({len(ranked) - args.top} more{'' if csv_path else '; --csv FILE writes them all'})")
+    if test_scores is None:
+        print(f"(no test-set scores in {args.checkpoint}: `python -m training atlas {args.checkpoint}` adds them)")
+    for flag, path in (("scores", csv_path), ("sheet", sheet_path)):
+        if path:
+            print(f"wrote {path} ({flag})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "atlas": cmd_atlas, "anomaly": cmd_anomaly,
-               "patches": cmd_patches, "sampler": cmd_sampler}[args.command]
+               "patches": cmd_patches, "sampler": cmd_sampler, "score": cmd_score}[args.command]
     try:
         return command(args)
     except TrainingInterrupted as e:

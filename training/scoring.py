@@ -1,0 +1,184 @@
+"""Screen your own images for anomalies: every PNG or JPEG under the paths given is made the
+model's input as the page makes an upload (training.images.model_input: MNIST's recipe for a
+digit model, the centred square otherwise), scored by training.anomaly (by default −ELBO
+minus the image's complexity, the page's score; or the plain −ELBO; nats, higher = more
+anomalous), ranked, and placed among the checkpoint's test set: the percentage of its test
+images that score lower, from the scores its atlas holds.
+
+    python -m training score checkpoints/mnist-z8 scans/ --csv scores.csv --sheet worst.png
+
+The page's anomaly view scores one image the same way, so a file scores the same in both.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from safetensors import SafetensorError, safe_open
+from tqdm import tqdm
+
+from training.anomaly import METHODS, anomaly_scores, negative_elbo, training_loss
+from training.atlas import ATLAS
+from training.checkpoint import CheckpointError
+from training.data import DataError
+from training.images import SUFFIXES, model_input, open_image, uses_digit_recipe
+from training.model import ConvVAE
+
+CHUNK = 500  # files decoded and scored at a time: memory stays flat however many there are
+TILE = 96  # about the side, in pixels, of an image on the contact sheet (a whole multiple, nearest-neighbour)
+ATLAS_KEYS = {"complexity": "anomaly", "elbo": "neg_elbo"}  # where the atlas keeps each method's test scores
+
+
+@dataclass(frozen=True)
+class FileScore:
+    path: Path
+    score: float  # the ranking method's score, nats: one of the two below
+    neg_elbo: float  # −ELBO, nats (training.anomaly_scores' "elbo")
+    complexity_corrected: float  # −ELBO − complexity, nats ("complexity"): the page's score
+    percentile: float | None  # % of the test set scoring lower; None: the atlas has no scores
+    blank: bool  # no ink found by MNIST's recipe: scored as the all-black image it becomes
+
+
+def collect_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The files named and every .png / .jpg under the folders named (sorted within each
+    folder), each once, in the order given. Raises DataError for a path that is neither, or a
+    folder without images."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+            if not found:
+                raise DataError(f"{path}: holds no .png or .jpg images, in it or its subfolders.")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder.")
+    unique: dict[Path, Path] = {}
+    for file in files:
+        unique.setdefault(file.resolve(), file)
+    return list(unique.values())
+
+
+def prepare(model: ConvVAE, path: Path) -> tuple[np.ndarray, bool]:
+    """PATH as MODEL's input, ((C, H, W) float32 in [0, 1], blank). Raises DataError for a file
+    that is not a usable PNG or JPEG (training.images.open_image's checks)."""
+    channels, size, _ = model.config.image_shape
+    image = open_image(path, str(path), "L" if channels == 1 else "RGB")
+    x = model_input(image, channels, size, uses_digit_recipe(model))
+    if x is None:  # no ink on the page: MNIST's recipe would give an all-black image
+        return np.zeros((channels, size, size), np.float32), True
+    return x, False
+
+
+def prepare_many(model: ConvVAE, paths: Sequence[Path]) -> tuple[torch.Tensor, list[bool]]:
+    """PATHS as a batch (N, C, H, W) and their blank flags, decoded in threads (PIL releases the
+    GIL); its warning about large images is moot: open_image refuses them before decoding."""
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        prepared = list(pool.map(lambda p: prepare(model, p), paths))
+    return torch.from_numpy(np.stack([x for x, _ in prepared])), [blank for _, blank in prepared]
+
+
+def atlas_scores(checkpoint: str | os.PathLike, method: str = "complexity") -> np.ndarray | None:
+    """METHOD's anomaly scores of the checkpoint's test images, (N,) float32, as its atlas holds
+    them; None when it has no atlas or one built before scores were added."""
+    key = ATLAS_KEYS[method]
+    path = Path(checkpoint) / ATLAS
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="np") as atlas:
+            if key not in atlas.keys():
+                return None
+            scores = atlas.get_tensor(key)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: cannot be read ({e}); rebuild it with "
+                              f"`python -m training atlas {checkpoint}`.") from None
+    if scores.ndim != 1 or not len(scores) or not np.isfinite(scores).all():
+        raise CheckpointError(f"{path}: its anomaly scores are not a list of finite numbers; rebuild it "
+                              f"with `python -m training atlas {checkpoint}`.")
+    return scores.astype(np.float32)
+
+
+def score_files(model: ConvVAE, paths: Sequence[Path], method: str = "complexity",
+                test_scores: np.ndarray | None = None, progress: bool = False) -> list[FileScore]:
+    """Every file in PATHS scored, most anomalous by METHOD first (ties in the order given);
+    TEST_SCORES: METHOD's scores of the test set, for each file's percentile among them."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    results: list[FileScore] = []
+    sorted_test = None if test_scores is None else np.sort(test_scores)
+    with tqdm(total=len(paths), unit="img", desc="scoring", disable=not progress, leave=False) as bar:
+        for start in range(0, len(paths), CHUNK):
+            chunk = paths[start:start + CHUNK]
+            x, blanks = prepare_many(model, chunk)
+            scores = anomaly_scores(model, x)
+            for path, score, neg_elbo, corrected, blank in zip(chunk, scores[method].tolist(), scores["elbo"].tolist(),
+                                                               scores["complexity"].tolist(), blanks):
+                # the share of test images scoring strictly lower, as the page shows it
+                below = None if sorted_test is None else \
+                    float(np.searchsorted(sorted_test, score, side="left") / len(sorted_test) * 100)
+                results.append(FileScore(path, score, neg_elbo, corrected, below, blank))
+            bar.update(len(chunk))
+    return sorted(results, key=lambda r: -r.score)
+
+
+def write_csv(path: str | os.PathLike, ranked: Sequence[FileScore]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rank", "file", "score_nats", "neg_elbo_nats", "neg_elbo_minus_complexity_nats",
+                         "test_set_below_percent", "blank"])
+        for rank, r in enumerate(ranked, 1):
+            writer.writerow([rank, str(r.path), f"{r.score:.3f}", f"{r.neg_elbo:.3f}", f"{r.complexity_corrected:.3f}",
+                             "" if r.percentile is None else f"{r.percentile:.2f}", int(r.blank)])
+
+
+@torch.inference_mode()
+def reconstructions(model: ConvVAE, x: torch.Tensor) -> torch.Tensor:
+    """x (N, C, H, W) in [0, 1] decoded from the encoder's mean, (N, C, H, W) in [0, 1] on the
+    CPU; a conditional model uses, for each image, the class that explains it best."""
+    device = next(model.parameters()).device
+    x = x.to(device)
+    labels = None
+    if model.config.num_classes:
+        loss = training_loss(model)
+        per_class = torch.stack([negative_elbo(model, x, loss, torch.full((len(x),), k, device=device))
+                                 for k in range(model.config.num_classes)])
+        labels = per_class.argmin(dim=0).to(device)
+    mu, _ = model.encode(x, labels)
+    return model.decode(mu, labels).float().cpu()
+
+
+def contact_sheet(model: ConvVAE, ranked: Sequence[FileScore], columns: int = 4) -> Image.Image:
+    """RANKED's images, each beside its reconstruction, captioned with its rank, score,
+    percentile and file name: what the model finds strange, and what it expected instead."""
+    x, _ = prepare_many(model, [r.path for r in ranked])
+    pairs = torch.cat([x, reconstructions(model, x)], dim=3)  # (N, C, H, 2W)
+    pixels = (pairs.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    size = model.config.image_size
+    side = size * max(1, round(TILE / size))
+    caption, gap = 34, 8
+    cell_w, cell_h = 2 * side + gap, side + caption + gap
+    columns = max(1, min(columns, len(ranked)))
+    rows = -(-len(ranked) // columns)
+    sheet = Image.new("RGB", (columns * cell_w + gap, rows * cell_h + gap), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    for i, (r, pair) in enumerate(zip(ranked, pixels)):
+        left, top = gap + (i % columns) * cell_w, gap + (i // columns) * cell_h
+        tile = Image.fromarray(pair.squeeze(-1) if pair.shape[-1] == 1 else pair).convert("RGB")
+        sheet.paste(tile.resize((2 * side, side), Image.Resampling.NEAREST), (left, top))
+        where = "" if r.percentile is None else f", above {r.percentile:.1f}%"
+        draw.text((left, top + side + 3), f"#{i + 1}  {r.score:.1f} nats{where}", fill=(235, 235, 235))
+        name = r.path.name if len(r.path.name) <= 2 * side // 6 else r.path.name[:2 * side // 6 - 3] + "..."
+        draw.text((left, top + side + 18), name, fill=(160, 160, 160))
+    return sheet

@@ -24,6 +24,7 @@ from tests.test_train import ENV, ROOT
 
 BUNDLED = ROOT / "checkpoints" / "mnist-z8"
 CVAE = ROOT / "checkpoints" / "mnist-cvae-z8"
+RGB = ROOT / "checkpoints" / "photo-patches-rgb-z8"
 
 
 def decoded_digits(folder: Path, count: int) -> list[Path]:
@@ -148,6 +149,26 @@ def test_a_conditional_model_reconstructs_with_the_class_that_explains_the_image
     ranked = score_files(model, paths, test_scores=atlas_scores(bare))
     assert len(ranked) == 3 and all(r.percentile is None and np.isfinite(r.score) for r in ranked)
     assert contact_sheet(model, ranked).size == (8 + 3 * (2 * 84 + 8), 8 + 84 + 34 + 8)
+
+
+def test_an_rgb_model_scores_photographs_as_it_was_trained_and_shows_them_in_colour(tmp_path: Path) -> None:
+    from training.evaluate import load_for_batches
+
+    model = load_for_batches(RGB)
+    photo = load_sample_images().images[1]  # flower.jpg, 427 × 640
+    paths = []
+    for i, (top, left) in enumerate([(0, 0), (100, 200), (300, 500)]):
+        paths.append(tmp_path / f"patch-{i}.png")
+        Image.fromarray(photo[top:top + 100, left:left + 120]).save(paths[-1])  # not square, not 64 px
+    ranked = score_files(model, paths, test_scores=atlas_scores(RGB))
+    assert len(ranked) == 3 and all(0 <= r.percentile <= 100 and not r.blank for r in ranked)
+    sheet = np.asarray(contact_sheet(model, ranked[:1]))
+    assert sheet.shape == (8 + 128 + 34 + 8, 8 + 2 * 128 + 8, 3)  # 64-px images shown at 128
+    # the input tile: the centred 100 × 100 square resized to 64, as --dataset folder made the
+    # training images, upscaled twice; in colour, channels in order
+    seen = model_input(open_image(ranked[0].path, "patch", "RGB"), 3, 64, mnist=False)
+    expected = np.kron((seen.transpose(1, 2, 0) * 255).round(), np.ones((2, 2, 1)))
+    assert np.abs(sheet[8:8 + 128, 8:8 + 128].astype(float) - expected).max() <= 1
 
 
 def test_a_broken_atlas_is_named_with_what_to_do(tmp_path: Path) -> None:

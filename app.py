@@ -13,7 +13,7 @@ import streamlit as st
 import training
 from training.images import model_input, uses_digit_recipe
 from training.sampler import MixtureSampler, load_sampler
-from explorer.anomaly import ScoredImage, percentile_among_test_set, score_image
+from explorer.anomaly import MAX_UPLOADS, ScoredImage, percentile_among_test_set, ranking, score_images
 from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, interpolate, latent_ranges, sample_prior, traverse
@@ -21,7 +21,7 @@ from explorer.live import browser_bundle, export_decoder_onnx, latent_from_brows
 from explorer.models import list_checkpoints
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
 from explorer.preprocess import data_url_bytes, read_image_bytes
-from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
+from explorer.render import decode_latents, gif_bytes, grid, png_bytes, png_data_url, strip, to_uint8, upscale
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINTS = HERE / "checkpoints"
@@ -455,59 +455,93 @@ def traversal_view(z: np.ndarray, model: training.ConvVAE) -> None:
 
 
 def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
-    """Draw or upload an image: preprocessed as the training images were, encoded, reconstructed,
-    scored (−ELBO, with its percentile among the test set) and placeable on the map."""
+    """Draw or upload images: preprocessed as the training images were, encoded, reconstructed,
+    scored (−ELBO minus complexity, with the percentile among the test set), ranked when there
+    are several, and the inspected one's latent loaded, so the map shows where it lies."""
     if model.config.num_classes:
         st.info("This is a conditional model, which scores an image given its class; anomaly scores "
                 "here come from the unconditional models (mnist-z8, fashion-z8).")
         return
     channels, size, _ = model.config.image_shape
     mnist = uses_digit_recipe(model)
+    folder = st.session_state["active_folder"]
     source_column, result_column = st.columns([2, 3])
     with source_column:
         how = st.radio("Image", ["draw", "upload"] if mnist else ["upload"], horizontal=True, key="anomaly_source")
         if how == "draw":
             drawn = sketch_component()(key="sketch", default={"drawing": None}, on_drawing_change=lambda: None)
-            data, name = drawn.drawing or None, "the drawing"
+            items = [("the drawing", drawn.drawing)] if drawn.drawing else []
         else:
-            upload = st.file_uploader("A PNG or JPEG", type=["png", "jpg", "jpeg"], key="anomaly_upload")
-            data, name = (None, "") if upload is None else (upload.getvalue(), upload.name)
+            uploads = st.file_uploader(f"PNG or JPEG images: one, or up to {MAX_UPLOADS} to rank",
+                                       type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="anomaly_upload")
+            items = [(upload.name, upload.getvalue()) for upload in uploads or []]
     with result_column:
-        if data is None:
-            st.caption(("Draw a digit, or upload an image, to see how the model scores it." if mnist
-                        else "Upload an image to see how the model scores it.")
-                       + f" To rank a whole folder: `python -m training score {shell_path(st.session_state['active_folder'])} "
+        if not items:
+            st.caption(("Draw a digit, or upload images, to see how the model scores them." if mnist
+                        else "Upload images to see how the model scores them.")
+                       + f" To rank a whole folder: `python -m training score {shell_path(folder)} "
                        "FOLDER --sheet worst.png`.")
             return
-        try:
-            image_bytes = data_url_bytes(data) if how == "draw" else data
-            x = model_input(read_image_bytes(image_bytes, name, channels), channels, size, mnist)
-        except training.DataError as error:
-            st.error(str(error))
+        if len(items) > MAX_UPLOADS:
+            st.error(f"{len(items)} images: the page ranks up to {MAX_UPLOADS} at a time; for more, "
+                     f"`python -m training score {shell_path(folder)} FOLDER` ranks a whole folder.")
             return
-        if x is None:
-            st.info("No ink found: draw or upload a digit.")
+        names, inputs = [], []
+        for name, data in items:  # a file that cannot be used gets its sentence; the others are scored
+            try:
+                image_bytes = data_url_bytes(data) if how == "draw" else data
+                x = model_input(read_image_bytes(image_bytes, name, channels), channels, size, mnist)
+            except training.DataError as error:
+                st.error(str(error))
+                continue
+            if x is None:
+                st.info(f"No ink found in {name}: draw or upload a digit.")
+                continue
+            names.append(name)
+            inputs.append(x.astype(np.float32))
+        if not inputs:
             return
-        scored = scored_image(model, st.session_state["active_folder"], x.astype(np.float32).tobytes())
-        shown = np.concatenate([to_uint8(x[None])[0], scored.reconstruction], axis=1)
-        st.image(png_bytes(upscale(shown, 6)), caption="the model's input · its reconstruction from the mean")
-        line = f"Anomaly score: **{scored.score:.1f} nats** (−ELBO {scored.neg_elbo:.1f} minus the image's complexity)"
-        higher = percentile_among_test_set(atlas, scored.score)
-        if higher is not None:
-            line += f", more anomalous than **{higher:.1f}%** of the {len(atlas):,} test images"
-        st.markdown(line + ". Its latent is loaded: the star on the map marks where it lies.")
-        # A new image takes the page's latent once, so it shows on the map (and in the sliders).
-        image_key = hashlib.sha256(x.tobytes()).hexdigest()
-        if st.session_state.get("anomaly_placed") != image_key:
-            st.session_state["anomaly_placed"] = image_key
-            set_latent(scored.mu)
-            st.rerun()
+        scored = scored_images(model, folder, np.stack(inputs).tobytes(), len(inputs))
+        chosen = 0
+        if len(inputs) > 1:
+            rows = ranking(names, scored, atlas)
+            for row in rows:
+                i = row["position"]
+                row["image"] = png_data_url(upscale(np.concatenate([to_uint8(inputs[i][None])[0],
+                                                                    scored[i].reconstruction], axis=1), 2))
+            st.dataframe(rows, hide_index=True, row_height=64,
+                         column_order=["rank", "image", "file", "score", "above"],
+                         column_config={"image": st.column_config.ImageColumn("input · reconstruction"),
+                                        "score": st.column_config.NumberColumn("score (nats)", format="%.1f"),
+                                        "above": st.column_config.NumberColumn("above % of test images",
+                                                                               format="%.1f")})
+            ranks = {row["position"]: row["rank"] for row in rows}
+            chosen = st.selectbox("Inspect", [row["position"] for row in rows], key="anomaly_pick",
+                                  format_func=lambda i: f"#{ranks[i]} {names[i]}")
+        show_scored(atlas, inputs[chosen], scored[chosen])
+
+
+def show_scored(atlas: Atlas | None, x: np.ndarray, scored: ScoredImage) -> None:
+    """One scored image large, beside its reconstruction, with its score; its latent is loaded
+    once, so the star on the map (and the sliders) show where it lies."""
+    shown = np.concatenate([to_uint8(x[None])[0], scored.reconstruction], axis=1)
+    st.image(png_bytes(upscale(shown, 6)), caption="the model's input · its reconstruction from the mean")
+    line = f"Anomaly score: **{scored.score:.1f} nats** (−ELBO {scored.neg_elbo:.1f} minus the image's complexity)"
+    higher = percentile_among_test_set(atlas, scored.score)
+    if higher is not None:
+        line += f", more anomalous than **{higher:.1f}%** of the {len(atlas):,} test images"
+    st.markdown(line + ". Its latent is loaded: the star on the map marks where it lies.")
+    image_key = hashlib.sha256(x.tobytes()).hexdigest()
+    if st.session_state.get("anomaly_placed") != image_key:
+        st.session_state["anomaly_placed"] = image_key
+        set_latent(scored.mu)
+        st.rerun()
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def scored_image(_model: training.ConvVAE, folder: str, x_bytes: bytes) -> ScoredImage:
-    """score_image of one preprocessed image, cached by the model folder and the image's bytes."""
-    return score_image(_model, np.frombuffer(x_bytes, np.float32).reshape(_model.config.image_shape))
+def scored_images(_model: training.ConvVAE, folder: str, x_bytes: bytes, count: int) -> list[ScoredImage]:
+    """score_images of COUNT preprocessed images, cached by the model folder and their bytes."""
+    return score_images(_model, np.frombuffer(x_bytes, np.float32).reshape(count, *_model.config.image_shape))
 
 
 # --------------------------------------------------------------------------- page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -45,6 +46,11 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     _pil(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """(H, W, C) uint8 -> "data:image/png;base64,…", for an image inside a table cell."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def grid(images: np.ndarray, pad: int = 2, fill: int = 255) -> np.ndarray:

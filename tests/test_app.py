@@ -1,11 +1,13 @@
 """The page's logic through streamlit.testing.v1.AppTest (no browser), on the bundled model."""
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 from tests.test_live import read_bundle
@@ -237,3 +239,53 @@ def test_a_conditional_model_gets_a_class_picker() -> None:
     app = run_app({"model": "mnist-cvae-z8"}, live=True)
     _, payload = live_payloads(app)
     assert payload["num_classes"] == 10 and payload["label"] == 0
+
+
+def png_file(image: "Image.Image") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_several_uploads_are_ranked_and_the_picked_one_is_inspected() -> None:
+    app = run_app({"view": "anomaly"})
+    app.radio(key="anomaly_source").set_value("upload").run()
+    one = Image.new("L", (300, 400), 230)
+    ImageDraw.Draw(one).line([(150, 40), (140, 360)], fill=10, width=30)  # a dark one on paper
+    zero = Image.new("L", (300, 300), 230)
+    ImageDraw.Draw(zero).ellipse([(60, 40), (240, 260)], outline=10, width=30)
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    app.file_uploader(key="anomaly_upload").set_value([
+        ("one.png", png_file(one), "image/png"), ("noise.png", png_file(noise), "image/png"),
+        ("zero.png", png_file(zero), "image/png"), ("broken.png", b"not a PNG at all", "image/png")]).run()
+    assert not app.exception, app.exception
+    # the broken file gets its sentence; the three others are ranked, the noise first
+    assert [e.value for e in app.error] == ["broken.png: is not a readable PNG or JPEG image (checked by its "
+                                           "content, not its name)."]
+    table = app.dataframe[0].value
+    assert list(table["file"])[0] == "noise.png" and sorted(table["file"]) == ["noise.png", "one.png", "zero.png"]
+    assert list(table["rank"]) == [1, 2, 3] and list(table["score"]) == sorted(table["score"], reverse=True)
+    assert table["above"].iloc[0] > 99 and all(0 <= a <= 100 for a in table["above"])
+    assert all(cell.startswith("data:image/png;base64,") for cell in table["image"])
+    # the most anomalous is inspected first, and its latent loaded; picking another moves z
+    pick = app.selectbox(key="anomaly_pick")
+    assert pick.format_func(pick.value) == "#1 noise.png"
+    assert "Anomaly score:" in app.markdown[-1].value and f"{table['score'].iloc[0]:.1f} nats" in app.markdown[-1].value
+    noise_z = app.session_state["latent"].copy()
+    assert np.abs(noise_z).max() > 0
+    assert [o.split(" ")[1] for o in pick.options] == list(table["file"])  # "#1 noise.png", … in rank order
+    pick.set_value(2).run()  # the value is the file's position among the usable uploads: zero.png
+    assert not app.exception
+    assert not np.array_equal(app.session_state["latent"], noise_z)
+    assert f"{table['score'].iloc[list(table['file']).index('zero.png')]:.1f} nats" in app.markdown[-1].value
+
+
+def test_too_many_uploads_are_refused_with_the_command_for_a_folder() -> None:
+    app = run_app({"view": "anomaly"})
+    app.radio(key="anomaly_source").set_value("upload").run()
+    blank = png_file(Image.new("L", (28, 28)))
+    app.file_uploader(key="anomaly_upload").set_value([(f"{i}.png", blank, "image/png") for i in range(101)]).run()
+    assert not app.exception
+    assert len(app.error) == 1 and "up to 100 at a time" in app.error[0].value
+    assert "python -m training score checkpoints/mnist-z8 FOLDER" in app.error[0].value
+    assert not app.dataframe

@@ -287,6 +287,15 @@ def test_uploads_are_scored_and_a_bomb_is_refused(page: object, tmp_path: Path) 
     Image.new("1", (10_000, 10_000)).save(tmp_path / "bomb.png")  # 100 megapixels, a few KB
     page.locator("input[type=file]").set_input_files(str(tmp_path / "bomb.png"))
     page.get_by_text("megapixel limit").wait_for(timeout=15_000)
+    # several at once: ranked in a table, the most anomalous inspected first, the bomb refused
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(tmp_path / "noise.png")
+    page.locator("input[type=file]").set_input_files([str(tmp_path / n) for n in ("one.png", "noise.png", "bomb.png")])
+    page.locator("[data-testid=stDataFrame]").wait_for(timeout=15_000)
+    inspect = page.get_by_role("combobox", name="Inspect")
+    page.wait_for_function("e => e.value === '#1 noise.png'", arg=inspect.element_handle(timeout=15_000), timeout=15_000)
+    # (the uploader keeps earlier files too: the first bomb is still listed, and refused again)
+    refusals = page.get_by_text("megapixel limit").all_inner_texts()
+    assert refusals and all(text.startswith("bomb.png: is 10000×10000 pixels") for text in refusals)
 
 
 def test_a_conditional_model_decodes_live_with_the_picked_class(page: object, server: str) -> None:

@@ -204,3 +204,29 @@ def test_list_checkpoints(tmp_path: Path) -> None:
     (tmp_path / "not-a-checkpoint").mkdir()
     assert list_checkpoints(tmp_path) == ["a-model", "b-model"]
     assert list_checkpoints(tmp_path / "nope") == []
+
+
+def test_uploads_are_scored_in_one_batch_as_one_by_one_and_ranked() -> None:
+    import torch
+
+    from explorer.anomaly import ranking, score_image, score_images
+
+    torch.manual_seed(0)
+    model = ConvVAE(ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)).eval()
+    x = np.random.default_rng(0).random((4, 1, 28, 28)).astype(np.float32)
+    together = score_images(model, x)
+    for i, scored in enumerate(together):
+        alone = score_image(model, x[i])
+        assert scored.score == pytest.approx(alone.score, abs=1e-3)
+        np.testing.assert_allclose(scored.mu, alone.mu, atol=1e-5)
+        assert scored.reconstruction.shape == (28, 28, 1) and scored.reconstruction.dtype == np.uint8
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    atlas = Atlas(means=np.zeros((4, 8), np.float32), labels=np.zeros(4, np.int64),
+                  embedding=np.zeros((4, 2), np.float32), index=np.arange(4),
+                  anomaly=np.array([s.score for s in together], np.float32))
+    rows = ranking(names, together, atlas)
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    assert [r["file"] for r in rows] == [names[i] for i in np.argsort([-s.score for s in together])]
+    # against a "test set" of these same four scores: 75, 50, 25 and 0% score lower
+    assert [r["above"] for r in rows] == [75.0, 50.0, 25.0, 0.0]
+    assert all(r["above"] is None for r in ranking(names, together, None))

@@ -470,11 +470,13 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
         how = st.radio("Image", ["draw", "upload"] if mnist else ["upload"], horizontal=True, key="anomaly_source")
         if how == "draw":
             drawn = sketch_component()(key="sketch", default={"drawing": None}, on_drawing_change=lambda: None)
-            items = [("the drawing", drawn.drawing)] if drawn.drawing else []
+            drawing = drawn.drawing
+            items = [("the drawing", drawing, hashlib.sha256(repr(drawing).encode()).hexdigest())] if drawing else []
         else:
             uploads = st.file_uploader(f"PNG or JPEG images: one, or up to {MAX_UPLOADS} to rank",
                                        type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="anomaly_upload")
-            items = [(upload.name, upload.getvalue()) for upload in uploads or []]
+            # each upload's id (stable across reruns) keys the cached decoding, not its bytes
+            items = [(upload.name, upload.getvalue(), upload.file_id) for upload in uploads or []]
     with result_column:
         if not items:
             st.caption(("Draw a digit, or upload images, to see how the model scores them." if mnist
@@ -487,18 +489,15 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
                      f"`python -m training score {shell_path(folder)} FOLDER` ranks a whole folder.")
             return
         names, inputs = [], []
-        for name, data in items:  # a file that cannot be used gets its sentence; the others are scored
-            try:
-                image_bytes = data_url_bytes(data) if how == "draw" else data
-                x = model_input(read_image_bytes(image_bytes, name, channels), channels, size, mnist)
-            except training.DataError as error:
-                st.error(str(error))
-                continue
-            if x is None:
+        for name, data, key in items:  # a file that cannot be used gets its sentence; the others are scored
+            x, error = prepared_input(key, data, name, channels, size, mnist, drawn=how == "draw")
+            if error is not None:
+                st.error(error)
+            elif x is None:
                 st.info(f"No ink found in {name}: draw or upload a digit.")
-                continue
-            names.append(name)
-            inputs.append(x.astype(np.float32))
+            else:
+                names.append(name)
+                inputs.append(x)
         if not inputs:
             return
         scored = scored_images(model, folder, np.stack(inputs).tobytes(), len(inputs))
@@ -536,6 +535,22 @@ def show_scored(atlas: Atlas | None, x: np.ndarray, scored: ScoredImage) -> None
         st.session_state["anomaly_placed"] = image_key
         set_latent(scored.mu)
         st.rerun()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def prepared_input(key: str, _data: object, name: str, channels: int, size: int, mnist: bool,
+                   drawn: bool) -> tuple[np.ndarray | None, str | None]:
+    """One upload (bytes) or, DRAWN, the pad's drawing (a PNG data URL, checked as such: it
+    comes from the browser) as the model's input: (x (C, H, W) float32, None), (None, None)
+    when there is no ink, or (None, the error's sentence). Cached by KEY (the upload's id, the
+    drawing's hash), not by the bytes, which could be 100 × 10 MB to hash on every rerun:
+    decoding a 12-megapixel photograph takes 0.1-0.3 s, and the page reruns often."""
+    try:
+        image_bytes = data_url_bytes(_data) if drawn else _data
+        x = model_input(read_image_bytes(image_bytes, name, channels), channels, size, mnist)
+    except training.DataError as error:
+        return None, str(error)
+    return (None if x is None else x.astype(np.float32)), None
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -289,3 +289,33 @@ def test_too_many_uploads_are_refused_with_the_command_for_a_folder() -> None:
     assert len(app.error) == 1 and "up to 100 at a time" in app.error[0].value
     assert "python -m training score checkpoints/mnist-z8 FOLDER" in app.error[0].value
     assert not app.dataframe
+
+
+def test_uploads_are_decoded_once_not_on_every_rerun(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Decoding a 12-megapixel photograph takes 0.1-0.3 s and the page reruns on every release
+    # of a slider: each upload is decoded once, then served from the cache.
+    import streamlit as st
+
+    import training.images
+
+    decoded = []
+    original = training.images.model_input
+
+    def counting(image, channels, size, mnist):
+        decoded.append(image.size)
+        return original(image, channels, size, mnist)
+
+    monkeypatch.setattr(training.images, "model_input", counting)
+    st.cache_data.clear()
+    app = run_app({"view": "anomaly"})
+    app.radio(key="anomaly_source").set_value("upload").run()
+    digits = [Image.new("L", (40 + i, 40), 230) for i in range(3)]
+    for digit in digits:
+        ImageDraw.Draw(digit).line([(20, 5), (18, 35)], fill=10, width=4)
+    app.file_uploader(key="anomaly_upload").set_value(
+        [(f"{i}.png", png_file(d), "image/png") for i, d in enumerate(digits)]).run()
+    assert len(app.dataframe) == 1 and len(decoded) == 3
+    for _ in range(2):
+        next(b for b in app.button if b.label == "Origin").click().run()
+        assert not app.exception
+    assert len(app.dataframe) == 1 and sorted(decoded) == [(40, 40), (41, 40), (42, 40)]

@@ -508,7 +508,8 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
                 i = row["position"]
                 row["image"] = png_data_url(upscale(np.concatenate([to_uint8(inputs[i][None])[0],
                                                                     scored[i].reconstruction], axis=1), 2))
-            st.dataframe(rows, hide_index=True, row_height=64,
+            # every row in sight up to 8 (64-px rows under a header), then the table scrolls
+            st.dataframe(rows, hide_index=True, row_height=64, height=min(len(rows), 8) * 64 + 40,
                          column_order=["rank", "image", "file", "score", "above"],
                          column_config={"image": st.column_config.ImageColumn("input · reconstruction"),
                                         "score": st.column_config.NumberColumn("score (nats)", format="%.1f"),

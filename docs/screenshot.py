@@ -1,21 +1,53 @@
-"""The README's picture of the page: a real `streamlit run app.py` in headless chromium, with
-test image #3 encoded into the sliders.
+"""The README's pictures of the page, from a real `streamlit run app.py` in headless chromium:
+the page with test image #3 encoded into the sliders (docs/page.png), and the anomaly view
+ranking seven uploads (docs/anomaly.png): four digits the bundled model drew, written as dark
+ink on light paper like scans, white noise, a photograph and a blank page.
 
-    python docs/screenshot.py            # writes docs/page.png
+    python docs/screenshot.py            # writes docs/page.png and docs/anomaly.png
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
 
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import training  # noqa: E402
+from explorer.atlas import load_atlas  # noqa: E402
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server  # noqa: E402
+
+
+def upload_files(folder: Path) -> list[Path]:
+    """Seven images to rank: four digits decoded by the bundled model from encoded test means,
+    inverted to look like scans, then noise, a photograph (scikit-learn's) and blank paper."""
+    from sklearn.datasets import load_sample_images
+
+    checkpoint = ROOT / "checkpoints" / "mnist-z8"
+    model = training.load_model(checkpoint)
+    means = load_atlas(str(checkpoint), model.config.latent_dim).means[[3, 2, 1, 18]]
+    with torch.inference_mode():
+        digits = model.decode(torch.from_numpy(means))[:, 0].numpy()
+    paths = []
+    for i, digit in enumerate(digits):
+        paths.append(folder / f"scan-{i + 1}.png")
+        Image.fromarray(255 - (digit * 255).round().astype(np.uint8)).resize((112, 112)).save(paths[-1])
+    paths.append(folder / "noise.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(paths[-1])
+    paths.append(folder / "photo.jpg")
+    Image.fromarray(load_sample_images().images[0][100:300, 100:400]).save(paths[-1])
+    paths.append(folder / "blank-page.png")
+    Image.new("L", (112, 112), 235).save(paths[-1])
+    return paths
 
 
 def main() -> None:
@@ -34,11 +66,26 @@ def main() -> None:
             page.mouse.move(5, 5)  # no tooltip in the picture
             time.sleep(3)  # the rerun, the controls, the star and the pad's preview
             page.screenshot(path=str(out))
+
+            with tempfile.TemporaryDirectory() as folder:
+                page.goto(f"http://127.0.0.1:{port}/?view=anomaly")
+                page.wait_for_function(LIVE_READY_JS, timeout=60_000)
+                page.get_by_text("upload", exact=True).click()
+                page.locator("input[type=file]").set_input_files([str(p) for p in upload_files(Path(folder))])
+                table = page.locator("[data-testid=stDataFrame]")
+                table.wait_for(timeout=30_000)
+                time.sleep(3)  # the latent of the most anomalous loaded, the map's star moved
+                page.mouse.move(5, 5)
+                view = page.get_by_role("radiogroup").filter(has_text="Anomaly").first
+                top = view.bounding_box()["y"] - 20
+                page.evaluate("y => document.querySelector('[data-testid=stMain]').scrollBy(0, y)", top)
+                time.sleep(1)
+                page.screenshot(path=str(ROOT / "docs" / "anomaly.png"))
             browser.close()
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print(f"wrote {out}")
+    print(f"wrote {out} and {ROOT / 'docs' / 'anomaly.png'}")
 
 
 if __name__ == "__main__":

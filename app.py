@@ -476,7 +476,7 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
             uploads = st.file_uploader(f"PNG or JPEG images: one, or up to {MAX_UPLOADS} to rank",
                                        type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="anomaly_upload")
             # each upload's id (stable across reruns) keys the cached decoding, not its bytes
-            items = [(upload.name, upload.getvalue(), upload.file_id) for upload in uploads or []]
+            items = [(upload.name, upload, upload.file_id) for upload in uploads or []]
     with result_column:
         if not items:
             st.caption(("Draw a digit, or upload images, to see how the model scores them." if mnist
@@ -541,13 +541,14 @@ def show_scored(atlas: Atlas | None, x: np.ndarray, scored: ScoredImage) -> None
 @st.cache_data(max_entries=256, show_spinner=False)
 def prepared_input(key: str, _data: object, name: str, channels: int, size: int, mnist: bool,
                    drawn: bool) -> tuple[np.ndarray | None, str | None]:
-    """One upload (bytes) or, DRAWN, the pad's drawing (a PNG data URL, checked as such: it
-    comes from the browser) as the model's input: (x (C, H, W) float32, None), (None, None)
-    when there is no ink, or (None, the error's sentence). Cached by KEY (the upload's id, the
-    drawing's hash), not by the bytes, which could be 100 × 10 MB to hash on every rerun:
-    decoding a 12-megapixel photograph takes 0.1-0.3 s, and the page reruns often."""
+    """One upload (an UploadedFile, read only here) or, DRAWN, the pad's drawing (a PNG data
+    URL, checked as such: it comes from the browser) as the model's input: (x (C, H, W)
+    float32, None), (None, None) when there is no ink, or (None, the error's sentence). Cached
+    by KEY (the upload's id, the drawing's hash), not by the bytes, which could be 100 × 10 MB
+    to hash on every rerun: decoding a 12-megapixel photograph takes 0.1-0.3 s, and the page
+    reruns often."""
     try:
-        image_bytes = data_url_bytes(_data) if drawn else _data
+        image_bytes = data_url_bytes(_data) if drawn else _data.getvalue()
         x = model_input(read_image_bytes(image_bytes, name, channels), channels, size, mnist)
     except training.DataError as error:
         return None, str(error)

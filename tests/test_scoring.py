@@ -122,12 +122,13 @@ def test_score_refuses_bad_paths_and_files_in_one_line(tmp_path: Path) -> None:
         (str(images),): "broken.png: is not a readable PNG or JPEG image",
         (str(images), "--csv", str(tmp_path / "missing" / "out.csv")): "does not exist",
         (str(images), "--sheet", str(tmp_path / "out.jpg")): "must end in .png",
+        (str(images), "--sheet", str(tmp_path / "out.png"), "--top", "500"): "at most 200 images",
     }
     for args, message in cases.items():
         run = run_score(str(BUNDLED), *args, "--quiet")
         assert run.returncode == 2, (args, run.stdout, run.stderr)
         assert run.stderr.count("\n") == 1 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
-    assert not (tmp_path / "out.jpg").exists()
+    assert not (tmp_path / "out.jpg").exists() and not (tmp_path / "out.png").exists()
 
 
 def test_a_conditional_model_reconstructs_with_the_class_that_explains_the_image(tmp_path: Path) -> None:

@@ -265,10 +265,13 @@ def _output_path(flag: str, value: str | None, suffix: str | None = None) -> Pat
 
 def cmd_score(args: argparse.Namespace) -> int:
     from training.evaluate import load_for_batches
-    from training.scoring import collect_files, contact_sheet, score_files, atlas_scores, write_csv
+    from training.scoring import MAX_SHEET, atlas_scores, collect_files, contact_sheet, score_files, write_csv
 
     if args.top < 1:
         raise ValueError("--top must be at least 1")
+    if args.sheet and args.top > MAX_SHEET:
+        raise ValueError(f"--sheet shows at most {MAX_SHEET} images; ask for fewer with --top (all of them go "
+                         "to --csv)")
     csv_path, sheet_path = _output_path("--csv", args.csv, ".csv"), _output_path("--sheet", args.sheet, ".png")
     model = load_for_batches(args.checkpoint, pick_device(args.device))
     files = collect_files(args.paths)

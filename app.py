@@ -296,6 +296,8 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
 
     if model.config.num_classes:
         names = class_names(model) or [str(k) for k in range(model.config.num_classes)]
+        if "pending_class_label" in st.session_state:  # the class an inspected upload reads as
+            st.session_state["class_label"] = st.session_state.pop("pending_class_label")
         if st.session_state.get("class_label") not in range(model.config.num_classes):
             st.session_state["class_label"] = 0
         st.segmented_control("Class (this model is conditional: the same z, drawn as the class you pick)",
@@ -458,10 +460,6 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
     """Draw or upload images: preprocessed as the training images were, encoded, reconstructed,
     scored (−ELBO minus complexity, with the percentile among the test set), ranked when there
     are several, and the inspected one's latent loaded, so the map shows where it lies."""
-    if model.config.num_classes:
-        st.info("This is a conditional model, which scores an image given its class; anomaly scores "
-                "here come from the unconditional models (mnist-z8, fashion-z8).")
-        return
     channels, size, _ = model.config.image_shape
     mnist = uses_digit_recipe(model)
     folder = st.session_state["active_folder"]
@@ -518,22 +516,28 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
             ranks = {row["position"]: row["rank"] for row in rows}
             chosen = st.selectbox("Inspect", [row["position"] for row in rows], key="anomaly_pick",
                                   format_func=lambda i: f"#{ranks[i]} {names[i]}")
-        show_scored(atlas, inputs[chosen], scored[chosen])
+        show_scored(model, atlas, inputs[chosen], scored[chosen])
 
 
-def show_scored(atlas: Atlas | None, x: np.ndarray, scored: ScoredImage) -> None:
-    """One scored image large, beside its reconstruction, with its score; its latent is loaded
-    once, so the star on the map (and the sliders) show where it lies."""
+def show_scored(model: training.ConvVAE, atlas: Atlas | None, x: np.ndarray, scored: ScoredImage) -> None:
+    """One scored image large, beside its reconstruction, with its score; its latent (and a
+    conditional model's class for it) is loaded once, so the star on the map and the sliders
+    show where it lies."""
     shown = np.concatenate([to_uint8(x[None])[0], scored.reconstruction], axis=1)
     st.image(png_bytes(upscale(shown, 6)), caption="the model's input · its reconstruction from the mean")
     line = f"Anomaly score: **{scored.score:.1f} nats** (−ELBO {scored.neg_elbo:.1f} minus the image's complexity)"
     higher = percentile_among_test_set(atlas, scored.score)
     if higher is not None:
         line += f", more anomalous than **{higher:.1f}%** of the {len(atlas):,} test images"
+    if scored.label is not None:
+        names = class_names(model) or [str(k) for k in range(model.config.num_classes)]
+        line += f". The model reads it as a **{names[scored.label]}** (the class that explains it best)"
     st.markdown(line + ". Its latent is loaded: the star on the map marks where it lies.")
     image_key = hashlib.sha256(x.tobytes()).hexdigest()
     if st.session_state.get("anomaly_placed") != image_key:
         st.session_state["anomaly_placed"] = image_key
+        if scored.label is not None:  # applied before the class picker on the next run
+            st.session_state["pending_class_label"] = scored.label
         set_latent(scored.mu)
         st.rerun()
 

@@ -1,5 +1,5 @@
-"""One user image through the model: its anomaly score, its place in latent space, its
-reconstruction, and how it ranks among the encoded test set."""
+"""A user's images through the model: their anomaly scores, their places in latent space,
+their reconstructions, and how they rank among the encoded test set."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from explorer.atlas import Atlas
-from explorer.render import decode_latents
-from training.anomaly import anomaly_scores
+from explorer.render import to_uint8
+from training.anomaly import anomaly_scores, best_classes, training_loss
 from training.model import ConvVAE
 
 MAX_UPLOADS = 100  # images the page ranks at once; a folder goes to `python -m training score`
@@ -22,17 +22,23 @@ class ScoredImage:
     neg_elbo: float  # −ELBO, nats
     mu: np.ndarray  # (D,) float32, the encoder's mean
     reconstruction: np.ndarray  # (H, W, C) uint8, decoded from the mean
+    label: int | None = None  # a conditional model's class that explains the image best
 
 
 def score_images(model: ConvVAE, x: np.ndarray) -> list[ScoredImage]:
     """x: preprocessed images (N, C, H, W) float32 in [0, 1], scored in one batch (a score does
-    not depend on the rest of the batch: training.anomaly.negative_elbo)."""
+    not depend on the rest of the batch: training.anomaly.negative_elbo). A conditional model
+    reads each image as the class that explains it best, and encodes and decodes it so."""
     batch = torch.from_numpy(np.array(x, np.float32))  # a writable copy: torch refuses read-only buffers
-    scores = anomaly_scores(model, batch)
+    labels = best_classes(model, batch, training_loss(model))[0] if model.config.num_classes else None
+    scores = anomaly_scores(model, batch, labels)
     with torch.inference_mode():
-        mu = model.encode(batch)[0].numpy()
-    return [ScoredImage(float(score), float(neg_elbo), m, reconstruction) for score, neg_elbo, m, reconstruction
-            in zip(scores["complexity"], scores["elbo"], mu, decode_latents(model, mu))]
+        mu = model.encode(batch, labels)[0]
+        reconstructions = to_uint8(model.decode(mu, labels).float().cpu().numpy())
+    classes = [None] * len(batch) if labels is None else labels.tolist()
+    return [ScoredImage(float(score), float(neg_elbo), m, reconstruction, label)
+            for score, neg_elbo, m, reconstruction, label
+            in zip(scores["complexity"], scores["elbo"], mu.cpu().numpy(), reconstructions, classes)]
 
 
 def score_image(model: ConvVAE, x: np.ndarray) -> ScoredImage:

@@ -319,3 +319,18 @@ def test_uploads_are_decoded_once_not_on_every_rerun(monkeypatch: pytest.MonkeyP
         next(b for b in app.button if b.label == "Origin").click().run()
         assert not app.exception
     assert len(app.dataframe) == 1 and sorted(decoded) == [(40, 40), (41, 40), (42, 40)]
+
+
+def test_a_conditional_model_scores_an_upload_as_the_class_that_explains_it_best() -> None:
+    app = run_app({"model": "mnist-cvae-z8", "view": "anomaly"})
+    assert app.button_group(key="class_label").value == 0
+    app.radio(key="anomaly_source").set_value("upload").run()
+    seven = Image.new("L", (300, 300), 230)
+    ImageDraw.Draw(seven).line([(60, 50), (240, 50), (130, 270)], fill=10, width=28)  # a dark 7 on paper
+    app.file_uploader(key="anomaly_upload").set_value(("seven.png", png_file(seven), "image/png")).run()
+    assert not app.exception, app.exception
+    # read as a 7: the class picker moves there, with the style (z) the encoder gave it
+    assert "reads it as a **7**" in app.markdown[-1].value
+    assert app.button_group(key="class_label").value == 7
+    assert np.abs(app.session_state["latent"]).max() > 0
+    assert "more anomalous than" in app.markdown[-1].value  # against the atlas's test-set scores

@@ -230,3 +230,19 @@ def test_uploads_are_scored_in_one_batch_as_one_by_one_and_ranked() -> None:
     # against a "test set" of these same four scores: 75, 50, 25 and 0% score lower
     assert [r["above"] for r in rows] == [75.0, 50.0, 25.0, 0.0]
     assert all(r["above"] is None for r in ranking(names, together, None))
+
+
+def test_a_conditional_model_reads_each_upload_as_its_best_class() -> None:
+    import torch
+
+    import training
+    from explorer.anomaly import score_images
+
+    model = training.load_model(Path(__file__).resolve().parent.parent / "checkpoints" / "mnist-cvae-z8")
+    with torch.inference_mode():  # one typical image of each digit, drawn by the model itself
+        x = model.decode(torch.zeros(10, model.config.latent_dim), torch.arange(10)).numpy()
+    scored = score_images(model, x)
+    assert [s.label for s in scored] == list(range(10))
+    # reconstructed as that class: close to the input (another class would draw another digit)
+    for image, s in zip(x, scored):
+        assert np.abs(s.reconstruction[..., 0] / 255.0 - image[0]).mean() < 0.05

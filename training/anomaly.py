@@ -51,8 +51,7 @@ def negative_elbo(model: ConvVAE, x: Tensor, loss: str = "bce", labels: Tensor |
     pairs are compared under common random numbers. A conditional model without LABELS scores
     each image with the class that explains it best (the lowest −ELBO)."""
     if model.config.num_classes and labels is None:
-        return torch.stack([negative_elbo(model, x, loss, torch.full((len(x),), k), samples, seed)
-                            for k in range(model.config.num_classes)]).min(dim=0).values
+        return best_classes(model, x, loss, samples, seed)[1]
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     noise = torch.randn(samples, model.config.latent_dim, generator=generator, device=device)  # (K, D)
@@ -67,6 +66,16 @@ def negative_elbo(model: ConvVAE, x: Tensor, loss: str = "bce", labels: Tensor |
             likelihood += log_likelihood(model.decode_logits(z, y), batch, loss)
         scores.append((kl_divergence(mu, logvar) - likelihood / samples).float().cpu())
     return torch.cat(scores)
+
+
+def best_classes(model: ConvVAE, x: Tensor, loss: str = "bce", samples: int = 4,
+                 seed: int = 0) -> tuple[Tensor, Tensor]:
+    """For a conditional model: the class that explains each image best, (N,) int64, and its
+    −ELBO under that class, (N,) nats: the lowest of its −ELBOs given each class in turn."""
+    per_class = torch.stack([negative_elbo(model, x, loss, torch.full((len(x),), k), samples, seed)
+                             for k in range(model.config.num_classes)])  # (classes, N)
+    lowest = per_class.min(dim=0)
+    return lowest.indices, lowest.values
 
 
 def median_edge_prediction(x: Tensor) -> Tensor:

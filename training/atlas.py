@@ -62,8 +62,10 @@ def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | Non
     _, test = checkpoint_data(model, data_dir)
     count = min(limit, len(test)) if limit else len(test)
     mu, logvar = encode_dataset(model, test.images[:count], test.labels[:count])
-    # each image's anomaly scores, so the app can rank a new image without the data
-    scores = anomaly_scores(model, test.images[:count], labels=test.labels[:count])
+    # each image's anomaly scores, so the app can rank a new image without the data; scored as
+    # the page scores an upload: a conditional model without the label, by the class that
+    # explains the image best (the same as with the label for an unconditional one)
+    scores = anomaly_scores(model, test.images[:count])
     backend = umap_backend()
     embedding = umap_embedding(mu.numpy(), seed=seed, backend=backend)
     path = Path(checkpoint) / ATLAS

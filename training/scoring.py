@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 from safetensors import SafetensorError, safe_open
 from tqdm import tqdm
 
-from training.anomaly import METHODS, anomaly_scores, negative_elbo, training_loss
+from training.anomaly import METHODS, anomaly_scores, best_classes, training_loss
 from training.atlas import ATLAS
 from training.checkpoint import CheckpointError
 from training.data import DataError
@@ -150,12 +150,7 @@ def reconstructions(model: ConvVAE, x: torch.Tensor) -> torch.Tensor:
     CPU; a conditional model uses, for each image, the class that explains it best."""
     device = next(model.parameters()).device
     x = x.to(device)
-    labels = None
-    if model.config.num_classes:
-        loss = training_loss(model)
-        per_class = torch.stack([negative_elbo(model, x, loss, torch.full((len(x),), k, device=device))
-                                 for k in range(model.config.num_classes)])
-        labels = per_class.argmin(dim=0).to(device)
+    labels = best_classes(model, x, training_loss(model))[0].to(device) if model.config.num_classes else None
     mu, _ = model.encode(x, labels)
     return model.decode(mu, labels).float().cpu()
 

@@ -502,17 +502,21 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
         chosen = 0
         if len(inputs) > 1:
             rows = ranking(names, scored, atlas)
+            labels = class_names(model) or [str(k) for k in range(model.config.num_classes)]
             for row in rows:
                 i = row["position"]
                 row["image"] = png_data_url(upscale(np.concatenate([to_uint8(inputs[i][None])[0],
                                                                     scored[i].reconstruction], axis=1), 2))
+                row["label"] = None if row["label"] is None else labels[row["label"]]
+            columns = ["rank", "image", "file", "score", "above"] + (["label"] if model.config.num_classes else [])
             # every row in sight up to 8 (64-px rows under a header), then the table scrolls
             st.dataframe(rows, hide_index=True, row_height=64, height=min(len(rows), 8) * 64 + 40,
-                         column_order=["rank", "image", "file", "score", "above"],
+                         column_order=columns,
                          column_config={"image": st.column_config.ImageColumn("input · reconstruction"),
                                         "score": st.column_config.NumberColumn("score (nats)", format="%.1f"),
                                         "above": st.column_config.NumberColumn("above % of test images",
-                                                                               format="%.1f")})
+                                                                               format="%.1f"),
+                                        "label": st.column_config.TextColumn("read as")})
             ranks = {row["position"]: row["rank"] for row in rows}
             chosen = st.selectbox("Inspect", [row["position"] for row in rows], key="anomaly_pick",
                                   format_func=lambda i: f"#{ranks[i]} {names[i]}")

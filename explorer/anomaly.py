@@ -48,10 +48,11 @@ def score_image(model: ConvVAE, x: np.ndarray) -> ScoredImage:
 
 def ranking(names: list[str], scored: list[ScoredImage], atlas: Atlas | None) -> list[dict]:
     """One row per image, most anomalous first: rank, file name, score (nats), the share of the
-    test set it outscores (None without the atlas's scores) and its position in NAMES."""
+    test set it outscores (None without the atlas's scores), the class a conditional model
+    reads it as (None otherwise) and its position in NAMES."""
     order = sorted(range(len(scored)), key=lambda i: -scored[i].score)
     return [{"rank": rank, "file": names[i], "score": round(scored[i].score, 1),
-             "above": percentile_among_test_set(atlas, scored[i].score), "position": i}
+             "above": percentile_among_test_set(atlas, scored[i].score), "label": scored[i].label, "position": i}
             for rank, i in enumerate(order, 1)]
 
 

@@ -334,3 +334,10 @@ def test_a_conditional_model_scores_an_upload_as_the_class_that_explains_it_best
     assert app.button_group(key="class_label").value == 7
     assert np.abs(app.session_state["latent"]).max() > 0
     assert "more anomalous than" in app.markdown[-1].value  # against the atlas's test-set scores
+    # several: the table says what each one reads as
+    one = Image.new("L", (300, 400), 230)
+    ImageDraw.Draw(one).line([(150, 40), (140, 360)], fill=10, width=30)
+    app.file_uploader(key="anomaly_upload").set_value([("seven.png", png_file(seven), "image/png"),
+                                                       ("one.png", png_file(one), "image/png")]).run()
+    table = app.dataframe[0].value
+    assert dict(zip(table["file"], table["label"])) == {"seven.png": "7", "one.png": "1"}

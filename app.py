@@ -13,7 +13,8 @@ import streamlit as st
 import training
 from training.images import model_input, uses_digit_recipe
 from training.sampler import MixtureSampler, load_sampler
-from explorer.anomaly import MAX_UPLOADS, ScoredImage, percentile_among_test_set, ranking, score_images
+from explorer.anomaly import (MAX_UPLOADS, ScoredImage, percentile_among_test_set, ranking, ranking_csv,
+                              score_images)
 from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, interpolate, latent_ranges, sample_prior, traverse
@@ -517,6 +518,7 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
                                         "above": st.column_config.NumberColumn("above % of test images",
                                                                                format="%.1f"),
                                         "label": st.column_config.TextColumn("read as")})
+            st.download_button("Download the ranking (CSV)", ranking_csv(rows), "anomaly-ranking.csv", "text/csv")
             ranks = {row["position"]: row["rank"] for row in rows}
             chosen = st.selectbox("Inspect", [row["position"] for row in rows], key="anomaly_pick",
                                   format_func=lambda i: f"#{ranks[i]} {names[i]}")

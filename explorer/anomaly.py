@@ -3,6 +3,8 @@ their reconstructions, and how they rank among the encoded test set."""
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,3 +64,17 @@ def percentile_among_test_set(atlas: Atlas | None, score: float) -> float | None
     if atlas is None or atlas.anomaly is None:
         return None
     return float((atlas.anomaly < score).mean() * 100)
+
+
+def ranking_csv(rows: list[dict]) -> str:
+    """RANKING's rows as CSV text, with the score command's column names where they share one;
+    "read_as" (a conditional model's class) only when the rows have one."""
+    conditional = any(row["label"] is not None for row in rows)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["rank", "file", "score_nats", "test_set_below_percent"] + (["read_as"] if conditional else []))
+    for row in rows:
+        above = "" if row["above"] is None else f"{row['above']:.2f}"
+        writer.writerow([row["rank"], row["file"], f"{row['score']:.1f}", above]
+                        + ([row["label"]] if conditional else []))
+    return out.getvalue()

@@ -267,6 +267,9 @@ def test_several_uploads_are_ranked_and_the_picked_one_is_inspected() -> None:
     assert list(table["rank"]) == [1, 2, 3] and list(table["score"]) == sorted(table["score"], reverse=True)
     assert table["above"].iloc[0] > 99 and all(0 <= a <= 100 for a in table["above"])
     assert all(cell.startswith("data:image/png;base64,") for cell in table["image"])
+    # the ranking downloads as CSV, in the same order, with the score command's column names
+    download = next(b for b in app.get("download_button") if "ranking" in b.proto.label)
+    assert download.proto.label == "Download the ranking (CSV)"
     # the most anomalous is inspected first, and its latent loaded; picking another moves z
     pick = app.selectbox(key="anomaly_pick")
     assert pick.format_func(pick.value) == "#1 noise.png"

@@ -230,6 +230,15 @@ def test_uploads_are_scored_in_one_batch_as_one_by_one_and_ranked() -> None:
     # against a "test set" of these same four scores: 75, 50, 25 and 0% score lower
     assert [r["above"] for r in rows] == [75.0, 50.0, 25.0, 0.0]
     assert all(r["above"] is None for r in ranking(names, together, None))
+    # as CSV: a header, then the rows in rank order (no "read_as" column for this unconditional model)
+    import csv as csv_module
+
+    from explorer.anomaly import ranking_csv
+
+    table = list(csv_module.reader(io.StringIO(ranking_csv(rows))))
+    assert table[0] == ["rank", "file", "score_nats", "test_set_below_percent"]
+    assert [line[1] for line in table[1:]] == [r["file"] for r in rows]
+    assert [float(line[3]) for line in table[1:]] == [75.0, 50.0, 25.0, 0.0]
 
 
 def test_a_conditional_model_reads_each_upload_as_its_best_class() -> None:

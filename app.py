@@ -22,7 +22,7 @@ from explorer.live import browser_bundle, export_decoder_onnx, latent_from_brows
 from explorer.models import list_checkpoints
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
 from explorer.preprocess import data_url_bytes, read_image_bytes
-from explorer.render import decode_latents, gif_bytes, grid, png_bytes, png_data_url, strip, to_uint8, upscale
+from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINTS = HERE / "checkpoints"
@@ -500,29 +500,26 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
         if not inputs:
             return
         scored = scored_images(model, folder, np.stack(inputs).tobytes(), len(inputs))
-        chosen = 0
-        if len(inputs) > 1:
-            rows = ranking(names, scored, atlas)
-            labels = class_names(model) or [str(k) for k in range(model.config.num_classes)]
-            for row in rows:
-                i = row["position"]
-                row["image"] = png_data_url(upscale(np.concatenate([to_uint8(inputs[i][None])[0],
-                                                                    scored[i].reconstruction], axis=1), 2))
-                row["label"] = None if row["label"] is None else labels[row["label"]]
-            columns = ["rank", "image", "file", "score", "above"] + (["label"] if model.config.num_classes else [])
-            # every row in sight up to 8 (64-px rows under a header), then the table scrolls
-            st.dataframe(rows, hide_index=True, row_height=64, height=min(len(rows), 8) * 64 + 40,
-                         column_order=columns,
-                         column_config={"image": st.column_config.ImageColumn("input · reconstruction"),
-                                        "score": st.column_config.NumberColumn("score (nats)", format="%.1f"),
-                                        "above": st.column_config.NumberColumn("above % of test images",
-                                                                               format="%.1f"),
-                                        "label": st.column_config.TextColumn("read as")})
-            st.download_button("Download the ranking (CSV)", ranking_csv(rows), "anomaly-ranking.csv", "text/csv")
-            ranks = {row["position"]: row["rank"] for row in rows}
-            chosen = st.selectbox("Inspect", [row["position"] for row in rows], key="anomaly_pick",
-                                  format_func=lambda i: f"#{ranks[i]} {names[i]}")
+        chosen = ranking_table(model, atlas, names, inputs, scored) if len(inputs) > 1 else 0
         show_scored(model, atlas, inputs[chosen], scored[chosen])
+
+
+def ranking_table(model: training.ConvVAE, atlas: Atlas | None, names: list[str], inputs: list[np.ndarray],
+                  scored: list[ScoredImage]) -> int:
+    """Several images ranked, most anomalous first, with a CSV download; returns the position
+    (in NAMES) of the one picked for a closer look, the most anomalous at first."""
+    rows = ranking(names, inputs, scored, atlas, class_names(model))
+    columns = ["rank", "image", "file", "score", "above"] + (["label"] if model.config.num_classes else [])
+    # every row in sight up to 8 (64-px rows under a header), then the table scrolls
+    st.dataframe(rows, hide_index=True, row_height=64, height=min(len(rows), 8) * 64 + 40, column_order=columns,
+                 column_config={"image": st.column_config.ImageColumn("input · reconstruction"),
+                                "score": st.column_config.NumberColumn("score (nats)", format="%.1f"),
+                                "above": st.column_config.NumberColumn("above % of test images", format="%.1f"),
+                                "label": st.column_config.TextColumn("read as")})
+    st.download_button("Download the ranking (CSV)", ranking_csv(rows), "anomaly-ranking.csv", "text/csv")
+    ranks = {row["position"]: row["rank"] for row in rows}
+    return st.selectbox("Inspect", [row["position"] for row in rows], key="anomaly_pick",
+                        format_func=lambda i: f"#{ranks[i]} {names[i]}")
 
 
 def show_scored(model: training.ConvVAE, atlas: Atlas | None, x: np.ndarray, scored: ScoredImage) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from explorer.atlas import Atlas
-from explorer.render import to_uint8
+from explorer.render import png_data_url, to_uint8, upscale
 from training.anomaly import anomaly_scores, best_classes, training_loss
 from training.model import ConvVAE
 
@@ -48,14 +48,23 @@ def score_image(model: ConvVAE, x: np.ndarray) -> ScoredImage:
     return score_images(model, x[None])[0]
 
 
-def ranking(names: list[str], scored: list[ScoredImage], atlas: Atlas | None) -> list[dict]:
-    """One row per image, most anomalous first: rank, file name, score (nats), the share of the
-    test set it outscores (None without the atlas's scores), the class a conditional model
-    reads it as (None otherwise) and its position in NAMES."""
+def ranking(names: list[str], inputs: list[np.ndarray], scored: list[ScoredImage], atlas: Atlas | None,
+            class_names: list[str] | None = None) -> list[dict]:
+    """One row per image, most anomalous first: rank, a thumbnail ("image": a PNG data URL of
+    the input beside its reconstruction), file name, score (nats), the share of the test set
+    it outscores (None without the atlas's scores), the class a conditional model reads it as
+    (its name from CLASS_NAMES; None otherwise) and its position in NAMES. INPUTS: the
+    preprocessed images (C, H, W) float32 that SCORED scored."""
     order = sorted(range(len(scored)), key=lambda i: -scored[i].score)
-    return [{"rank": rank, "file": names[i], "score": round(scored[i].score, 1),
-             "above": percentile_among_test_set(atlas, scored[i].score), "label": scored[i].label, "position": i}
-            for rank, i in enumerate(order, 1)]
+    rows = []
+    for rank, i in enumerate(order, 1):
+        label = scored[i].label
+        pair = np.concatenate([to_uint8(inputs[i][None])[0], scored[i].reconstruction], axis=1)
+        rows.append({"rank": rank, "image": png_data_url(upscale(pair, 2)), "file": names[i],
+                     "score": round(scored[i].score, 1), "above": percentile_among_test_set(atlas, scored[i].score),
+                     "label": None if label is None else (class_names[label] if class_names else str(label)),
+                     "position": i})
+    return rows
 
 
 def percentile_among_test_set(atlas: Atlas | None, score: float) -> float | None:

@@ -224,12 +224,13 @@ def test_uploads_are_scored_in_one_batch_as_one_by_one_and_ranked() -> None:
     atlas = Atlas(means=np.zeros((4, 8), np.float32), labels=np.zeros(4, np.int64),
                   embedding=np.zeros((4, 2), np.float32), index=np.arange(4),
                   anomaly=np.array([s.score for s in together], np.float32))
-    rows = ranking(names, together, atlas)
+    rows = ranking(names, list(x), together, atlas)
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
     assert [r["file"] for r in rows] == [names[i] for i in np.argsort([-s.score for s in together])]
     # against a "test set" of these same four scores: 75, 50, 25 and 0% score lower
     assert [r["above"] for r in rows] == [75.0, 50.0, 25.0, 0.0]
-    assert all(r["above"] is None for r in ranking(names, together, None))
+    assert all(r["above"] is None for r in ranking(names, list(x), together, None))
+    assert all(r["image"].startswith("data:image/png;base64,") and r["label"] is None for r in rows)
     # as CSV: a header, then the rows in rank order (no "read_as" column for this unconditional model)
     import csv as csv_module
 

@@ -75,6 +75,7 @@ bench: $(STAMP) chromium
 	$(PY) bench/load.py
 	$(PY) bench/sample_quality.py checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/atlas_scale.py checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PY) bench/score_speed.py checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/summary.py
 
 # Refresh the vendored onnxruntime-web (the in-browser decoder's runtime); needs npm and a network.

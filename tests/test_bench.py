@@ -1,12 +1,14 @@
 """Benchmarks that must work when their machine comes: bench/step_ops.py sees the step that
 `python -m training train` runs, every call of it; bench/gpu_variants.py, which waits for a lent
-GPU, runs its variants and writes its report (checked here on the CPU, its step run eagerly)."""
+GPU, runs its variants and writes its report (checked here on the CPU, its step run eagerly);
+bench/score_speed.py ranks PNG files written from the test set and compares with the atlas."""
 
 import json
 import math
 from pathlib import Path
 
-from bench import gpu_variants, step_ops
+from bench import gpu_variants, score_speed, step_ops
+from tests.conftest import BUNDLED
 
 
 def _calls(rows: list[dict], op: str) -> float:
@@ -49,3 +51,14 @@ def test_gpu_variants_runs_each_variant_and_writes_its_report(tiny_mnist: Path, 
     assert rows[2]["last_epoch_loss"] == rows[0]["last_epoch_loss"]
     assert abs(rows[1]["last_epoch_loss"] - rows[0]["last_epoch_loss"]) < 1e-2 * rows[0]["last_epoch_loss"]
     assert (out / "gpu_variants.md").read_text().count("| 8 |") == 3
+
+
+def test_score_speed_ranks_test_images_written_as_files_where_the_atlas_has_them(mnist_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    score_speed.main([str(BUNDLED), "--data-dir", str(mnist_dir), "--limit", "300", "--out", str(out)])
+    result = json.loads((out / "score_speed.json").read_text())
+    assert result["files"] == 300 and result["images_per_second"] > 0
+    # the same images, written as PNGs and prepared by MNIST's recipe, score as the atlas has them
+    assert result["correlation_with_atlas"] > 0.99 and result["top20_overlap"] >= 18
+    assert "| 300 |" in (out / "score_speed.md").read_text()

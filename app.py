@@ -500,8 +500,13 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
         if not inputs:
             return
         scored = scored_images(model, folder, np.stack(inputs).tobytes(), len(inputs))
-        chosen = ranking_table(model, atlas, names, inputs, scored) if len(inputs) > 1 else 0
-        show_scored(model, atlas, inputs[chosen], scored[chosen])
+        if len(inputs) == 1:
+            show_scored(model, atlas, inputs[0], scored[0])
+            return
+    # several: the ranking takes the page's width (in the column, a 1024-px screen cut its
+    # score and percentile off), and the picked one is shown below it
+    chosen = ranking_table(model, atlas, names, inputs, scored)
+    show_scored(model, atlas, inputs[chosen], scored[chosen])
 
 
 def ranking_table(model: training.ConvVAE, atlas: Atlas | None, names: list[str], inputs: list[np.ndarray],
@@ -518,7 +523,7 @@ def ranking_table(model: training.ConvVAE, atlas: Atlas | None, names: list[str]
                                 "label": st.column_config.TextColumn("read as")})
     st.download_button("Download the ranking (CSV)", ranking_csv(rows), "anomaly-ranking.csv", "text/csv")
     ranks = {row["position"]: row["rank"] for row in rows}
-    return st.selectbox("Inspect", [row["position"] for row in rows], key="anomaly_pick",
+    return st.selectbox("Inspect", [row["position"] for row in rows], key="anomaly_pick", width=360,
                         format_func=lambda i: f"#{ranks[i]} {names[i]}")
 
 

@@ -293,6 +293,11 @@ def test_uploads_are_scored_and_a_bomb_is_refused(page: object, tmp_path: Path) 
     page.locator("[data-testid=stDataFrame]").wait_for(timeout=15_000)
     inspect = page.get_by_role("combobox", name="Inspect")
     page.wait_for_function("e => e.value === '#1 noise.png'", arg=inspect.element_handle(timeout=15_000), timeout=15_000)
+    # on a 1024-px screen the whole table fits: no column scrolled out of sight
+    page.set_viewport_size({"width": 1024, "height": 800})
+    page.wait_for_timeout(1000)
+    assert page.evaluate("""() => { const s = document.querySelector('[data-testid=stDataFrame] .dvn-scroller');
+        return s.scrollWidth <= s.clientWidth + 1; }""")
     # (the uploader keeps earlier files too: the first bomb is still listed, and refused again)
     refusals = page.get_by_text("megapixel limit").all_inner_texts()
     assert refusals and all(text.startswith("bomb.png: is 10000×10000 pixels") for text in refusals)

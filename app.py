@@ -341,7 +341,8 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
         path_xy = np.array([place_on_map(atlas, p) for p in path]) if show_path else None
         st.plotly_chart(atlas_figure(atlas, class_names(model), marker=marker, path=path_xy),
                         key="atlas_map", on_select=lambda: on_map_select(atlas),
-                        selection_mode="points", width="stretch")
+                        selection_mode="points", width="stretch",
+                        theme=None)  # the figure's own colours: Streamlit's dark theme greys its legend out
         st.caption(f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
                    "latent; the star is the current z, placed among its nearest neighbours.")
 

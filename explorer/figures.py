@@ -61,6 +61,10 @@ def atlas_figure(atlas: Atlas, class_names: tuple[str, ...] | list[str], marker:
         height=height, margin=dict(l=0, r=0, t=30, b=0), dragmode="pan",
         legend=dict(itemsizing="constant", title="class (click to hide)"),
         xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"),
-        plot_bgcolor="white", uirevision="atlas",  # keep zoom and hidden classes across reruns
+        # a white card in light and dark themes alike: the black star and path need the white
+        # behind them, and the legend dark text beside it
+        plot_bgcolor="white", paper_bgcolor="white",
+        font=dict(color="#31333f", family='"Source Sans Pro", "Source Sans 3", sans-serif'),  # Streamlit's
+        uirevision="atlas",  # keep zoom and hidden classes across reruns
     )
     return figure

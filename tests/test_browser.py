@@ -108,6 +108,25 @@ def test_on_a_narrow_screen_the_sliders_stay_beside_the_image_and_labels_are_who
     assert sides == {1024: 240, 1400: 320}
 
 
+def test_in_a_dark_theme_the_map_is_a_white_card_with_a_readable_legend(browser: object, server: str) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(server)
+        page.wait_for_function(LIVE_READY_JS, timeout=60_000)
+        page.locator(".st-key-atlas_map .legendtext").first.wait_for(timeout=30_000)
+        colours = page.evaluate("""() => {
+            const app = getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor;
+            const paper = document.querySelector('.st-key-atlas_map .main-svg .bg').style.fill;
+            const text = getComputedStyle(document.querySelector('.st-key-atlas_map .legendtext')).fill;
+            return [app, paper, text]; }""")
+        app_background, paper, legend_text = colours
+        assert app_background != "rgb(255, 255, 255)"  # the page is dark...
+        assert paper == "rgb(255, 255, 255)" and legend_text == "rgb(49, 51, 63)", colours  # ...the map is not
+    finally:
+        context.close()
+
+
 def test_dragging_a_slider_redraws_the_image_live_and_python_gets_the_final_value(page: object) -> None:
     page.evaluate(FRAME_SAMPLER_START_JS)
     seconds = drag(page, page.get_by_role("slider", name="z1"), 0.2, 0.8)

@@ -118,3 +118,7 @@ def drag(page: object, locator: object, fraction_from: float, fraction_to: float
         time.sleep(pause_s)
     page.mouse.up()
     return time.perf_counter() - started
+
+# Streamlit has finished its runs (no script running or queued): before the next upload, so that
+# a file chosen mid-rerun is not raced by the rerun (seen once in CI: the second upload never showed)
+SCRIPT_IDLE_JS = "() => document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'"

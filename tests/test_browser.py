@@ -18,8 +18,8 @@ from training.model import ConvVAE, ModelConfig
 from explorer.atlas import load_atlas, place_on_map
 from explorer.live import principal_plane
 from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, FRAME_SAMPLER_START_JS, FRAME_SAMPLER_STOP_JS,
-                                   LATENT_VALUES_JS, LIVE_READY_JS, NO_WEBASSEMBLY_JS, ROOT, drag, free_port,
-                                   start_server)
+                                   LATENT_VALUES_JS, LIVE_READY_JS, NO_WEBASSEMBLY_JS, ROOT, SCRIPT_IDLE_JS, drag,
+                                   free_port, start_server)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)")
 
@@ -303,9 +303,13 @@ def test_uploads_are_scored_and_a_bomb_is_refused(page: object, tmp_path: Path) 
     digit.save(tmp_path / "one.png")
     page.locator("input[type=file]").set_input_files(str(tmp_path / "one.png"))
     page.get_by_text("Anomaly score:").wait_for(timeout=15_000)
+    # the page reruns once more to load the image's latent: let it settle before the next upload
+    page.wait_for_function(f"() => ({LATENT_VALUES_JS})().some(x => x !== 0)", timeout=15_000)
+    page.wait_for_function(SCRIPT_IDLE_JS, timeout=15_000)
     Image.new("1", (10_000, 10_000)).save(tmp_path / "bomb.png")  # 100 megapixels, a few KB
     page.locator("input[type=file]").set_input_files(str(tmp_path / "bomb.png"))
     page.get_by_text("megapixel limit").wait_for(timeout=15_000)
+    page.wait_for_function(SCRIPT_IDLE_JS, timeout=15_000)
     # several at once: ranked in a table, the most anomalous inspected first, the bomb refused
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(tmp_path / "noise.png")
     page.locator("input[type=file]").set_input_files([str(tmp_path / n) for n in ("one.png", "noise.png", "bomb.png")])

@@ -12,7 +12,7 @@ import torch
 
 from explorer.atlas import Atlas
 from explorer.render import png_data_url, to_uint8, upscale
-from training.anomaly import anomaly_scores, best_classes, training_loss
+from training.anomaly import anomaly_scores, reconstruct
 from training.model import ConvVAE
 
 MAX_UPLOADS = 100  # images the page ranks at once; a folder goes to `python -m training score`
@@ -32,15 +32,12 @@ def score_images(model: ConvVAE, x: np.ndarray) -> list[ScoredImage]:
     not depend on the rest of the batch: training.anomaly.negative_elbo). A conditional model
     reads each image as the class that explains it best, and encodes and decodes it so."""
     batch = torch.from_numpy(np.array(x, np.float32))  # a writable copy: torch refuses read-only buffers
-    labels = best_classes(model, batch, training_loss(model))[0] if model.config.num_classes else None
+    labels, mu, images = reconstruct(model, batch)
     scores = anomaly_scores(model, batch, labels)
-    with torch.inference_mode():
-        mu = model.encode(batch, labels)[0]
-        reconstructions = to_uint8(model.decode(mu, labels).float().cpu().numpy())
     classes = [None] * len(batch) if labels is None else labels.tolist()
     return [ScoredImage(float(score), float(neg_elbo), m, reconstruction, label)
             for score, neg_elbo, m, reconstruction, label
-            in zip(scores["complexity"], scores["elbo"], mu.cpu().numpy(), reconstructions, classes)]
+            in zip(scores["complexity"], scores["elbo"], mu.numpy(), to_uint8(images.numpy()), classes)]
 
 
 def score_image(model: ConvVAE, x: np.ndarray) -> ScoredImage:

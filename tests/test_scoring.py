@@ -19,7 +19,8 @@ import training
 from explorer.anomaly import percentile_among_test_set, score_image
 from explorer.atlas import load_atlas
 from training.images import model_input, open_image
-from training.scoring import contact_sheet, reconstructions, score_files, atlas_scores
+from training.anomaly import reconstruct
+from training.scoring import contact_sheet, score_files, atlas_scores
 from tests.test_train import ENV, ROOT
 
 BUNDLED = ROOT / "checkpoints" / "mnist-z8"
@@ -137,7 +138,7 @@ def test_a_conditional_model_reconstructs_with_the_class_that_explains_the_image
     with torch.inference_mode():  # one typical image of each digit, drawn by the model itself
         x = model.decode(torch.zeros(10, model.config.latent_dim), classes)
     # with the wrong class the decoder would draw another digit; with the best one, the input
-    error = (reconstructions(model, x) - x).pow(2).mean(dim=(1, 2, 3))
+    error = (reconstruct(model, x)[2] - x).pow(2).mean(dim=(1, 2, 3))
     assert error.max() < 0.01, error
     # a checkpoint without an atlas: scores, no percentiles, and a sheet all the same
     bare = tmp_path / "cvae"

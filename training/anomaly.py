@@ -78,6 +78,19 @@ def best_classes(model: ConvVAE, x: Tensor, loss: str = "bce", samples: int = 4,
     return lowest.indices, lowest.values
 
 
+@torch.inference_mode()
+def reconstruct(model: ConvVAE, x: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+    """x (N, C, H, W) in [0, 1] encoded and decoded from the encoder's mean: (labels (N,) or
+    None, mu (N, D), images (N, C, H, W) in [0, 1]), on the CPU. A conditional model uses, for
+    each image, the class that explains it best (best_classes); an unconditional one, none."""
+    device = next(model.parameters()).device
+    x = x.to(device)
+    labels = best_classes(model, x, training_loss(model))[0].to(device) if model.config.num_classes else None
+    mu = model.encode(x, labels)[0]
+    images = model.decode(mu, labels).float().cpu()
+    return None if labels is None else labels.cpu(), mu.float().cpu(), images
+
+
 def median_edge_prediction(x: Tensor) -> Tensor:
     """Each pixel predicted from its left (a), upper (b) and upper-left (c) neighbours by
     LOCO-I's median edge detector: min(a, b) if c ≥ max(a, b), max(a, b) if c ≤ min(a, b),

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 from safetensors import SafetensorError, safe_open
 from tqdm import tqdm
 
-from training.anomaly import METHODS, anomaly_scores, best_classes, training_loss
+from training.anomaly import METHODS, anomaly_scores, reconstruct
 from training.atlas import ATLAS
 from training.checkpoint import CheckpointError
 from training.data import DataError
@@ -144,22 +144,11 @@ def write_csv(path: str | os.PathLike, ranked: Sequence[FileScore]) -> None:
                              "" if r.percentile is None else f"{r.percentile:.2f}", int(r.blank)])
 
 
-@torch.inference_mode()
-def reconstructions(model: ConvVAE, x: torch.Tensor) -> torch.Tensor:
-    """x (N, C, H, W) in [0, 1] decoded from the encoder's mean, (N, C, H, W) in [0, 1] on the
-    CPU; a conditional model uses, for each image, the class that explains it best."""
-    device = next(model.parameters()).device
-    x = x.to(device)
-    labels = best_classes(model, x, training_loss(model))[0].to(device) if model.config.num_classes else None
-    mu, _ = model.encode(x, labels)
-    return model.decode(mu, labels).float().cpu()
-
-
 def contact_sheet(model: ConvVAE, ranked: Sequence[FileScore], columns: int = 4) -> Image.Image:
     """RANKED's images, each beside its reconstruction, captioned with its rank, score,
     percentile and file name: what the model finds strange, and what it expected instead."""
     x, _ = prepare_many(model, [r.path for r in ranked])
-    pairs = torch.cat([x, reconstructions(model, x)], dim=3)  # (N, C, H, 2W)
+    pairs = torch.cat([x, reconstruct(model, x)[2]], dim=3)  # (N, C, H, 2W)
     pixels = (pairs.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     size = model.config.image_size
     side = size * max(1, round(TILE / size))

@@ -39,15 +39,21 @@ INK_BOX = 20  # MNIST's digits fit a 20 × 20 box inside the 28 × 28 image
 DIGIT_DATASETS = ("mnist",)  # data sets whose images were made by MNIST's recipe (mnist_like)
 
 
+def image_files(folder: Path) -> list[Path]:
+    """Every .png / .jpg file in FOLDER and its subfolders, sorted. Raises DataError if none."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{folder}: holds no .png or .jpg images, in it or its subfolders.")
+    return files
+
+
 def find_images(folder: str | os.PathLike) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
     """(files, labels (N,) int64, class names) under FOLDER, sorted; a class per subfolder, or
     one class named after FOLDER for the files directly in it."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: is not a folder of images (pass one with --data-dir).")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
-    if not files:
-        raise DataError(f"{folder}: holds no .png or .jpg images, in it or its subfolders.")
+    files = image_files(folder)
     groups = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else "" for p in files]
     class_names = tuple(sorted(set(groups)))
     labels = np.array([class_names.index(g) for g in groups], np.int64)

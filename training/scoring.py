@@ -30,7 +30,7 @@ from training.anomaly import METHODS, anomaly_scores, reconstruct
 from training.atlas import ATLAS
 from training.checkpoint import CheckpointError
 from training.data import DataError
-from training.images import SUFFIXES, model_input, open_image, uses_digit_recipe
+from training.images import image_files, model_input, open_image, uses_digit_recipe
 from training.model import ConvVAE
 
 CHUNK = 500  # files decoded and scored at a time: memory stays flat however many there are
@@ -56,10 +56,7 @@ def collect_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
-            if not found:
-                raise DataError(f"{path}: holds no .png or .jpg images, in it or its subfolders.")
-            files += found
+            files += image_files(path)
         elif path.is_file():
             files.append(path)
         else:

@@ -277,7 +277,9 @@ def on_set_endpoint(end: str, latent_dim: int, atlas: Atlas | None, names: list[
 # --------------------------------------------------------------------------- panels
 
 def class_names(model: training.ConvVAE) -> list[str]:
-    return list(model.checkpoint_config.get("dataset", {}).get("class_names", []))
+    """The checkpoint's class names; a conditional model without them gets its class numbers."""
+    names = list(model.checkpoint_config.get("dataset", {}).get("class_names", []))
+    return names or [str(k) for k in range(model.config.num_classes)]
 
 
 def interpolation_latents(latent_dim: int) -> np.ndarray | None:
@@ -296,7 +298,7 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
     atlas = atlas_or_none(folder, latent_dim)
 
     if model.config.num_classes:
-        names = class_names(model) or [str(k) for k in range(model.config.num_classes)]
+        names = class_names(model)
         if "pending_class_label" in st.session_state:  # the class an inspected upload reads as
             st.session_state["class_label"] = st.session_state.pop("pending_class_label")
         if st.session_state.get("class_label") not in range(model.config.num_classes):
@@ -539,7 +541,7 @@ def show_scored(model: training.ConvVAE, atlas: Atlas | None, x: np.ndarray, sco
     if higher is not None:
         line += f", more anomalous than **{higher:.1f}%** of the {len(atlas):,} test images"
     if scored.label is not None:
-        names = class_names(model) or [str(k) for k in range(model.config.num_classes)]
+        names = class_names(model)
         line += f". The model reads it as a **{names[scored.label]}** (the class that explains it best)"
     st.markdown(line + ". Its latent is loaded: the star on the map marks where it lies.")
     image_key = hashlib.sha256(x.tobytes()).hexdigest()

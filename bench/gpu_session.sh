@@ -24,7 +24,7 @@ timeout 120 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests
 echo "== start-up costs ($((SECONDS - started)) s)"
 for code in "import torch" "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"; do
   TIMEFORMAT="%R s: $code"; time python3 -c "$code"
-done 2>&1 | tee "$OUT/startup.txt"
+done 2>&1 | tee -a "$OUT/gpu.txt"  # one file: the device tool returns at most 8
 
 echo "== step variants: layout, cudnn.benchmark, torch.compile ($((SECONDS - started)) s)"
 timeout 150 python3 bench/gpu_variants.py --device cuda --data-dir "$DATA" --out "$OUT" \

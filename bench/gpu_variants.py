@@ -1,13 +1,14 @@
 """Training-step variants on a GPU that bench/train_speed.py does not cover: the layout
 (channels-last or NCHW), cuDNN's autotuner (`cudnn.benchmark`), and `torch.compile` of the
-model inside the captured step. Each runs the graphed step of `python -m training train`
+model inside the captured step (and, to tell the two apart, the step with and without compile
+run kernel by kernel, uncaptured). Each runs the graphed step of `python -m training train`
 (training.graphed.GraphedSteps, bf16) in this process, for a few epochs from the same seed;
 reported: the steady epoch time (median of epochs 2..E), images/s, the mean training loss of
 the last epoch and the test MSE after it (a variant that trains differently shows there). A
 variant that fails records its error and the others still run: a lent GPU's time is scarce.
 Writes bench/results/gpu_variants.json and .md.
 
-    python bench/gpu_variants.py --data-dir DIR [--epochs 4] [--batch-size 512 --batch-size 128]
+    python bench/gpu_variants.py --data-dir DIR [--epochs 4] [--batch-size 512 --batch-size 128] [--only TEXT]
 
 bench/gpu_session.sh runs it on a lent GPU. On a CPU it only checks the wiring (the step runs
 eagerly; `--steps N` shortens the epochs; torch.compile is skipped there, 20 s to compile).
@@ -42,6 +43,7 @@ class Variant:
     channels_last: bool = True
     cudnn_benchmark: bool = False
     compile: bool = False
+    capture: bool = True  # False: the same step run kernel by kernel, no CUDA graph
 
 
 VARIANTS = (
@@ -49,6 +51,9 @@ VARIANTS = (
     Variant("NCHW", channels_last=False),
     Variant("cudnn.benchmark", cudnn_benchmark=True),
     Variant("torch.compile inside the graph", compile=True),
+    # to tell a fault of capturing compiled code from compile's own numerics: both uncaptured
+    Variant("as trained, not captured", capture=False),
+    Variant("torch.compile, not captured", compile=True, capture=False),
 )
 SEED = 0
 
@@ -68,8 +73,8 @@ def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_ima
     stepper = torch.compile(model) if variant.compile else model
     labels = torch.zeros(len(train_images), dtype=torch.long, device=device)
     graphed = GraphedSteps(stepper, optimizer, train_images, labels, batch, schedule, steps_per_epoch,
-                           "bce", 1.0, bf16=True, loss_fn=vae_loss)
-    epoch_seconds, step = [], 0
+                           "bce", 1.0, bf16=True, loss_fn=vae_loss, capture=variant.capture and device.type == "cuda")
+    epoch_seconds, epoch_losses, step = [], [], 0
     for epoch in range(epochs):
         started = time.perf_counter()
         graphed.start_epoch(_epoch_permutation(SEED, epoch, len(train_images)), SEED, epoch, step)
@@ -78,12 +83,13 @@ def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_ima
             step += 1
         last_losses = graphed.losses[:steps_per_epoch].tolist()  # also waits for the GPU
         epoch_seconds.append(time.perf_counter() - started)
+        epoch_losses.append(sum(last_losses) / len(last_losses) / batch)
     model.eval()
     mse = elbo_metrics(model, test_images, "bce")["mse_per_pixel"]
     steady = statistics.median(epoch_seconds[1:]) if epochs > 1 else epoch_seconds[0]
     return {"label": variant.label, "batch": batch, "epoch_seconds": epoch_seconds, "steady_seconds": steady,
             "images_per_second": steps_per_epoch * batch / steady,
-            "last_epoch_loss": sum(last_losses) / len(last_losses) / batch, "test_mse": mse}
+            "last_epoch_loss": epoch_losses[-1], "epoch_losses": epoch_losses, "test_mse": mse}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, action="append", help="repeatable (default: 512 and 128)")
     parser.add_argument("--steps", type=int, default=0, help="steps per epoch (0: whole epochs)")
+    parser.add_argument("--only", action="append", metavar="TEXT",
+                        help="run only the variants whose label holds TEXT (repeatable; default: all)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     device = pick_device(args.device)
@@ -106,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     for batch in args.batch_size or [512, 128]:
         for variant in VARIANTS:
             if variant.compile and device.type != "cuda":
+                continue
+            if args.only and not any(text in variant.label for text in args.only):
                 continue
             try:
                 row = run_variant(variant, batch, args.epochs, args.steps, train_images, test_images, device)
@@ -122,14 +132,15 @@ def report(args: argparse.Namespace, machine: str, rows: list[dict]) -> None:
               "epochs": args.epochs, "steps_per_epoch": args.steps or "all", "rows": rows}
     lines = [f"Training-step variants, {result['date']}, {machine}, torch {torch.__version__}, bf16, "
              f"{args.epochs} epochs from seed {SEED}", "",
-             "| variant | batch | steady epoch, s | images/s | first epoch, s | last epoch's loss | test MSE |",
+             "| variant | batch | steady epoch, s | images/s | first epoch, s | each epoch's loss | test MSE |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['label']} | {r['batch']} | failed: {r['error']} | | | | |")
         else:
             lines.append(f"| {r['label']} | {r['batch']} | {r['steady_seconds']:.3f} | {r['images_per_second']:,.0f} | "
-                         f"{r['epoch_seconds'][0]:.2f} | {r['last_epoch_loss']:.2f} | {r['test_mse']:.4f} |")
+                         f"{r['epoch_seconds'][0]:.2f} | {' · '.join(f'{v:.1f}' for v in r['epoch_losses'])} | "
+                         f"{r['test_mse']:.4f} |")
     write_report(args.out, "gpu_variants", result, lines)
 
 

@@ -41,16 +41,23 @@ def test_gpu_variants_runs_each_variant_and_writes_its_report(tiny_mnist: Path, 
     gpu_variants.main(["--device", "cpu", "--data-dir", str(tiny_mnist), "--epochs", "2", "--steps", "3",
                        "--batch-size", "8", "--out", str(out)])
     rows = json.loads((out / "gpu_variants.json").read_text())["rows"]
-    # torch.compile is skipped off a GPU (20 s to compile); the other three train
-    assert [r["label"] for r in rows] == ["as trained (channels-last, graph)", "NCHW", "cudnn.benchmark"]
+    # torch.compile is skipped off a GPU (20 s to compile); the others train
+    assert [r["label"] for r in rows] == ["as trained (channels-last, graph)", "NCHW", "cudnn.benchmark",
+                                          "as trained, not captured"]
     for r in rows:
         assert "error" not in r, r
         assert r["batch"] == 8 and len(r["epoch_seconds"]) == 2 and r["images_per_second"] > 0
+        assert len(r["epoch_losses"]) == 2 and r["epoch_losses"][-1] == r["last_epoch_loss"]
         assert math.isfinite(r["last_epoch_loss"]) and 0 < r["test_mse"] < 1
-    # the same seed and steps: the layout changes rounding only, cuDNN's autotuner nothing on a CPU
-    assert rows[2]["last_epoch_loss"] == rows[0]["last_epoch_loss"]
+    # the same seed and steps: the layout changes rounding only, cuDNN's autotuner nothing on a
+    # CPU, and off a GPU every step runs eagerly, captured or not
+    assert rows[2]["epoch_losses"] == rows[3]["epoch_losses"] == rows[0]["epoch_losses"]
     assert abs(rows[1]["last_epoch_loss"] - rows[0]["last_epoch_loss"]) < 1e-2 * rows[0]["last_epoch_loss"]
-    assert (out / "gpu_variants.md").read_text().count("| 8 |") == 3
+    assert (out / "gpu_variants.md").read_text().count("| 8 |") == 4
+    gpu_variants.main(["--device", "cpu", "--data-dir", str(tiny_mnist), "--epochs", "1", "--steps", "2",
+                       "--batch-size", "8", "--out", str(out), "--only", "NCHW", "--only", "not captured"])
+    rows = json.loads((out / "gpu_variants.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["NCHW", "as trained, not captured"]
 
 
 def test_score_speed_ranks_test_images_written_as_files_where_the_atlas_has_them(mnist_dir: Path,

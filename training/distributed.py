@@ -41,6 +41,14 @@ def start(device: torch.device) -> tuple[Processes, torch.device]:
         return Processes(), device
     processes = Processes(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
+        # NCCL refuses two processes on one GPU ("Duplicate GPU detected") and a rank past the
+        # last GPU dies on an invalid device ordinal: say so in one line, on every process
+        gpus = torch.cuda.device_count()
+        here = int(os.environ.get("LOCAL_WORLD_SIZE", processes.local_rank + 1))
+        if here > gpus:
+            raise ValueError(f"torchrun started {here} processes on this machine, which has {gpus} "
+                             f"GPU{'' if gpus == 1 else 's'}: NCCL needs a GPU per process, so pass "
+                             f"--nproc-per-node {gpus} (or --device cpu to train with gloo).")
         device = torch.device("cuda", processes.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():

@@ -1,11 +1,12 @@
 """Training-step variants on a GPU that bench/train_speed.py does not cover: the layout
-(channels-last or NCHW), cuDNN's autotuner (`cudnn.benchmark`), and `torch.compile` of the
-model inside the captured step (and, to tell the two apart, the step with and without compile
-run kernel by kernel, uncaptured). Each runs the graphed step of `python -m training train`
-(training.graphed.GraphedSteps, bf16) in this process, for a few epochs from the same seed;
-reported: the steady epoch time (median of epochs 2..E), images/s, the mean training loss of
-the last epoch and the test MSE after it (a variant that trains differently shows there). A
-variant that fails records its error and the others still run: a lent GPU's time is scarce.
+(channels-last or NCHW), cuDNN's autotuner (`cudnn.benchmark`), `torch.compile` of the model
+inside the captured step (and, to tell the two apart, the step with and without compile run
+kernel by kernel, uncaptured), and fp32 against bf16 autocast. Each runs the graphed step of
+`python -m training train` (training.graphed.GraphedSteps, bf16 unless said) in this process,
+for a few epochs from the same seed; reported: the steady epoch time (median of epochs 2..E),
+images/s, the mean training loss of each epoch and the test MSE after the last (a variant that
+trains differently shows there). A variant that fails records its error and the others still
+run: a lent GPU's time is scarce.
 Writes bench/results/gpu_variants.json and .md.
 
     python bench/gpu_variants.py --data-dir DIR [--epochs 4] [--batch-size 512 --batch-size 128] [--only TEXT]
@@ -44,6 +45,7 @@ class Variant:
     cudnn_benchmark: bool = False
     compile: bool = False
     capture: bool = True  # False: the same step run kernel by kernel, no CUDA graph
+    bf16: bool = True  # False: fp32, PyTorch's defaults (cuDNN's convolutions in TF32)
 
 
 VARIANTS = (
@@ -54,6 +56,8 @@ VARIANTS = (
     # to tell a fault of capturing compiled code from compile's own numerics: both uncaptured
     Variant("as trained, not captured", capture=False),
     Variant("torch.compile, not captured", compile=True, capture=False),
+    # a launch-bound step: fp32 has no casts to launch (the weights' to bf16, their gradients' back)
+    Variant("fp32 (`--precision fp32`)", bf16=False),
 )
 SEED = 0
 
@@ -73,7 +77,7 @@ def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_ima
     stepper = torch.compile(model) if variant.compile else model
     labels = torch.zeros(len(train_images), dtype=torch.long, device=device)
     graphed = GraphedSteps(stepper, optimizer, train_images, labels, batch, schedule, steps_per_epoch,
-                           "bce", 1.0, bf16=True, loss_fn=vae_loss, capture=variant.capture and device.type == "cuda")
+                           "bce", 1.0, bf16=variant.bf16, loss_fn=vae_loss, capture=variant.capture and device.type == "cuda")
     epoch_seconds, epoch_losses, step = [], [], 0
     for epoch in range(epochs):
         started = time.perf_counter()
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
 def report(args: argparse.Namespace, machine: str, rows: list[dict]) -> None:
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "torch": torch.__version__,
               "epochs": args.epochs, "steps_per_epoch": args.steps or "all", "rows": rows}
-    lines = [f"Training-step variants, {result['date']}, {machine}, torch {torch.__version__}, bf16, "
+    lines = [f"Training-step variants, {result['date']}, {machine}, torch {torch.__version__}, bf16 unless said, "
              f"{args.epochs} epochs from seed {SEED}", "",
              "| variant | batch | steady epoch, s | images/s | first epoch, s | each epoch's loss | test MSE |",
              "|---|---|---|---|---|---|---|"]

@@ -35,7 +35,8 @@ from training.data import load_dataset  # noqa: E402
 from training.evaluate import elbo_metrics  # noqa: E402
 from training.graphed import GraphedSteps  # noqa: E402
 from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
-from training.train import _epoch_permutation, device_name, init_output_bias, pick_device  # noqa: E402
+from training.train import (TrainConfig, _epoch_permutation, device_name, init_output_bias,  # noqa: E402
+                            learning_rate, pick_device)
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,15 @@ def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_ima
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
     init_output_bias(model, train_images)
-    lr = 2e-3 * batch / 128  # the benchmark's scaling (train_speed), constant here
-    optimizer = Adam(model.parameters(), lr=lr)
+    # the train command's schedule (50 steps of warm-up, then WSD) at train_speed's rate for
+    # the batch: a constant 4e-3 from the first step killed the batch-512 network (every ReLU
+    # off, the mean image out: loss 206 nats) in some variants and not others
+    config = TrainConfig(epochs=epochs, batch_size=batch, lr=2e-3 * batch / 128)
+    optimizer = Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = min(steps or len(train_images) // batch, len(train_images) // batch)
-    schedule = torch.full((epochs * steps_per_epoch,), lr, device=device)
+    total = epochs * steps_per_epoch
+    schedule = torch.tensor([learning_rate(config, s, total) for s in range(total)], dtype=torch.float32,
+                            device=device)
     stepper = torch.compile(model) if variant.compile else model
     labels = torch.zeros(len(train_images), dtype=torch.long, device=device)
     graphed = GraphedSteps(stepper, optimizer, train_images, labels, batch, schedule, steps_per_epoch,

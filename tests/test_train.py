@@ -196,6 +196,26 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     training.load_model(out)
 
 
+@pytest.mark.parametrize("epochs", [1, 3])  # stopped by the final evaluation; by the first of several
+def test_a_dead_encoder_stops_the_run_before_it_is_saved(tiny_mnist: Path, tmp_path: Path, epochs: int) -> None:
+    # far too large a first step (lr 0.1, no warm-up) switches off every unit of an encoder
+    # layer in the first epoch: the encoder then gives every image the same latent for good,
+    # and the run would go on to save a model that draws one image
+    out = tmp_path / "run"
+    config = TrainConfig(epochs=epochs, batch_size=32, lr=0.1, warmup_steps=0, precision="fp32", device="cpu")
+    with pytest.raises(TrainingError, match=r"^At step 8 the encoder gave every test image the same latent .*"
+                                            r"stopped without saving.*a lower --lr than 0.1 or a longer --warmup-steps than 0"):
+        train(TINY_MODEL, config, out, data_dir=tiny_mnist, progress=False)
+    assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
+
+
+def test_a_healthy_run_reports_its_active_latent_units(tiny_mnist: Path, tmp_path: Path) -> None:
+    metrics = train(TINY_MODEL, TrainConfig(epochs=4, batch_size=32, lr=0.05, warmup_steps=0, precision="fp32",
+                                            device="cpu"), tmp_path / "run", data_dir=tiny_mnist, progress=False)
+    assert metrics["active_units"] == 8 and metrics["latent_spread"] > 1.0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["active_units"] == 8
+
+
 def test_unwritable_out_fails_before_training(tiny_mnist: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

@@ -189,6 +189,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         for key in ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "iw_nll_nats", "mse_per_pixel", "knn5_accuracy"):
             print(f"{key:22s} {metrics[key]:.5f}")
+        print(f"{'active_units':22s} {metrics['active_units']} of {model.config.latent_dim}")
         print(f"({len(test_images)} test images, K={args.iw_samples}, {metrics['evaluate_seconds']:.1f} s)")
     return 0
 

@@ -56,7 +56,8 @@ def elbo_metrics(model: ConvVAE, images: Tensor, loss: str, labels: Tensor | Non
                  batch_size: int = EVAL_BATCH) -> dict[str, float]:
     """Per-image means over IMAGES: the negative ELBO in nats under the model's own likelihood
     (one posterior sample per image, fixed seed), its reconstruction and KL parts, and the
-    per-pixel MSE of reconstructions decoded from the means."""
+    per-pixel MSE of reconstructions decoded from the means; the number of active latent units
+    and the largest standard deviation of a latent's mean over the images."""
     return _elbo_pass(model, images, loss, labels, seed, batch_size)[0]
 
 
@@ -81,13 +82,20 @@ def _elbo_pass(model: ConvVAE, images: Tensor, loss: str, labels: Tensor | None,
         mus.append(mu.float())
     nll_sum, kl_sum, sq_sum = sums.tolist()
     n = len(images)
+    mus = torch.cat(mus).cpu()  # (N, D)
+    spread = mus.std(dim=0) if n > 1 else torch.zeros(mus.shape[1])  # (D,) of each latent's mean over the images
     metrics = {
         "neg_elbo_nats": (nll_sum + kl_sum) / n,
         "reconstruction_nats": nll_sum / n,
         "kl_nats": kl_sum / n,
         "mse_per_pixel": sq_sum / (n * images[0].numel()),
+        # Burda et al. 2016: a latent is active when its mean varies over the data, Var_x E[z_d|x] > 0.01
+        "active_units": int((spread.pow(2) > 0.01).sum()),
+        # the largest of those standard deviations: 0 when the encoder gives every image the same
+        # latent (a layer's units all switched off), so the model can only draw one image
+        "latent_spread": float(spread.max()),
     }
-    return metrics, torch.cat(mus).cpu()
+    return metrics, mus
 
 
 def knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tensor, k: int = 5) -> float:

@@ -289,6 +289,21 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_mnist
     training.load_model(tmp_path / "two")  # an ordinary checkpoint folder
 
 
+def test_a_dead_encoder_stops_every_process_with_one_line(tiny_mnist: Path, tmp_path: Path) -> None:
+    # process 0 alone evaluates: the others must hear its verdict, or they die on a closed
+    # connection in their next gradient exchange, each with a traceback
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "training", "train", "--out", str(out), "--data-dir", str(tiny_mnist), "--batch-size", "32",
+         "--epochs", "3", "--lr", "0.1", "--warmup-steps", "0", "--precision", "fp32", "--device", "cpu",
+         *TINY_FLAGS], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    assert result.returncode != 0
+    assert result.stderr.count("error: At step 8 the encoder gave every test image the same latent") == 1
+    assert "[rank1]: Traceback" not in result.stderr and "Connection closed" not in result.stderr
+    assert not (out / "model.safetensors").exists()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

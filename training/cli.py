@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import fields
@@ -321,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, TrainingError, ValueError) as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        if not (isinstance(e, TrainingError) and e.every_process and os.environ.get("RANK", "0") != "0"):
+            sys.stderr.write(f"error: {e}\n")  # one write: a torchrun's processes share the terminal
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)

@@ -114,7 +114,13 @@ RECIPES = {
 
 
 class TrainingError(Exception):
-    """Training cannot start or go on; the message is one sentence."""
+    """Training cannot start or go on; the message is one sentence. EVERY_PROCESS: raised by
+    all processes of a data-parallel run at once, from a verdict they share, so process 0
+    alone need print it."""
+
+    def __init__(self, message: str, every_process: bool = False) -> None:
+        super().__init__(message)
+        self.every_process = every_process
 
 
 class TrainingInterrupted(Exception):
@@ -374,7 +380,8 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                     if bad is not None:
                         raise TrainingError(
                             f"The loss became {losses[bad]} at step {window_start + bad + 1}; stopped "
-                            f"without saving, the last good checkpoint in {out} is intact (try a lower --lr)."
+                            f"without saving, the last good checkpoint in {out} is intact (try a lower --lr).",
+                            every_process=True,  # the losses were summed over the processes
                         )
                     now = time.perf_counter()
                     bar.set_postfix(loss=f"{losses[-1]:.2f}", img_s=f"{len(losses) * batch / (now - window_time):.0f}")
@@ -387,11 +394,15 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                     raise TrainingInterrupted(signals[0], step, out)
             bar.close()
             epoch_seconds.append(time.perf_counter() - epoch_started)
-            if not processes.main or step == total_steps or (epoch + 1) % train_config.eval_every:
-                continue  # process 0 evaluates and saves, the others go on; the final save is below
-            model.eval()
-            last_metrics = elbo_metrics(model, x_test, train_config.loss, test_split.labels)
-            stop_if_encoder_dead(last_metrics, x_test, step, train_config, out)
+            if step == total_steps or (epoch + 1) % train_config.eval_every:
+                continue  # the final evaluation and save are below
+            if processes.main:  # process 0 evaluates and saves; the others wait for its verdict
+                model.eval()
+                last_metrics = elbo_metrics(model, x_test, train_config.loss, test_split.labels)
+            stop_if_encoder_dead(last_metrics if processes.main else None, x_test, step, train_config, out,
+                                 processes, device)
+            if not processes.main:
+                continue
             save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
             atomic_write_json(out / METRICS, {**last_metrics, "step": step, "final": False})
             if progress:
@@ -400,12 +411,14 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                       f"MSE {last_metrics['mse_per_pixel']:.5f}", file=sys.stderr)
 
     train_seconds = elapsed()
+    metrics = None
+    if processes.main:
+        model.eval()
+        metrics = test_metrics(model, train_split.images, train_split.labels, test_split.images,
+                               test_split.labels, train_config.loss)
+    stop_if_encoder_dead(metrics, test_split.images, step, train_config, out, processes, device)
     if not processes.main:
         return {}
-    model.eval()
-    metrics = test_metrics(model, train_split.images, train_split.labels, test_split.images,
-                           test_split.labels, train_config.loss)
-    stop_if_encoder_dead(metrics, test_split.images, step, train_config, out)
     metrics.update({
         "step": step,
         "final": True,
@@ -421,19 +434,21 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     return metrics
 
 
-def stop_if_encoder_dead(metrics: dict, test_images: torch.Tensor, step: int, train_config: TrainConfig,
-                         out: Path) -> None:
-    """Raise TrainingError, before anything is saved, when the encoder gives every test image
-    the same latent: a layer whose ReLUs are all off passes no gradient, so no later step can
-    revive it, and the decoder learns to draw the mean image (a loss near 206 nats on MNIST).
-    Seen in a benchmark at batch 512 with lr 4e-3: too large an early step."""
-    if metrics["latent_spread"] > 0 or len(test_images) < 2 or bool((test_images == test_images[0]).all()):
-        return
-    raise TrainingError(
-        f"At step {step} the encoder gave every test image the same latent (a layer's units all switched off, "
-        f"which no later step can undo); stopped without saving, the last good checkpoint in {out} is intact "
-        f"(retrain with a lower --lr than {train_config.lr:g} or a longer --warmup-steps than {train_config.warmup_steps})."
-    )
+def stop_if_encoder_dead(metrics: dict | None, test_images: torch.Tensor, step: int, train_config: TrainConfig,
+                         out: Path, processes: distributed.Processes, device: torch.device) -> None:
+    """Raise TrainingError, before anything is saved and on every process, when the encoder
+    gives every test image the same latent (METRICS: process 0's evaluation, None on the
+    others): a layer whose ReLUs are all off passes no gradient, so no later step can revive
+    it, and the decoder learns to draw the mean image (a loss near 206 nats on MNIST). Seen in
+    a benchmark at batch 512 with lr 4e-3: too large an early step."""
+    dead = (metrics is not None and metrics["latent_spread"] == 0 and len(test_images) > 1
+            and not bool((test_images == test_images[0]).all()))  # identical images have one latent
+    if distributed.any_process(dead, processes, device):
+        raise TrainingError(
+            f"At step {step} the encoder gave every test image the same latent (a layer's units all switched "
+            f"off, which no later step can undo); stopped without saving, the last good checkpoint in {out} "
+            f"is intact (retrain with a lower --lr than {train_config.lr:g} or a longer --warmup-steps than "
+            f"{train_config.warmup_steps}).", every_process=True)
 
 
 def _resume_into(out: Path, model: ConvVAE, optimizer: Adam,

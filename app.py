@@ -17,7 +17,7 @@ from explorer.anomaly import (MAX_UPLOADS, ScoredImage, percentile_among_test_se
                               score_images)
 from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
-from explorer.latent import clamp, interpolate, latent_ranges, sample_prior, traverse
+from explorer.latent import clamp, inactive_dimensions, interpolate, latent_ranges, sample_prior, traverse
 from explorer.live import browser_bundle, export_decoder_onnx, latent_from_browser, live_payload, principal_plane
 from explorer.models import list_checkpoints
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
@@ -178,6 +178,7 @@ def on_model_change(folder: str, model: training.ConvVAE) -> None:
         atlas = None
     low, high = latent_ranges(None if atlas is None else atlas.means, latent_dim)
     st.session_state["ranges"] = (low, high)
+    st.session_state["inactive"] = inactive_dimensions(None if atlas is None else atlas.means)
     st.session_state["active_folder"] = folder
     start = np.clip(np.zeros(latent_dim, np.float32), low, high)
     url_latent = st.session_state.pop("url_latent", None)
@@ -456,8 +457,17 @@ def traversal_view(z: np.ndarray, model: training.ConvVAE) -> None:
     d, k = latents.shape[:2]
     images = decode_latents(model, latents.reshape(d * k, -1), chosen_label(model))
     sheet = grid(images.reshape(d, k, *images.shape[1:]))
+    unused = st.session_state["inactive"]
     st.image(png_bytes(upscale(sheet, 2)),
-             caption="Row i sweeps zi from its low to its high end; the other dimensions stay at the current z.")
+             caption="Row i sweeps zi from its low to its high end; the other dimensions stay at the current z."
+                     + (f" {unused_latents_sentence(unused, d)}" if unused else ""))
+
+
+def unused_latents_sentence(inactive: list[int], latent_dim: int) -> str:
+    """'7 of 8 latents in use: z7 is not.' for INACTIVE [6] (0-based indices)."""
+    names = ", ".join(f"z{i + 1}" for i in inactive)
+    return (f"{latent_dim - len(inactive)} of {latent_dim} latents in use: {names} "
+            f"{'is' if len(inactive) == 1 else 'are'} not.")
 
 
 def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
@@ -593,6 +603,11 @@ def main() -> None:
             st.caption(f"test MSE {metrics.get('mse_per_pixel', float('nan')):.4f} · "
                        f"kNN-5 {metrics.get('knn5_accuracy', float('nan')):.3f} · "
                        f"−ELBO {metrics.get('neg_elbo_nats', float('nan')):.1f} nats")
+        if st.session_state["inactive"]:
+            inactive = st.session_state["inactive"]
+            it = "it" if len(inactive) == 1 else "them"
+            st.caption(f"{unused_latents_sentence(inactive, model.config.latent_dim)} The encoder gives {it} "
+                       f"nearly the same value for every test image, so the decoder ignores {it}.")
     st.title("latent-explorer")
     for warning in st.session_state["warnings"]:
         st.warning(warning)

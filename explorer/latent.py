@@ -20,6 +20,22 @@ def latent_ranges(means: np.ndarray | None, latent_dim: int, n_std: float = 3.0)
     return np.floor((centre - spread) * 100) / 100, np.ceil((centre + spread) * 100) / 100
 
 
+# Burda, Grosse & Salakhutdinov 2016 ("Importance Weighted Autoencoders"): a latent is active
+# when its encoder mean varies over the data by more than this
+ACTIVE_VARIANCE = 0.01
+
+
+def inactive_dimensions(means: np.ndarray | None) -> list[int]:
+    """Indices of the latents the model does not use: those whose encoded means (N, D) vary by
+    Var ≤ ACTIVE_VARIANCE (the same test as training.evaluate's active_units). The KL term has
+    pulled such a latent's posterior onto the prior for every image, so it carries nothing and
+    the decoder learns to ignore it: its slider and traversal row change little. [] without
+    means."""
+    if means is None or len(means) < 2:
+        return []
+    return [int(i) for i in np.flatnonzero(means.astype(np.float64).var(axis=0, ddof=1) <= ACTIVE_VARIANCE)]
+
+
 def clamp(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(z, np.float32), low, high).astype(np.float32)
 

@@ -5,17 +5,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.numpy import save_file
 
 from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
-from explorer.latent import clamp, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
+from explorer.latent import clamp, inactive_dimensions, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
 from explorer.models import list_checkpoints
 from explorer.params import format_latent, parse_latent, parse_page_state
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
+import training
 from training.checkpoint import save_model
 from training.model import ConvVAE, ModelConfig
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_lerp_and_slerp_end_points_and_norms() -> None:
@@ -256,3 +260,28 @@ def test_a_conditional_model_reads_each_upload_as_its_best_class() -> None:
     # reconstructed as that class: close to the input (another class would draw another digit)
     for image, s in zip(x, scored):
         assert np.abs(s.reconstruction[..., 0] / 255.0 - image[0]).mean() < 0.05
+
+
+def test_inactive_dimensions_are_those_whose_means_barely_vary() -> None:
+    rng = np.random.default_rng(0)
+    means = rng.standard_normal((1000, 4)).astype(np.float32)
+    means[:, 2] *= 0.05  # variance 0.0025: under Burda et al.'s 0.01
+    means[:, 3] = 0.5 + 0.12 * means[:, 3]  # variance 0.0144 around an offset: in use
+    assert inactive_dimensions(means) == [2]
+    assert inactive_dimensions(None) == [] and inactive_dimensions(means[:1]) == []
+
+
+def test_the_bundled_fashion_model_leaves_z7_unused_and_its_decoder_ignores_it() -> None:
+    # what the page reports for checkpoints/fashion-z8, checked against the decoder itself
+    model = training.load_model(ROOT / "checkpoints" / "fashion-z8")
+    atlas = load_atlas(ROOT / "checkpoints" / "fashion-z8", 8)
+    assert inactive_dimensions(atlas.means) == [6]
+    assert inactive_dimensions(load_atlas(ROOT / "checkpoints" / "mnist-z8", 8).means) == []
+    change = []
+    with torch.no_grad():
+        for d in range(8):
+            z = torch.zeros(2, 8)
+            z[:, d] = torch.tensor([-3.0, 3.0])
+            images = model.decode(z)
+            change.append(float((images[0] - images[1]).abs().mean()))
+    assert change[6] < 0.01 and min(change[:6] + change[7:]) > 0.1  # measured: 0.0018 against 0.12-0.49

@@ -374,7 +374,8 @@ def live_controls(folder: str, model: training.ConvVAE) -> None:
                            st.session_state["latent_revision"], low, high,
                            pad_plane_json(folder, model.config.latent_dim), browser_asset_url(),
                            image_png=png_bytes(decode_latents(model, st.session_state["latent"], chosen_label(model))[0]),
-                           num_classes=model.config.num_classes, label=chosen_label(model) or 0)
+                           num_classes=model.config.num_classes, label=chosen_label(model) or 0,
+                           unused=st.session_state["inactive"])
     controls_component(data=payload, key="live_latent", default={"latent": None, "status": None},
                        on_latent_change=on_live_latent, on_status_change=on_live_status)
     st.caption("Decoded in your browser as you drag. The pad walks z across a plane: the two "
@@ -396,8 +397,10 @@ def server_controls(model: training.ConvVAE) -> None:
             if stale or keys[i] not in st.session_state:
                 # float32 → float64 can land a hair outside the bounds, which the slider refuses
                 st.session_state[keys[i]] = min(max(round(float(value), 2), lowest), highest)
-            st.slider(f"z{i + 1}", lowest, highest, key=f"z{i + 1}", step=0.01,
-                      format="%.2f", on_change=on_slider, args=(latent_dim,))
+            unused = i in st.session_state["inactive"]
+            st.slider(f"z{i + 1}" + (" (unused)" if unused else ""), lowest, highest, key=f"z{i + 1}", step=0.01,
+                      format="%.2f", on_change=on_slider, args=(latent_dim,),
+                      help="This model leaves it unused: the decoder ignores it." if unused else None)
         st.session_state["slider_revision"] = st.session_state["latent_revision"]
     with image_column:
         image = decode_latents(model, st.session_state["latent"], chosen_label(model))[0]

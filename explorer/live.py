@@ -129,11 +129,13 @@ def principal_plane(means: np.ndarray, spread: float = 3.0) -> PadPlane:
 
 def live_payload(bundle_id: str, image_shape: tuple[int, int, int], latent: np.ndarray,
                  revision: int, low: np.ndarray, high: np.ndarray, principal: dict | None,
-                 asset_url: str, image_png: bytes | None = None, num_classes: int = 0, label: int = 0) -> dict:
+                 asset_url: str, image_png: bytes | None = None, num_classes: int = 0, label: int = 0,
+                 unused: list[int] | None = None) -> dict:
     """The JSON the live controls receive on each run. `revision` changes only when Python sets
     the latent (random, origin, map click), so the browser moves its controls then and keeps
     the user's own position otherwise. `image_png`, the server's decode of `latent` at its native
-    size, is drawn until the browser's decoder has started."""
+    size, is drawn until the browser's decoder has started. `unused`: the 0-based latents the
+    model leaves unused (explorer.latent.inactive_dimensions), whose sliders are dimmed."""
     channels, height, width = image_shape
     return {
         "bundle_id": bundle_id,
@@ -146,6 +148,7 @@ def live_payload(bundle_id: str, image_shape: tuple[int, int, int], latent: np.n
         "asset_url": asset_url,
         "num_classes": int(num_classes),  # > 0: a conditional model, decoded with the one-hot `label`
         "label": int(label),
+        "unused": [int(i) for i in unused or []],
         "image": None if image_png is None else "data:image/png;base64," + base64.b64encode(image_png).decode("ascii"),
     }
 

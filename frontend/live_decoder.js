@@ -323,7 +323,15 @@ class LiveLatent {
     }
     this.low = data.low;
     this.high = data.high;
-    this.inputs.forEach((input, i) => { input.min = data.low[i]; input.max = data.high[i]; });
+    const unused = data.unused || [];
+    this.inputs.forEach((input, i) => {
+      input.min = data.low[i];
+      input.max = data.high[i];
+      // a latent the model leaves unused: dimmed, and the hover says why its slider does nothing
+      const off = unused.includes(i);
+      input.parentElement.classList.toggle("lx-unused", off);
+      input.parentElement.title = off ? "Unused by this model: the decoder ignores it" : "";
+    });
     this.fillPlanes(data);
     if (data.revision !== this.revision || this.z === null) {
       this.revision = data.revision;

@@ -114,9 +114,13 @@ def test_the_page_says_which_latents_a_model_leaves_unused() -> None:
     sidebar = " ".join(c.value for c in app.sidebar.caption)
     assert "7 of 8 latents in use: z7 is not. The encoder gives it nearly the same value" in sidebar
     assert any(caption.endswith("7 of 8 latents in use: z7 is not.") for _, caption in images(app))
+    assert [s.label for s in latent_sliders(app)][5:] == ["z6", "z7 (unused)", "z8"]  # the server's sliders
+    assert live_payloads(run_app({"model": "fashion-z8"}, live=True))[1]["unused"] == [6]  # the browser's
     app = run_app({"view": "traverse"})  # mnist-z8 uses all eight: nothing said
     assert "latents in use" not in " ".join(c.value for c in app.sidebar.caption)
     assert not any("in use" in caption for _, caption in images(app))
+    assert [s.label for s in latent_sliders(app)] == [f"z{i}" for i in range(1, 9)]
+    assert live_payloads(run_app(live=True))[1]["unused"] == []
 
 
 def test_a_broken_checkpoint_shows_its_error_and_keeps_the_model(tmp_path: Path) -> None:

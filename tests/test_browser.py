@@ -344,6 +344,21 @@ def test_a_conditional_model_decodes_live_with_the_picked_class(page: object, se
     assert len(page.evaluate(FRAME_SAMPLER_STOP_JS)) >= 1  # the image was redrawn as a seven
 
 
+def test_a_latent_the_model_leaves_unused_is_dimmed_and_says_why(page: object, server: str) -> None:
+    page.goto(f"{server}/?model=fashion-z8")
+    page.wait_for_function("() => { const a = window.__latentExplorer && window.__latentExplorer.active;"
+                           " return a && a.decoder && a.data.unused.length === 1; }", timeout=60_000)
+    rows = page.locator(".lx-row")
+    assert rows.count() == 8
+    opacities = [float(rows.nth(i).evaluate("e => getComputedStyle(e).opacity")) for i in range(8)]
+    assert opacities == [1.0] * 6 + [0.4] + [1.0]  # z7
+    assert rows.nth(6).get_attribute("title") == "Unused by this model: the decoder ignores it"
+    page.get_by_text("7 of 8 latents in use: z7 is not.").wait_for(timeout=10_000)  # the sidebar says it too
+    page.goto(f"{server}/?model=mnist-z8")  # all eight in use: nothing dimmed
+    page.wait_for_function(LIVE_READY_JS, timeout=60_000)
+    assert [rows.nth(i).evaluate("e => getComputedStyle(e).opacity") for i in range(8)] == ["1"] * 8
+
+
 def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: object, server: str) -> None:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     try:

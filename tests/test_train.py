@@ -50,6 +50,9 @@ def test_cli_end_to_end_on_tiny_idx_files(tiny_mnist: Path, tmp_path: Path) -> N
                  "--batch-size", "32", *TINY_FLAGS)
     assert result.returncode == 0, result.stderr
     assert "saved" in result.stdout and "kNN-5" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f", {metrics['active_units']} of 8 latents in use, " in result.stdout
+    assert 0 <= metrics["active_units"] <= 8 and metrics["latent_spread"] > 0
     assert sorted(p.name for p in out.iterdir()) == [
         "config.json", "metrics.json", "model.safetensors", "state.json", "state.safetensors"]
     config = json.loads((out / "config.json").read_text())

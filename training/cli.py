@@ -159,7 +159,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not metrics:  # a data-parallel process other than the first: process 0 reports
         return 0
     print(f"saved {args.out}: test MSE {metrics['mse_per_pixel']:.5f}, -ELBO {metrics['neg_elbo_nats']:.2f} nats, "
-          f"kNN-5 {metrics['knn5_accuracy']:.4f}, {metrics['train_seconds']:.1f} s")
+          f"kNN-5 {metrics['knn5_accuracy']:.4f}, {metrics['active_units']} of {model_config.latent_dim} latents "
+          f"in use, {metrics['train_seconds']:.1f} s")
     return 0
 
 

@@ -5,7 +5,8 @@ once more on PyTorch's own layers, to show that ours do not slow the baseline do
 Reports images/s, seconds per epoch, test MSE after each epoch, and the time each needs to
 reach a given test MSE. Writes bench/results/train_speed.json and .md.
 
-    python bench/train_speed.py --data-dir ../shared/data/mnist [--epochs 3] [--target-mse 0.02] [--pairs 3]
+    python bench/train_speed.py --data-dir ../shared/data/mnist [--epochs 3] [--target-mse 0.02] [--pairs 3] \
+        [--recipe "--batch-size 256 --lr 3e-3 --warmup-steps 25 --init kaiming"]
 
 This machine's speed drifts by ±15% over minutes, so the one-epoch comparison is also repeated
 in alternating pairs (our whole command, then the tutorial's first epoch), PAIRS times.
@@ -143,11 +144,13 @@ def our_loop(data_dir: str | None, epochs: int, device: str, flags: tuple[str, .
     return rows
 
 
-def alternating_pairs(data_dir: str | None, device: torch.device, pairs: int) -> list[dict]:
-    """One-epoch wall times, ours (whole command) and the tutorial's (epoch alone), run in turn."""
+def alternating_pairs(data_dir: str | None, device: torch.device, pairs: int,
+                      flags: tuple[str, ...] = ()) -> list[dict]:
+    """One-epoch wall times, ours (whole command, with FLAGS) and the tutorial's (epoch alone),
+    run in turn."""
     rows = []
     for _ in range(pairs):
-        ours = our_loop(data_dir, 1, device.type)[0]
+        ours = our_loop(data_dir, 1, device.type, flags)[0]
         tutorial = tutorial_loop(data_dir, 1, device)[0]
         rows.append({"ours_command_seconds": ours["command_seconds"], "ours_test_mse": ours["test_mse"],
                      "tutorial_epoch_seconds": tutorial["epoch_seconds"], "tutorial_test_mse": tutorial["test_mse"],
@@ -227,6 +230,9 @@ def main() -> None:
     parser.add_argument("--quality", action="append", default=[],
                         help="on a GPU (ignored on a CPU): time a whole training run with these flags "
                              "against the quality targets")
+    parser.add_argument("--recipe", default="",
+                        help="on a CPU: our command's flags for a second row and for the alternating pairs "
+                             "(e.g. \"--batch-size 256 --lr 3e-3 --warmup-steps 25 --init kaiming\")")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     device = pick_device(args.device)
@@ -238,17 +244,21 @@ def main() -> None:
     # the same command in fp32, to show what bf16 autocast gives (where the default picked it)
     ours_fp32 = (our_loop(args.data_dir, 1, device.type, ("--precision", "fp32"))
                  if ours[0]["precision"] == "bf16" else [])
+    recipe = tuple(shlex.split(args.recipe))
+    ours_recipe = our_loop(args.data_dir, args.epochs, device.type, recipe) if recipe else []
     tutorial = tutorial_loop(args.data_dir, args.epochs, device)
     # whether our layers help or hinder the baseline: the tutorial on PyTorch's own layers
     tutorial_stock = tutorial_loop(args.data_dir, 1, device, stock_layers=True)
-    pairs = alternating_pairs(args.data_dir, device, args.pairs)
+    pairs = alternating_pairs(args.data_dir, device, args.pairs, recipe)
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": machine, "torch": torch.__version__,
-        "target_mse": args.target_mse, "ours": ours, "ours_fp32": ours_fp32, "tutorial": tutorial,
+        "target_mse": args.target_mse, "ours": ours, "ours_fp32": ours_fp32, "recipe": args.recipe,
+        "ours_recipe": ours_recipe, "tutorial": tutorial,
         "tutorial_stock_layers": tutorial_stock, "pairs": pairs,
         "ours_seconds_to_target": first_reaching(ours, args.target_mse, "command_seconds"),
+        "ours_recipe_seconds_to_target": first_reaching(ours_recipe, args.target_mse, "command_seconds"),
         "tutorial_seconds_to_target": first_reaching(tutorial, args.target_mse, "train_seconds"),
     }
     lines = [
@@ -262,6 +272,10 @@ def main() -> None:
         f"{_fmt(result['ours_seconds_to_target'])} |",
         *([f"| ours, whole command, `--precision fp32` | {ours_fp32[0]['command_seconds']:.1f} | "
            f"{ours_fp32[0]['images_per_second']:.0f} | {ours_fp32[0]['test_mse']:.4f} | |"] if ours_fp32 else []),
+        *([f"| ours, whole command, `{args.recipe}` ({ours_recipe[0]['precision']}) | "
+           f"{ours_recipe[0]['command_seconds']:.1f} | {ours_recipe[0]['images_per_second']:.0f} | "
+           f"{ours_recipe[0]['test_mse']:.4f} | {_fmt(result['ours_recipe_seconds_to_target'])} |"]
+          if ours_recipe else []),
         f"| tutorial DataLoader loop, training alone | {tutorial[0]['epoch_seconds']:.1f} | "
         f"{tutorial[0]['images_per_second']:.0f} | {tutorial[0]['test_mse']:.4f} | "
         f"{_fmt(result['tutorial_seconds_to_target'])} |",
@@ -274,7 +288,8 @@ def main() -> None:
         lower = sum(p["ours_test_mse"] <= p["tutorial_test_mse"] for p in pairs)
         lines += [
             "",
-            f"One epoch in {len(pairs)} alternating pairs: our whole command took "
+            f"One epoch in {len(pairs)} alternating pairs: our whole command"
+            + (f" (`{args.recipe}`)" if recipe else "") + " took "
             + ", ".join(f"{p['ours_command_seconds']:.1f}" for p in pairs) + " s, the tutorial's epoch alone "
             + ", ".join(f"{p['tutorial_epoch_seconds']:.1f}" for p in pairs) + f" s; ours was faster in {faster} of "
             f"{len(pairs)} and at an equal or lower test MSE in {lower} of {len(pairs)}; our steps ran "

@@ -253,10 +253,61 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(loss="l1"), dict(beta=float("nan")),
                                  dict(device="tpu"), dict(dataset="cifar"), dict(lr_schedule="step"),
                                  dict(warmup_steps=-1), dict(precision="fp16"),
-                                 dict(weight_decay=-0.1), dict(weight_decay=float("inf")), dict(eval_every=0)])
+                                 dict(weight_decay=-0.1), dict(weight_decay=float("inf")), dict(eval_every=0),
+                                 dict(init="xavier")])
 def test_invalid_train_config(bad: dict) -> None:
     with pytest.raises(ValueError):
         TrainConfig(**bad)
+
+
+def test_kaiming_init_draws_each_weight_at_its_fan_in_variance_and_leaves_biases() -> None:
+    torch.manual_seed(0)
+    model = ConvVAE(ModelConfig())
+    biases = {name: p.clone() for name, p in model.named_parameters() if name.endswith("bias")}
+    train_module.init_kaiming(model)
+    checked = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            fan_in = module.in_features
+        elif isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            fan_in = module.in_channels * 9
+        else:
+            continue
+        w = module.weight.detach()
+        if w.numel() >= 2000:  # enough draws for the sample's spread to be within 7% of the law's
+            assert float(w.std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.07), module
+            assert abs(float(w.mean())) < 0.1 * (2 / fan_in) ** 0.5
+            checked += 1
+    assert checked >= 6
+    assert all(torch.equal(p, biases[name]) for name, p in model.named_parameters() if name.endswith("bias"))
+    torch.manual_seed(0)
+    again = ConvVAE(ModelConfig())
+    train_module.init_kaiming(again)  # seeded: the same start every time
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+
+
+def test_the_init_flag_starts_the_run_from_kaiming_weights_and_is_saved(tiny_mnist: Path, tmp_path: Path) -> None:
+    starts = {}
+    for init in ("pytorch", "kaiming"):
+        result = cli("train", "--out", str(tmp_path / init), "--data-dir", str(tiny_mnist), "--max-steps", "1",
+                     "--lr", "1e-12", "--warmup-steps", "0", "--batch-size", "32", "--init", init, *TINY_FLAGS)
+        assert result.returncode == 0, result.stderr
+        assert json.loads((tmp_path / init / "config.json").read_text())["train"]["init"] == init
+        starts[init] = weights(tmp_path / init)["encoder.0.weight"]  # one step at lr 1e-12: the start
+    torch.manual_seed(0)
+    reference = ConvVAE(TINY_MODEL)
+    assert torch.allclose(starts["pytorch"], reference.encoder[0].weight, atol=1e-6)
+    train_module.init_kaiming(reference)
+    assert torch.allclose(starts["kaiming"], reference.encoder[0].weight, atol=1e-6)
+
+
+def test_a_kaiming_start_learns_mnist_faster_in_a_short_run(mnist_dir: Path, tmp_path: Path) -> None:
+    # the CPU recipe's reason (README, Benchmarks): 100 steps of batch 256; measured at seeds 0 and
+    # 1, test MSE 0.0326 and 0.0302 from the Kaiming start, 0.0499 and 0.0618 from PyTorch's
+    config = TrainConfig(epochs=1, max_steps=100, batch_size=256, lr=3e-3, warmup_steps=25, device="cpu")
+    mse = {init: train(ModelConfig(), replace(config, init=init), tmp_path / init, data_dir=mnist_dir,
+                       progress=False)["mse_per_pixel"] for init in ("pytorch", "kaiming")}
+    assert mse["kaiming"] < 0.04 < mse["pytorch"], mse
 
 
 def data_parallel_flags(data: Path) -> list[str]:

@@ -45,6 +45,7 @@ from training.model import LOSSES, ConvVAE, ModelConfig, vae_loss
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("wsd", "cosine", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
+INITS = ("pytorch", "kaiming")
 DECAY_FRACTION = 0.3  # 'wsd': the last 30% of the steps decay the learning rate to 0
 
 
@@ -61,6 +62,9 @@ class TrainConfig:
     warmup_steps: int = 50
     # AdamW's decoupled decay on weights (not biases), each step by lr·weight_decay
     weight_decay: float = 0.0
+    # the weights' starting values: "pytorch", its layers' own (the bundled models'), or
+    # "kaiming", N(0, 2 / fan_in) (init_kaiming)
+    init: str = "pytorch"
     loss: str = "bce"
     beta: float = 1.0
     seed: int = 0
@@ -92,6 +96,8 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be 0 (none) or positive, got {self.warmup_steps}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight_decay must be 0 or a positive number, got {self.weight_decay}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.loss not in LOSSES:
@@ -162,6 +168,26 @@ def init_output_bias(model: ConvVAE, images: Tensor) -> None:
     after one epoch 0.0233 vs 0.0296)."""
     mean = images.float().mean(dim=(0, 2, 3)).clamp(1e-3, 1 - 1e-3)  # (C,)
     model.decoder[-1].bias.copy_(torch.log(mean / (1 - mean)))
+
+
+@torch.no_grad()
+def init_kaiming(model: ConvVAE) -> None:
+    """He et al. (2015): every weight ~ N(0, 2 / fan_in), fan_in the inputs one output unit
+    sums (a dense layer's input features; a convolution's, plain or transposed, input channels
+    times kernel area), the variance that keeps ReLU activations from shrinking layer by layer;
+    biases as the layers left them. PyTorch's default draws the plain layers' weights with a
+    sixth of that variance, so a short run spends longer in the phase where the decoder draws
+    the mean image: one MNIST epoch at batch 256 ends at a test MSE of 0.0212-0.0218 from this
+    start against 0.0264-0.0340 from PyTorch's (seeds 0-2, README). Draws from torch's global
+    generator: seeded, so a run starts the same each time."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            fan_in = module.in_features
+        elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+        else:
+            continue
+        module.weight.normal_(0.0, math.sqrt(2.0 / fan_in))
 
 
 def pick_device(name: str) -> torch.device:
@@ -281,7 +307,10 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     torch.manual_seed(train_config.seed)
     # channels-last (NHWC) convolutions: 1.6x the images/s of NCHW on this project's 2-core CPU
     # (oneDNN), and the layout tensor cores want on a GPU
-    model = ConvVAE(model_config).to(device, memory_format=torch.channels_last)
+    model = ConvVAE(model_config)
+    if train_config.init == "kaiming" and not resume:  # drawn on the CPU: the same start on any device
+        init_kaiming(model)
+    model = model.to(device, memory_format=torch.channels_last)
     weight_bytes = sum(p.numel() * 4 for p in model.parameters())
     if processes.main:
         check_writable(out, needed_bytes=4 * weight_bytes + (1 << 20))

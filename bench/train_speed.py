@@ -220,7 +220,7 @@ def first_reaching(rows: list[dict], target: float, key: str) -> float | None:
     return next((r[key] for r in rows if r["test_mse"] <= target), None)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir")
     parser.add_argument("--epochs", type=int, default=3)
@@ -234,7 +234,7 @@ def main() -> None:
                         help="on a CPU: our command's flags for a second row and for the alternating pairs "
                              "(e.g. \"--batch-size 256 --lr 3e-3 --warmup-steps 25 --init kaiming\")")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = pick_device(args.device)
     if device.type == "cuda":
         gpu_main(args, device)

@@ -1,13 +1,14 @@
 """Benchmarks that must work when their machine comes: bench/step_ops.py sees the step that
 `python -m training train` runs, every call of it; bench/gpu_variants.py, which waits for a lent
 GPU, runs its variants and writes its report (checked here on the CPU, its step run eagerly);
-bench/score_speed.py ranks PNG files written from the test set and compares with the atlas."""
+bench/score_speed.py ranks PNG files written from the test set and compares with the atlas;
+bench/train_speed.py's CPU comparison, with a recipe in its pairs (`make bench`'s)."""
 
 import json
 import math
 from pathlib import Path
 
-from bench import gpu_variants, score_speed, step_ops
+from bench import gpu_variants, score_speed, step_ops, train_speed
 from tests.conftest import BUNDLED
 
 
@@ -72,3 +73,17 @@ def test_score_speed_ranks_test_images_written_as_files_where_the_atlas_has_them
     # the same images, written as PNGs and prepared by MNIST's recipe, score as the atlas has them
     assert result["correlation_with_atlas"] > 0.99 and result["top20_overlap"] >= 18
     assert "| 300 |" in (out / "score_speed.md").read_text()
+
+
+def test_train_speed_runs_the_recipe_in_its_pairs_and_reports_it(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    recipe = "--batch-size 64 --lr 3e-3 --warmup-steps 2 --init kaiming"
+    train_speed.main(["--device", "cpu", "--data-dir", str(tiny_mnist), "--epochs", "1", "--pairs", "1",
+                      "--recipe", recipe, "--out", str(out)])
+    result = json.loads((out / "train_speed.json").read_text())
+    assert result["recipe"] == recipe and len(result["ours_recipe"]) == 1 and len(result["pairs"]) == 1
+    assert result["ours_recipe"][0]["test_mse"] != result["ours"][0]["test_mse"]  # another run than the default
+    # the pair's command ran the recipe: the same seed and flags give the same test MSE
+    assert result["pairs"][0]["ours_test_mse"] == result["ours_recipe"][0]["test_mse"]
+    table = (out / "train_speed.md").read_text()
+    assert f"| ours, whole command, `{recipe}` (" in table and f"our whole command (`{recipe}`) took" in table

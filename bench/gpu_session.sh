@@ -32,9 +32,12 @@ timeout 150 python3 bench/gpu_variants.py --device cuda --data-dir "$DATA" --out
   2>&1 | tee "$OUT/variants.log" | tail -10
 
 echo "== benchmark ($((SECONDS - started)) s)"
+# the recipe measured on the H100 and H200 (84 epochs), then 60 epochs from a Kaiming start,
+# which met the targets on this project's CPU (seeds 0 and 1) and would fit the 20-s goal whole
 recipe="--epochs 84 --batch-size 256 --lr 3e-3 --weight-decay 0.1 --eval-every 10"
+fast="--epochs 60 --batch-size 256 --lr 3e-3 --weight-decay 0.1 --eval-every 10 --init kaiming"
 timeout 300 python3 bench/train_speed.py --device cuda --data-dir "$DATA" --out "$OUT" \
-  --quality "$recipe" --quality "$recipe --seed 1" --quality "$recipe --seed 2" \
+  --quality "$recipe" --quality "$fast" --quality "$fast --seed 1" --quality "$fast --seed 2" \
   2>&1 | tee "$OUT/bench.log" | grep -v "^\s*$" | tail -30
 
 echo "== done ($((SECONDS - started)) s)"

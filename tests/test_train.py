@@ -235,6 +235,24 @@ def test_a_full_disk_fails_before_training(tiny_mnist: Path, tmp_path: Path, mon
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
+def test_resume_refuses_flags_that_would_change_the_run_and_accepts_the_same_command(
+        tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    flags = ["--data-dir", str(tiny_mnist), "--batch-size", "32", "--lr", "3e-3", *TINY_FLAGS]
+    assert cli("train", "--out", str(out), "--epochs", "2", "--max-steps", "3", *flags).returncode == 0
+    before = weights(out)
+    changed = cli("train", "--out", str(out), "--resume", "--epochs", "3", "--lr", "1e-3", "--conv-channels", "8,8,8",
+                  "--data-dir", str(tiny_mnist), "--quiet")
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr
+    assert changed.stderr.startswith(f"error: --resume continues {out} as it was saved, and --lr 0.001 (saved: 0.003), "
+                                     "--conv-channels 8,8,8 (saved: 4,8,8) would change it;")
+    assert all(torch.equal(before[k], v) for k, v in weights(out).items())  # nothing trained, nothing written
+    # the same command again with --resume (and a new stopping point): it continues
+    same = cli("train", "--out", str(out), "--resume", "--epochs", "2", "--max-steps", "0", *flags)
+    assert same.returncode == 0, same.stderr
+    assert json.loads((out / "metrics.json").read_text())["step"] == 2 * (256 // 32)
+
+
 def test_existing_run_needs_resume(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert cli("train", "--out", str(out), "--data-dir", str(tiny_mnist), "--max-steps", "2", *TINY_FLAGS).returncode == 0

@@ -147,11 +147,35 @@ def _configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConf
     return ModelConfig(**model_values), train_config
 
 
+def _changed_on_resume(args: argparse.Namespace, model_config: ModelConfig, train_config: TrainConfig) -> list[str]:
+    """The flags typed with --resume that ask for other values than the run was saved with, as
+    '--lr 0.001 (saved: 0.002)'. Flags that repeat the saved values are fine: the natural way
+    to resume is the same command with --resume added."""
+    typed = dict(RECIPES[args.recipe]) if args.recipe else {}
+    typed.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None})
+    changed = [(name, value, getattr(train_config, name)) for name, value in typed.items()
+               if name not in ("epochs", "max_steps", "device") and value != getattr(train_config, name)]
+    changed += [(f.name, getattr(args, f.name), getattr(model_config, f.name)) for f in fields(ModelConfig)
+                if getattr(args, f.name, None) is not None and getattr(args, f.name) != getattr(model_config, f.name)]
+    flags = [f"{'--no-cuda-graphs' if name == 'cuda_graphs' else '--' + name.replace('_', '-')} "
+             f"{','.join(map(str, value)) if isinstance(value, tuple) else value} (saved: "
+             f"{','.join(map(str, saved)) if isinstance(saved, tuple) else saved})" for name, value, saved in changed]
+    if args.conditional and not model_config.num_classes:
+        flags.append("--conditional (saved: not conditional)")
+    return flags
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.train import resume_configs, train
 
     if args.resume:
         model_config, train_config = resume_configs(args.out, args.epochs, args.max_steps, args.device)
+        changed = _changed_on_resume(args, model_config, train_config)
+        if changed:  # silently ignored, they would leave the user believing the run had changed
+            raise TrainingError(
+                f"--resume continues {args.out} as it was saved, and {', '.join(changed)} would change it; "
+                "drop them (a resumed run changes only --epochs, --max-steps and --device) or start a new "
+                "run with another --out.")
     else:
         if (Path(args.out) / "state.json").exists():
             raise TrainingError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out.")

@@ -157,9 +157,11 @@ def _changed_on_resume(args: argparse.Namespace, model_config: ModelConfig, trai
                if name not in ("epochs", "max_steps", "device") and value != getattr(train_config, name)]
     changed += [(f.name, getattr(args, f.name), getattr(model_config, f.name)) for f in fields(ModelConfig)
                 if getattr(args, f.name, None) is not None and getattr(args, f.name) != getattr(model_config, f.name)]
-    flags = [f"{'--no-cuda-graphs' if name == 'cuda_graphs' else '--' + name.replace('_', '-')} "
-             f"{','.join(map(str, value)) if isinstance(value, tuple) else value} (saved: "
-             f"{','.join(map(str, saved)) if isinstance(saved, tuple) else saved})" for name, value, saved in changed]
+    def shown(value: object) -> str:
+        return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    flags = [("--no-cuda-graphs (saved: with CUDA graphs)" if name == "cuda_graphs"
+              else f"--{name.replace('_', '-')} {shown(value)} (saved: {shown(saved)})") for name, value, saved in changed]
     if args.conditional and not model_config.num_classes:
         flags.append("--conditional (saved: not conditional)")
     return flags

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.evaluate import ACTIVE_VARIANCE
+
 DEFAULT_HALF_RANGE = 3.0  # without an atlas: ±3 standard deviations of the N(0, I) prior
 
 
@@ -20,16 +22,11 @@ def latent_ranges(means: np.ndarray | None, latent_dim: int, n_std: float = 3.0)
     return np.floor((centre - spread) * 100) / 100, np.ceil((centre + spread) * 100) / 100
 
 
-# Burda, Grosse & Salakhutdinov 2016 ("Importance Weighted Autoencoders"): a latent is active
-# when its encoder mean varies over the data by more than this
-ACTIVE_VARIANCE = 0.01
-
-
 def inactive_dimensions(means: np.ndarray | None) -> list[int]:
     """Indices of the latents the model does not use: those whose encoded means (N, D) vary by
-    Var ≤ ACTIVE_VARIANCE (the same test as training.evaluate's active_units). The KL term has
-    pulled such a latent's posterior onto the prior for every image, so it carries nothing and
-    the decoder learns to ignore it: its slider and traversal row change little. [] without
+    Var ≤ ACTIVE_VARIANCE (training.evaluate's active_units counts the others). The KL term
+    has pulled such a latent's posterior onto the prior for every image, so it carries nothing
+    and the decoder learns to ignore it: its slider and traversal row change little. [] without
     means."""
     if means is None or len(means) < 2:
         return []

@@ -16,7 +16,7 @@ from pathlib import Path
 from training.checkpoint import CheckpointError, atomic_write_json, read_metrics
 from training.data import DATASET_NAMES, DataError, class_count
 from training.model import LOSSES, ModelConfig
-from training.train import DEVICES, INITS, LR_SCHEDULES, PRECISIONS, RECIPES, TrainConfig, TrainingError, TrainingInterrupted, pick_device
+from training.train import DEVICES, INITS, LR_SCHEDULES, PRECISIONS, RECIPES, RESUMABLE, TrainConfig, TrainingError, TrainingInterrupted, pick_device
 
 EXIT_USER_ERROR = 2
 
@@ -154,9 +154,10 @@ def _changed_on_resume(args: argparse.Namespace, model_config: ModelConfig, trai
     typed = dict(RECIPES[args.recipe]) if args.recipe else {}
     typed.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None})
     changed = [(name, value, getattr(train_config, name)) for name, value in typed.items()
-               if name not in ("epochs", "max_steps", "device") and value != getattr(train_config, name)]
+               if name not in RESUMABLE and value != getattr(train_config, name)]
     changed += [(f.name, getattr(args, f.name), getattr(model_config, f.name)) for f in fields(ModelConfig)
                 if getattr(args, f.name, None) is not None and getattr(args, f.name) != getattr(model_config, f.name)]
+
     def shown(value: object) -> str:
         return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
@@ -174,10 +175,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_config, train_config = resume_configs(args.out, args.epochs, args.max_steps, args.device)
         changed = _changed_on_resume(args, model_config, train_config)
         if changed:  # silently ignored, they would leave the user believing the run had changed
+            *others, last = ["--" + name.replace("_", "-") for name in RESUMABLE]
             raise TrainingError(
                 f"--resume continues {args.out} as it was saved, and {', '.join(changed)} would change it; "
-                "drop them (a resumed run changes only --epochs, --max-steps and --device) or start a new "
-                "run with another --out.")
+                f"drop them (a resumed run changes only {', '.join(others)} and {last}) or start a new run "
+                "with another --out.")
     else:
         if (Path(args.out) / "state.json").exists():
             raise TrainingError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out.")

@@ -47,6 +47,8 @@ LR_SCHEDULES = ("wsd", "cosine", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
 INITS = ("pytorch", "kaiming")
 DECAY_FRACTION = 0.3  # 'wsd': the last 30% of the steps decay the learning rate to 0
+# what a resumed run may change (resume_configs): where it stops and where it runs
+RESUMABLE = ("epochs", "max_steps", "device")
 
 
 @dataclass(frozen=True)
@@ -510,5 +512,5 @@ def resume_configs(out: str | Path, epochs: int | None, max_steps: int | None,
         train_config = TrainConfig(**config["train"])
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{Path(out) / 'config.json'} has an invalid train config ({e}).") from e
-    changes = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("device", device)) if v is not None}
+    changes = {k: v for k, v in zip(RESUMABLE, (epochs, max_steps, device)) if v is not None}
     return model_config, replace(train_config, **changes)

@@ -36,7 +36,7 @@ from training.evaluate import elbo_metrics  # noqa: E402
 from training.graphed import GraphedSteps  # noqa: E402
 from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
 from training.train import (TrainConfig, _epoch_permutation, device_name, init_output_bias,  # noqa: E402
-                            learning_rate, pick_device)
+                            learning_rates, pick_device)
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,7 @@ def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_ima
     config = TrainConfig(epochs=epochs, batch_size=batch, lr=2e-3 * batch / 128)
     optimizer = Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = min(steps or len(train_images) // batch, len(train_images) // batch)
-    total = epochs * steps_per_epoch
-    schedule = torch.tensor([learning_rate(config, s, total) for s in range(total)], dtype=torch.float32,
-                            device=device)
+    schedule = learning_rates(config, epochs * steps_per_epoch, device)
     stepper = torch.compile(model) if variant.compile else model
     labels = torch.zeros(len(train_images), dtype=torch.long, device=device)
     graphed = GraphedSteps(stepper, optimizer, train_images, labels, batch, schedule, steps_per_epoch,

@@ -151,6 +151,13 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
     return 0.5 * lr * (1 + math.cos(math.pi * (step - decay_start) / (total_steps - decay_start)))
 
 
+def learning_rates(config: TrainConfig, total_steps: int, device: torch.device) -> Tensor:
+    """The whole run's schedule, (TOTAL_STEPS,) float32 on DEVICE: learning_rate of every step,
+    for a CUDA graph, which reads each step's rate from device memory."""
+    return torch.tensor([learning_rate(config, s, total_steps) for s in range(total_steps)], dtype=torch.float32,
+                        device=device)
+
+
 def bf16_autocast(precision: str, device: torch.device) -> bool:
     """Whether to train under bf16 autocast. On a CPU only when it computes bf16 natively:
     elsewhere oneDNN emulates it, slower than fp32."""
@@ -353,8 +360,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     use_amp = bf16_autocast(train_config.precision, device)
     graphed = None
     if use_graphed_steps(train_config, device, processes):
-        schedule = torch.tensor([learning_rate(train_config, s, total_steps) for s in range(total_steps)],
-                                dtype=torch.float32, device=device)
+        schedule = learning_rates(train_config, total_steps, device)
         graphed = GraphedSteps(model, optimizer, x_train, y_train, batch, schedule, steps_per_epoch,
                                train_config.loss, train_config.beta, use_amp, vae_loss)
     x_test = test_split.images.to(device)  # evaluated every eval_every epochs: copied once

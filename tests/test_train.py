@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -193,10 +194,23 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         return parts
 
     monkeypatch.setattr(train_module, "vae_loss", poisoned)
-    with pytest.raises(TrainingError, match=r"The loss became nan at step 13;.*intact"):
+    with pytest.raises(TrainingError, match=r"The loss became nan at step 13; stopped without saving, the last good "
+                                                r"checkpoint in " + re.escape(str(out)) + r" is intact \(try a lower --lr\)\.$"):
         train(TINY_MODEL, replace(config, epochs=3), out, data_dir=tiny_mnist, resume=True, progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     training.load_model(out)
+
+
+def test_a_run_that_diverges_before_its_first_checkpoint_says_nothing_was_saved(
+        tiny_mnist: Path, tmp_path: Path) -> None:
+    # lr 1e6 makes the loss non-finite within a few steps: the message must not send the user
+    # looking for a "last good checkpoint" that was never written
+    out = tmp_path / "run"
+    config = TrainConfig(epochs=1, batch_size=32, lr=1e6, warmup_steps=0, device="cpu")
+    with pytest.raises(TrainingError, match=r"^The loss became (nan|inf|-inf) at step \d+; stopped without saving, so "
+                                            + re.escape(str(out)) + r" holds no checkpoint yet \(try a lower --lr\)\.$"):
+        train(TINY_MODEL, config, out, data_dir=tiny_mnist, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == []
 
 
 @pytest.mark.parametrize("epochs", [1, 3])  # stopped by the final evaluation; by the first of several
@@ -207,7 +221,8 @@ def test_a_dead_encoder_stops_the_run_before_it_is_saved(tiny_mnist: Path, tmp_p
     out = tmp_path / "run"
     config = TrainConfig(epochs=epochs, batch_size=32, lr=0.1, warmup_steps=0, precision="fp32", device="cpu")
     with pytest.raises(TrainingError, match=r"^At step 8 the encoder gave every test image the same latent .*"
-                                            r"stopped without saving.*a lower --lr than 0.1 or a longer --warmup-steps than 0"):
+                                            r"stopped without saving, so " + re.escape(str(out)) + r" holds no checkpoint yet \(retrain with a "
+                                            r"lower --lr than 0.1 or a longer --warmup-steps than 0\)\.$"):
         train(TINY_MODEL, config, out, data_dir=tiny_mnist, progress=False)
     assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
 

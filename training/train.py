@@ -417,7 +417,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                     if bad is not None:
                         raise TrainingError(
                             f"The loss became {losses[bad]} at step {window_start + bad + 1}; stopped "
-                            f"without saving, the last good checkpoint in {out} is intact (try a lower --lr).",
+                            f"without saving, {_kept(out)} (try a lower --lr).",
                             every_process=True,  # the losses were summed over the processes
                         )
                     now = time.perf_counter()
@@ -483,9 +483,17 @@ def stop_if_encoder_dead(metrics: dict | None, test_images: torch.Tensor, step: 
     if distributed.any_process(dead, processes, device):
         raise TrainingError(
             f"At step {step} the encoder gave every test image the same latent (a layer's units all switched "
-            f"off, which no later step can undo); stopped without saving, the last good checkpoint in {out} "
-            f"is intact (retrain with a lower --lr than {train_config.lr:g} or a longer --warmup-steps than "
-            f"{train_config.warmup_steps}).", every_process=True)
+            f"off, which no later step can undo); stopped without saving, {_kept(out)} (retrain with a "
+            f"lower --lr than {train_config.lr:g} or a longer --warmup-steps than {train_config.warmup_steps}).",
+            every_process=True)
+
+
+def _kept(out: Path) -> str:
+    """What a run stopped before saving leaves in OUT, for its message: a run stopped before
+    its first checkpoint must not send the user looking for one."""
+    if (out / "model.safetensors").is_file():
+        return f"the last good checkpoint in {out} is intact"
+    return f"so {out} holds no checkpoint yet"
 
 
 def _resume_into(out: Path, model: ConvVAE, optimizer: Adam,

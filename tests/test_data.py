@@ -1,6 +1,8 @@
 import gzip
 import hashlib
+import re
 import urllib.error
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,8 @@ import torch
 
 from training import data as data_module
 from training.data import DataError, load_dataset, locate_files, parse_idx, read_idx, write_idx
+
+from tests.conftest import write_tiny_mnist
 
 
 @pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])
@@ -120,6 +124,68 @@ def test_download_checks_md5_and_lands_atomically(tmp_path: Path, monkeypatch: p
     with pytest.raises(DataError, match="MD5 mismatch"):
         locate_files("mnist", tmp_path / "dl2")
     assert not (tmp_path / "dl2" / "train-images-idx3-ubyte.gz").exists()
+
+
+def _link_real_mnist(mnist_dir: Path, folder: Path) -> dict[str, bytes]:
+    """FOLDER holding links to the real MNIST files; returns their bytes, to check nothing changed."""
+    folder.mkdir(parents=True)
+    for path in mnist_dir.glob("*-ubyte.gz"):
+        (folder / path.name).symlink_to(path)
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_folder_of_mnist_is_not_read_as_fashion_mnist(
+        mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the two data sets share file names: with LATENT_EXPLORER_DATA naming an MNIST folder,
+    # Fashion-MNIST used to be read from it, and the Fashion model evaluated on digits
+    # (test MSE 0.064 instead of 0.012) with no word said
+    mnist = tmp_path / "mnist"
+    before = _link_real_mnist(mnist_dir, mnist)
+    fashion = tmp_path / "system-fashion"  # a stand-in for Debian's folder, tiny files
+    write_tiny_mnist(fashion)
+    monkeypatch.setitem(data_module.DATASETS, "fashion-mnist",
+                        replace(data_module.DATASETS["fashion-mnist"], system_dirs=(str(fashion),)))
+    monkeypatch.setenv("LATENT_EXPLORER_DATA", str(mnist))
+    # passed over for the next folder that has the files
+    assert locate_files("fashion-mnist")["test-labels"] == fashion / "t10k-labels-idx1-ubyte.gz"
+    assert locate_files("mnist")["test-labels"] == mnist / "t10k-labels-idx1-ubyte.gz"
+
+    # nowhere else: said in one sentence, and nothing downloaded over MNIST's files
+    monkeypatch.setitem(data_module.DATASETS, "fashion-mnist",
+                        replace(data_module.DATASETS["fashion-mnist"], system_dirs=()))
+    wrong = re.escape(f"{mnist} holds mnist's files, not fashion-mnist's (they share file names)")
+    with pytest.raises(DataError, match=f"^{wrong}; pass the folder of fashion-mnist's files with --data-dir\\.$"):
+        locate_files("fashion-mnist", mnist, download=False)
+
+    def offline(url: str, timeout: float) -> None:
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(data_module.urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match=f"^{wrong}\\. Could not download train-images-idx3-ubyte.gz for fashion-mnist"):
+        locate_files("fashion-mnist", mnist)
+    assert {p.name: p.read_bytes() for p in mnist.iterdir() if p.is_file()} == before
+
+
+def test_a_download_never_lands_in_a_folder_of_another_data_set(
+        mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mnist = tmp_path / "mnist"
+    before = _link_real_mnist(mnist_dir, mnist)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    contents = {}
+    for key, file in data_module.DATASETS["fashion-mnist"].files.items():
+        write_idx(mirror / f"{file.name}.gz", np.full((3, 28, 28) if "images" in key else (3,), 5, np.uint8))
+        contents[key] = hashlib.md5(gzip.decompress((mirror / f"{file.name}.gz").read_bytes())).hexdigest()
+    served = replace(data_module.DATASETS["fashion-mnist"], mirrors=(mirror.as_uri() + "/",), system_dirs=(),
+                     files={k: data_module.IdxFile(f.name, contents[k])
+                            for k, f in data_module.DATASETS["fashion-mnist"].files.items()})
+    monkeypatch.setitem(data_module.DATASETS, "fashion-mnist", served)
+    paths = locate_files("fashion-mnist", mnist)
+    assert paths["train-labels"] == mnist / "fashion-mnist" / "train-labels-idx1-ubyte.gz"
+    assert read_idx(paths["train-labels"]).tolist() == [5, 5, 5]
+    assert {p.name: p.read_bytes() for p in mnist.iterdir() if p.is_file()} == before
+    # and the next call finds the download where it put it
+    assert locate_files("fashion-mnist", mnist, download=False) == paths
 
 
 def test_unknown_dataset() -> None:

@@ -206,28 +206,61 @@ def _download(dataset: IdxDataset, file: IdxFile, folder: Path) -> Path:
     )
 
 
+def _other_dataset_in(folder: Path, dataset: IdxDataset) -> str | None:
+    """The name of another known data set whose label files FOLDER holds, else None. MNIST
+    and Fashion-MNIST use the same file names, so a folder of one must not be read as the
+    other (a user whose LATENT_EXPLORER_DATA names an MNIST folder, training Fashion-MNIST).
+    The label files are small (70 KB in all), so checking them costs about a millisecond."""
+    for key in ("train-labels", "test-labels"):
+        path = _find(folder, dataset.files[key])
+        if path is None:
+            continue
+        try:
+            md5 = _md5_of_content(path)
+        except DataError:
+            return None  # unreadable: reading it reports that, naming the file
+        for other in DATASETS.values():
+            if other.name != dataset.name and other.files[key].md5 == md5:
+                return other.name
+    return None
+
+
 def locate_files(dataset_name: str, data_dir: str | os.PathLike | None = None,
                  download: bool = True) -> dict[str, Path]:
     """Paths of the four IDX files of a data set, downloading what is missing.
 
     Looked for in DIR and DIR/<dataset>, DIR being --data-dir, $LATENT_EXPLORER_DATA or the
-    user cache, then in system folders (Debian's dataset-fashion-mnist). Downloads go to
-    DIR/<dataset> for the cache and to DIR itself for a folder the user named."""
+    user cache, then in system folders (Debian's dataset-fashion-mnist), passing over a folder
+    that holds another known data set's files. Downloads go to DIR/<dataset> for the cache and
+    to DIR itself for a folder the user named, unless DIR holds another data set's files."""
     if dataset_name not in DATASETS:
         raise DataError(f"Unknown data set {dataset_name!r}; choose one of {sorted(DATASETS)}.")
     dataset = DATASETS[dataset_name]
     root, given = resolve_data_dir(data_dir)
-    folders = [root, root / dataset.name] + [Path(p) for p in dataset.system_dirs]
+    candidates = [root, root / dataset.name] + [Path(p) for p in dataset.system_dirs]
+    others = {folder: other for folder in candidates if (other := _other_dataset_in(folder, dataset))}
+    folders = [folder for folder in candidates if folder not in others]
+    # said when the files are not found: the folder the user named holds the wrong data set
+    wrong = ""
+    if root in others:
+        wrong = f"{root} holds {others[root]}'s files, not {dataset.name}'s (they share file names)"
     found: dict[str, Path] = {}
     for key, file in dataset.files.items():
         path = next((p for p in (_find(f, file) for f in folders) if p is not None), None)
         if path is None:
+            if wrong and not download:
+                raise DataError(f"{wrong}; pass the folder of {dataset.name}'s files with --data-dir.")
             if not download:
                 raise DataError(
                     f"{file.name}(.gz) for {dataset.name} is not in {root}; pass the folder "
                     "that holds it with --data-dir."
                 )
-            path = _download(dataset, file, root if given else root / dataset.name)
+            try:  # never into a folder of another data set's files, which have the same names
+                path = _download(dataset, file, root if given and root not in others else root / dataset.name)
+            except DataError as e:
+                if not wrong:
+                    raise
+                raise DataError(f"{wrong}. {e}") from e
         found[key] = path
     return found
 

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         for i in range(count):
             Image.fromarray((images[i, 0] * 255).round().byte().numpy()).save(Path(folder) / f"{i:05d}.png")
         started = time.perf_counter()
-        ranked = score_files(model, collect_files([folder]), test_scores=reference)
+        ranked = score_files(model, collect_files([folder]), test_scores=reference).ranked
         seconds = time.perf_counter() - started
     by_index = np.empty(count, np.float32)
     for r in ranked:

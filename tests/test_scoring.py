@@ -120,7 +120,7 @@ def test_score_refuses_bad_paths_and_files_in_one_line(tmp_path: Path) -> None:
     (images / "broken.png").write_bytes(b"this is not a PNG")
     cases = {
         (str(tmp_path / "nowhere"),): "nowhere: no such file or folder",
-        (str(images),): "broken.png: is not a readable PNG or JPEG image",
+        (str(images / "broken.png"),): "broken.png: is not a readable PNG or JPEG image",
         (str(images), "--csv", str(tmp_path / "missing" / "out.csv")): "does not exist",
         (str(images), "--sheet", str(tmp_path / "out.jpg")): "must end in .png",
         (str(images), "--sheet", str(tmp_path / "out.png"), "--top", "500"): "at most 200 images",
@@ -130,6 +130,38 @@ def test_score_refuses_bad_paths_and_files_in_one_line(tmp_path: Path) -> None:
         assert run.returncode == 2, (args, run.stdout, run.stderr)
         assert run.stderr.count("\n") == 1 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert not (tmp_path / "out.jpg").exists() and not (tmp_path / "out.png").exists()
+
+
+def test_unreadable_files_are_named_and_the_rest_still_ranked(tmp_path: Path) -> None:
+    # one corrupt scan in a folder of thousands must not cost the user the whole ranking
+    folder = tmp_path / "scans"
+    digits = decoded_digits(folder / "digits", 3)
+    odd = oddities(folder / "odd")
+    (folder / "broken.png").write_bytes(b"this is not a PNG")
+    Image.new("1", (10_000, 10_000)).save(folder / "bomb.png")  # 100 megapixels in a few KB
+    csv_path = tmp_path / "scores.csv"
+    run = run_score(str(BUNDLED), str(folder), "--csv", str(csv_path), "--json")
+    assert run.returncode == 1, run.stderr
+    result = json.loads(run.stdout)
+    assert sorted(Path(r["file"]).name for r in result["ranked"]) == sorted(p.name for p in [*digits, *odd.values()])
+    assert result["ranked"][0]["file"] == str(odd["noise"])
+    assert {Path(u["file"]).name: u["error"] for u in result["unreadable"]} == {
+        "bomb.png": f"{folder / 'bomb.png'}: is 10000×10000 pixels, over the 40-megapixel limit; shrink it first.",
+        "broken.png": f"{folder / 'broken.png'}: is not a readable PNG or JPEG image (checked by its content, "
+                      "not its name).",
+    }
+    with open(csv_path) as f:
+        assert len(list(csv.DictReader(f))) == 6  # the readable ones, ranked
+    assert run.stderr.splitlines() == ["2 of 8 files could not be scored and are not ranked:",
+                                       *(f"  {u['error']}" for u in result["unreadable"])]
+    # the table says the same, after the ranking
+    table = run_score(str(BUNDLED), str(folder), "--quiet")
+    assert table.returncode == 1 and "6 images scored" in table.stdout and "Traceback" not in table.stderr
+    assert table.stderr.splitlines()[0] == "2 of 8 files could not be scored and are not ranked:"
+    # none readable: one line, as for a single file
+    only_bad = run_score(str(BUNDLED), str(folder / "broken.png"), str(folder / "bomb.png"), "--quiet")
+    assert only_bad.returncode == 2 and only_bad.stderr.count("\n") == 1
+    assert only_bad.stderr.startswith("error: none of the 2 files could be scored; the first: ")
 
 
 def test_a_conditional_model_reconstructs_with_the_class_that_explains_the_image(tmp_path: Path) -> None:
@@ -148,7 +180,7 @@ def test_a_conditional_model_reconstructs_with_the_class_that_explains_the_image
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray((x[i, 0].numpy() * 255).round().astype(np.uint8)).save(paths[-1])
     assert atlas_scores(bare) is None
-    ranked = score_files(model, paths, test_scores=atlas_scores(bare))
+    ranked = score_files(model, paths, test_scores=atlas_scores(bare)).ranked
     assert len(ranked) == 3 and all(r.percentile is None and np.isfinite(r.score) for r in ranked)
     assert contact_sheet(model, ranked).size == (8 + 3 * (2 * 84 + 8), 8 + 84 + 34 + 8)
 
@@ -162,7 +194,7 @@ def test_an_rgb_model_scores_photographs_as_it_was_trained_and_shows_them_in_col
     for i, (top, left) in enumerate([(0, 0), (100, 200), (300, 500)]):
         paths.append(tmp_path / f"patch-{i}.png")
         Image.fromarray(photo[top:top + 100, left:left + 120]).save(paths[-1])  # not square, not 64 px
-    ranked = score_files(model, paths, test_scores=atlas_scores(RGB))
+    ranked = score_files(model, paths, test_scores=atlas_scores(RGB)).ranked
     assert len(ranked) == 3 and all(0 <= r.percentile <= 100 and not r.blank for r in ranked)
     sheet = np.asarray(contact_sheet(model, ranked[:1]))
     assert sheet.shape == (8 + 128 + 34 + 8, 8 + 2 * 128 + 8, 3)  # 64-px images shown at 128

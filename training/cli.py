@@ -19,6 +19,7 @@ from training.model import LOSSES, ModelConfig
 from training.train import DEVICES, INITS, LR_SCHEDULES, PRECISIONS, RECIPES, RESUMABLE, TrainConfig, TrainingError, TrainingInterrupted, pick_device
 
 EXIT_USER_ERROR = 2
+EXIT_PARTIAL = 1  # score: every readable file ranked, some files could not be read
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -310,20 +311,28 @@ def cmd_score(args: argparse.Namespace) -> int:
     files = collect_files(args.paths)
     test_scores = atlas_scores(args.checkpoint, args.method)
     started = time.perf_counter()
-    ranked = score_files(model, files, args.method, test_scores, progress=not (args.quiet or args.json))
+    scored = score_files(model, files, args.method, test_scores, progress=not (args.quiet or args.json))
     seconds = time.perf_counter() - started
+    ranked, unreadable = scored.ranked, scored.unreadable
+    if not ranked:  # nothing to rank: the reason is the error
+        raise DataError(unreadable[0][1] if len(unreadable) == 1 else
+                        f"none of the {len(unreadable)} files could be scored; the first: {unreadable[0][1]}")
     if csv_path:
         write_csv(csv_path, ranked)
     if sheet_path:
         contact_sheet(model, ranked[:args.top]).save(sheet_path)
+    # files that could not be read are named after the ranking, and make the exit status 1
+    status = EXIT_PARTIAL if unreadable else 0
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "method": args.method, "images": len(ranked),
                           "seconds": seconds, "atlas_scores": test_scores is not None,
                           "ranked": [{"file": str(r.path), "score_nats": r.score, "neg_elbo_nats": r.neg_elbo,
                                       "neg_elbo_minus_complexity_nats": r.complexity_corrected,
-                                      "test_set_below_percent": r.percentile, "blank": r.blank} for r in ranked]},
+                                      "test_set_below_percent": r.percentile, "blank": r.blank} for r in ranked],
+                          "unreadable": [{"file": str(path), "error": why} for path, why in unreadable]},
                          indent=2))
-        return 0
+        _report_unreadable(unreadable, len(files))
+        return status
     formula = "-ELBO - complexity" if args.method == "complexity" else "-ELBO"
     print(f"{args.checkpoint}: {len(ranked)} images scored in {seconds:.1f} s; score = {formula} (nats), "
           "higher = more anomalous")
@@ -338,7 +347,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     for flag, path in (("scores", csv_path), ("sheet", sheet_path)):
         if path:
             print(f"wrote {path} ({flag})")
-    return 0
+    _report_unreadable(unreadable, len(files))
+    return status
+
+
+def _report_unreadable(unreadable: list[tuple[Path, str]], total: int) -> None:
+    """The files score could not read, each with its reason, on stderr after the ranking."""
+    if unreadable:
+        sys.stdout.flush()
+        sys.stderr.write(f"{len(unreadable)} of {total} files could not be scored and are not ranked:\n"
+                         + "".join(f"  {why}\n" for _, why in unreadable))
 
 
 def main(argv: list[str] | None = None) -> int:

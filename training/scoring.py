@@ -78,13 +78,25 @@ def prepare(model: ConvVAE, path: Path) -> tuple[np.ndarray, bool]:
     return x, False
 
 
-def prepare_many(model: ConvVAE, paths: Sequence[Path]) -> tuple[torch.Tensor, list[bool]]:
-    """PATHS as a batch (N, C, H, W) and their blank flags, decoded in threads (PIL releases the
-    GIL); its warning about large images is moot: open_image refuses them before decoding."""
+def prepare_many(model: ConvVAE, paths: Sequence[Path]) -> tuple[torch.Tensor, list[bool], list[int], list[str]]:
+    """The usable files among PATHS as a batch (N, C, H, W), their blank flags, their positions
+    in PATHS, and one DataError sentence per file that is not usable (each names its file).
+    Decoded in threads (PIL releases the GIL); its warning about large images is moot:
+    open_image refuses them before decoding."""
+    def attempt(path: Path) -> tuple[np.ndarray, bool] | str:
+        try:
+            return prepare(model, path)
+        except DataError as e:
+            return str(e)
+
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        prepared = list(pool.map(lambda p: prepare(model, p), paths))
-    return torch.from_numpy(np.stack([x for x, _ in prepared])), [blank for _, blank in prepared]
+        prepared = list(pool.map(attempt, paths))
+    usable = [i for i, p in enumerate(prepared) if not isinstance(p, str)]
+    errors = [p for p in prepared if isinstance(p, str)]
+    channels, size, _ = model.config.image_shape
+    x = np.stack([prepared[i][0] for i in usable]) if usable else np.zeros((0, channels, size, size), np.float32)
+    return torch.from_numpy(x), [prepared[i][1] for i in usable], usable, errors
 
 
 def atlas_scores(checkpoint: str | os.PathLike, method: str = "complexity") -> np.ndarray | None:
@@ -108,27 +120,40 @@ def atlas_scores(checkpoint: str | os.PathLike, method: str = "complexity") -> n
     return scores.astype(np.float32)
 
 
+@dataclass(frozen=True)
+class ScoredFiles:
+    ranked: list[FileScore]  # most anomalous first
+    unreadable: list[tuple[Path, str]]  # files that could not be scored, each with its one-sentence reason
+
+
 def score_files(model: ConvVAE, paths: Sequence[Path], method: str = "complexity",
-                test_scores: np.ndarray | None = None, progress: bool = False) -> list[FileScore]:
-    """Every file in PATHS scored, most anomalous by METHOD first (ties in the order given);
-    TEST_SCORES: METHOD's scores of the test set, for each file's percentile among them."""
+                test_scores: np.ndarray | None = None, progress: bool = False) -> ScoredFiles:
+    """Every usable file in PATHS scored, most anomalous by METHOD first (ties in the order
+    given); TEST_SCORES: METHOD's scores of the test set, for each file's percentile among them.
+    A file that cannot be read (not a PNG or JPEG, truncated, too large) does not stop the
+    others: it is listed in .unreadable with its reason."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     results: list[FileScore] = []
+    unreadable: list[tuple[Path, str]] = []
     sorted_test = None if test_scores is None else np.sort(test_scores)
     with tqdm(total=len(paths), unit="img", desc="scoring", disable=not progress, leave=False) as bar:
         for start in range(0, len(paths), CHUNK):
             chunk = paths[start:start + CHUNK]
-            x, blanks = prepare_many(model, chunk)
+            x, blanks, usable, errors = prepare_many(model, chunk)
+            usable_set = set(usable)
+            unreadable += list(zip((p for i, p in enumerate(chunk) if i not in usable_set), errors))
+            bar.update(len(chunk))
+            if not usable:
+                continue
             scores = anomaly_scores(model, x)
-            for path, score, neg_elbo, corrected, blank in zip(chunk, scores[method].tolist(), scores["elbo"].tolist(),
-                                                               scores["complexity"].tolist(), blanks):
+            for i, score, neg_elbo, corrected, blank in zip(usable, scores[method].tolist(), scores["elbo"].tolist(),
+                                                            scores["complexity"].tolist(), blanks):
                 # the share of test images scoring strictly lower, as the page shows it
                 below = None if sorted_test is None else \
                     float(np.searchsorted(sorted_test, score, side="left") / len(sorted_test) * 100)
-                results.append(FileScore(path, score, neg_elbo, corrected, below, blank))
-            bar.update(len(chunk))
-    return sorted(results, key=lambda r: -r.score)
+                results.append(FileScore(chunk[i], score, neg_elbo, corrected, below, blank))
+    return ScoredFiles(sorted(results, key=lambda r: -r.score), unreadable)
 
 
 def write_csv(path: str | os.PathLike, ranked: Sequence[FileScore]) -> None:
@@ -144,7 +169,9 @@ def write_csv(path: str | os.PathLike, ranked: Sequence[FileScore]) -> None:
 def contact_sheet(model: ConvVAE, ranked: Sequence[FileScore], columns: int = 4) -> Image.Image:
     """RANKED's images, each beside its reconstruction, captioned with its rank, score,
     percentile and file name: what the model finds strange, and what it expected instead."""
-    x, _ = prepare_many(model, [r.path for r in ranked])
+    x, _, _, errors = prepare_many(model, [r.path for r in ranked])
+    if errors:  # a file changed since it was scored
+        raise DataError(errors[0])
     pairs = torch.cat([x, reconstruct(model, x)[2]], dim=3)  # (N, C, H, 2W)
     pixels = (pairs.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     size = model.config.image_size

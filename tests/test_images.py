@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,27 @@ def test_cli_trains_on_a_folder_and_evaluates_and_maps_it(tmp_path: Path) -> Non
     result = cli("evaluate", str(out), "--iw-samples", "4", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["test_images"] == 2
+    figures = json.loads(result.stdout)
+    # the folder moved (the same files): found with --data-dir, the same split and figures
+    moved = tmp_path / "moved"
+    shutil.copytree(folder, moved)
+    result = cli("evaluate", str(out), "--iw-samples", "4", "--json", "--data-dir", str(moved))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["mse_per_pixel"] == figures["mse_per_pixel"]
+    # files added, or renamed, since training: another split, which would put training images
+    # in the test set; every command that needs the split refuses, in one line
+    def refused(message: str) -> None:
+        for command in ("evaluate", "atlas"):
+            result = cli(command, str(out), "--data-dir", str(moved))
+            assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+            assert result.stderr.startswith(f"error: {moved} {message}: its test split cannot be found again")
+            assert result.stderr.endswith("with --data-dir, or train again.\n"), result.stderr
+
+    (moved / "blues" / "000.jpg").rename(moved / "blues" / "zzz.jpg")
+    refused("holds 24 images, as many as the model was trained on, but under other names")
+    Image.new("RGB", (40, 40), (200, 40, 40)).save(moved / "reds" / "new.png")
+    refused("holds 25 images, but the model was trained on 24 from it")
+    assert not (out / "atlas.safetensors").exists()
     # a corrupt file: one line naming it, exit 2, no traceback
     (folder / "blues" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     result = cli("train", "--dataset", "folder", "--data-dir", str(folder), "--out", str(tmp_path / "again"),

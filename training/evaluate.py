@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from training.checkpoint import load_model
-from training.data import Split, load_data
+from training.data import FOLDER, DataError, Split, load_data
+from training.images import files_fingerprint
 from training.model import ConvVAE, kl_divergence, log_likelihood, reconstruction_error
 
 # images per forward pass when evaluating: 500 decodes 1.4x the images/s of 1000 on a 2-core CPU
@@ -22,11 +24,33 @@ ACTIVE_VARIANCE = 0.01
 
 def checkpoint_data(model: ConvVAE, data_dir: str | os.PathLike | None = None) -> tuple[Split, Split]:
     """(train, test) of the data set a checkpoint was trained on, split as it was: an image
-    folder is found at DATA_DIR, else where training read it."""
+    folder is found at DATA_DIR, else where training read it, and must hold the same files
+    (check_same_files)."""
     dataset = model.checkpoint_config["dataset"]
-    train, test, _ = load_data(dataset["name"], data_dir or dataset.get("path"), model.config.image_shape,
-                               seed=dataset.get("split_seed", 0))
+    folder = data_dir or dataset.get("path")
+    if dataset["name"] == FOLDER and folder is not None:
+        check_same_files(folder, dataset)
+    train, test, _ = load_data(dataset["name"], folder, model.config.image_shape, seed=dataset.get("split_seed", 0))
     return train, test
+
+
+def check_same_files(folder: str | os.PathLike, dataset: dict) -> None:
+    """Raise DataError when FOLDER's images are not those a checkpoint's DATASET record says it
+    was trained on: its test split, a seeded permutation of the files, would then be another,
+    and the figures would mix in training images without a word. Checked by count, and by the
+    files' names where the checkpoint recorded them (files_sha256; older ones did not)."""
+    recorded = dataset.get("train_images", 0) + dataset.get("test_images", 0)
+    if not recorded or not Path(folder).is_dir():
+        return  # nothing recorded to compare; a missing folder is load_data's error
+    count, fingerprint = files_fingerprint(folder)
+    if count != recorded:
+        changed = f"holds {count} images, but the model was trained on {recorded} from it"
+    elif dataset.get("files_sha256", fingerprint) != fingerprint:
+        changed = f"holds {count} images, as many as the model was trained on, but under other names"
+    else:
+        return
+    raise DataError(f"{folder} {changed}: its test split cannot be found again, and the figures would mix in "
+                    "training images; pass the images as they were with --data-dir, or train again.")
 
 
 def load_for_batches(checkpoint: str | os.PathLike, device: torch.device | str = "cpu") -> ConvVAE:

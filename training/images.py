@@ -18,6 +18,7 @@ sentence naming it: a data set with a silently skipped file is not the one you a
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,16 @@ def image_files(folder: Path) -> list[Path]:
     if not files:
         raise DataError(f"{folder}: holds no .png or .jpg images, in it or its subfolders.")
     return files
+
+
+def files_fingerprint(folder: str | os.PathLike) -> tuple[int, str]:
+    """(image count, SHA-256 of their sorted relative paths) under FOLDER: what a checkpoint
+    records of the folder it was trained on. Its test split is a seeded permutation of these
+    files, so another set of files (added, removed, renamed) gives another split. Names, not
+    contents: the same folder regenerated elsewhere (other PNG encoders) keeps its fingerprint."""
+    folder = Path(folder)
+    names = [p.relative_to(folder).as_posix() for p in image_files(folder)]
+    return len(names), hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
 def find_images(folder: str | os.PathLike) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:

@@ -40,6 +40,7 @@ from training.adam import Adam
 from training.data import DATASET_NAMES, FOLDER, load_data
 from training.evaluate import elbo_metrics, test_metrics
 from training.graphed import GraphedSteps
+from training.images import files_fingerprint
 from training.model import LOSSES, ConvVAE, ModelConfig, vae_loss
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -338,7 +339,8 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     dataset = {"name": train_config.dataset, "class_names": list(class_names)}
     if train_config.dataset == FOLDER:  # evaluate and atlas find the same images and split again
         dataset.update(path=str(Path(data_dir).resolve()), split_seed=train_config.seed,
-                       train_images=len(train_split), test_images=len(test_split))
+                       train_images=len(train_split), test_images=len(test_split),
+                       files_sha256=files_fingerprint(data_dir)[1])
     x_train = train_split.images.to(device)
     if not resume:
         init_output_bias(model, x_train)

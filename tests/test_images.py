@@ -129,6 +129,12 @@ def test_cli_trains_on_a_folder_and_evaluates_and_maps_it(tmp_path: Path) -> Non
     refused("holds 24 images, as many as the model was trained on, but under other names")
     Image.new("RGB", (40, 40), (200, 40, 40)).save(moved / "reds" / "new.png")
     refused("holds 25 images, but the model was trained on 24 from it")
+    # so does a resumed run, which otherwise finds the folder where it was trained
+    result = cli("train", "--out", str(out), "--resume", "--epochs", "3", "--data-dir", str(moved), "--quiet")
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {moved} holds 25 images"), result.stderr
+    result = cli("train", "--out", str(out), "--resume", "--epochs", "3", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "state.json").read_text())["step"] == 3 * 3  # 22 training images, batch 7
     assert not (out / "atlas.safetensors").exists()
     # a corrupt file: one line naming it, exit 2, no traceback
     (folder / "blues" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

@@ -38,7 +38,7 @@ from training.checkpoint import (
 from training import distributed
 from training.adam import Adam
 from training.data import DATASET_NAMES, FOLDER, load_data
-from training.evaluate import elbo_metrics, test_metrics
+from training.evaluate import check_same_files, elbo_metrics, test_metrics
 from training.graphed import GraphedSteps
 from training.images import files_fingerprint
 from training.model import LOSSES, ConvVAE, ModelConfig, vae_loss
@@ -330,6 +330,11 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     step, elapsed_before = 0, 0.0
     if resume:
         step, elapsed_before = _resume_into(out, model, optimizer, generator)
+        if train_config.dataset == FOLDER:  # the images it was training on, split as they were
+            saved = read_config(out)["dataset"]
+            data_dir = data_dir or saved.get("path")
+            if data_dir:
+                check_same_files(data_dir, saved)
 
     train_split, test_split, class_names = load_data(train_config.dataset, data_dir, model_config.image_shape,
                                                      seed=train_config.seed)

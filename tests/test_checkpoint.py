@@ -104,6 +104,14 @@ def test_missing_config_and_missing_folder(checkpoint: Path, tmp_path: Path) -> 
     _expect_error(tmp_path / "nope", "does not exist")
 
 
+def test_a_file_named_instead_of_its_checkpoint_folder(checkpoint: Path, tmp_path: Path) -> None:
+    # `evaluate checkpoints/mnist-z8/model.safetensors` used to say the folder did not exist
+    _expect_error(checkpoint / "model.safetensors",
+                  f"{checkpoint / 'model.safetensors'} is a file, not a checkpoint folder; pass its folder, {checkpoint}.")
+    (tmp_path / "notes.txt").write_text("hi")
+    _expect_error(tmp_path / "notes.txt", f"{tmp_path / 'notes.txt'} is a file, not a checkpoint folder.")
+
+
 def test_no_unsafe_loads_in_the_code() -> None:
     root = Path(__file__).resolve().parent.parent
     for path in list((root / "training").glob("*.py")) + list((root / "explorer").glob("*.py")) + [root / "app.py"]:

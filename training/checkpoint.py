@@ -125,6 +125,9 @@ def read_json(path: Path) -> dict:
 def read_config(folder: str | os.PathLike) -> dict:
     """config.json of a checkpoint folder, checked for format and a valid model config."""
     folder = Path(folder)
+    if folder.is_file():  # model.safetensors or config.json named instead of their folder
+        hint = f"; pass its folder, {folder.parent}" if (folder.parent / CONFIG).is_file() else ""
+        raise CheckpointError(f"{folder} is a file, not a checkpoint folder{hint}.")
     if not folder.is_dir():
         raise CheckpointError(f"Checkpoint folder {folder} does not exist.")
     config = read_json(folder / CONFIG)

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 import training
-from training.checkpoint import CONFIG, WEIGHTS, save_model
+from training.checkpoint import CONFIG, HISTORY, WEIGHTS, read_history, save_model, write_history
 from training.model import ConvVAE, ModelConfig
 
 SMALL = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)
@@ -175,3 +175,15 @@ def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path: Path) -> Non
         process.wait(timeout=10)
         model = training.load_model(folder)  # never a CheckpointError
         assert model.config == ModelConfig()
+
+
+def test_history_round_trip_and_a_bad_line_named(checkpoint: Path) -> None:
+    assert read_history(checkpoint) == []  # trained before histories were kept
+    rows = [{"step": 8, "train_loss_nats": 120.5, "test_neg_elbo_nats": 130.25}, {"step": 16, "train_loss_nats": None}]
+    write_history(checkpoint, rows)
+    assert read_history(checkpoint) == rows
+    assert (checkpoint / HISTORY).read_text().count("\n") == 2
+    for bad in ('{"step": 8}\n{"step": 16', '{"step": 8}\n[1, 2]', '{"step": 8}\n{"epoch": 2.0}'):
+        (checkpoint / HISTORY).write_text(bad)
+        with pytest.raises(training.CheckpointError, match=r"history.jsonl: line 2 is not a history row"):
+            read_history(checkpoint)

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 
 import training
 from training import train as train_module
+from training.checkpoint import read_history
 from training.model import ConvVAE, LossParts, ModelConfig
 from training.train import TrainConfig, TrainingError, train
 
@@ -136,6 +138,13 @@ def test_resume_gives_the_same_weights_as_one_run(tiny_mnist: Path, tmp_path: Pa
     assert json.loads((tmp_path / "split" / "state.json").read_text())["step"] == 11
     train(TINY_MODEL, config, tmp_path / "split", data_dir=tiny_mnist, resume=True, progress=False)
     assert_same_weights(tmp_path / "straight", tmp_path / "split")
+    # the history goes on where it was: the first run's final row (step 11) stays, the rest are
+    # the straight run's figures, and the row after the break counts its 5 steps
+    straight, split = read_history(tmp_path / "straight"), read_history(tmp_path / "split")
+    assert [r["step"] for r in split] == [8, 11, 16, 24] and [r["step"] for r in straight] == [8, 16, 24]
+    for a, b in zip([split[0], *split[2:]], straight):
+        assert a["test_neg_elbo_nats"] == b["test_neg_elbo_nats"] and a["test_mse_per_pixel"] == b["test_mse_per_pixel"]
+    assert [r["train_steps"] for r in split] == [8, 3, 5, 8]
 
 
 def test_a_run_saved_before_weight_decay_existed_resumes_without_it(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -172,6 +181,13 @@ def test_signal_mid_epoch_writes_a_resumable_checkpoint(tiny_mnist: Path, tmp_pa
     straight = cli("train", "--out", str(tmp_path / "straight"), *flags)
     assert straight.returncode == 0, straight.stderr
     assert_same_weights(out, tmp_path / "straight")
+    # the same history, but for the row spanning the break, whose training loss covers the steps
+    # after it (and the evaluation skipped when the break fell on an epoch's last step)
+    by_step = {r["step"]: r for r in read_history(tmp_path / "straight")}
+    rows = read_history(out)
+    assert [r["step"] for r in rows] == [step for step in by_step if step != stopped_at] and len(by_step) == 12
+    assert all(r["test_neg_elbo_nats"] == by_step[r["step"]]["test_neg_elbo_nats"] for r in rows)
+    assert sum(r["train_steps"] for r in rows) == 12 * 32 - stopped_at % 32
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
@@ -473,3 +489,19 @@ def test_eval_every_evaluates_and_checkpoints_every_nth_epoch_and_the_last(
                     data_dir=tiny_mnist, progress=False)
     assert saved_at == [16, 32, 40]  # 8 steps per epoch: after epochs 2 and 4, and at the end
     assert metrics["step"] == 40 and len(metrics["epoch_seconds"]) == 5
+
+
+def test_the_history_has_a_row_per_evaluation_with_the_training_loss_since_the_last(
+        tiny_mnist: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=5, batch_size=32, eval_every=2, warmup_steps=10)
+    metrics = train(TINY_MODEL, config, tmp_path / "r", data_dir=tiny_mnist, progress=False)
+    rows = read_history(tmp_path / "r")
+    assert [(r["step"], r["epoch"], r["train_steps"]) for r in rows] == [(16, 2.0, 16), (32, 4.0, 16), (40, 5.0, 8)]
+    assert [r["lr"] for r in rows] == [train_module.learning_rate(config, r["step"] - 1, 40) for r in rows]
+    losses = [r["train_loss_nats"] for r in rows]
+    assert all(math.isfinite(v) and v > 0 for v in losses) and losses[0] > losses[-1]  # it learns
+    assert [r["seconds"] for r in rows] == sorted(r["seconds"] for r in rows)
+    # the last row is the final evaluation, metrics.json's figures; kNN only there (it encodes the training set)
+    for key in ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "mse_per_pixel", "active_units", "knn5_accuracy"):
+        assert rows[-1][f"test_{key}"] == metrics[key], key
+    assert "test_knn5_accuracy" not in rows[0] and rows[0]["test_neg_elbo_nats"] > rows[-1]["test_neg_elbo_nats"]

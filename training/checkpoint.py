@@ -3,6 +3,8 @@
     model.safetensors   the network's weights
     config.json         {"format", "model": ModelConfig, "train": TrainConfig, "dataset", "versions"}
     metrics.json        test-set figures (see training.evaluate)
+    history.jsonl       one JSON object a line per evaluation during training: step, epoch,
+                        learning rate, mean training loss since the previous line, test figures
     state.safetensors   optimizer moments and RNG states, for --resume (optional)
     state.json          step, epoch, optimizer hyper-parameters, for --resume (optional)
 
@@ -32,6 +34,7 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 STATE = "state.safetensors"
 STATE_JSON = "state.json"
+HISTORY = "history.jsonl"
 
 
 class CheckpointError(Exception):
@@ -192,6 +195,33 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") ->
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.checkpoint_config = config  # what it was trained on, for the app and evaluate
     return model.to(device).eval()
+
+
+def read_history(folder: str | os.PathLike) -> list[dict]:
+    """The rows of a checkpoint's history.jsonl, in order; [] when it has none (trained before
+    histories were kept). Raises CheckpointError for a line that is not a JSON object."""
+    path = Path(folder) / HISTORY
+    if not path.is_file():
+        return []
+    rows = []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} cannot be read ({e}).") from None
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise CheckpointError(f"{path}: line {number} is not a history row (a JSON object with a step).")
+        rows.append(row)
+    return rows
+
+
+def write_history(folder: Path, rows: list[dict]) -> None:
+    """ROWS as history.jsonl, whole and atomically, like every other file of a checkpoint."""
+    atomic_write_bytes(folder / HISTORY, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode())
 
 
 def read_metrics(folder: str | os.PathLike) -> dict:

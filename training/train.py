@@ -30,10 +30,12 @@ from training.checkpoint import (
     atomic_save_tensors,
     atomic_write_json,
     read_config,
+    read_history,
     read_json,
     read_tensors,
     save_model,
     versions,
+    write_history,
 )
 from training import distributed
 from training.adam import Adam
@@ -328,8 +330,11 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     optimizer = Adam(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
     step, elapsed_before = 0, 0.0
+    history: list[dict] = []  # history.jsonl's rows, rewritten whole at each save
     if resume:
         step, elapsed_before = _resume_into(out, model, optimizer, generator)
+        # rows past the saved step (a save that stopped between its files) are not this run's past
+        history = [row for row in read_history(out) if row["step"] <= step]
         if train_config.dataset == FOLDER:  # the images it was training on, split as they were
             saved = read_config(out)["dataset"]
             data_dir = data_dir or saved.get("path")
@@ -377,6 +382,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     # includes capturing the graph)
     epoch_seconds: list[float] = []
     last_metrics: dict = {}
+    train_loss = [0.0, 0]  # the per-image training losses' sum and count since the last history row
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - started
@@ -420,6 +426,8 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                     window_sums = (graphed.losses[b + 1 - (step - window_start):b + 1] if graphed is not None
                                    else distributed.summed(torch.stack(window), processes))
                     losses = window_sums.div(batch).tolist()
+                    train_loss[0] += sum(losses)
+                    train_loss[1] += len(losses)
                     bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
                     if bad is not None:
                         raise TrainingError(
@@ -449,6 +457,9 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                 continue
             save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
             atomic_write_json(out / METRICS, {**last_metrics, "step": step, "final": False})
+            history.append(history_row(step, steps_per_epoch, elapsed(), optimizer.lr, train_loss, last_metrics))
+            write_history(out, history)
+            train_loss = [0.0, 0]
             if progress:
                 print(f"step {step}: test -ELBO {last_metrics['neg_elbo_nats']:.2f} nats "
                       f"(recon {last_metrics['reconstruction_nats']:.2f}, KL {last_metrics['kl_nats']:.2f}), "
@@ -475,7 +486,26 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     })
     save_training_state(out, model, optimizer, generator, step, run_config, train_seconds)
     atomic_write_json(out / METRICS, metrics)
+    history.append(history_row(step, steps_per_epoch, train_seconds, optimizer.lr, train_loss, metrics))
+    write_history(out, history)
     return metrics
+
+
+# the test figures a history row keeps (knn5_accuracy in the final row only: it encodes the training set)
+HISTORY_METRICS = ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "mse_per_pixel", "active_units",
+                   "knn5_accuracy")
+
+
+def history_row(step: int, steps_per_epoch: int, seconds: float, lr: float, train_loss: list,
+                metrics: dict) -> dict:
+    """One line of history.jsonl: where training was (step, epoch, seconds of training), the learning
+    rate of its last step, the mean per-image training loss (nats; β-weighted as trained) over
+    the TRAIN_LOSS [sum, count] steps since the previous line (None for none), and the test
+    figures of METRICS, prefixed test_."""
+    total, steps = train_loss
+    return {"step": step, "epoch": round(step / steps_per_epoch, 4), "seconds": round(seconds, 3), "lr": lr,
+            "train_loss_nats": total / steps if steps else None, "train_steps": steps,
+            **{f"test_{key}": metrics[key] for key in HISTORY_METRICS if key in metrics}}
 
 
 def stop_if_encoder_dead(metrics: dict | None, test_images: torch.Tensor, step: int, train_config: TrainConfig,

@@ -11,12 +11,14 @@ import numpy as np
 import streamlit as st
 
 import training
+from training.cli import train_command
 from training.images import model_input, uses_digit_recipe
 from training.sampler import MixtureSampler, load_sampler
 from explorer.anomaly import (MAX_UPLOADS, ScoredImage, percentile_among_test_set, ranking, ranking_csv,
                               score_images)
 from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
-from explorer.figures import atlas_figure, selected_rows
+from explorer.figures import atlas_figure, history_figure, selected_rows
+from explorer.history import history_csv, run_summary
 from explorer.latent import clamp, inactive_dimensions, interpolate, latent_ranges, sample_prior, traverse
 from explorer.live import browser_bundle, export_decoder_onnx, latent_from_browser, live_payload, principal_plane
 from explorer.models import list_checkpoints
@@ -362,6 +364,46 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
         traversal_view(z, model)
     elif view == "anomaly":
         anomaly_view(model, atlas)
+    elif view == "training":
+        training_view(folder, model)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def training_history(folder: str, modified: float) -> list[dict]:
+    """The checkpoint's history.jsonl rows, cached until the file changes (MODIFIED, its mtime:
+    a run still training into the folder adds a row at each evaluation)."""
+    return training.read_history(folder)
+
+
+def training_view(folder: str, model: training.ConvVAE) -> None:
+    """How the model was trained: its recipe in a sentence, the command that trains it again,
+    and its history's curves (test figures at each evaluation, the training loss between)."""
+    config = model.checkpoint_config
+    if "train" in config:
+        st.markdown(run_summary(config, training.read_metrics(folder)))
+        st.code(train_command(config, f"runs/{Path(folder).name}"), language="bash", wrap_lines=True)
+    else:  # saved by save_model from Python with the model's config alone
+        st.info("This checkpoint does not record how it was trained (its config.json has no train section).")
+    history_path = Path(folder) / "history.jsonl"
+    if not history_path.is_file():
+        st.info("This checkpoint has no training history: it was trained before `python -m training train` "
+                "kept one (history.jsonl, a line per evaluation). Train it again to see its curves.")
+        return
+    try:
+        rows = training_history(folder, history_path.stat().st_mtime)
+    except training.CheckpointError as error:
+        st.warning(str(error))
+        return
+    if not rows:
+        st.info("The training history is empty.")
+        return
+    st.plotly_chart(history_figure(rows), key="history_chart", width="stretch")
+    last = rows[-1]
+    st.caption(f"{len(rows)} evaluations over {round(last['epoch'], 2):g} epochs. The training loss is each point's mean over "
+               "the steps since the previous one, with one posterior sample per image, as trained (β-weighted); "
+               "the test −ELBO also takes one sample, the MSE decodes the means.")
+    st.download_button("Download the history (CSV)", history_csv(rows), f"{Path(folder).name}-history.csv",
+                       "text/csv")
 
 
 def live_controls(folder: str, model: training.ConvVAE) -> None:

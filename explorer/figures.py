@@ -68,3 +68,32 @@ def atlas_figure(atlas: Atlas, class_names: tuple[str, ...] | list[str], marker:
         uirevision="atlas",  # keep zoom and hidden classes across reruns
     )
     return figure
+
+
+def history_figure(rows: list[dict], height: int = 440) -> go.Figure:
+    """A checkpoint's history (training/checkpoint.py's history.jsonl rows) against the epoch:
+    above, the mean training loss since the previous row and the test −ELBO (nats per image);
+    below, the test MSE per pixel of reconstructions decoded from the means."""
+    from plotly.subplots import make_subplots  # noqa: PLC0415 - this figure alone needs it
+
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
+    epochs = [row["epoch"] for row in rows]
+    steps = [row["step"] for row in rows]
+    series = (
+        (1, "train_loss_nats", "training loss (mean since the previous point)", PALETTE[0], "%{y:.2f} nats"),
+        (1, "test_neg_elbo_nats", "test −ELBO", PALETTE[1], "%{y:.2f} nats"),
+        (2, "test_mse_per_pixel", "test MSE of decode(μ)", PALETTE[2], "%{y:.5f}"),
+    )
+    for row_number, key, name, colour, value in series:
+        figure.add_trace(go.Scatter(
+            x=epochs, y=[row.get(key) for row in rows], name=name, mode="lines+markers",
+            line=dict(color=colour, width=2), marker=dict(size=5), customdata=steps, connectgaps=False,
+            hovertemplate=f"{name}<br>epoch %{{x}} (step %{{customdata:,}})<br>{value}<extra></extra>",
+        ), row=row_number, col=1)
+    figure.update_yaxes(title_text="nats per image", row=1, col=1)
+    figure.update_yaxes(title_text="MSE per pixel", row=2, col=1)
+    figure.update_xaxes(title_text="epoch", row=2, col=1)
+    # colours, fonts and grid from the page's theme (st.plotly_chart's default), light or dark
+    figure.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), hovermode="x unified",
+                         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    return figure

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-VIEWS = ("interpolate", "traverse", "anomaly")
+VIEWS = ("interpolate", "traverse", "anomaly", "training")
 MAX_PARAM_CHARS = 2000
 
 

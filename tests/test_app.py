@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 from tests.test_live import read_bundle
+from training.model import ModelConfig
+from training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -359,3 +362,47 @@ def test_a_conditional_model_scores_an_upload_as_the_class_that_explains_it_best
                                                        ("one.png", png_file(one), "image/png")]).run()
     table = app.dataframe[0].value
     assert dict(zip(table["file"], table["label"])) == {"seven.png": "7", "one.png": "1"}
+
+
+def history_charts(app: AppTest) -> list[dict]:
+    """The page's history figures (their plotly JSON), told from the map by their traces."""
+    figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    return [f for f in figures if any(trace.get("name") == "test −ELBO" for trace in f["data"])]
+
+
+def test_the_training_view_shows_the_recipe_the_command_and_the_history(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = TrainConfig(epochs=3, batch_size=32, seed=4)
+    train(ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16), config, out, data_dir=tiny_mnist, progress=False)
+    app = run_app({"view": "training"})
+    app.text_input(key="model_path").set_value(str(out)).run()
+    assert not app.exception
+    assert any(m.value.startswith("Trained on mnist, 3 epochs of batch 32 (24 steps): Adam at lr 0.002")
+               for m in app.markdown)
+    assert [c.value for c in app.code] == ["python -m training train --out runs/run --epochs 3 --batch-size 32 "
+                                           "--seed 4 --conv-channels 4,8,8 --hidden-dim 16"]
+    (figure,) = history_charts(app)
+    assert [trace["x"] for trace in figure["data"]] == [[1.0, 2.0, 3.0]] * 3
+    assert any(c.value.startswith("3 evaluations over 3 epochs.") for c in app.caption)
+    download = next(b for b in app.get("download_button") if "history" in b.proto.label)
+    assert download.proto.label == "Download the history (CSV)"
+    assert app.query_params["view"] == "training"
+
+    # a history cut off mid-line says so, and the page stays up; none at all says why
+    (out / "history.jsonl").write_text((out / "history.jsonl").read_text()[:-40])
+    app.text_input(key="model_path").set_value(str(out) + "/").run()  # another path: a fresh load
+    assert not app.exception
+    assert [w.value for w in app.warning] == [f"{out}/history.jsonl: line 3 is not a history row (a JSON object "
+                                              "with a step)."]
+    (out / "history.jsonl").unlink()
+    app.text_input(key="model_path").set_value(str(out)).run()
+    assert any(i.value.startswith("This checkpoint has no training history") for i in app.info)
+    assert history_charts(app) == []
+    # saved from Python with the model's config alone: no recipe claimed, no command
+    bare = tmp_path / "bare"
+    shutil.copytree(out, bare)
+    config = json.loads((bare / "config.json").read_text())
+    (bare / "config.json").write_text(json.dumps({key: config[key] for key in ("format", "model")}))
+    app.text_input(key="model_path").set_value(str(bare)).run()
+    assert not app.exception and not app.code
+    assert any(i.value.startswith("This checkpoint does not record how it was trained") for i in app.info)

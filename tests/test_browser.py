@@ -246,6 +246,29 @@ def test_traversal_grid_view(page: object) -> None:
     assert "view=traverse" in page.url
 
 
+def test_the_training_view_draws_the_bundled_models_history_with_its_axes(page: object) -> None:
+    page.get_by_role("radio", name="Training").click()
+    page.get_by_text("Trained on mnist, 90 epochs of batch 128 (42,120 steps)").wait_for(timeout=15_000)
+    page.get_by_text("python -m training train --out runs/mnist-z8 --epochs 90 --weight-decay 0.1").wait_for()
+    chart = page.locator(".js-plotly-plot").filter(has_text="test −ELBO")
+    chart.wait_for(timeout=15_000)
+    assert "view=training" in page.url
+    legend = chart.locator(".legendtext").all_text_contents()
+    assert legend == ["training loss (mean since the previous point)", "test −ELBO", "test MSE of decode(μ)"]
+    # 90 points a line, and axes with their numbers (with theme=None Streamlit drew none)
+    assert chart.evaluate("e => e.data.map(t => t.x.length)") == [90, 90, 90]
+    epochs = chart.locator(".x2tick text").all_text_contents()
+    assert "20" in epochs and "80" in epochs, epochs
+    assert "100" in chart.locator(".ytick text").all_text_contents()  # nats
+    assert "0.015" in chart.locator(".y2tick text").all_text_contents()  # MSE
+    # and on screen: inside the chart's box, not cut off by its margins (as with theme=None)
+    assert chart.evaluate("""e => { const box = e.getBoundingClientRect();
+        const labels = Array.from(e.querySelectorAll('.ytick text, .y2tick text, .x2tick text'));
+        return labels.length > 0 && labels.every(t => { const r = t.getBoundingClientRect();
+            return r.width > 0 && r.left >= box.left && r.right <= box.right && r.top >= box.top
+                && r.bottom <= box.bottom; }); }""")
+
+
 def test_an_rgb_model_is_decoded_live_too(page: object, tmp_path: Path) -> None:
     """A 3×64×64 checkpoint (random weights, no atlas) picked by path: the same controls,
     in colour, equal to torch."""

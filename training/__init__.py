@@ -8,7 +8,7 @@
 """
 
 from training.anomaly import anomaly_score, auroc
-from training.checkpoint import CheckpointError, load_model, read_config, read_metrics
+from training.checkpoint import CheckpointError, load_model, read_config, read_history, read_metrics
 from training.data import DataError, load_data, load_dataset, read_idx
 from training.evaluate import encode_dataset
 from training.model import ConvVAE, LossParts, ModelConfig, kl_divergence, vae_loss
@@ -31,6 +31,7 @@ __all__ = [
     "load_dataset",
     "load_model",
     "read_config",
+    "read_history",
     "read_idx",
     "read_metrics",
     "vae_loss",

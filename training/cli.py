@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import fields
@@ -146,6 +147,33 @@ def _configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConf
         train_values["epochs"] = 10_000  # the recipe stops on max_steps
     train_config = TrainConfig(**train_values)
     return ModelConfig(**model_values), train_config
+
+
+def train_command(config: dict, out: str) -> str:
+    """The `python -m training train` command that trains a checkpoint's CONFIG (its
+    config.json) again, into OUT: a flag for every field that differs from its default, the
+    inverse of _configs_from_args (log_every, which changes no weight, has no flag). Fields a
+    checkpoint predates take their defaults, as resuming it would."""
+    known = {f.name for f in fields(TrainConfig)}
+    train_config = TrainConfig(**{k: v for k, v in config["train"].items() if k in known})
+    model_config = ModelConfig.from_dict(dict(config["model"]))
+    words = ["python", "-m", "training", "train", "--out", out]
+    for source, default in ((train_config, TrainConfig()), (model_config, ModelConfig())):
+        for f in fields(source):
+            value = getattr(source, f.name)
+            if value == getattr(default, f.name) or f.name == "log_every":
+                continue
+            if f.name == "cuda_graphs":
+                words.append("--no-cuda-graphs")
+            elif f.name == "num_classes":
+                words.append("--conditional")
+            else:
+                shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+                words += [f"--{f.name.replace('_', '-')}", shown]
+    path = config.get("dataset", {}).get("path")
+    if path:
+        words += ["--data-dir", path]
+    return shlex.join(words)
 
 
 def _changed_on_resume(args: argparse.Namespace, model_config: ModelConfig, train_config: TrainConfig) -> list[str]:

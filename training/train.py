@@ -267,7 +267,10 @@ def train_step(stepper: nn.Module, optimizer: Adam, x: Tensor, y: Tensor | None,
 
 def device_name(device: torch.device) -> str:
     """'NVIDIA H200' or 'cpu (2 threads)', for metrics and benchmark reports."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
 
 
 def use_graphed_steps(config: TrainConfig, device: torch.device, processes: distributed.Processes) -> bool:

@@ -1,0 +1,59 @@
+"""How a checkpoint was trained, for the page's Training view: its recipe in a sentence and its
+history (training/checkpoint.py's history.jsonl) as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import fields
+
+from training.train import TrainConfig
+
+# history.jsonl's columns in the order a spreadsheet shows them; a row lacks the ones it has no value for
+HISTORY_COLUMNS = ("step", "epoch", "seconds", "lr", "train_loss_nats", "train_steps", "test_neg_elbo_nats",
+                   "test_reconstruction_nats", "test_kl_nats", "test_mse_per_pixel", "test_active_units",
+                   "test_knn5_accuracy")
+
+
+def run_summary(config: dict, metrics: dict) -> str:
+    """One sentence (markdown) of what CONFIG (a checkpoint's config.json) trained on and how,
+    and, from METRICS (its metrics.json, possibly empty), where and how fast: "mnist, 90
+    epochs of batch 128 (42,120 steps): Adam at lr 0.002 (wsd schedule, 50 warm-up steps),
+    weight decay 0.1, Bernoulli likelihood, β = 1, PyTorch's initialisation, seed 0; bf16 on
+    cpu (1 thread), 15.2 minutes at 6,788 images/s."."""
+    known = {f.name for f in fields(TrainConfig)}
+    train = TrainConfig(**{k: v for k, v in config.get("train", {}).items() if k in known})
+    dataset = config.get("dataset", {})
+    data = train.dataset if train.dataset != "folder" else f"the image folder {dataset.get('path', '?')}"
+    steps, per_epoch = metrics.get("step"), config.get("steps_per_epoch")
+    if steps and per_epoch:  # as it ran (--max-steps may have stopped it early)
+        done = steps / per_epoch
+        length = f"{done:.0f} epochs" if done == round(done) else f"{done:.2f} epochs"
+        length += f" of batch {train.batch_size} ({steps:,} steps)"
+    else:
+        length = f"{train.epochs} epochs of batch {train.batch_size}"
+    schedule = f"{train.lr_schedule} schedule" + (f", {train.warmup_steps} warm-up steps" if train.warmup_steps else "")
+    likelihood = {"bce": "Bernoulli likelihood", "mse": "784·MSE (Gaussian) likelihood"}.get(train.loss, train.loss)
+    init = {"pytorch": "PyTorch's initialisation", "kaiming": "Kaiming initialisation"}.get(train.init, train.init)
+    sentence = (f"Trained on {data}, {length}: Adam at lr {train.lr:g} ({schedule}), weight decay "
+                f"{train.weight_decay:g}, {likelihood}, β = {train.beta:g}, {init}, seed {train.seed}")
+    if "train_seconds" in metrics and "device" in metrics:
+        minutes = metrics["train_seconds"] / 60
+        took = f"{minutes:.1f} minutes" if minutes >= 1 else f"{metrics['train_seconds']:.1f} s"
+        rate = f" at {metrics['images_per_second']:,.0f} images/s" if "images_per_second" in metrics else ""
+        precision = f"{metrics['precision']} on " if "precision" in metrics else ""
+        device = metrics["device"].replace("(1 threads)", "(1 thread)")  # as older checkpoints wrote it
+        sentence += f"; {precision}{device}, {took}{rate}"
+    return sentence + "."
+
+
+def history_csv(rows: list[dict]) -> str:
+    """History rows as CSV text: HISTORY_COLUMNS, then any others the rows have; an empty cell
+    where a row has no value (the training loss of a row with no steps, kNN-5 before the end)."""
+    columns = list(HISTORY_COLUMNS) + sorted({key for row in rows for key in row} - set(HISTORY_COLUMNS))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    return out.getvalue()

@@ -1,9 +1,10 @@
 """The README's pictures of the page, from a real `streamlit run app.py` in headless chromium:
-the page with test image #3 encoded into the sliders (docs/page.png), and the anomaly view
+the page with test image #3 encoded into the sliders (docs/page.png), the anomaly view
 ranking seven uploads (docs/anomaly.png): four digits the bundled model drew, written as dark
-ink on light paper like scans, white noise, a photograph and a blank page.
+ink on light paper like scans, white noise, a photograph and a blank page; and the training
+view, the bundled model's recipe and history (docs/training.png).
 
-    python docs/screenshot.py            # writes docs/page.png and docs/anomaly.png
+    python docs/screenshot.py            # writes docs/page.png, docs/anomaly.png, docs/training.png
 """
 
 from __future__ import annotations
@@ -81,11 +82,23 @@ def main() -> None:
                 page.evaluate("y => document.querySelector('[data-testid=stMain]').scrollBy(0, y)", top)
                 time.sleep(1)
                 page.screenshot(path=str(ROOT / "docs" / "anomaly.png"))
+
+            page.goto(f"http://127.0.0.1:{port}/?view=training")
+            page.wait_for_function(LIVE_READY_JS, timeout=60_000)
+            chart = page.locator(".js-plotly-plot").filter(has_text="test −ELBO")
+            chart.wait_for(timeout=30_000)
+            time.sleep(2)
+            page.mouse.move(5, 5)
+            view = page.get_by_role("radiogroup").filter(has_text="Training").first
+            top = view.bounding_box()["y"] - 20
+            page.evaluate("y => document.querySelector('[data-testid=stMain]').scrollBy(0, y)", top)
+            time.sleep(1)
+            page.screenshot(path=str(ROOT / "docs" / "training.png"))
             browser.close()
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print(f"wrote {out} and {ROOT / 'docs' / 'anomaly.png'}")
+    print(f"wrote {out}, {ROOT / 'docs' / 'anomaly.png'} and {ROOT / 'docs' / 'training.png'}")
 
 
 if __name__ == "__main__":

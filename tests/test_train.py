@@ -57,7 +57,7 @@ def test_cli_end_to_end_on_tiny_idx_files(tiny_mnist: Path, tmp_path: Path) -> N
     assert f", {metrics['active_units']} of 8 latents in use, " in result.stdout
     assert 0 <= metrics["active_units"] <= 8 and metrics["latent_spread"] > 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "metrics.json", "model.safetensors", "state.json", "state.safetensors"]
+        "config.json", "history.jsonl", "metrics.json", "model.safetensors", "state.json", "state.safetensors"]
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["epochs"] == 3 and config["model"]["latent_dim"] == 8
     assert config["dataset"]["name"] == "mnist" and "torch" in config["versions"]

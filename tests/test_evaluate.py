@@ -1,6 +1,11 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
+from tests.conftest import BUNDLED, ROOT
+from tests.test_train import ENV
 from training.evaluate import knn_accuracy, nearest_neighbours
 
 
@@ -56,3 +61,21 @@ def test_the_search_allocates_its_distance_buffer_once() -> None:
         nearest_neighbours(points, queries, k=5, chunk=16)  # 20 chunks of 16 x 20,000 distances (1.3 MB)
     large = [e.name for e in prof.events() if e.name != "[memory]" and e.cpu_memory_usage >= 1 << 20]
     assert len(large) <= 2, large
+
+
+@pytest.mark.parametrize("args,message", [
+    (["evaluate", "--limit", "-5"], "--limit -5: must be 0 (all the test images) or a positive count"),
+    (["atlas", "--limit", "-1"], "--limit -1: must be 0 (all the test images) or a positive count"),
+    (["anomaly", "--ood", "fashion-mnist", "--limit", "-3"], "--limit -3: must be 0"),
+    (["sampler", "--components", "0"], "--components must be at least 1"),
+])
+def test_counts_out_of_range_are_refused_before_any_work(args: list[str], message: str) -> None:
+    # a negative --limit sliced the last images off (evaluate --limit -5 scored 9,995); sampler
+    # --components 0 said "need at least 0 means for 0 components"
+    before = {p.name: p.read_bytes() for p in BUNDLED.iterdir()}
+    command, *flags = args
+    result = subprocess.run([sys.executable, "-m", "training", command, str(BUNDLED), *flags, "--data-dir",
+                             "/nonexistent"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: {message}"), result.stderr
+    assert {p.name: p.read_bytes() for p in BUNDLED.iterdir()} == before

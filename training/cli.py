@@ -228,6 +228,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.iw_samples < 1:
         raise ValueError("--iw-samples must be at least 1")
+    _check_limit(args.limit)
     device = pick_device(args.device)
     model = load_for_batches(args.checkpoint, device)
     config = model.checkpoint_config
@@ -255,9 +256,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_limit(limit: int) -> None:
+    """--limit, checked before any work: a negative one sliced off the last images instead."""
+    if limit < 0:
+        raise ValueError(f"--limit {limit}: must be 0 (all the test images) or a positive count")
+
+
 def cmd_atlas(args: argparse.Namespace) -> int:
     from training.atlas import build_atlas
 
+    _check_limit(args.limit)
     path = build_atlas(args.checkpoint, data_dir=args.data_dir, limit=args.limit, seed=args.seed)
     print(f"wrote {path}")
     return 0
@@ -267,6 +275,8 @@ def cmd_sampler(args: argparse.Namespace) -> int:
     from training.evaluate import checkpoint_data, encode_dataset, load_for_batches
     from training.sampler import fit_mixture, save_sampler
 
+    if args.components < 1:
+        raise ValueError("--components must be at least 1")
     model = load_for_batches(args.checkpoint, pick_device("auto"))
     train_split = checkpoint_data(model, args.data_dir)[0]
     means, _ = encode_dataset(model, train_split.images, train_split.labels)
@@ -289,6 +299,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     from training.data import load_data
     from training.evaluate import checkpoint_data, load_for_batches
 
+    _check_limit(args.limit)
     model = load_for_batches(args.checkpoint, pick_device(args.device))
     inside = checkpoint_data(model, args.data_dir)[1].images
     outside = load_data(args.ood, args.ood_data_dir, model.config.image_shape)[1].images

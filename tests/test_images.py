@@ -152,3 +152,19 @@ def test_sample_patches_make_an_rgb_data_set(tmp_path: Path) -> None:
     files, labels, names = find_images(tmp_path / "p")
     assert names == ("china", "flower") and len(files) == 120
     assert load_image(files[0], 64, 3).shape == (64, 64, 3)
+    # the same call again rewrites the same patches; another size or stride, or a folder with
+    # anything else in it, would mix files into the data set: refused, nothing written
+    def patches(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "training", "patches", *flags], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env=ENV)
+
+    assert patches(str(tmp_path / "p"), "--size", "64", "--stride", "64").returncode == 0
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
+    result = patches(str(tmp_path / "p"), "--size", "64", "--stride", "48")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "p: already holds 104 other files (china/000-064.png, ...), which would join the data set" in result.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "holiday.jpg").write_bytes(b"a photo")
+    result = patches(str(tmp_path / "mine"))
+    assert result.returncode == 2 and "mine: already holds 1 other file (holiday.jpg), which" in result.stderr
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")) == before

@@ -130,20 +130,30 @@ def load_image_folder(folder: str | os.PathLike, image_size: int, channels: int,
 def write_sample_patches(folder: str | os.PathLike, size: int = 64, stride: int = 16) -> int:
     """Cut the two photographs scikit-learn ships (china.jpg, flower.jpg) into SIZE × SIZE
     patches STRIDE pixels apart, saved as PNGs in one subfolder per photograph: an RGB data set
-    every installation has, for the bundled RGB model. Returns the number of patches."""
+    every installation has, for the bundled RGB model. Returns the number of patches. FOLDER
+    must be new, empty, or hold these very patches (the same call again): other files would
+    become part of the data set (DataError)."""
     from sklearn.datasets import load_sample_images  # noqa: PLC0415 - only this command needs it
 
+    folder = Path(folder)
     photos = load_sample_images()
-    count = 0
+    patches = {}  # relative path -> (photo, top, left)
     for path, photo in zip(photos.filenames, photos.images):
-        out = Path(folder) / Path(path).stem
-        out.mkdir(parents=True, exist_ok=True)
         height, width = photo.shape[:2]
         for top in range(0, height - size + 1, stride):
             for left in range(0, width - size + 1, stride):
-                Image.fromarray(photo[top:top + size, left:left + size]).save(out / f"{top:03d}-{left:03d}.png")
-                count += 1
-    return count
+                patches[f"{Path(path).stem}/{top:03d}-{left:03d}.png"] = (photo, top, left)
+    if folder.exists():
+        others = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                        if p.is_file() and p.relative_to(folder).as_posix() not in patches)
+        if others:
+            raise DataError(f"{folder}: already holds {len(others)} other file{'s' if len(others) > 1 else ''} "
+                            f"({others[0]}{', ...' if len(others) > 1 else ''}), which would join the data set; "
+                            "write the patches to a new folder.")
+    for name, (photo, top, left) in patches.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo[top:top + size, left:left + size]).save(folder / name)
+    return len(patches)
 
 
 def mnist_like(gray: np.ndarray) -> np.ndarray | None:

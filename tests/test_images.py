@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import training
+from training import images as images_module
 from training.data import DataError, load_data
 from training.images import MAX_PIXELS, find_images, load_image, load_image_folder
 from tests.test_train import ENV, ROOT
@@ -76,6 +77,26 @@ def test_a_bad_file_is_named_with_its_problem(tmp_path: Path, case: str) -> None
                 "not-an-image": "not a readable PNG or JPEG",
                 "bomb": "megapixel"}[case]
     assert expected in message
+
+
+def test_a_folder_too_large_for_memory_is_refused_before_decoding(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 24 images of 256 × 256 × 3 need 24 · 196,608 · 9 bytes (42.5 MB) at the loading peak: with
+    # 40 MB available the folder is refused, in one line, before a single file is decoded
+    folder = make_folder(tmp_path / "art")
+    monkeypatch.setattr(images_module, "available_memory", lambda: 40_000_000)
+    decoded: list[Path] = []
+    real_load = images_module.load_image
+    monkeypatch.setattr(images_module, "load_image", lambda path, *args: decoded.append(path) or real_load(path, *args))
+    with pytest.raises(DataError) as error:
+        load_image_folder(folder, image_size=256, channels=3)
+    assert str(error.value) == (f"{folder}: 24 images of 256×256×3 need about 42 MB of memory to load, and this "
+                                "machine has 40 MB available; use a smaller --image-size or fewer images.")
+    assert decoded == []
+    train, test, _ = load_image_folder(folder, image_size=64, channels=3)  # 8.8 MB: loads
+    assert len(train) + len(test) == 24 and len(decoded) == 24
+    monkeypatch.setattr(images_module, "available_memory", lambda: None)  # not told: not checked
+    assert len(load_image_folder(folder, image_size=256, channels=3)[0]) == 22
 
 
 def test_folder_errors(tmp_path: Path) -> None:

@@ -107,6 +107,28 @@ def load_image(path: Path, image_size: int, channels: int) -> np.ndarray:
     return np.asarray(square_resize(image, image_size), np.uint8).reshape(image_size, image_size, channels)
 
 
+# the peak while loading, per pixel value: the decoded uint8 stack, its float32 copy, and the
+# float32 train and test splits cut from it
+LOAD_BYTES_PER_VALUE = 1 + 4 + 4
+
+
+def _bytes(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the kernel says a new allocation can have (Linux's MemAvailable), or
+    None where it does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def load_image_folder(folder: str | os.PathLike, image_size: int, channels: int, seed: int = 0,
                       test_fraction: float = TEST_FRACTION) -> tuple[Split, Split, tuple[str, ...]]:
     """(train, test, class names) from a folder of images; the test split is a seeded random
@@ -114,6 +136,14 @@ def load_image_folder(folder: str | os.PathLike, image_size: int, channels: int,
     files, labels, class_names = find_images(folder)
     if len(files) < 2:
         raise DataError(f"{folder}: holds only {len(files)} image; a data set needs at least 2.")
+    # before decoding anything: a folder too large for memory would otherwise end in the
+    # kernel's OOM kill, with no word of why
+    needed = len(files) * image_size * image_size * channels * LOAD_BYTES_PER_VALUE
+    available = available_memory()
+    if available is not None and needed > available:
+        raise DataError(f"{folder}: {len(files):,} images of {image_size}×{image_size}×{channels} need about "
+                        f"{_bytes(needed)} of memory to load, and this machine has {_bytes(available)} available; "
+                        "use a smaller --image-size or fewer images.")
     # PIL decodes without the GIL; its warning about huge images is moot: load_image refuses them.
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -4,6 +4,7 @@ test set, interpolate and traverse. Layout and wiring only: the work is done in 
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 from pathlib import Path
 
@@ -153,7 +154,9 @@ def choose_model() -> tuple[str, training.ConvVAE]:
         st.sidebar.selectbox("Bundled checkpoints", names, key="model_choice")
     custom = st.sidebar.text_input("…or a checkpoint folder on this machine", key="model_path",
                                    placeholder="/path/to/checkpoint")
-    wanted = custom.strip() or (str(CHECKPOINTS / st.session_state["model_choice"]) if names else "")
+    # "~/runs/my-model" as a shell would read it: the page gets the text before any shell does
+    typed = os.path.expanduser(custom.strip()) if custom.strip() else ""
+    wanted = typed or (str(CHECKPOINTS / st.session_state["model_choice"]) if names else "")
     previous = st.session_state["active_folder"]
     try:
         if not wanted:

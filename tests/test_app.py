@@ -406,3 +406,15 @@ def test_the_training_view_shows_the_recipe_the_command_and_the_history(tiny_mni
     app.text_input(key="model_path").set_value(str(bare)).run()
     assert not app.exception and not app.code
     assert any(i.value.startswith("This checkpoint does not record how it was trained") for i in app.info)
+
+
+def test_a_typed_path_may_start_with_the_home_folder(tiny_mnist: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    train(ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16, latent_dim=3), TrainConfig(epochs=1, batch_size=64),
+          tmp_path / "runs" / "mine", data_dir=tiny_mnist, progress=False)
+    app = run_app()
+    app.text_input(key="model_path").set_value("~/runs/mine").run()
+    assert not app.exception and not app.sidebar.error
+    assert [s.label for s in latent_sliders(app)] == ["z1", "z2", "z3"]
+    assert any(c.value.startswith("mine: latent size 3") for c in app.sidebar.caption)

@@ -505,3 +505,14 @@ def test_the_history_has_a_row_per_evaluation_with_the_training_loss_since_the_l
     for key in ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "mse_per_pixel", "active_units", "knn5_accuracy"):
         assert rows[-1][f"test_{key}"] == metrics[key], key
     assert "test_knn5_accuracy" not in rows[0] and rows[0]["test_neg_elbo_nats"] > rows[-1]["test_neg_elbo_nats"]
+
+
+def test_paths_typed_with_an_equals_sign_have_their_home_folder_expanded(tiny_mnist: Path, tmp_path: Path) -> None:
+    # bash leaves `--out=~/runs/x` as typed; training used to write a folder named "~" here
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run([sys.executable, "-m", "training", "train", "--out=~/runs/x", f"--data-dir={tiny_mnist}",
+                             "--epochs", "1", *TINY_FLAGS], cwd=work, capture_output=True, text=True, timeout=120,
+                            env={**ENV, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "x" / "model.safetensors").is_file() and not (work / "~").exists()

@@ -398,8 +398,24 @@ def _report_unreadable(unreadable: list[tuple[Path, str]], total: int) -> None:
                          + "".join(f"  {why}\n" for _, why in unreadable))
 
 
+# flags and arguments that name files or folders
+PATH_ARGUMENTS = ("out", "checkpoint", "data_dir", "ood_data_dir", "csv", "sheet", "paths")
+
+
+def _expand_home(args: argparse.Namespace) -> None:
+    """~ in paths the shell left as typed (`--out=~/runs/x`: bash expands ~ only at a word's
+    start), so that no folder named "~" appears in the working directory."""
+    for name in PATH_ARGUMENTS:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            setattr(args, name, os.path.expanduser(value))
+        elif isinstance(value, list):
+            setattr(args, name, [os.path.expanduser(v) for v in value])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _expand_home(args)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "atlas": cmd_atlas, "anomaly": cmd_anomaly,
                "patches": cmd_patches, "sampler": cmd_sampler, "score": cmd_score}[args.command]
     try:

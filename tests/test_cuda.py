@@ -3,6 +3,7 @@ step against the same step run eagerly, and the commands end to end on the GPU."
 
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -93,6 +94,12 @@ def test_training_on_the_gpu_end_to_end(tiny_mnist: Path, tmp_path: Path) -> Non
     plain = cli("train", "--out", str(tmp_path / "plain"), "--no-cuda-graphs", *flags)
     assert plain.returncode == 0, plain.stderr
     assert not json.loads((tmp_path / "plain" / "metrics.json").read_text())["cuda_graphs"]
+    # the replayed steps' losses reach the history as the launched ones do
+    graphed_rows, plain_rows = training.read_history(tmp_path / "graphed"), training.read_history(tmp_path / "plain")
+    assert [(r["step"], r["train_steps"]) for r in graphed_rows] == [(8, 8), (16, 8), (24, 8)]
+    assert [r["step"] for r in plain_rows] == [8, 16, 24]
+    for g, p in zip(graphed_rows, plain_rows):
+        assert math.isfinite(g["train_loss_nats"]) and g["train_loss_nats"] == pytest.approx(p["train_loss_nats"], rel=1e-2)
     # a GPU-trained checkpoint loads and decodes on a CPU
     model = training.load_model(tmp_path / "graphed")
     assert next(model.parameters()).device.type == "cpu"

@@ -354,7 +354,7 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
         st.caption(f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
                    "latent; the star is the current z, placed among its nearest neighbours.")
 
-    # the view is None while the user has deselected both views: keep the last one in the link
+    # the view is None while the user has deselected every view: keep the last one in the link
     shared = {"model": Path(folder).name, "z": format_latent(z)}
     if st.session_state["view"] in VIEWS:
         shared["view"] = st.session_state["view"]

@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 import training
+from training.checkpoint import HISTORY
 from training.cli import train_command
 from training.images import model_input, uses_digit_recipe
 from training.sampler import MixtureSampler, load_sampler
@@ -387,7 +388,7 @@ def training_view(folder: str, model: training.ConvVAE) -> None:
         st.code(train_command(config, f"runs/{Path(folder).name}"), language="bash", wrap_lines=True)
     else:  # saved by save_model from Python with the model's config alone
         st.info("This checkpoint does not record how it was trained (its config.json has no train section).")
-    history_path = Path(folder) / "history.jsonl"
+    history_path = Path(folder) / HISTORY
     if not history_path.is_file():
         st.info("This checkpoint has no training history: it was trained before `python -m training train` "
                 "kept one (history.jsonl, a line per evaluation). Train it again to see its curves.")

@@ -284,4 +284,4 @@ def test_the_bundled_fashion_model_leaves_z7_unused_and_its_decoder_ignores_it()
             z[:, d] = torch.tensor([-3.0, 3.0])
             images = model.decode(z)
             change.append(float((images[0] - images[1]).abs().mean()))
-    assert change[6] < 0.01 and min(change[:6] + change[7:]) > 0.1  # measured: 0.0018 against 0.12-0.49
+    assert change[6] < 0.01 and min(change[:6] + change[7:]) > 0.1  # measured: 0.0018 against 0.12-0.48

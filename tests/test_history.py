@@ -15,6 +15,7 @@ import pytest
 
 from explorer.figures import history_figure
 from explorer.history import HISTORY_COLUMNS, history_csv, run_summary
+from training.checkpoint import read_history, read_metrics
 from training.cli import _configs_from_args, build_parser, train_command
 from training.model import ModelConfig
 from training.train import TrainConfig
@@ -102,3 +103,14 @@ def test_the_history_figure_plots_losses_above_and_mse_below_against_the_epoch()
     assert tuple(traces["test −ELBO"].y) == (250.0, 240.0) and tuple(traces["test MSE of decode(μ)"].y) == (0.05, 0.04)
     assert [trace.yaxis for trace in figure.data] == ["y", "y", "y2"]
     assert tuple(traces["test −ELBO"].customdata) == (8, 11)  # the step, in the hover
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_each_bundled_history_is_its_models_and_ends_at_its_metrics(name: str) -> None:
+    folder = ROOT / "checkpoints" / name
+    rows, metrics = read_history(folder), read_metrics(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert [row["epoch"] for row in rows] == [float(e) for e in range(1, config["train"]["epochs"] + 1)]
+    assert sum(row["train_steps"] for row in rows) == rows[-1]["step"] == metrics["step"]
+    for key in ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "mse_per_pixel", "knn5_accuracy"):
+        assert rows[-1][f"test_{key}"] == metrics[key], key  # evaluate --write recomputed them: the same weights

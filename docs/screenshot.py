@@ -51,6 +51,16 @@ def upload_files(folder: Path) -> list[Path]:
     return paths
 
 
+def shoot_from_view(page: object, view: str, path: Path) -> None:
+    """A screenshot of the page scrolled so that the view bar (VIEW selected) is at its top."""
+    page.mouse.move(5, 5)  # no tooltip in the picture
+    bar = page.get_by_role("radiogroup").filter(has_text=view).first
+    top = bar.bounding_box()["y"] - 20
+    page.evaluate("y => document.querySelector('[data-testid=stMain]').scrollBy(0, y)", top)
+    time.sleep(1)
+    page.screenshot(path=str(path))
+
+
 def main() -> None:
     out = ROOT / "docs" / "page.png"
     port = free_port()
@@ -76,24 +86,14 @@ def main() -> None:
                 table = page.locator("[data-testid=stDataFrame]")
                 table.wait_for(timeout=30_000)
                 time.sleep(3)  # the latent of the most anomalous loaded, the map's star moved
-                page.mouse.move(5, 5)
-                view = page.get_by_role("radiogroup").filter(has_text="Anomaly").first
-                top = view.bounding_box()["y"] - 20
-                page.evaluate("y => document.querySelector('[data-testid=stMain]').scrollBy(0, y)", top)
-                time.sleep(1)
-                page.screenshot(path=str(ROOT / "docs" / "anomaly.png"))
+                shoot_from_view(page, "Anomaly", ROOT / "docs" / "anomaly.png")
 
             page.goto(f"http://127.0.0.1:{port}/?view=training")
             page.wait_for_function(LIVE_READY_JS, timeout=60_000)
             chart = page.locator(".js-plotly-plot").filter(has_text="test −ELBO")
             chart.wait_for(timeout=30_000)
             time.sleep(2)
-            page.mouse.move(5, 5)
-            view = page.get_by_role("radiogroup").filter(has_text="Training").first
-            top = view.bounding_box()["y"] - 20
-            page.evaluate("y => document.querySelector('[data-testid=stMain]').scrollBy(0, y)", top)
-            time.sleep(1)
-            page.screenshot(path=str(ROOT / "docs" / "training.png"))
+            shoot_from_view(page, "Training", ROOT / "docs" / "training.png")
             browser.close()
     finally:
         server.terminate()

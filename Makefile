@@ -35,6 +35,8 @@ train: $(STAMP)
 	$(PY) -m training atlas checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training sampler checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
+# The three below train on two threads, as their bundled models were (2026-11-27): deterministic too,
+# so on this kind of CPU each gives its committed weights bit for bit (checked by running each twice).
 # The bundled Fashion-MNIST model (Debian's dataset-fashion-mnist, or downloaded to the user cache).
 train-fashion: $(STAMP)
 	$(PY) -m training train --dataset fashion-mnist --out checkpoints/fashion-z8 --epochs 30

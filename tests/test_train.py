@@ -507,6 +507,31 @@ def test_the_history_has_a_row_per_evaluation_with_the_training_loss_since_the_l
     assert "test_knn5_accuracy" not in rows[0] and rows[0]["test_neg_elbo_nats"] > rows[-1]["test_neg_elbo_nats"]
 
 
+def test_resuming_a_finished_run_evaluates_again_without_a_second_history_row(tiny_mnist: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=2, batch_size=32)
+    train(TINY_MODEL, config, tmp_path / "r", data_dir=tiny_mnist, progress=False)
+    before = read_history(tmp_path / "r")
+    train(TINY_MODEL, config, tmp_path / "r", data_dir=tiny_mnist, resume=True, progress=False)
+    # it used to append a row at the same step, with no steps and the optimizer's unset rate (0.002)
+    assert read_history(tmp_path / "r") == before and [r["step"] for r in before] == [8, 16]
+
+
+def test_the_cli_leaves_a_finished_run_alone_on_resume(tiny_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "done"
+    flags = ["--data-dir", str(tiny_mnist), "--epochs", "2", "--batch-size", "32", *TINY_FLAGS]
+    assert cli("train", "--out", str(out), *flags).returncode == 0
+    assert cli("evaluate", str(out), "--data-dir", str(tiny_mnist), "--iw-samples", "4", "--write").returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # re-evaluating would have rewritten metrics.json without evaluate --write's figures
+    again = cli("train", "--out", str(out), "--resume", *flags)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"{out} has already run its 16 steps; nothing to do (raise --epochs or --max-steps to train it further).\n"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    longer = cli("train", "--out", str(out), "--resume", *flags[:2], "--epochs", "3", *flags[4:])
+    assert longer.returncode == 0, longer.stderr
+    assert [r["step"] for r in read_history(out)] == [8, 16, 24]
+
+
 def test_paths_typed_with_an_equals_sign_have_their_home_folder_expanded(tiny_mnist: Path, tmp_path: Path) -> None:
     # bash leaves `--out=~/runs/x` as typed; training used to write a folder named "~" here
     work = tmp_path / "work"

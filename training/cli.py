@@ -14,7 +14,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from training.checkpoint import CheckpointError, atomic_write_json, read_metrics
+from training.checkpoint import CONFIG, STATE_JSON, CheckpointError, atomic_write_json, read_json, read_metrics
 from training.data import DATASET_NAMES, DataError, class_count
 from training.model import LOSSES, ModelConfig
 from training.train import DEVICES, INITS, LR_SCHEDULES, PRECISIONS, RECIPES, RESUMABLE, TrainConfig, TrainingError, TrainingInterrupted, pick_device
@@ -176,6 +176,23 @@ def train_command(config: dict, out: str) -> str:
     return shlex.join(words)
 
 
+def _finished_steps(out: str, train_config: TrainConfig) -> int | None:
+    """The run's step count when the run saved in OUT has reached the end TRAIN_CONFIG sets,
+    else None (from config.json's steps per epoch and state.json's step; None if either is
+    missing, and the training loop decides)."""
+    try:
+        per_epoch = read_json(Path(out) / CONFIG).get("steps_per_epoch")
+        step = read_json(Path(out) / STATE_JSON).get("step")
+    except CheckpointError:  # the resume itself says what is wrong
+        return None
+    if not isinstance(per_epoch, int) or not isinstance(step, int):
+        return None
+    total = train_config.epochs * per_epoch
+    if train_config.max_steps:
+        total = min(total, train_config.max_steps)
+    return step if step >= total else None
+
+
 def _changed_on_resume(args: argparse.Namespace, model_config: ModelConfig, train_config: TrainConfig) -> list[str]:
     """The flags typed with --resume that ask for other values than the run was saved with, as
     '--lr 0.001 (saved: 0.002)'. Flags that repeat the saved values are fine: the natural way
@@ -209,6 +226,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"--resume continues {args.out} as it was saved, and {', '.join(changed)} would change it; "
                 f"drop them (a resumed run changes only {', '.join(others)} and {last}) or start a new run "
                 "with another --out.")
+        finished = _finished_steps(args.out, train_config)
+        if finished is not None:  # evaluating it again would only rewrite its metrics (evaluate --write's too)
+            print(f"{args.out} has already run its {finished:,} steps; nothing to do (raise --epochs or --max-steps "
+                  "to train it further).")
+            return 0
     else:
         if (Path(args.out) / "state.json").exists():
             raise TrainingError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out.")

@@ -460,7 +460,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
                 continue
             save_training_state(out, model, optimizer, generator, step, run_config, elapsed())
             atomic_write_json(out / METRICS, {**last_metrics, "step": step, "final": False})
-            history.append(history_row(step, steps_per_epoch, elapsed(), optimizer.lr, train_loss, last_metrics))
+            add_history_row(history, history_row(step, steps_per_epoch, elapsed(), optimizer.lr, train_loss, last_metrics))
             write_history(out, history)
             train_loss = [0.0, 0]
             if progress:
@@ -489,7 +489,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     })
     save_training_state(out, model, optimizer, generator, step, run_config, train_seconds)
     atomic_write_json(out / METRICS, metrics)
-    history.append(history_row(step, steps_per_epoch, train_seconds, optimizer.lr, train_loss, metrics))
+    add_history_row(history, history_row(step, steps_per_epoch, train_seconds, optimizer.lr, train_loss, metrics))
     write_history(out, history)
     return metrics
 
@@ -497,6 +497,17 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
 # the test figures a history row keeps (knn5_accuracy in the final row only: it encodes the training set)
 HISTORY_METRICS = ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "mse_per_pixel", "active_units",
                    "knn5_accuracy")
+
+
+def add_history_row(history: list[dict], row: dict) -> None:
+    """ROW appended to HISTORY, or, when the last row is at the same step (a finished run
+    resumed, which only evaluates again), in its place with the training facts of the steps
+    that led there kept: this process ran none, and its optimizer's rate was never set."""
+    if history and history[-1]["step"] == row["step"]:
+        kept = ("seconds", "lr", "train_loss_nats", "train_steps")
+        history[-1] = {**row, **{key: history[-1][key] for key in kept if key in history[-1]}}
+    else:
+        history.append(row)
 
 
 def history_row(step: int, steps_per_epoch: int, seconds: float, lr: float, train_loss: list,

@@ -149,6 +149,16 @@ def _configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConf
     return ModelConfig(**model_values), train_config
 
 
+def _flag(field: str) -> str:
+    """The train command's flag for a config field: --batch-size for batch_size."""
+    return "--" + field.replace("_", "-")
+
+
+def _shown(value: object) -> str:
+    """A config value as the train command takes it: 32,64,64 for a tuple of widths."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def train_command(config: dict, out: str) -> str:
     """The `python -m training train` command that trains a checkpoint's CONFIG (its
     config.json) again, into OUT: a flag for every field that differs from its default, the
@@ -168,8 +178,7 @@ def train_command(config: dict, out: str) -> str:
             elif f.name == "num_classes":
                 words.append("--conditional")
             else:
-                shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-                words += [f"--{f.name.replace('_', '-')}", shown]
+                words += [_flag(f.name), _shown(value)]
     path = config.get("dataset", {}).get("path")
     if path:
         words += ["--data-dir", path]
@@ -203,12 +212,8 @@ def _changed_on_resume(args: argparse.Namespace, model_config: ModelConfig, trai
                if name not in RESUMABLE and value != getattr(train_config, name)]
     changed += [(f.name, getattr(args, f.name), getattr(model_config, f.name)) for f in fields(ModelConfig)
                 if getattr(args, f.name, None) is not None and getattr(args, f.name) != getattr(model_config, f.name)]
-
-    def shown(value: object) -> str:
-        return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
     flags = [("--no-cuda-graphs (saved: with CUDA graphs)" if name == "cuda_graphs"
-              else f"--{name.replace('_', '-')} {shown(value)} (saved: {shown(saved)})") for name, value, saved in changed]
+              else f"{_flag(name)} {_shown(value)} (saved: {_shown(saved)})") for name, value, saved in changed]
     if args.conditional and not model_config.num_classes:
         flags.append("--conditional (saved: not conditional)")
     return flags
@@ -221,7 +226,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_config, train_config = resume_configs(args.out, args.epochs, args.max_steps, args.device)
         changed = _changed_on_resume(args, model_config, train_config)
         if changed:  # silently ignored, they would leave the user believing the run had changed
-            *others, last = ["--" + name.replace("_", "-") for name in RESUMABLE]
+            *others, last = [_flag(name) for name in RESUMABLE]
             raise TrainingError(
                 f"--resume continues {args.out} as it was saved, and {', '.join(changed)} would change it; "
                 f"drop them (a resumed run changes only {', '.join(others)} and {last}) or start a new run "
@@ -232,7 +237,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   "to train it further).")
             return 0
     else:
-        if (Path(args.out) / "state.json").exists():
+        if (Path(args.out) / STATE_JSON).exists():
             raise TrainingError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out.")
         model_config, train_config = _configs_from_args(args)
     metrics = train(model_config, train_config, args.out, data_dir=args.data_dir, resume=args.resume,

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import fields
 
-from training.train import TrainConfig
+from training.train import HISTORY_METRICS, saved_train_config
 
-# history.jsonl's columns in the order a spreadsheet shows them; a row lacks the ones it has no value for
-HISTORY_COLUMNS = ("step", "epoch", "seconds", "lr", "train_loss_nats", "train_steps", "test_neg_elbo_nats",
-                   "test_reconstruction_nats", "test_kl_nats", "test_mse_per_pixel", "test_active_units",
-                   "test_knn5_accuracy")
+# history.jsonl's columns in the order a spreadsheet shows them (training.train.history_row's);
+# a row lacks the ones it has no value for
+HISTORY_COLUMNS = ("step", "epoch", "seconds", "lr", "train_loss_nats", "train_steps",
+                   *(f"test_{key}" for key in HISTORY_METRICS))
 
 
 def run_summary(config: dict, metrics: dict) -> str:
@@ -21,8 +20,7 @@ def run_summary(config: dict, metrics: dict) -> str:
     epochs of batch 128 (42,120 steps): Adam at lr 0.002 (wsd schedule, 50 warm-up steps),
     weight decay 0.1, Bernoulli likelihood, β = 1, PyTorch's initialisation, seed 0; bf16 on
     cpu (1 thread), 15.2 minutes at 6,788 images/s."."""
-    known = {f.name for f in fields(TrainConfig)}
-    train = TrainConfig(**{k: v for k, v in config.get("train", {}).items() if k in known})
+    train = saved_train_config(config.get("train", {}))
     dataset = config.get("dataset", {})
     data = train.dataset if train.dataset != "folder" else f"the image folder {dataset.get('path', '?')}"
     steps, per_epoch = metrics.get("step"), config.get("steps_per_epoch")

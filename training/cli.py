@@ -17,7 +17,7 @@ from pathlib import Path
 from training.checkpoint import CONFIG, STATE_JSON, CheckpointError, atomic_write_json, read_json, read_metrics
 from training.data import DATASET_NAMES, DataError, class_count
 from training.model import LOSSES, ModelConfig
-from training.train import DEVICES, INITS, LR_SCHEDULES, PRECISIONS, RECIPES, RESUMABLE, TrainConfig, TrainingError, TrainingInterrupted, pick_device
+from training.train import DEVICES, INITS, LR_SCHEDULES, PRECISIONS, RECIPES, RESUMABLE, TrainConfig, TrainingError, TrainingInterrupted, pick_device, planned_steps, saved_train_config
 
 EXIT_USER_ERROR = 2
 EXIT_PARTIAL = 1  # score: every readable file ranked, some files could not be read
@@ -164,8 +164,7 @@ def train_command(config: dict, out: str) -> str:
     config.json) again, into OUT: a flag for every field that differs from its default, the
     inverse of _configs_from_args (log_every, which changes no weight, has no flag). Fields a
     checkpoint predates take their defaults, as resuming it would."""
-    known = {f.name for f in fields(TrainConfig)}
-    train_config = TrainConfig(**{k: v for k, v in config["train"].items() if k in known})
+    train_config = saved_train_config(config["train"])
     model_config = ModelConfig.from_dict(dict(config["model"]))
     words = ["python", "-m", "training", "train", "--out", out]
     for source, default in ((train_config, TrainConfig()), (model_config, ModelConfig())):
@@ -196,10 +195,7 @@ def _finished_steps(out: str, train_config: TrainConfig) -> int | None:
         return None
     if not isinstance(per_epoch, int) or not isinstance(step, int):
         return None
-    total = train_config.epochs * per_epoch
-    if train_config.max_steps:
-        total = min(total, train_config.max_steps)
-    return step if step >= total else None
+    return step if step >= planned_steps(train_config, per_epoch) else None
 
 
 def _changed_on_resume(args: argparse.Namespace, model_config: ModelConfig, train_config: TrainConfig) -> list[str]:

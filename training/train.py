@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -152,6 +152,19 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
     if step < decay_start:
         return lr
     return 0.5 * lr * (1 + math.cos(math.pi * (step - decay_start) / (total_steps - decay_start)))
+
+
+def planned_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """The optimizer steps a run takes: its epochs', or max_steps where that is fewer."""
+    total = config.epochs * steps_per_epoch
+    return min(total, config.max_steps) if config.max_steps else total
+
+
+def saved_train_config(train: dict) -> TrainConfig:
+    """The TrainConfig of a checkpoint's config.json "train" section, for showing it: fields it
+    predates take their defaults (as resuming it would), fields from a newer version are left out."""
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{key: value for key, value in train.items() if key in known})
 
 
 def learning_rates(config: TrainConfig, total_steps: int, device: torch.device) -> Tensor:
@@ -367,9 +380,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
     steps_per_epoch = n // batch
     if steps_per_epoch == 0:
         raise TrainingError(f"--batch-size {batch} is larger than the {n} training images.")
-    total_steps = train_config.epochs * steps_per_epoch
-    if train_config.max_steps:
-        total_steps = min(total_steps, train_config.max_steps)
+    total_steps = planned_steps(train_config, steps_per_epoch)
 
     run_config = _run_config(model_config, train_config, dataset, {"steps_per_epoch": steps_per_epoch})
     use_amp = bf16_autocast(train_config.precision, device)

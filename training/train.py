@@ -26,6 +26,7 @@ from training.checkpoint import (
     METRICS,
     STATE,
     STATE_JSON,
+    WEIGHTS,
     CheckpointError,
     atomic_save_tensors,
     atomic_write_json,
@@ -553,7 +554,7 @@ def stop_if_encoder_dead(metrics: dict | None, test_images: torch.Tensor, step: 
 def _kept(out: Path) -> str:
     """What a run stopped before saving leaves in OUT, for its message: a run stopped before
     its first checkpoint must not send the user looking for one."""
-    if (out / "model.safetensors").is_file():
+    if (out / WEIGHTS).is_file():
         return f"the last good checkpoint in {out} is intact"
     return f"so {out} holds no checkpoint yet"
 
@@ -563,7 +564,7 @@ def _resume_into(out: Path, model: ConvVAE, optimizer: Adam,
     read_config(out)  # format and model config checked
     if not (out / STATE_JSON).is_file():
         raise CheckpointError(f"{out} has no {STATE_JSON}, so it cannot be resumed; train a new model instead.")
-    weights = read_tensors(out / "model.safetensors")
+    weights = read_tensors(out / WEIGHTS)
     state = read_tensors(out / STATE)
     meta = read_json(out / STATE_JSON)
     try:

@@ -6,7 +6,8 @@
 # writes its results after every variant, so a stage cut short keeps what it measured.
 # Logs and results go to $OUT. Data: the MNIST IDX files in $LATENT_EXPLORER_DATA. (The committed
 # bench/results/train_speed_cuda.* and gpu_variants.* came from it on an H100 in one call of
-# 271 s; train_speed_cuda_h200.* from its earlier form with a 72-epoch recipe; README, Benchmarks.)
+# 271 s; train_speed_cuda_h200.* from it with VARIANTS=0 on an H200 in one call of 240 s, and
+# train_speed_cuda_h200_2026-11-26.* from its earlier form with a 72-epoch recipe; README, Benchmarks.)
 #
 #   OUT=/tmp/out LATENT_EXPLORER_DATA=.mnist bash bench/gpu_session.sh
 set -u
@@ -27,9 +28,11 @@ for code in "import torch" "import torch; torch.zeros(1, device='cuda'); torch.c
   TIMEFORMAT="%R s: $code"; time python3 -c "$code"
 done 2>&1 | tee -a "$OUT/gpu.txt"  # one file: the device tool returns at most 8
 
-echo "== step variants: layout, cudnn.benchmark, torch.compile ($((SECONDS - started)) s)"
-timeout 150 python3 bench/gpu_variants.py --device cuda --data-dir "$DATA" --out "$OUT" \
-  2>&1 | tee "$OUT/variants.log" | tail -10
+if [ "${VARIANTS:-1}" != 0 ]; then  # VARIANTS=0 skips them (measured on the H100: gpu_variants.md)
+  echo "== step variants: layout, cudnn.benchmark, torch.compile ($((SECONDS - started)) s)"
+  timeout 150 python3 bench/gpu_variants.py --device cuda --data-dir "$DATA" --out "$OUT" \
+    2>&1 | tee "$OUT/variants.log" | tail -10
+fi
 
 echo "== benchmark ($((SECONDS - started)) s)"
 # the recipe measured on the H100 and H200 (84 epochs), then 60 epochs from a Kaiming start,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ("train_speed", "train_speed_cuda", "gpu_variants", "step_ops", "app_latency", "load", "sample_quality", "atlas_scale", "score_speed")
+ORDER = ("train_speed", "train_speed_cuda", "train_speed_cuda_h200", "gpu_variants", "step_ops", "app_latency", "load", "sample_quality", "atlas_scale", "score_speed")
 
 
 def main() -> None:

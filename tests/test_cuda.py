@@ -1,12 +1,15 @@
 """The CUDA path, on a machine with a GPU (skipped elsewhere, so in CI): the captured training
-step against the same step run eagerly, and the commands end to end on the GPU."""
+step against the same step run eagerly, the commands end to end on the GPU, and the NCCL
+data-parallel path in a group of one process."""
 
 import copy
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,9 +17,11 @@ import torch
 from safetensors.torch import load_file
 
 import training
+from training import distributed
 from training.adam import Adam
 from training.graphed import GraphedSteps
 from training.model import ConvVAE, ModelConfig, vae_loss
+from training.train import TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -125,3 +130,50 @@ def test_a_gpu_run_resumed_mid_epoch_matches_one_run(tiny_mnist: Path, tmp_path:
     print(f"GPU resume bit-identical: {exact}")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4)
+
+
+@dataclass(frozen=True)
+class _GroupOfOne(distributed.Processes):
+    """Process 0 of a one-process group, taking the data-parallel path a world of one skips."""
+
+    @property
+    def parallel(self) -> bool:
+        return True
+
+
+def test_the_nccl_path_trains_as_one_process_does(tiny_mnist: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # NCCL wants a GPU per process and the machines lent have one, so torchrun's two-GPU run
+    # cannot happen here; a group of one still runs NCCL's set-up, DistributedDataParallel's
+    # gradient all-reduces over NCCL, the loss and verdict all-reduces and the barriers. With
+    # one process they average nothing, so the run must end where the plain one ends.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backends = []
+
+    def start_group_of_one(device: torch.device) -> tuple[distributed.Processes, torch.device]:
+        device = torch.device("cuda", 0)
+        torch.cuda.set_device(device)
+        distributed.dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+        backends.append(distributed.dist.get_backend())
+        return _GroupOfOne(), device
+
+    model_config = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)
+    train_config = TrainConfig(epochs=2, batch_size=32, device="cuda", cuda_graphs=False, weight_decay=0.1)
+    plain = train(model_config, train_config, tmp_path / "plain", tiny_mnist, progress=False)
+    monkeypatch.setattr(distributed, "start", start_group_of_one)
+    grouped = train(model_config, train_config, tmp_path / "nccl", tiny_mnist, progress=False)
+    assert backends == ["nccl"] and not distributed.dist.is_initialized()  # joined, then left
+    assert grouped["step"] == plain["step"] == 16
+    a = load_file(str(tmp_path / "plain" / "model.safetensors"))
+    b = load_file(str(tmp_path / "nccl" / "model.safetensors"))
+    print(f"NCCL group of one bit-identical to the plain run: {all(torch.equal(a[k], b[k]) for k in a)}")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+    assert grouped["mse_per_pixel"] == pytest.approx(plain["mse_per_pixel"], rel=1e-3)
+    rows = training.read_history(tmp_path / "nccl")
+    assert [r["step"] for r in rows] == [8, 16]
+    for g, p in zip(rows, training.read_history(tmp_path / "plain")):
+        # the NCCL run's logged losses are all-reduced sums over the group, the plain run's its own
+        assert g["train_loss_nats"] == pytest.approx(p["train_loss_nats"], rel=1e-4)

@@ -12,7 +12,8 @@ from training import distributed
 def recorded(monkeypatch: pytest.MonkeyPatch) -> dict:
     calls: dict = {}
     monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: calls.setdefault("backend", backend))
+    monkeypatch.setattr(distributed.dist, "init_process_group",
+                        lambda backend, device_id=None: calls.update(backend=backend, device_id=device_id))
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.setdefault("device", device))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     return calls
@@ -32,7 +33,7 @@ def test_gpu_processes_join_by_nccl_each_on_its_local_gpu(monkeypatch: pytest.Mo
     assert processes == distributed.Processes(rank=10, world=16, local_rank=2)
     assert not processes.main and processes.parallel
     assert device == torch.device("cuda", 2)
-    assert recorded == {"backend": "nccl", "device": torch.device("cuda", 2)}
+    assert recorded == {"backend": "nccl", "device": torch.device("cuda", 2), "device_id": torch.device("cuda", 2)}
 
 
 def test_cpu_processes_join_by_gloo_and_keep_the_cpu(monkeypatch: pytest.MonkeyPatch, recorded: dict) -> None:
@@ -40,7 +41,7 @@ def test_cpu_processes_join_by_gloo_and_keep_the_cpu(monkeypatch: pytest.MonkeyP
     processes, device = distributed.start(torch.device("cpu"))
     assert processes.main and processes.world == 2
     assert device == torch.device("cpu")
-    assert recorded == {"backend": "gloo"}  # no GPU to switch to
+    assert recorded == {"backend": "gloo", "device_id": None}  # no GPU to switch to
 
 
 def test_without_torchrun_training_is_one_ordinary_process(monkeypatch: pytest.MonkeyPatch, recorded: dict) -> None:

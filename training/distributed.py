@@ -13,6 +13,7 @@ process 0 alone logs, evaluates and writes the checkpoint folder.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -50,10 +51,26 @@ def start(device: torch.device) -> tuple[Processes, torch.device]:
                              f"GPU{'' if gpus == 1 else 's'}: NCCL needs a GPU per process, so pass "
                              f"--nproc-per-node {gpus} (or --device cpu to train with gloo).")
         device = torch.device("cuda", processes.local_rank)
-        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        join(device)
     return processes, device
+
+
+def join(device: torch.device) -> None:
+    """Join the process group that torchrun's variables (or MASTER_ADDR, MASTER_PORT, RANK and
+    WORLD_SIZE) describe: NCCL on DEVICE, a GPU, or gloo on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        # bound to its GPU, so that barriers need not guess the device (torch warns when they do)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+    # DistributedDataParallel compares each gradient's strides with its weight's, those of
+    # size-1 dimensions included, which address nothing: a one-channel image layer's weight,
+    # (32, 1, 3, 3), channels-last, has strides (9, 1, 3, 1) and cuDNN's gradient of it
+    # (9, 9, 3, 1), the same memory order, and DDP warned of a layout that "may impair
+    # performance" (seen on an H200)
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides", category=UserWarning)
 
 
 def wait_for_all(processes: Processes) -> None:

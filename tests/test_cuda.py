@@ -21,7 +21,7 @@ from training import distributed
 from training.adam import Adam
 from training.graphed import GraphedSteps
 from training.model import ConvVAE, ModelConfig, vae_loss
-from training.train import TrainConfig, train
+from training.train import TrainConfig, check_fits_on_gpu, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -200,3 +200,28 @@ def test_gradients_differ_from_their_weights_strides_only_in_size_one_dimensions
             assert all(size == 1 for size, a, b in zip(p.shape, p.stride(), p.grad.stride()) if a != b), (
                 name, p.shape, p.stride(), p.grad.stride())
     print(f"{channels} channel(s): strides differ only in size-1 dimensions for {differing}")
+
+
+def test_a_real_gpu_out_of_memory_stops_training_in_one_line(tiny_mnist: Path, tmp_path: Path) -> None:
+    # a fresh process whose allocator may hold about 140 KB (a millionth of an H200): the
+    # weights' first 2-MB block is refused with torch's real OutOfMemoryError
+    script = ("import sys, torch; torch.cuda.set_per_process_memory_fraction(1e-6); "
+              "from training.cli import main; sys.exit(main(sys.argv[1:]))")
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-c", script, "train", "--out", str(out), "--data-dir", str(tiny_mnist),
+                             "--epochs", "1", "--batch-size", "32", "--device", "cuda", *TINY_FLAGS],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    print(result.stderr.strip())
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: The GPU ran out of memory (it needed ")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"stopped, so {out} holds no checkpoint yet (lower --batch-size than 32" in result.stderr
+    assert not (out / "model.safetensors").exists()
+
+
+def test_a_data_set_larger_than_the_free_gpu_memory_is_refused() -> None:
+    free, total = torch.cuda.mem_get_info()
+    with pytest.raises(training.TrainingError, match=rf"the GPU has {free / 1e9:.1f} of its {total / 1e9:.1f} GB free; "
+                                                     r"train on smaller or fewer images, or pass --device cpu\.$"):
+        check_fits_on_gpu(free + 10 ** 9, torch.device("cuda"))
+    check_fits_on_gpu(free // 2, torch.device("cuda"))

@@ -229,6 +229,54 @@ def test_a_run_that_diverges_before_its_first_checkpoint_says_nothing_was_saved(
     assert sorted(p.name for p in out.iterdir()) == []
 
 
+TORCH_OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.63 GiB of which "
+             "1.06 GiB is free. Including non-PyTorch memory, this process has 6.55 GiB memory in use.")
+
+
+def test_running_out_of_gpu_memory_stops_in_one_sentence_and_keeps_the_last_checkpoint(
+        tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch's own message is a paragraph about its allocator; a real one is raised in
+    # tests/test_cuda.py, this one (on the CPU) after the first epoch's checkpoint
+    out = tmp_path / "run"
+    real_step, calls = train_module.train_step, {"n": 0}
+
+    def step_then_oom(*args: object, **kwargs: object) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 11:
+            raise torch.OutOfMemoryError(TORCH_OOM)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step_then_oom)
+    with pytest.raises(TrainingError, match=r"^The GPU ran out of memory \(it needed 2.00 GiB more\); stopped, the last "
+                                            r"good checkpoint in " + re.escape(str(out)) + r" is intact \(lower "
+                                            r"--batch-size than 32, .* or pass --device cpu\)\.$"):
+        train(TINY_MODEL, TrainConfig(epochs=2, batch_size=32, device="cpu"), out, data_dir=tiny_mnist, progress=False)
+    assert json.loads((out / "state.json").read_text())["step"] == 8  # the first epoch's, loadable
+    training.load_model(out)
+
+
+def test_a_data_set_larger_than_the_gpus_free_memory_is_refused_before_it_is_copied(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1_000_000_000, 8_000_000_000))
+    with pytest.raises(TrainingError, match=r"^The data set takes 2.5 GB as float32 and the GPU has 1.0 of its 8.0 GB "
+                                            r"free; train on smaller or fewer images, or pass --device cpu\.$"):
+        train_module.check_fits_on_gpu(2_500_000_000, torch.device("cuda", 0))
+    train_module.check_fits_on_gpu(900_000_000, torch.device("cuda", 0))  # fits
+    train_module.check_fits_on_gpu(10 ** 12, torch.device("cpu"))  # not the GPU's concern
+
+
+def test_other_commands_say_the_gpu_ran_out_of_memory_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from training import cli, evaluate
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError(TORCH_OOM)
+
+    monkeypatch.setattr(evaluate, "load_for_batches", out_of_memory)
+    assert cli.main(["evaluate", str(ROOT / "checkpoints" / "mnist-z8")]) == cli.EXIT_USER_ERROR
+    assert capsys.readouterr().err == "error: The GPU ran out of memory; free it of other programs or pass --device cpu.\n"
+
+
 @pytest.mark.parametrize("epochs", [1, 3])  # stopped by the final evaluation; by the first of several
 def test_a_dead_encoder_stops_the_run_before_it_is_saved(tiny_mnist: Path, tmp_path: Path, epochs: int) -> None:
     # far too large a first step (lr 0.1, no warm-up) switches off every unit of an encoder

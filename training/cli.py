@@ -14,6 +14,8 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+import torch
+
 from training.checkpoint import CONFIG, STATE_JSON, CheckpointError, atomic_write_json, read_json, read_metrics
 from training.data import DATASET_NAMES, DataError, class_count
 from training.model import LOSSES, ModelConfig
@@ -451,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if not (isinstance(e, TrainingError) and e.every_process and os.environ.get("RANK", "0") != "0"):
             sys.stderr.write(f"error: {e}\n")  # one write: a torchrun's processes share the terminal
+        return EXIT_USER_ERROR
+    except torch.OutOfMemoryError:  # evaluate, atlas, anomaly, score (train says more, above)
+        if args.debug:
+            raise
+        sys.stderr.write("error: The GPU ran out of memory; free it of other programs or pass --device cpu.\n")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)

@@ -8,6 +8,7 @@ as if it had never stopped.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import signal
 import sys
@@ -327,8 +328,26 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
                          processes, device)
         distributed.wait_for_all(processes)  # process 0 may still be evaluating and saving
         return metrics
+    except torch.OutOfMemoryError as e:  # torch's own message is a paragraph about its allocator
+        tried = re.search(r"Tried to allocate ([\d.]+ \w+)", str(e))
+        raise TrainingError(
+            f"The GPU ran out of memory{f' (it needed {tried[1]} more)' if tried else ''}; stopped, {_kept(out)} "
+            f"(lower --batch-size than {train_config.batch_size}, train on smaller or fewer images, "
+            f"free the GPU of other programs, or pass --device cpu).") from e
     finally:
         distributed.stop()
+
+
+def check_fits_on_gpu(data_bytes: int, device: torch.device) -> None:
+    """Refuse, before copying it, a data set larger than the GPU's free memory (it lives there
+    whole, for the steps' batch gathers), rather than fail in the copy."""
+    if device.type != "cuda":
+        return
+    free, total = torch.cuda.mem_get_info(device)
+    if data_bytes > free:
+        raise TrainingError(
+            f"The data set takes {data_bytes / 1e9:.1f} GB as float32 and the GPU has {free / 1e9:.1f} of its "
+            f"{total / 1e9:.1f} GB free; train on smaller or fewer images, or pass --device cpu.")
 
 
 def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data_dir: str | Path | None,
@@ -368,6 +387,7 @@ def _train(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
         dataset.update(path=str(Path(data_dir).resolve()), split_seed=train_config.seed,
                        train_images=len(train_split), test_images=len(test_split),
                        files_sha256=files_fingerprint(data_dir)[1])
+    check_fits_on_gpu(train_split.images.nbytes + test_split.images.nbytes, device)
     x_train = train_split.images.to(device)
     if not resume:
         init_output_bias(model, x_train)

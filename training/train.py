@@ -319,7 +319,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
           data_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> dict:
     """Train, checkpoint into OUT after every epoch and at the end, and return the metrics.
 
-    Raises TrainingError (bad --out, non-finite loss), TrainingInterrupted (SIGINT/SIGTERM,
+    Raises TrainingError (bad --out, non-finite loss, the GPU's memory exhausted), TrainingInterrupted (SIGINT/SIGTERM,
     after writing a resumable checkpoint), DataError, CheckpointError (bad --resume folder)."""
     out = Path(out)
     processes, device = distributed.start(pick_device(train_config.device))

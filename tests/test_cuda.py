@@ -225,3 +225,37 @@ def test_a_data_set_larger_than_the_free_gpu_memory_is_refused() -> None:
                                                      r"train on smaller or fewer images, or pass --device cpu\.$"):
         check_fits_on_gpu(free + 10 ** 9, torch.device("cuda"))
     check_fits_on_gpu(free // 2, torch.device("cuda"))
+
+
+def test_a_conditional_rgb_folder_trains_on_the_gpu_as_kernel_by_kernel(tmp_path: Path) -> None:
+    # the graphed step with labels (a conditional model gathers each batch's labels on the GPU)
+    # and three channels: the MNIST runs above have neither
+    from tests.test_images import make_folder
+
+    folder = make_folder(tmp_path / "art", per_class=40, size=(40, 40))
+    flags = ["--dataset", "folder", "--data-dir", str(folder), "--image-size", "32", "--channels", "3", "--conditional",
+             "--epochs", "3", "--batch-size", "16", "--warmup-steps", "0", "--device", "cuda", *TINY_FLAGS]
+    for name, extra in (("graphed", []), ("plain", ["--no-cuda-graphs"])):
+        result = cli("train", "--out", str(tmp_path / name), *flags, *extra)
+        assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "graphed" / "metrics.json").read_text())
+    assert metrics["cuda_graphs"] and 0 < metrics["mse_per_pixel"] < 0.2
+    graphed_rows, plain_rows = training.read_history(tmp_path / "graphed"), training.read_history(tmp_path / "plain")
+    assert [r["step"] for r in graphed_rows] == [r["step"] for r in plain_rows] and len(graphed_rows) == 3
+    for g, p in zip(graphed_rows, plain_rows):
+        assert g["train_loss_nats"] == pytest.approx(p["train_loss_nats"], rel=1e-2)
+        assert g["test_neg_elbo_nats"] == pytest.approx(p["test_neg_elbo_nats"], rel=1e-2)
+    model = training.load_model(tmp_path / "graphed")  # on the CPU
+    assert model.config.num_classes == 2
+    assert model.decode(torch.zeros(2, 8), torch.tensor([0, 1])).shape == (2, 3, 32, 32)
+    # the weights that read the label moved alike: a batch gathered with other rows' labels
+    # would push them elsewhere (the losses above barely tell, at this size)
+    torch.manual_seed(0)
+    start = ConvVAE(model.config).state_dict()  # the run's own start, seed 0
+    graphed = load_file(str(tmp_path / "graphed" / "model.safetensors"))
+    plain = load_file(str(tmp_path / "plain" / "model.safetensors"))
+    for name, label_columns in (("decoder.0.weight", slice(8, None)), ("to_mu.weight", slice(16, None))):
+        moved_graphed = graphed[name][:, label_columns] - start[name][:, label_columns]
+        moved_plain = plain[name][:, label_columns] - start[name][:, label_columns]
+        assert float(moved_plain.norm()) > 0.02 * float(start[name][:, label_columns].norm())
+        assert float((moved_graphed - moved_plain).norm()) < 0.1 * float(moved_plain.norm()), name

@@ -228,7 +228,7 @@ def test_a_data_set_larger_than_the_free_gpu_memory_is_refused() -> None:
 
 
 def test_a_conditional_rgb_folder_trains_on_the_gpu_as_kernel_by_kernel(tmp_path: Path) -> None:
-    # the graphed step with labels (a conditional model gathers each batch's labels on the GPU)
+    # the captured step with labels (a conditional model gathers each batch's labels on the GPU)
     # and three channels: the MNIST runs above have neither
     from tests.test_images import make_folder
 
@@ -248,14 +248,8 @@ def test_a_conditional_rgb_folder_trains_on_the_gpu_as_kernel_by_kernel(tmp_path
     model = training.load_model(tmp_path / "graphed")  # on the CPU
     assert model.config.num_classes == 2
     assert model.decode(torch.zeros(2, 8), torch.tensor([0, 1])).shape == (2, 3, 32, 32)
-    # the weights that read the label moved alike: a batch gathered with other rows' labels
-    # would push them elsewhere (the losses above barely tell, at this size)
-    torch.manual_seed(0)
-    start = ConvVAE(model.config).state_dict()  # the run's own start, seed 0
-    graphed = load_file(str(tmp_path / "graphed" / "model.safetensors"))
-    plain = load_file(str(tmp_path / "plain" / "model.safetensors"))
-    for name, label_columns in (("decoder.0.weight", slice(8, None)), ("to_mu.weight", slice(16, None))):
-        moved_graphed = graphed[name][:, label_columns] - start[name][:, label_columns]
-        moved_plain = plain[name][:, label_columns] - start[name][:, label_columns]
-        assert float(moved_plain.norm()) > 0.02 * float(start[name][:, label_columns].norm())
-        assert float((moved_graphed - moved_plain).norm()) < 0.1 * float(moved_plain.norm()), name
+    # Not compared: the weights themselves. Adam turns the two loops' last-bit differences into
+    # whole steps where a gradient is near 0: on an H200 the label-reading columns of
+    # decoder.0.weight had moved 46% apart after these 12 steps, with the losses within 1%.
+    # That each step gathers the labels of its images is checked bit for bit on the CPU
+    # (tests/test_graphed.py, conditional).

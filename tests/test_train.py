@@ -115,6 +115,21 @@ def test_seed_recipe_sets_the_write_up_values(tiny_mnist: Path, tmp_path: Path) 
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["step"] == 5
 
 
+def test_fast_recipe_sets_its_values_and_typed_flags_override_them() -> None:
+    from training.cli import _configs_from_args, build_parser
+
+    def configs(*flags: str) -> tuple[ModelConfig, TrainConfig]:
+        return _configs_from_args(build_parser().parse_args(["train", "--out", "r", *flags]))
+
+    model_config, train_config = configs("--recipe", "fast")
+    assert model_config == ModelConfig()  # the bundled model's architecture
+    assert (train_config.epochs, train_config.batch_size, train_config.lr, train_config.weight_decay,
+            train_config.eval_every, train_config.init) == (60, 256, 3e-3, 0.1, 10, "kaiming")
+    assert (train_config.lr_schedule, train_config.warmup_steps, train_config.loss) == ("wsd", 50, "bce")
+    _, typed = configs("--recipe", "fast", "--epochs", "5", "--lr", "1e-3")
+    assert (typed.epochs, typed.lr, typed.batch_size) == (5, 1e-3, 256)
+
+
 def test_bad_data_gives_one_line_and_no_traceback(tiny_mnist: Path, tmp_path: Path) -> None:
     path = tiny_mnist / "train-images-idx3-ubyte.gz"
     path.unlink()

@@ -70,7 +70,7 @@ anomaly: $(STAMP)
 # with CPU_RECIPE (one epoch's recipe: batch 256 from a Kaiming start) in its pairs against the tutorial.
 # gpu_variants.py measures layout, cudnn.benchmark and torch.compile on a GPU (on a CPU it says so and stops).
 # GPU_RECIPE: the bundled model's quality in 18.1–18.7 s, whole command, on an H200 (README, Benchmarks)
-GPU_RECIPE := --epochs 60 --batch-size 256 --lr 3e-3 --weight-decay 0.1 --eval-every 10 --init kaiming
+GPU_RECIPE := --recipe fast
 CPU_RECIPE := --batch-size 256 --lr 3e-3 --warmup-steps 25 --init kaiming
 bench: $(STAMP) chromium
 	$(PY) bench/train_speed.py --quality "$(GPU_RECIPE)" --recipe "$(CPU_RECIPE)" --epochs 2 --target-mse 0.02 \

@@ -17,7 +17,7 @@ tutorial's, and with `--quality "FLAGS"` (repeatable) times whole training runs 
 bundled model's quality (test MSE ≤ 0.012, kNN-5 ≥ 0.96). Writes train_speed_cuda.json / .md.
 
     python bench/train_speed.py --device cuda --data-dir DIR \
-        --quality "--epochs 60 --batch-size 256 --lr 3e-3 --weight-decay 0.1 --eval-every 10 --init kaiming"
+        --quality "--recipe fast"
 """
 
 from __future__ import annotations

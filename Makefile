@@ -26,17 +26,17 @@ chromium:
 test: $(STAMP) chromium
 	$(PY) -m pytest -q
 
-# The bundled model, as committed (see README); DATA_DIR defaults to ../shared/data/mnist.
-# One thread, as it was trained (15 minutes here): deterministic, so on this kind of CPU it gives the
-# committed weights bit for bit; more threads are faster and round differently.
+# The bundled model; DATA_DIR defaults to ../shared/data/mnist. One thread, as it was trained:
+# deterministic, so on the same kind of CPU it gives the committed weights bit for bit; more
+# threads are faster and round differently.
 train: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m training train --out checkpoints/mnist-z8 --epochs 90 --weight-decay 0.1 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training evaluate checkpoints/mnist-z8 --write $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training atlas checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training sampler checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-# The three below train on two threads, as their bundled models were (2026-11-27): deterministic too,
-# so on this kind of CPU each gives its committed weights bit for bit (checked by running each twice).
+# The three below train on two threads, as their bundled models were: deterministic too, so on
+# the same kind of CPU each gives its committed weights bit for bit.
 # The bundled Fashion-MNIST model (Debian's dataset-fashion-mnist, or downloaded to the user cache).
 train-fashion: $(STAMP)
 	$(PY) -m training train --dataset fashion-mnist --out checkpoints/fashion-z8 --epochs 30
@@ -60,16 +60,16 @@ train-rgb: $(STAMP)
 	$(PY) -m training atlas checkpoints/photo-patches-rgb-z8
 	$(PY) -m training sampler checkpoints/photo-patches-rgb-z8
 
-# Anomaly detection, both ways round (README, "Anomaly detection").
+# Anomaly detection, both ways round: the AUROCs in the README.
 anomaly: $(STAMP)
 	$(PY) -m training anomaly checkpoints/mnist-z8 --ood fashion-mnist $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training anomaly checkpoints/fashion-z8 --ood mnist $(if $(DATA_DIR),--ood-data-dir $(DATA_DIR))
 
 # On a GPU, train_speed.py compares CUDA-graph and kernel-by-kernel epochs with the tutorial loop
-# and times GPU_RECIPE to the bundled model's quality (README, Benchmarks); on a CPU, the CPU table,
-# with CPU_RECIPE (one epoch's recipe: batch 256 from a Kaiming start) in its pairs against the tutorial.
-# gpu_variants.py measures layout, cudnn.benchmark and torch.compile on a GPU (on a CPU it says so and stops).
-# GPU_RECIPE: the bundled model's quality in 18.1–18.7 s, whole command, on an H200 (README, Benchmarks)
+# and times GPU_RECIPE to the bundled model's quality; on a CPU, the CPU table, with CPU_RECIPE
+# (the one-epoch recipe: batch 256 from a Kaiming start) in its pairs against the tutorial.
+# gpu_variants.py measures layout, cudnn.benchmark and torch.compile on a GPU (on a CPU it says so
+# and stops). Results: bench/results/, docs/benchmarks.md.
 GPU_RECIPE := --recipe fast
 CPU_RECIPE := --batch-size 256 --lr 3e-3 --warmup-steps 25 --init kaiming
 bench: $(STAMP) chromium

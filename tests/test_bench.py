@@ -1,5 +1,5 @@
 """Benchmarks that must work when their machine comes: bench/step_ops.py sees the step that
-`python -m training train` runs, every call of it; bench/gpu_variants.py, which waits for a lent
+`python -m training train` runs, every call of it; bench/gpu_variants.py, meant for a
 GPU, runs its variants and writes its report (checked here on the CPU, its step run eagerly);
 bench/score_speed.py ranks PNG files written from the test set and compares with the atlas;
 bench/train_speed.py's CPU comparison, with a recipe in its pairs (`make bench`'s)."""

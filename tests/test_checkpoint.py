@@ -105,7 +105,7 @@ def test_missing_config_and_missing_folder(checkpoint: Path, tmp_path: Path) -> 
 
 
 def test_a_file_named_instead_of_its_checkpoint_folder(checkpoint: Path, tmp_path: Path) -> None:
-    # `evaluate checkpoints/mnist-z8/model.safetensors` used to say the folder did not exist
+    # `evaluate checkpoints/mnist-z8/model.safetensors`: the message names the folder to pass
     _expect_error(checkpoint / "model.safetensors",
                   f"{checkpoint / 'model.safetensors'} is a file, not a checkpoint folder; pass its folder, {checkpoint}.")
     (tmp_path / "notes.txt").write_text("hi")

@@ -51,7 +51,7 @@ def _paired_steps(config: ModelConfig, bf16: bool, images: torch.Tensor) -> tupl
 @pytest.mark.parametrize("bf16", [False, True])
 def test_the_captured_step_replays_the_eager_step(bf16: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # cuDNN's default fp32 weight gradients sum in a varying order; Adam turns those last-bit
-    # differences into whole steps for weights whose gradient is near 0 (seen on an H200:
+    # differences into whole steps for weights whose gradient is near 0 (measured on an H200:
     # 94 of conv1's 288 weights apart by up to 2e-3 after 17 steps, the losses within 1e-4)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     images = torch.rand(700, 1, 28, 28, device="cuda")
@@ -143,9 +143,8 @@ class _GroupOfOne(distributed.Processes):
 
 def test_the_nccl_path_trains_as_one_process_does(tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    recwarn: pytest.WarningsRecorder) -> None:
-    # NCCL wants a GPU per process and the machines lent have one, so torchrun's two-GPU run
-    # cannot happen here; a group of one still runs NCCL's set-up, DistributedDataParallel's
-    # gradient all-reduces over NCCL, the loss and verdict all-reduces and the barriers. With
+    # NCCL wants a GPU per process, so torchrun's two-process run needs two GPUs; a group of one
+    # still runs NCCL's set-up, DistributedDataParallel's gradient all-reduces over NCCL, the loss and verdict all-reduces and the barriers. With
     # one process they average nothing, so the run must end where the plain one ends.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -137,8 +137,8 @@ def _link_real_mnist(mnist_dir: Path, folder: Path) -> dict[str, bytes]:
 def test_a_folder_of_mnist_is_not_read_as_fashion_mnist(
         mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the two data sets share file names: with LATENT_EXPLORER_DATA naming an MNIST folder,
-    # Fashion-MNIST used to be read from it, and the Fashion model evaluated on digits
-    # (test MSE 0.064 instead of 0.012) with no word said
+    # Fashion-MNIST must not be read from it (the Fashion model would be evaluated on digits,
+    # silently)
     mnist = tmp_path / "mnist"
     before = _link_real_mnist(mnist_dir, mnist)
     fashion = tmp_path / "system-fashion"  # a stand-in for Debian's folder, tiny files

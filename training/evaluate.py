@@ -15,7 +15,7 @@ from training.data import FOLDER, DataError, Split, load_data
 from training.images import files_fingerprint
 from training.model import ConvVAE, kl_divergence, log_likelihood, reconstruction_error
 
-# images per forward pass when evaluating: 500 decodes 1.4x the images/s of 1000 on a 2-core CPU
+# images per forward pass when evaluating: smaller batches stay in cache (docs/training-speed.md)
 EVAL_BATCH = 500
 # Burda, Grosse & Salakhutdinov 2016 ("Importance Weighted Autoencoders"): a latent is active
 # when its encoder mean varies over the data, Var_x E[z_d|x], by more than this
@@ -55,8 +55,7 @@ def check_same_files(folder: str | os.PathLike, dataset: dict) -> None:
 
 def load_for_batches(checkpoint: str | os.PathLike, device: torch.device | str = "cpu") -> ConvVAE:
     """A checkpoint's model for whole-data-set passes (evaluate, atlas, sampler, anomaly):
-    channels-last convolutions encode 2.2× the images/s of the default layout on this
-    project's CPU."""
+    channels-last, the layout oneDNN's and cuDNN's fast convolutions want."""
     return load_model(checkpoint, device=device).to(memory_format=torch.channels_last)
 
 
@@ -133,17 +132,15 @@ def knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tenso
 
 
 def nearest_neighbours(points: Tensor, queries: Tensor, k: int, chunk: int = 16, block: int = 100) -> Tensor:
-    """Indices (Q, K) of the K POINTS (N, D) nearest to each of QUERIES (Q, D), exactly; 0.17 s
-    for 10k queries among 60k 8-d points on a 2-core CPU (a top-k over every distance: 0.35 s,
-    torch.cdist: 1.3 s).
+    """Indices (Q, K) of the K POINTS (N, D) nearest to each of QUERIES (Q, D), exactly, and
+    about twice as fast as a top-k over every distance (docs/training-speed.md).
 
     Distances rank as |b|² - 2a·b (|a|² is the same for every candidate b), CHUNK queries at a
     time. The points are cut into blocks; the K blocks with the smallest minima hold every one
     of the K nearest points (each block that holds one has its minimum among the K smallest
     distances, and there are at most K such blocks), so the final top-k looks at K·BLOCK
-    candidates, not all N. One distance buffer serves every chunk: a fresh 3.8 MB tensor per
-    chunk fragments glibc's heap, which then grows by that much per chunk (2.4 GB and 570k
-    page faults for one kNN-5 of MNIST, 2.5 s instead of 0.7 s on one thread)."""
+    candidates, not all N. One distance buffer serves every chunk: a fresh tensor per chunk
+    fragments glibc's heap, which then grows by that much per chunk."""
     n = len(points)
     if n < k:
         raise ValueError(f"{k} nearest neighbours need at least {k} points, got {n}")

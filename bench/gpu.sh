@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
-# What a lent GPU machine runs, in one call (its time is scarce): the CUDA tests, the start-up
-# costs, the step's variants (bench/gpu_variants.py),
-# then the GPU training benchmark with whole training runs against the quality targets. The
-# stages' time limits add up to 570 s, under the device tool's 600 s a call; gpu_variants.py
-# writes its results after every variant, so a stage cut short keeps what it measured.
-# Logs and results go to $OUT. Data: the MNIST IDX files in $LATENT_EXPLORER_DATA. (The committed
-# bench/results/train_speed_cuda.* and gpu_variants.* came from it on an H100 in one call of
-# 271 s; train_speed_cuda_h200.* from it with VARIANTS=0 on an H200 in one call of 240 s, and
-# train_speed_cuda_h200_2026-11-26.* from its earlier form with a 72-epoch recipe; README, Benchmarks.)
+# Everything a GPU machine should measure, in one run of under 10 minutes: the CUDA tests, the
+# start-up costs, the step's variants (bench/gpu_variants.py), then the GPU training benchmark
+# with whole training runs to the bundled model's quality. Each stage has a time limit;
+# gpu_variants.py writes its results after every variant, so a stage cut short keeps what it
+# measured. Logs and results go to $OUT; data: the MNIST IDX files in $LATENT_EXPLORER_DATA.
+# bench/results/train_speed_cuda* and gpu_variants.* come from it (docs/benchmarks.md).
 #
-#   OUT=/tmp/out LATENT_EXPLORER_DATA=.mnist bash bench/gpu_session.sh
+#   OUT=/tmp/out LATENT_EXPLORER_DATA=.mnist bash bench/gpu.sh
 set -u
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 OUT=${OUT:-/tmp/gpu-session}
@@ -26,7 +23,7 @@ timeout 120 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests
 echo "== start-up costs ($((SECONDS - started)) s)"
 for code in "import torch" "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"; do
   TIMEFORMAT="%R s: $code"; time python3 -c "$code"
-done 2>&1 | tee -a "$OUT/gpu.txt"  # one file: the device tool returns at most 8
+done 2>&1 | tee -a "$OUT/gpu.txt"
 
 if [ "${VARIANTS:-1}" != 0 ]; then  # VARIANTS=0 skips them (measured on the H100: gpu_variants.md)
   echo "== step variants: layout, cudnn.benchmark, torch.compile ($((SECONDS - started)) s)"
@@ -35,8 +32,7 @@ if [ "${VARIANTS:-1}" != 0 ]; then  # VARIANTS=0 skips them (measured on the H10
 fi
 
 echo "== benchmark ($((SECONDS - started)) s)"
-# the recipe measured on the H100 and H200 (84 epochs), then --recipe fast (training.train.RECIPES:
-# 60 epochs from a Kaiming start), which met the 20-s goal whole on an H200
+# the 84-epoch recipe from PyTorch's start, then --recipe fast (60 epochs from a Kaiming start)
 recipe="--epochs 84 --batch-size 256 --lr 3e-3 --weight-decay 0.1 --eval-every 10"
 fast="--recipe fast"
 timeout 300 python3 bench/train_speed.py --device cuda --data-dir "$DATA" --out "$OUT" \

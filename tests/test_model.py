@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tests.conftest import synthetic_digits
-from training.model import ConvVAE, ModelConfig, UpConv, kl_divergence, log_likelihood, vae_loss
+from training.layers import UpConv
+from training.model import ConvVAE, ModelConfig, kl_divergence, log_likelihood, vae_loss
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64)])
@@ -20,8 +21,8 @@ def test_encode_decode_shapes_and_ranges(shape: tuple[int, int, int]) -> None:
     assert float(x_hat.min()) >= 0.0 and float(x_hat.max()) <= 1.0
 
 
-def test_write_up_model_size() -> None:
-    # The write-up's decoder: dense 8->256->1024, then three transposed convolutions.
+def test_the_original_decoder_size() -> None:
+    # The Wolfram Summer School project's decoder: dense 8->256->1024, then three transposed convolutions.
     model = ConvVAE(ModelConfig())
     assert sum(p.numel() for p in model.decoder.parameters()) == 321_153
 
@@ -74,7 +75,7 @@ def test_upconv_gradients_under_bf16_autocast() -> None:
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_training_graph_has_no_copy_slices(channels_last: bool) -> None:
     # An in-place ReLU on a cropped view makes autograd clone and scatter the whole gradient
-    # (CopySlices) in backward: a fifth of a CPU training step before UpConv returned copies.
+    # (CopySlices) in backward, a large part of a CPU training step; UpConv returns copies.
     model = ConvVAE(ModelConfig())
     x = torch.rand(4, 1, 28, 28)
     if channels_last:
@@ -108,7 +109,7 @@ def test_loss_parts_add_up(loss: str) -> None:
     parts = vae_loss(logits, x, mu, logvar, loss=loss, beta=0.5)
     assert torch.allclose(parts.total, parts.reconstruction + 0.5 * parts.kl)
     assert float(parts.kl) > 0
-    if loss == "mse":  # the write-up's 784·MSE is a sum of squared errors
+    if loss == "mse":  # the original project's 784·MSE is a sum of squared errors
         assert torch.allclose(parts.reconstruction, 784 * 6 * torch.mean((x_hat - x) ** 2))
     else:  # Bernoulli: -sum [x log x_hat + (1 - x) log(1 - x_hat)]
         expected = -(x * torch.log(x_hat) + (1 - x) * torch.log(1 - x_hat)).sum()

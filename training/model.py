@@ -1,5 +1,9 @@
 """The convolutional VAE and its loss.
 
+The model of a Wolfram Summer School project (a conv VAE trained with 784·MSE + KL, Adam 5e-4,
+batch 32, z = 8, on MNIST and on 1,072 Monet paintings, after Doersch 2016's tutorial); "the
+original project" elsewhere means that one.
+
 Encoder: three stride-2 convolutions, flatten, a dense hidden layer, then two dense heads for
 the mean and the log-variance of q(z|x). Decoder: the mirror image, dense layers then three
 transposed convolutions giving logits; decode() applies the sigmoid so that images come out
@@ -20,6 +24,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from training.layers import UpConv
 
 LOSSES = ("bce", "mse")
 
@@ -81,71 +87,6 @@ def _conv_sizes(image_size: int, layers: int) -> list[int]:
     for _ in range(layers):
         sizes.append((sizes[-1] + 2 - 3) // 2 + 1)
     return sizes
-
-
-def _memory_format(t: Tensor) -> torch.memory_format:
-    """channels_last if T (N, C, H, W) is laid out so, else the default layout."""
-    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-
-
-class _TransposedConvolution(torch.autograd.Function):
-    """conv_transpose2d whose backward computes the weight gradient as the regular
-    convolution's: dL/dW of y = conv_transpose(x, W) is dL/dW of z = conv(g, W) with upstream
-    gradient x (g = dL/dy), the same sums. oneDNN's bf16 kernel for that runs 2-3x faster than
-    its transposed-convolution weight gradient (1.7 vs 0.6 ms for 64->32 channels, 7->14, 128
-    images): a training step went from 13.1 to 11.1 ms (bf16) and 20.8 to 19.5 ms (fp32)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, stride: tuple[int, int],
-                padding: tuple[int, int], output_padding: tuple[int, int]) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.geometry = (stride, padding)
-        y = torch.ops.aten.convolution(x, weight, bias, stride, padding, (1, 1), True, output_padding, 1)
-        # the layout oneDNN picked (channels-last even for an NCHW input when the weights are),
-        # for the gradient: the kernels would otherwise each copy it, and its sum upcasts it
-        ctx.layout = _memory_format(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        stride, padding = ctx.geometry
-        grad = grad.contiguous(memory_format=ctx.layout)
-        grad_x = None
-        if ctx.needs_input_grad[0]:  # the transposed convolution's input gradient is a convolution
-            grad_x = torch.ops.aten.convolution(grad, weight, None, stride, padding, (1, 1), False, (0, 0), 1)
-        _, grad_weight, _ = torch.ops.aten.convolution_backward(
-            x, grad, weight, None, stride, padding, (1, 1), False, (0, 0), 1, [False, True, False])
-        return grad_x, grad_weight, grad.sum(dim=(0, 2, 3)), None, None, None
-
-
-class UpConv(nn.ConvTranspose2d):
-    """A 3×3, stride-2, padding-1 transposed convolution from side n to side OUT_SIZE, which is
-    2n - 1 or 2n. The odd side is computed as 2n and cropped: output_padding only appends a
-    row and a column, so the values are the same, and oneDNN's CPU kernel for the odd case is
-    4-10× slower (0.34 vs 3.2 ms for 128 images at 4×4 -> 7×7, bf16; bench/train_speed.py).
-    When training on a CPU, the backward is _TransposedConvolution's. Weights and their names
-    are those of nn.ConvTranspose2d."""
-
-    def __init__(self, in_channels: int, out_channels: int, out_size: int) -> None:
-        super().__init__(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1)
-        self.out_size = out_size
-
-    def forward(self, x: Tensor) -> Tensor:  # (N, C_in, n, n) -> (N, C_out, out_size, out_size)
-        if torch.is_grad_enabled() and x.device.type == "cpu":
-            weight, bias = self.weight, self.bias
-            # cast as autocast would, so that the Function saves what its backward computes with
-            if torch.is_autocast_enabled("cpu"):
-                dtype = torch.get_autocast_dtype("cpu")
-                x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
-            y = _TransposedConvolution.apply(x, weight, bias, self.stride, self.padding, self.output_padding)
-        else:  # inference, ONNX export, CUDA
-            y = super().forward(x)
-        if y.shape[-1] == self.out_size:
-            return y
-        # A dense copy, not a view: an in-place ReLU on a view makes autograd clone and
-        # scatter the whole gradient (CopySlices) in backward, which cost 20% of a training step.
-        return y[..., : self.out_size, : self.out_size].contiguous(memory_format=_memory_format(y))
 
 
 class ConvVAE(nn.Module):
@@ -241,7 +182,8 @@ def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
 
 def reconstruction_error(logits: Tensor, x: Tensor, loss: str) -> Tensor:
     """Per image, (N,), from the decoder's logits. 'bce': -log p(x|z) under a Bernoulli
-    decoder (nats). 'mse': sum of squared errors of sigmoid(logits), the write-up's 784·MSE."""
+    decoder (nats). 'mse': sum of squared errors of sigmoid(logits), the original
+    project's 784·MSE."""
     if loss == "bce":
         per_pixel = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
     elif loss == "mse":
@@ -254,7 +196,7 @@ def reconstruction_error(logits: Tensor, x: Tensor, loss: str) -> Tensor:
 def vae_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, loss: str = "bce", beta: float = 1.0) -> LossParts:
     """Negative ELBO summed over the batch: recon(x | logits) + beta · KL(q(z|x) || p(z)).
 
-    With loss='mse' and beta=1 this is the write-up's objective, 784·MSE + KL (Kingma &
+    With loss='mse' and beta=1 this is the original project's objective, 784·MSE + KL (Kingma &
     Welling 2014, eq. 10, with a Gaussian decoder of fixed variance 1/2 up to a constant).
     """
     reconstruction = reconstruction_error(logits, x, loss).sum()

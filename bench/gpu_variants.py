@@ -6,12 +6,12 @@ kernel by kernel, uncaptured), and fp32 against bf16 autocast. Each runs the gra
 for a few epochs from the same seed; reported: the steady epoch time (median of epochs 2..E),
 images/s, the mean training loss of each epoch and the test MSE after the last (a variant that
 trains differently shows there). A variant that fails records its error and the others still
-run: a lent GPU's time is scarce.
+run.
 Writes bench/results/gpu_variants.json and .md.
 
     python bench/gpu_variants.py --data-dir DIR [--epochs 4] [--batch-size 512 --batch-size 128] [--only TEXT]
 
-bench/gpu_session.sh runs it on a lent GPU. On a CPU it only checks the wiring (the step runs
+bench/gpu.sh runs it on a GPU. On a CPU it only checks the wiring (the step runs
 eagerly; `--steps N` shortens the epochs; torch.compile is skipped there, 20 s to compile).
 """
 
@@ -35,8 +35,8 @@ from training.data import load_dataset  # noqa: E402
 from training.evaluate import elbo_metrics  # noqa: E402
 from training.graphed import GraphedSteps  # noqa: E402
 from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
-from training.train import (TrainConfig, _epoch_permutation, device_name, init_output_bias,  # noqa: E402
-                            learning_rates, pick_device)
+from training.loop import device_name, epoch_permutation, pick_device  # noqa: E402
+from training.train import TrainConfig, init_output_bias, learning_rates  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_ima
     epoch_seconds, epoch_losses, step = [], [], 0
     for epoch in range(epochs):
         started = time.perf_counter()
-        graphed.start_epoch(_epoch_permutation(SEED, epoch, len(train_images)), SEED, epoch, step)
+        graphed.start_epoch(epoch_permutation(SEED, epoch, len(train_images)), SEED, epoch, step)
         for _ in range(steps_per_epoch):
             graphed.step()
             step += 1
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             try:
                 row = run_variant(variant, batch, args.epochs, args.steps, train_images, test_images, device)
-            except Exception as e:  # a benchmark on borrowed time: note it, go on to the next
+            except Exception as e:  # one variant's failure is a result: note it, go on
                 row = {"label": variant.label, "batch": batch, "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
             rows.append(row)
             print(row, file=sys.stderr, flush=True)

@@ -33,7 +33,8 @@ from bench.report import write_report  # noqa: E402
 from training.adam import Adam  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.model import ConvVAE, ModelConfig  # noqa: E402
-from training.train import bf16_autocast, init_output_bias, train_step  # noqa: E402
+from training.loop import bf16_autocast  # noqa: E402
+from training.train import init_output_bias, train_step  # noqa: E402
 
 SEED = 0
 

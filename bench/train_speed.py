@@ -44,8 +44,9 @@ sys.path.insert(0, str(ROOT))
 
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import elbo_metrics  # noqa: E402
-from training.model import ConvVAE, ModelConfig, UpConv, vae_loss  # noqa: E402
-from training.train import pick_device  # noqa: E402
+from training.layers import UpConv  # noqa: E402
+from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
+from training.loop import pick_device  # noqa: E402
 from bench.report import write_report  # noqa: E402
 
 

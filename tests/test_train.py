@@ -323,7 +323,7 @@ def test_unwritable_out_fails_before_training(tiny_mnist: Path, tmp_path: Path) 
 
 def test_a_full_disk_fails_before_training(tiny_mnist: Path, tmp_path: Path, monkeypatch) -> None:
     real = shutil.disk_usage
-    monkeypatch.setattr(train_module.shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
     with pytest.raises(TrainingError, match="free some space"):
         train(TINY_MODEL, TrainConfig(epochs=1, batch_size=32), tmp_path / "run", data_dir=tiny_mnist, progress=False)
     assert not (tmp_path / "run" / "model.safetensors").exists()
@@ -414,8 +414,7 @@ def test_the_init_flag_starts_the_run_from_kaiming_weights_and_is_saved(tiny_mni
 
 
 def test_a_kaiming_start_learns_mnist_faster_in_a_short_run(mnist_dir: Path, tmp_path: Path) -> None:
-    # the CPU recipe's reason (README, Benchmarks): 100 steps of batch 256; measured at seeds 0 and
-    # 1, test MSE 0.0326 and 0.0302 from the Kaiming start, 0.0499 and 0.0618 from PyTorch's
+    # the fast recipe's reason (docs/model-notes.md), in 100 steps of batch 256
     config = TrainConfig(epochs=1, max_steps=100, batch_size=256, lr=3e-3, warmup_steps=25, device="cpu")
     mse = {init: train(ModelConfig(), replace(config, init=init), tmp_path / init, data_dir=mnist_dir,
                        progress=False)["mse_per_pixel"] for init in ("pytorch", "kaiming")}
@@ -575,7 +574,7 @@ def test_resuming_a_finished_run_evaluates_again_without_a_second_history_row(ti
     train(TINY_MODEL, config, tmp_path / "r", data_dir=tiny_mnist, progress=False)
     before = read_history(tmp_path / "r")
     train(TINY_MODEL, config, tmp_path / "r", data_dir=tiny_mnist, resume=True, progress=False)
-    # it used to append a row at the same step, with no steps and the optimizer's unset rate (0.002)
+    # not a second row at the same step, with no steps and the optimizer's unset rate
     assert read_history(tmp_path / "r") == before and [r["step"] for r in before] == [8, 16]
 
 
@@ -596,7 +595,7 @@ def test_the_cli_leaves_a_finished_run_alone_on_resume(tiny_mnist: Path, tmp_pat
 
 
 def test_paths_typed_with_an_equals_sign_have_their_home_folder_expanded(tiny_mnist: Path, tmp_path: Path) -> None:
-    # bash leaves `--out=~/runs/x` as typed; training used to write a folder named "~" here
+    # bash leaves `--out=~/runs/x` as typed; without expansion a folder named "~" would appear here
     work = tmp_path / "work"
     work.mkdir()
     result = subprocess.run([sys.executable, "-m", "training", "train", "--out=~/runs/x", f"--data-dir={tiny_mnist}",

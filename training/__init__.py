@@ -12,7 +12,8 @@ from training.checkpoint import CheckpointError, load_model, read_config, read_h
 from training.data import DataError, load_data, load_dataset, read_idx
 from training.evaluate import encode_dataset
 from training.model import ConvVAE, LossParts, ModelConfig, kl_divergence, vae_loss
-from training.train import TrainConfig, TrainingError, TrainingInterrupted
+from training.loop import TrainingError, TrainingInterrupted
+from training.train import TrainConfig
 
 __all__ = [
     "CheckpointError",

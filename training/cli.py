@@ -19,7 +19,8 @@ import torch
 from training.checkpoint import CONFIG, STATE_JSON, CheckpointError, atomic_write_json, read_json, read_metrics
 from training.data import DATASET_NAMES, DataError, class_count
 from training.model import LOSSES, ModelConfig
-from training.train import DEVICES, INITS, LR_SCHEDULES, PRECISIONS, RECIPES, RESUMABLE, TrainConfig, TrainingError, TrainingInterrupted, pick_device, planned_steps, saved_train_config
+from training.loop import TrainingError, TrainingInterrupted, pick_device
+from training.train import DEVICES, INITS, LR_SCHEDULES, PRECISIONS, RECIPES, RESUMABLE, TrainConfig, planned_steps, saved_train_config
 
 EXIT_USER_ERROR = 2
 EXIT_PARTIAL = 1  # score: every readable file ranked, some files could not be read
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", choices=DATASET_NAMES,
                    help="mnist (default), fashion-mnist, or folder: every PNG/JPEG under --data-dir "
                         "(a class per subfolder)")
-    t.add_argument("--recipe", choices=sorted(RECIPES), help="'seed': the write-up's 784·MSE+KL, "
+    t.add_argument("--recipe", choices=sorted(RECIPES), help="'seed': the original project's 784·MSE+KL, "
                    "Adam lr 5e-4, batch 32, 2000 iterations; 'fast': the bundled model's quality soonest, "
                    "60 epochs of batch 256 from a Kaiming start (lr 3e-3, weight decay 0.1, evaluated every "
                    "10 epochs). Flags typed beside it override its values")

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/mnist) $(LATENT_EXPLORER_DATA))
 
-.PHONY: app test chromium train train-fashion train-cvae train-rgb anomaly atlas bench vendor-ort clean
+.PHONY: app test lint chromium train train-fashion train-cvae train-rgb anomaly atlas bench vendor-ort clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,13 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium lint
 	$(PY) -m pytest -q
+
+# ruff's settings are in pyproject.toml; `$(VENV)/bin/ruff format .` fixes what format --check finds
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The bundled model; DATA_DIR defaults to ../shared/data/mnist. One thread, as it was trained:
 # deterministic, so on the same kind of CPU it gives the committed weights bit for bit; more

@@ -34,8 +34,8 @@ from training.adam import Adam  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import elbo_metrics  # noqa: E402
 from training.graphed import GraphedSteps  # noqa: E402
-from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
 from training.loop import device_name, epoch_permutation, pick_device  # noqa: E402
+from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
 from training.train import TrainConfig, init_output_bias, learning_rates  # noqa: E402
 
 
@@ -63,8 +63,15 @@ VARIANTS = (
 SEED = 0
 
 
-def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_images: torch.Tensor,
-                test_images: torch.Tensor, device: torch.device) -> dict:
+def run_variant(
+    variant: Variant,
+    batch: int,
+    epochs: int,
+    steps: int,
+    train_images: torch.Tensor,
+    test_images: torch.Tensor,
+    device: torch.device,
+) -> dict:
     torch.manual_seed(SEED)
     torch.backends.cudnn.benchmark = variant.cudnn_benchmark
     model = ConvVAE(ModelConfig()).to(device)
@@ -80,8 +87,20 @@ def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_ima
     schedule = learning_rates(config, epochs * steps_per_epoch, device)
     stepper = torch.compile(model) if variant.compile else model
     labels = torch.zeros(len(train_images), dtype=torch.long, device=device)
-    graphed = GraphedSteps(stepper, optimizer, train_images, labels, batch, schedule, steps_per_epoch,
-                           "bce", 1.0, bf16=variant.bf16, loss_fn=vae_loss, capture=variant.capture and device.type == "cuda")
+    graphed = GraphedSteps(
+        stepper,
+        optimizer,
+        train_images,
+        labels,
+        batch,
+        schedule,
+        steps_per_epoch,
+        "bce",
+        1.0,
+        bf16=variant.bf16,
+        loss_fn=vae_loss,
+        capture=variant.capture and device.type == "cuda",
+    )
     epoch_seconds, epoch_losses, step = [], [], 0
     for epoch in range(epochs):
         started = time.perf_counter()
@@ -95,9 +114,16 @@ def run_variant(variant: Variant, batch: int, epochs: int, steps: int, train_ima
     model.eval()
     mse = elbo_metrics(model, test_images, "bce")["mse_per_pixel"]
     steady = statistics.median(epoch_seconds[1:]) if epochs > 1 else epoch_seconds[0]
-    return {"label": variant.label, "batch": batch, "epoch_seconds": epoch_seconds, "steady_seconds": steady,
-            "images_per_second": steps_per_epoch * batch / steady,
-            "last_epoch_loss": epoch_losses[-1], "epoch_losses": epoch_losses, "test_mse": mse}
+    return {
+        "label": variant.label,
+        "batch": batch,
+        "epoch_seconds": epoch_seconds,
+        "steady_seconds": steady,
+        "images_per_second": steps_per_epoch * batch / steady,
+        "last_epoch_loss": epoch_losses[-1],
+        "epoch_losses": epoch_losses,
+        "test_mse": mse,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,8 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, action="append", help="repeatable (default: 512 and 128)")
     parser.add_argument("--steps", type=int, default=0, help="steps per epoch (0: whole epochs)")
-    parser.add_argument("--only", action="append", metavar="TEXT",
-                        help="run only the variants whose label holds TEXT (repeatable; default: all)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="run only the variants whose label holds TEXT (repeatable; default: all)",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     device = pick_device(args.device)
@@ -136,19 +166,30 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def report(args: argparse.Namespace, machine: str, rows: list[dict]) -> None:
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "torch": torch.__version__,
-              "epochs": args.epochs, "steps_per_epoch": args.steps or "all", "rows": rows}
-    lines = [f"Training-step variants, {result['date']}, {machine}, torch {torch.__version__}, bf16 unless said, "
-             f"{args.epochs} epochs from seed {SEED}", "",
-             "| variant | batch | steady epoch, s | images/s | first epoch, s | each epoch's loss | test MSE |",
-             "|---|---|---|---|---|---|---|"]
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine,
+        "torch": torch.__version__,
+        "epochs": args.epochs,
+        "steps_per_epoch": args.steps or "all",
+        "rows": rows,
+    }
+    lines = [
+        f"Training-step variants, {result['date']}, {machine}, torch {torch.__version__}, bf16 unless said, "
+        f"{args.epochs} epochs from seed {SEED}",
+        "",
+        "| variant | batch | steady epoch, s | images/s | first epoch, s | each epoch's loss | test MSE |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['label']} | {r['batch']} | failed: {r['error']} | | | | |")
         else:
-            lines.append(f"| {r['label']} | {r['batch']} | {r['steady_seconds']:.3f} | {r['images_per_second']:,.0f} | "
-                         f"{r['epoch_seconds'][0]:.2f} | {' · '.join(f'{v:.1f}' for v in r['epoch_losses'])} | "
-                         f"{r['test_mse']:.4f} |")
+            lines.append(
+                f"| {r['label']} | {r['batch']} | {r['steady_seconds']:.3f} | {r['images_per_second']:,.0f} | "
+                f"{r['epoch_seconds'][0]:.2f} | {' · '.join(f'{v:.1f}' for v in r['epoch_losses'])} | "
+                f"{r['test_mse']:.4f} |"
+            )
     write_report(args.out, "gpu_variants", result, lines)
 
 

@@ -34,8 +34,8 @@ from playwright.async_api import async_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.browser_support import CANVAS_HASH_JS, CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server  # noqa: E402
 from bench.report import write_report  # noqa: E402
+from tests.browser_support import CANVAS_HASH_JS, CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server  # noqa: E402
 
 URL_Z_JS = "() => new URLSearchParams(location.search).get('z')"
 
@@ -78,8 +78,9 @@ async def drag_and_step(page: object, rng: random.Random, record: dict) -> None:
     pressed = time.perf_counter()
     await page.keyboard.press("ArrowRight" if b < 0.5 else "ArrowLeft")
     try:
-        await page.wait_for_function(f"h => ({CANVAS_HASH_JS})() !== h", arg=image_before, timeout=10_000,
-                                     polling="raf")
+        await page.wait_for_function(
+            f"h => ({CANVAS_HASH_JS})() !== h", arg=image_before, timeout=10_000, polling="raf"
+        )
         record["key_ms"].append((time.perf_counter() - pressed) * 1000)
     except PlaywrightTimeout:  # counted, reported
         record["timeouts"] += 1
@@ -128,35 +129,56 @@ async def run(args: argparse.Namespace) -> dict:
             version = browser.version
             for r in range(args.rounds):
                 before = rss_mb(server.pid)
-                record = {"errors": [], "ready_s": [], "release_ms": [], "key_ms": [], "timeouts": 0,
-                          "drags": 0, "exceptions_shown": 0}
+                record = {
+                    "errors": [],
+                    "ready_s": [],
+                    "release_ms": [],
+                    "key_ms": [],
+                    "timeouts": 0,
+                    "drags": 0,
+                    "exceptions_shown": 0,
+                }
                 samples: list[float] = []
                 stop = asyncio.Event()
                 sampler = asyncio.create_task(sample_memory(server.pid, samples, stop))
                 started = time.perf_counter()
-                await asyncio.gather(*(session(browser, url, args.seconds, k + 100 * r, record)
-                                       for k in range(args.sessions)))
+                await asyncio.gather(
+                    *(session(browser, url, args.seconds, k + 100 * r, record) for k in range(args.sessions))
+                )
                 wall = time.perf_counter() - started
                 stop.set()
                 await sampler
                 await asyncio.sleep(args.settle)  # the TTL passes and the server frees the sessions
-                rounds.append({
-                    "round": r + 1, "wall_s": wall, "drags": record["drags"], "errors": record["errors"],
-                    "timeouts": record["timeouts"], "exceptions_shown": record["exceptions_shown"],
-                    "ready_s": {"max": max(record["ready_s"], default=None),
-                                "median": float(np.median(record["ready_s"])) if record["ready_s"] else None},
-                    "release_to_server": percentiles(record["release_ms"]),
-                    "key_step_to_image": percentiles(record["key_ms"]),
-                    "rss_mb": {"before": before, "peak": max(samples, default=before), "after": rss_mb(server.pid)},
-                })
+                rounds.append(
+                    {
+                        "round": r + 1,
+                        "wall_s": wall,
+                        "drags": record["drags"],
+                        "errors": record["errors"],
+                        "timeouts": record["timeouts"],
+                        "exceptions_shown": record["exceptions_shown"],
+                        "ready_s": {
+                            "max": max(record["ready_s"], default=None),
+                            "median": float(np.median(record["ready_s"])) if record["ready_s"] else None,
+                        },
+                        "release_to_server": percentiles(record["release_ms"]),
+                        "key_step_to_image": percentiles(record["key_ms"]),
+                        "rss_mb": {"before": before, "peak": max(samples, default=before), "after": rss_mb(server.pid)},
+                    }
+                )
                 print(json.dumps(rounds[-1]), flush=True)
             await browser.close()
     finally:
         server.terminate()
         server.wait(timeout=20)
     cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores} cores, headless chromium {version}",
-            "sessions": args.sessions, "seconds": args.seconds, "rounds": rounds}
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {cores} cores, headless chromium {version}",
+        "sessions": args.sessions,
+        "seconds": args.seconds,
+        "rounds": rounds,
+    }
 
 
 def main() -> None:
@@ -164,22 +186,29 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--settle", type=float, default=15, help="seconds to wait after a round before measuring memory")
+    parser.add_argument(
+        "--settle", type=float, default=15, help="seconds to wait after a round before measuring memory"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    lines = [f"Load, {result['date']}, {result['machine']}: {args.sessions} sessions × {args.seconds:.0f} s, "
-             f"{args.rounds} rounds", "",
-             "| round | drags | errors | timeouts | page ready (median / max) | release → server p50 / p95 | "
-             "key step → image p50 / p95 | server RSS before / peak / after |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Load, {result['date']}, {result['machine']}: {args.sessions} sessions × {args.seconds:.0f} s, "
+        f"{args.rounds} rounds",
+        "",
+        "| round | drags | errors | timeouts | page ready (median / max) | release → server p50 / p95 | "
+        "key step → image p50 / p95 | server RSS before / peak / after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["rounds"]:
         ms = lambda p: "n/a" if p["n"] == 0 else f"{p['p50_ms']:.0f} / {p['p95_ms']:.0f} ms"  # noqa: E731
         ready = r["ready_s"]
-        lines.append(f"| {r['round']} | {r['drags']} | {len(r['errors']) + r['exceptions_shown']} | {r['timeouts']} | "
-                     f"{ready['median']:.1f} / {ready['max']:.1f} s | {ms(r['release_to_server'])} | "
-                     f"{ms(r['key_step_to_image'])} | {r['rss_mb']['before']:.0f} / {r['rss_mb']['peak']:.0f} / "
-                     f"{r['rss_mb']['after']:.0f} MB |")
+        lines.append(
+            f"| {r['round']} | {r['drags']} | {len(r['errors']) + r['exceptions_shown']} | {r['timeouts']} | "
+            f"{ready['median']:.1f} / {ready['max']:.1f} s | {ms(r['release_to_server'])} | "
+            f"{ms(r['key_step_to_image'])} | {r['rss_mb']['before']:.0f} / {r['rss_mb']['peak']:.0f} / "
+            f"{r['rss_mb']['after']:.0f} MB |"
+        )
     write_report(args.out, "load", result, lines)
 
 

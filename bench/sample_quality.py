@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import training  # noqa: E402
+from bench.report import write_report  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.sampler import load_sampler  # noqa: E402
-from bench.report import write_report  # noqa: E402
 
 
 class Classifier(nn.Module):
@@ -39,9 +39,15 @@ class Classifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 128),
+            nn.ReLU(),
         )
         self.head = nn.Linear(128, 10)
 
@@ -56,7 +62,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int, se
     for _ in range(epochs):
         order = torch.randperm(len(images))
         for start in range(0, len(images), 128):
-            rows = order[start:start + 128]
+            rows = order[start : start + 128]
             loss = nn.functional.cross_entropy(model(images[rows]), labels[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -68,7 +74,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int, se
 def features_and_labels(classifier: Classifier, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     feats, labels = [], []
     for start in range(0, len(images), 1000):
-        f = classifier.features(images[start:start + 1000])
+        f = classifier.features(images[start : start + 1000])
         feats.append(f.numpy().astype(np.float64))
         labels.append(classifier.head(f).argmax(dim=1).numpy())
     return np.concatenate(feats), np.concatenate(labels)
@@ -87,7 +93,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @torch.inference_mode()
 def decode(model: training.ConvVAE, z: np.ndarray) -> torch.Tensor:
-    return torch.cat([model.decode(torch.from_numpy(z[i:i + 1000])) for i in range(0, len(z), 1000)])
+    return torch.cat([model.decode(torch.from_numpy(z[i : i + 1000])) for i in range(0, len(z), 1000)])
 
 
 def main() -> None:
@@ -105,35 +111,52 @@ def main() -> None:
     classifier = train_classifier(train.images, train.labels, args.epochs, args.seed)
     test_features, test_predicted = features_and_labels(classifier, test.images)
     accuracy = float((torch.from_numpy(test_predicted) == test.labels).float().mean())
-    train_features, _ = features_and_labels(classifier, train.images[:args.samples])
+    train_features, _ = features_and_labels(classifier, train.images[: args.samples])
 
     model = training.load_model(args.checkpoint)
     sampler = load_sampler(args.checkpoint, model.config.latent_dim)
     if sampler is None:
         raise SystemExit(f"{args.checkpoint} has no sampler; run `python -m training sampler {args.checkpoint}` first.")
     rng = np.random.default_rng(args.seed)
-    latents = {"prior N(0, I)": rng.standard_normal((args.samples, model.config.latent_dim)).astype(np.float32),
-               f"mixture ({len(sampler.weights)} components)": sampler.sample(rng, args.samples)}
-    rows = {"training images (reference)": {"frechet": frechet_distance(train_features, test_features),
-                                            "class_shares": None}}
+    latents = {
+        "prior N(0, I)": rng.standard_normal((args.samples, model.config.latent_dim)).astype(np.float32),
+        f"mixture ({len(sampler.weights)} components)": sampler.sample(rng, args.samples),
+    }
+    rows = {
+        "training images (reference)": {
+            "frechet": frechet_distance(train_features, test_features),
+            "class_shares": None,
+        }
+    }
     for name, z in latents.items():
         feats, predicted = features_and_labels(classifier, decode(model, z))
         shares = np.bincount(predicted, minlength=10) / len(predicted)
         rows[name] = {"frechet": frechet_distance(feats, test_features), "class_shares": shares.tolist()}
 
-    result = {"date": time.strftime("%Y-%m-%d"), "checkpoint": args.checkpoint, "samples": args.samples,
-              "classifier_test_accuracy": accuracy, "rows": rows, "seconds": time.perf_counter() - started}
-    lines = [f"Sample quality of {args.checkpoint}, {result['date']}: {args.samples:,} samples, classifier test "
-             f"accuracy {accuracy:.4f}", "",
-             "| samples | Fréchet distance to test features | rarest class | most common class | classes ≥ 5% |",
-             "|---|---|---|---|---|"]
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "checkpoint": args.checkpoint,
+        "samples": args.samples,
+        "classifier_test_accuracy": accuracy,
+        "rows": rows,
+        "seconds": time.perf_counter() - started,
+    }
+    lines = [
+        f"Sample quality of {args.checkpoint}, {result['date']}: {args.samples:,} samples, classifier test "
+        f"accuracy {accuracy:.4f}",
+        "",
+        "| samples | Fréchet distance to test features | rarest class | most common class | classes ≥ 5% |",
+        "|---|---|---|---|---|",
+    ]
     for name, row in rows.items():
         shares = row["class_shares"]
         if shares is None:
             lines.append(f"| {name} | {row['frechet']:.2f} | | | |")
             continue
-        lines.append(f"| {name} | {row['frechet']:.2f} | {int(np.argmin(shares))}: {min(shares):.1%} | "
-                     f"{int(np.argmax(shares))}: {max(shares):.1%} | {sum(s >= 0.05 for s in shares)} of 10 |")
+        lines.append(
+            f"| {name} | {row['frechet']:.2f} | {int(np.argmin(shares))}: {min(shares):.1%} | "
+            f"{int(np.argmax(shares))}: {max(shares):.1%} | {sum(s >= 0.05 for s in shares)} of 10 |"
+        )
     write_report(args.out, "sample_quality", result, lines)
 
 

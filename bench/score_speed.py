@@ -62,18 +62,26 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} "
-                   f"cores, {torch.get_num_threads()} threads, no GPU",
-        "checkpoint": args.checkpoint, "files": count, "seconds": seconds, "images_per_second": count / seconds,
+        f"cores, {torch.get_num_threads()} threads, no GPU",
+        "checkpoint": args.checkpoint,
+        "files": count,
+        "seconds": seconds,
+        "images_per_second": count / seconds,
         "correlation_with_atlas": float(np.corrcoef(by_index, atlas)[0, 1]),
         "top20_overlap": len(set(np.argsort(-by_index)[:top]) & set(np.argsort(-atlas)[:top])),
-        "share_above_99th": float((percentiles > 99).mean()), "share_above_90th": float((percentiles > 90).mean()),
+        "share_above_99th": float((percentiles > 99).mean()),
+        "share_above_90th": float((percentiles > 90).mean()),
     }
-    lines = [f"Screening PNG files, {result['date']}, {result['machine']}, {args.checkpoint}", "",
-             "| files | seconds (decoding included) | images/s | correlation with the atlas's scores | "
-             "same 20 most anomalous | above the 99th / 90th percentile |", "|---|---|---|---|---|---|",
-             f"| {count:,} | {seconds:.1f} | {result['images_per_second']:,.0f} | "
-             f"{result['correlation_with_atlas']:.4f} | {result['top20_overlap']} of {top} | "
-             f"{result['share_above_99th']:.2%} / {result['share_above_90th']:.1%} |"]
+    lines = [
+        f"Screening PNG files, {result['date']}, {result['machine']}, {args.checkpoint}",
+        "",
+        "| files | seconds (decoding included) | images/s | correlation with the atlas's scores | "
+        "same 20 most anomalous | above the 99th / 90th percentile |",
+        "|---|---|---|---|---|---|",
+        f"| {count:,} | {seconds:.1f} | {result['images_per_second']:,.0f} | "
+        f"{result['correlation_with_atlas']:.4f} | {result['top20_overlap']} of {top} | "
+        f"{result['share_above_99th']:.2%} / {result['share_above_90th']:.1%} |",
+    ]
     write_report(args.out, "score_speed", result, lines)
 
 

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from bench.report import write_report  # noqa: E402
 from training.adam import Adam  # noqa: E402
 from training.data import load_dataset  # noqa: E402
-from training.model import ConvVAE, ModelConfig  # noqa: E402
 from training.loop import bf16_autocast  # noqa: E402
+from training.model import ConvVAE, ModelConfig  # noqa: E402
 from training.train import init_output_bias, train_step  # noqa: E402
 
 SEED = 0
@@ -120,14 +120,24 @@ def measure(images: torch.Tensor, batch: int, steps: int, warmup: int) -> dict:
     for key, seconds in timed.seconds.items():
         calls = len(seconds) / steps
         in_step = statistics.median(seconds)
-        rows.append({"op": key, "calls_per_step": calls, "in_step_us": in_step * 1e6,
-                     "per_step_us": in_step * calls * 1e6, "alone_us": alone.get(key, float("nan")) * 1e6})
+        rows.append(
+            {
+                "op": key,
+                "calls_per_step": calls,
+                "in_step_us": in_step * 1e6,
+                "per_step_us": in_step * calls * 1e6,
+                "alone_us": alone.get(key, float("nan")) * 1e6,
+            }
+        )
     rows.sort(key=lambda r: -r["per_step_us"])
-    return {"rows": rows, "step_ms_untimed": statistics.median(untimed) * 1e3,
-            "ops_per_step": sum(r["calls_per_step"] for r in rows),
-            "in_step_ms": sum(r["per_step_us"] for r in rows) / 1e3,
-            "alone_ms": sum(r["alone_us"] * r["calls_per_step"] for r in rows) / 1e3,
-            "precision": "bf16" if bf16 else "fp32"}
+    return {
+        "rows": rows,
+        "step_ms_untimed": statistics.median(untimed) * 1e3,
+        "ops_per_step": sum(r["calls_per_step"] for r in rows),
+        "in_step_ms": sum(r["per_step_us"] for r in rows) / 1e3,
+        "alone_ms": sum(r["alone_us"] * r["calls_per_step"] for r in rows) / 1e3,
+        "precision": "bf16" if bf16 else "fp32",
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -141,20 +151,30 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     train, _ = load_dataset("mnist", args.data_dir)
     result = measure(train.images, args.batch_size, args.steps, args.warmup)
-    result.update(date=time.strftime("%Y-%m-%d"), torch=torch.__version__, threads=torch.get_num_threads(),
-                  batch=args.batch_size, steps=args.steps)
+    result.update(
+        date=time.strftime("%Y-%m-%d"),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        batch=args.batch_size,
+        steps=args.steps,
+    )
     rows = result["rows"]
-    lines = [f"One CPU training step, op by op: {result['date']}, {result['threads']} threads, torch "
-             f"{result['torch']}, {result['precision']}, batch {args.batch_size}; medians over {args.steps} steps",
-             "",
-             f"The step untimed: {result['step_ms_untimed']:.2f} ms (median); its {result['ops_per_step']:.0f} ATen "
-             f"calls: {result['in_step_ms']:.2f} ms timed in place, {result['alone_ms']:.2f} ms each run alone.",
-             "",
-             "| op (first two inputs' shapes) | calls/step | µs per call, in the step | µs per call, alone (warm) | µs/step |",
-             "|---|---|---|---|---|"]
-    for r in rows[:args.rows]:
-        lines.append(f"| {r['op']} | {r['calls_per_step']:g} | {r['in_step_us']:.0f} | {r['alone_us']:.0f} | "
-                     f"{r['per_step_us']:.0f} |")
+    lines = [
+        f"One CPU training step, op by op: {result['date']}, {result['threads']} threads, torch "
+        f"{result['torch']}, {result['precision']}, batch {args.batch_size}; medians over {args.steps} steps",
+        "",
+        f"The step untimed: {result['step_ms_untimed']:.2f} ms (median); its {result['ops_per_step']:.0f} ATen "
+        f"calls: {result['in_step_ms']:.2f} ms timed in place, {result['alone_ms']:.2f} ms each run alone.",
+        "",
+        "| op (first two inputs' shapes) | calls/step | µs per call, in the step "
+        "| µs per call, alone (warm) | µs/step |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows[: args.rows]:
+        lines.append(
+            f"| {r['op']} | {r['calls_per_step']:g} | {r['in_step_us']:.0f} | {r['alone_us']:.0f} | "
+            f"{r['per_step_us']:.0f} |"
+        )
     write_report(args.out, "step_ops", result, lines)
     return result
 

@@ -12,13 +12,26 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ("train_speed", "train_speed_cuda", "train_speed_cuda_h200", "gpu_variants", "step_ops", "app_latency", "load", "sample_quality", "atlas_scale", "score_speed")
+ORDER = (
+    "train_speed",
+    "train_speed_cuda",
+    "train_speed_cuda_h200",
+    "gpu_variants",
+    "step_ops",
+    "app_latency",
+    "load",
+    "sample_quality",
+    "atlas_scale",
+    "score_speed",
+)
 
 
 def main() -> None:
     present = [name for name in ORDER if (RESULTS / f"{name}.json").is_file()]
-    summary = {"written": time.strftime("%Y-%m-%d %H:%M"),
-               **{name: json.loads((RESULTS / f"{name}.json").read_text()) for name in present}}
+    summary = {
+        "written": time.strftime("%Y-%m-%d %H:%M"),
+        **{name: json.loads((RESULTS / f"{name}.json").read_text()) for name in present},
+    }
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     sections = [f"# Benchmarks ({', '.join(present)}), collected {summary['written']}"]
     for name in present:

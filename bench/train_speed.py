@@ -42,12 +42,12 @@ from torch.utils.data import DataLoader, Dataset
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import write_report  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import elbo_metrics  # noqa: E402
 from training.layers import UpConv  # noqa: E402
-from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
 from training.loop import pick_device  # noqa: E402
-from bench.report import write_report  # noqa: E402
+from training.model import ConvVAE, ModelConfig, vae_loss  # noqa: E402
 
 
 class PerSampleMNIST(Dataset):
@@ -76,8 +76,9 @@ def with_stock_layers(model: ConvVAE) -> ConvVAE:
     for i, layer in enumerate(model.decoder):
         if isinstance(layer, UpConv):
             side = layer.out_size
-            stock = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, 3, stride=2, padding=1,
-                                       output_padding=1 - side % 2).to(layer.weight.device)
+            stock = nn.ConvTranspose2d(
+                layer.in_channels, layer.out_channels, 3, stride=2, padding=1, output_padding=1 - side % 2
+            ).to(layer.weight.device)
             stock.load_state_dict(layer.state_dict())
             model.decoder[i] = stock
     return model
@@ -110,18 +111,29 @@ def tutorial_loop(data_dir: str | None, epochs: int, device: torch.device, stock
         elapsed += epoch_seconds
         model.eval()
         mse = elbo_metrics(model, test.images, "bce")["mse_per_pixel"]
-        rows.append({"epoch": epoch + 1, "epoch_seconds": epoch_seconds, "train_seconds": elapsed,
-                     "images_per_second": len(train) / epoch_seconds, "test_mse": mse})
-        print(f"tutorial{' (stock layers)' if stock_layers else ''} epoch {epoch + 1}: {epoch_seconds:.1f} s, "
-              f"MSE {mse:.5f}", file=sys.stderr)
+        rows.append(
+            {
+                "epoch": epoch + 1,
+                "epoch_seconds": epoch_seconds,
+                "train_seconds": elapsed,
+                "images_per_second": len(train) / epoch_seconds,
+                "test_mse": mse,
+            }
+        )
+        print(
+            f"tutorial{' (stock layers)' if stock_layers else ''} epoch {epoch + 1}: {epoch_seconds:.1f} s, "
+            f"MSE {mse:.5f}",
+            file=sys.stderr,
+        )
     return rows
 
 
 def train_command(data_dir: str | None, device: str, flags: tuple[str, ...]) -> tuple[float, dict]:
     """The wall time and metrics.json of one whole `python -m training train FLAGS` command."""
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "training", "train", "--out", out, "--device", device, "--quiet",
-                   *flags] + (["--data-dir", data_dir] if data_dir else [])
+        command = [sys.executable, "-m", "training", "train", "--out", out, "--device", device, "--quiet", *flags] + (
+            ["--data-dir", data_dir] if data_dir else []
+        )
         started = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - started
@@ -137,25 +149,42 @@ def our_loop(data_dir: str | None, epochs: int, device: str, flags: tuple[str, .
     rows = []
     for n in range(1, epochs + 1):
         wall, metrics = train_command(data_dir, device, ("--epochs", str(n), *flags))
-        rows.append({"epochs": n, "command_seconds": wall, "train_seconds": metrics["train_seconds"],
-                     "images_per_second": metrics["images_per_second"], "test_mse": metrics["mse_per_pixel"],
-                     "precision": metrics["precision"]})
-        print(f"ours {' '.join(flags)} {n} epoch(s): command {wall:.1f} s, {metrics['images_per_second']:.0f} "
-              f"images/s, MSE {metrics['mse_per_pixel']:.5f}", file=sys.stderr)
+        rows.append(
+            {
+                "epochs": n,
+                "command_seconds": wall,
+                "train_seconds": metrics["train_seconds"],
+                "images_per_second": metrics["images_per_second"],
+                "test_mse": metrics["mse_per_pixel"],
+                "precision": metrics["precision"],
+            }
+        )
+        print(
+            f"ours {' '.join(flags)} {n} epoch(s): command {wall:.1f} s, {metrics['images_per_second']:.0f} "
+            f"images/s, MSE {metrics['mse_per_pixel']:.5f}",
+            file=sys.stderr,
+        )
     return rows
 
 
-def alternating_pairs(data_dir: str | None, device: torch.device, pairs: int,
-                      flags: tuple[str, ...] = ()) -> list[dict]:
+def alternating_pairs(
+    data_dir: str | None, device: torch.device, pairs: int, flags: tuple[str, ...] = ()
+) -> list[dict]:
     """One-epoch wall times, ours (whole command, with FLAGS) and the tutorial's (epoch alone),
     run in turn."""
     rows = []
     for _ in range(pairs):
         ours = our_loop(data_dir, 1, device.type, flags)[0]
         tutorial = tutorial_loop(data_dir, 1, device)[0]
-        rows.append({"ours_command_seconds": ours["command_seconds"], "ours_test_mse": ours["test_mse"],
-                     "tutorial_epoch_seconds": tutorial["epoch_seconds"], "tutorial_test_mse": tutorial["test_mse"],
-                     "images_per_second_ratio": ours["images_per_second"] / tutorial["images_per_second"]})
+        rows.append(
+            {
+                "ours_command_seconds": ours["command_seconds"],
+                "ours_test_mse": ours["test_mse"],
+                "tutorial_epoch_seconds": tutorial["epoch_seconds"],
+                "tutorial_test_mse": tutorial["test_mse"],
+                "images_per_second_ratio": ours["images_per_second"] / tutorial["images_per_second"],
+            }
+        )
     return rows
 
 
@@ -175,45 +204,82 @@ def gpu_main(args: argparse.Namespace, device: torch.device) -> None:
         one_wall, one = train_command(args.data_dir, "cuda", ("--epochs", "1", *flags))
         _, several = train_command(args.data_dir, "cuda", ("--epochs", "4", *flags))
         steady = statistics.median(several["epoch_seconds"][1:])  # the first includes capture and cuDNN's set-up
-        variants.append({"label": label, "flags": list(flags), "command_seconds": one_wall,
-                         "first_epoch_seconds": one["epoch_seconds"][0], "epoch_seconds": steady,
-                         "images_per_second": 60_000 / steady, "test_mse_after_one_epoch": one["mse_per_pixel"],
-                         "epoch_seconds_of_4": several["epoch_seconds"]})
-        print(f"{label}: epoch {steady:.3f} s, command {one_wall:.1f} s, MSE {one['mse_per_pixel']:.4f}", file=sys.stderr)
+        variants.append(
+            {
+                "label": label,
+                "flags": list(flags),
+                "command_seconds": one_wall,
+                "first_epoch_seconds": one["epoch_seconds"][0],
+                "epoch_seconds": steady,
+                "images_per_second": 60_000 / steady,
+                "test_mse_after_one_epoch": one["mse_per_pixel"],
+                "epoch_seconds_of_4": several["epoch_seconds"],
+            }
+        )
+        print(
+            f"{label}: epoch {steady:.3f} s, command {one_wall:.1f} s, MSE {one['mse_per_pixel']:.4f}", file=sys.stderr
+        )
     tutorial = tutorial_loop(args.data_dir, 3, device)
     tutorial_epoch = statistics.median(r["epoch_seconds"] for r in tutorial[1:])
     quality = []
     for flags in args.quality:
         wall, metrics = train_command(args.data_dir, "cuda", tuple(shlex.split(flags)))
-        quality.append({"flags": flags, "command_seconds": wall, "train_seconds": metrics["train_seconds"],
-                        "stepping_seconds": sum(metrics["epoch_seconds"]),
-                        **{k: metrics[k] for k in ("mse_per_pixel", "knn5_accuracy", "neg_elbo_nats")},
-                        "meets_targets": all(metrics[k] <= v if k == "mse_per_pixel" else metrics[k] >= v
-                                             for k, v in QUALITY.items())})
-        print(f"quality run {flags}: {wall:.1f} s, MSE {metrics['mse_per_pixel']:.5f}, "
-              f"kNN {metrics['knn5_accuracy']:.4f}", file=sys.stderr)
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "torch": torch.__version__,
-              "variants": variants, "tutorial": tutorial, "tutorial_epoch_seconds": tutorial_epoch,
-              "quality_targets": QUALITY, "quality": quality}
+        quality.append(
+            {
+                "flags": flags,
+                "command_seconds": wall,
+                "train_seconds": metrics["train_seconds"],
+                "stepping_seconds": sum(metrics["epoch_seconds"]),
+                **{k: metrics[k] for k in ("mse_per_pixel", "knn5_accuracy", "neg_elbo_nats")},
+                "meets_targets": all(
+                    metrics[k] <= v if k == "mse_per_pixel" else metrics[k] >= v for k, v in QUALITY.items()
+                ),
+            }
+        )
+        print(
+            f"quality run {flags}: {wall:.1f} s, MSE {metrics['mse_per_pixel']:.5f}, "
+            f"kNN {metrics['knn5_accuracy']:.4f}",
+            file=sys.stderr,
+        )
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine,
+        "torch": torch.__version__,
+        "variants": variants,
+        "tutorial": tutorial,
+        "tutorial_epoch_seconds": tutorial_epoch,
+        "quality_targets": QUALITY,
+        "quality": quality,
+    }
     lines = [
         f"Training speed on a GPU, {result['date']}, {machine}, torch {torch.__version__}",
         "",
         "| loop | seconds per epoch (steady) | images/s | × tutorial | first epoch | whole 1-epoch command | "
         "test MSE after 1 epoch |",
         "|---|---|---|---|---|---|---|",
-        *[f"| ours, {v['label']} | {v['epoch_seconds']:.3f} | {v['images_per_second']:,.0f} | "
-          f"{tutorial_epoch / v['epoch_seconds']:.1f} | {v['first_epoch_seconds']:.2f} | {v['command_seconds']:.1f} | "
-          f"{v['test_mse_after_one_epoch']:.4f} |" for v in variants],
+        *[
+            f"| ours, {v['label']} | {v['epoch_seconds']:.3f} | {v['images_per_second']:,.0f} | "
+            f"{tutorial_epoch / v['epoch_seconds']:.1f} | {v['first_epoch_seconds']:.2f} | "
+            f"{v['command_seconds']:.1f} | "
+            f"{v['test_mse_after_one_epoch']:.4f} |"
+            for v in variants
+        ],
         f"| tutorial DataLoader loop, batch 128 | {tutorial_epoch:.3f} | {60_000 / tutorial_epoch:,.0f} | 1.0 | "
         f"{tutorial[0]['epoch_seconds']:.2f} | | {tutorial[0]['test_mse']:.4f} |",
     ]
     if quality:
-        lines += ["", "| training run (`python -m training train ...`) | whole command, s | training, s | "
-                      "steps alone, s | test MSE | kNN-5 | meets MSE ≤ 0.012 and kNN-5 ≥ 0.96 |",
-                  "|---|---|---|---|---|---|---|",
-                  *[f"| `{q['flags']}` | {q['command_seconds']:.1f} | {q['train_seconds']:.1f} | "
-                    f"{q['stepping_seconds']:.1f} | {q['mse_per_pixel']:.5f} | {q['knn5_accuracy']:.4f} | "
-                    f"{'yes' if q['meets_targets'] else 'no'} |" for q in quality]]
+        lines += [
+            "",
+            "| training run (`python -m training train ...`) | whole command, s | training, s | "
+            "steps alone, s | test MSE | kNN-5 | meets MSE ≤ 0.012 and kNN-5 ≥ 0.96 |",
+            "|---|---|---|---|---|---|---|",
+            *[
+                f"| `{q['flags']}` | {q['command_seconds']:.1f} | {q['train_seconds']:.1f} | "
+                f"{q['stepping_seconds']:.1f} | {q['mse_per_pixel']:.5f} | {q['knn5_accuracy']:.4f} | "
+                f"{'yes' if q['meets_targets'] else 'no'} |"
+                for q in quality
+            ],
+        ]
     write_report(args.out, "train_speed_cuda", result, lines)
 
 
@@ -228,12 +294,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target-mse", type=float, default=0.02)
     parser.add_argument("--pairs", type=int, default=3, help="alternating one-epoch pairs (0: none)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--quality", action="append", default=[],
-                        help="on a GPU (ignored on a CPU): time a whole training run with these flags "
-                             "against the quality targets")
-    parser.add_argument("--recipe", default="",
-                        help="on a CPU: our command's flags for a second row and for the alternating pairs "
-                             "(e.g. \"--batch-size 256 --lr 3e-3 --warmup-steps 25 --init kaiming\")")
+    parser.add_argument(
+        "--quality",
+        action="append",
+        default=[],
+        help="on a GPU (ignored on a CPU): time a whole training run with these flags against the quality targets",
+    )
+    parser.add_argument(
+        "--recipe",
+        default="",
+        help="on a CPU: our command's flags for a second row and for the alternating pairs "
+        '(e.g. "--batch-size 256 --lr 3e-3 --warmup-steps 25 --init kaiming")',
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     device = pick_device(args.device)
@@ -243,21 +315,32 @@ def main(argv: list[str] | None = None) -> None:
 
     ours = our_loop(args.data_dir, args.epochs, device.type)
     # the same command in fp32, to show what bf16 autocast gives (where the default picked it)
-    ours_fp32 = (our_loop(args.data_dir, 1, device.type, ("--precision", "fp32"))
-                 if ours[0]["precision"] == "bf16" else [])
+    ours_fp32 = (
+        our_loop(args.data_dir, 1, device.type, ("--precision", "fp32")) if ours[0]["precision"] == "bf16" else []
+    )
     recipe = tuple(shlex.split(args.recipe))
     ours_recipe = our_loop(args.data_dir, args.epochs, device.type, recipe) if recipe else []
     tutorial = tutorial_loop(args.data_dir, args.epochs, device)
     # whether our layers help or hinder the baseline: the tutorial on PyTorch's own layers
     tutorial_stock = tutorial_loop(args.data_dir, 1, device, stock_layers=True)
     pairs = alternating_pairs(args.data_dir, device, args.pairs, recipe)
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
     result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": machine, "torch": torch.__version__,
-        "target_mse": args.target_mse, "ours": ours, "ours_fp32": ours_fp32, "recipe": args.recipe,
-        "ours_recipe": ours_recipe, "tutorial": tutorial,
-        "tutorial_stock_layers": tutorial_stock, "pairs": pairs,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine,
+        "torch": torch.__version__,
+        "target_mse": args.target_mse,
+        "ours": ours,
+        "ours_fp32": ours_fp32,
+        "recipe": args.recipe,
+        "ours_recipe": ours_recipe,
+        "tutorial": tutorial,
+        "tutorial_stock_layers": tutorial_stock,
+        "pairs": pairs,
         "ours_seconds_to_target": first_reaching(ours, args.target_mse, "command_seconds"),
         "ours_recipe_seconds_to_target": first_reaching(ours_recipe, args.target_mse, "command_seconds"),
         "tutorial_seconds_to_target": first_reaching(tutorial, args.target_mse, "train_seconds"),
@@ -271,12 +354,23 @@ def main(argv: list[str] | None = None) -> None:
         f"| ours, whole command (`python -m training train --epochs 1`, {ours[0]['precision']}) | "
         f"{ours[0]['command_seconds']:.1f} | {ours[0]['images_per_second']:.0f} | {ours[0]['test_mse']:.4f} | "
         f"{_fmt(result['ours_seconds_to_target'])} |",
-        *([f"| ours, whole command, `--precision fp32` | {ours_fp32[0]['command_seconds']:.1f} | "
-           f"{ours_fp32[0]['images_per_second']:.0f} | {ours_fp32[0]['test_mse']:.4f} | |"] if ours_fp32 else []),
-        *([f"| ours, whole command, `{args.recipe}` ({ours_recipe[0]['precision']}) | "
-           f"{ours_recipe[0]['command_seconds']:.1f} | {ours_recipe[0]['images_per_second']:.0f} | "
-           f"{ours_recipe[0]['test_mse']:.4f} | {_fmt(result['ours_recipe_seconds_to_target'])} |"]
-          if ours_recipe else []),
+        *(
+            [
+                f"| ours, whole command, `--precision fp32` | {ours_fp32[0]['command_seconds']:.1f} | "
+                f"{ours_fp32[0]['images_per_second']:.0f} | {ours_fp32[0]['test_mse']:.4f} | |"
+            ]
+            if ours_fp32
+            else []
+        ),
+        *(
+            [
+                f"| ours, whole command, `{args.recipe}` ({ours_recipe[0]['precision']}) | "
+                f"{ours_recipe[0]['command_seconds']:.1f} | {ours_recipe[0]['images_per_second']:.0f} | "
+                f"{ours_recipe[0]['test_mse']:.4f} | {_fmt(result['ours_recipe_seconds_to_target'])} |"
+            ]
+            if ours_recipe
+            else []
+        ),
         f"| tutorial DataLoader loop, training alone | {tutorial[0]['epoch_seconds']:.1f} | "
         f"{tutorial[0]['images_per_second']:.0f} | {tutorial[0]['test_mse']:.4f} | "
         f"{_fmt(result['tutorial_seconds_to_target'])} |",
@@ -290,9 +384,12 @@ def main(argv: list[str] | None = None) -> None:
         lines += [
             "",
             f"One epoch in {len(pairs)} alternating pairs: our whole command"
-            + (f" (`{args.recipe}`)" if recipe else "") + " took "
-            + ", ".join(f"{p['ours_command_seconds']:.1f}" for p in pairs) + " s, the tutorial's epoch alone "
-            + ", ".join(f"{p['tutorial_epoch_seconds']:.1f}" for p in pairs) + f" s; ours was faster in {faster} of "
+            + (f" (`{args.recipe}`)" if recipe else "")
+            + " took "
+            + ", ".join(f"{p['ours_command_seconds']:.1f}" for p in pairs)
+            + " s, the tutorial's epoch alone "
+            + ", ".join(f"{p['tutorial_epoch_seconds']:.1f}" for p in pairs)
+            + f" s; ours was faster in {faster} of "
             f"{len(pairs)} and at an equal or lower test MSE in {lower} of {len(pairs)}; our steps ran "
             f"{statistics.median(p['images_per_second_ratio'] for p in pairs):.2f}× the tutorial's images/s (median).",
         ]

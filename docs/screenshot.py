@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent

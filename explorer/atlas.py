@@ -81,4 +81,3 @@ def place_on_map(atlas: Atlas, z: np.ndarray, k: int = 8) -> tuple[float, float]
     weights = 1.0 / distances**2
     x, y = (weights[:, None] * atlas.embedding[nearest]).sum(axis=0) / weights.sum()
     return float(x), float(y)
-

@@ -8,8 +8,7 @@ import plotly.graph_objects as go
 from explorer.atlas import Atlas
 
 # Tableau-10: distinct, colour-blind-aware class colours.
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-           "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 
 
 def class_rows(atlas: Atlas) -> list[np.ndarray]:
@@ -24,46 +23,76 @@ def selected_rows(atlas: Atlas, points: list[dict]) -> list[int]:
     rows = []
     for point in points:
         curve, index = point.get("curve_number"), point.get("point_index")
-        if isinstance(curve, int) and isinstance(index, int) and 0 <= curve < len(traces) \
-                and 0 <= index < len(traces[curve]):
+        if (
+            isinstance(curve, int)
+            and isinstance(index, int)
+            and 0 <= curve < len(traces)
+            and 0 <= index < len(traces[curve])
+        ):
             rows.append(int(traces[curve][index]))
     return rows
 
 
-def atlas_figure(atlas: Atlas, class_names: tuple[str, ...] | list[str], marker: tuple[float, float] | None = None,
-                 path: np.ndarray | None = None, height: int = 520) -> go.Figure:
+def atlas_figure(
+    atlas: Atlas,
+    class_names: tuple[str, ...] | list[str],
+    marker: tuple[float, float] | None = None,
+    path: np.ndarray | None = None,
+    height: int = 520,
+) -> go.Figure:
     """A WebGL scatter of the atlas, one trace per class (so the legend filters classes),
     customdata = atlas row, plus the current latent as a star and an optional path (P, 2)."""
     figure = go.Figure()
     for rows in class_rows(atlas):
         label = int(atlas.labels[rows[0]])
         name = class_names[label] if label < len(class_names) else str(label)
-        figure.add_trace(go.Scattergl(
-            x=atlas.embedding[rows, 0], y=atlas.embedding[rows, 1], mode="markers", name=name,
-            marker=dict(size=4, color=PALETTE[label % len(PALETTE)], opacity=0.7),
-            selected=dict(marker=dict(size=9, opacity=1.0)),
-            unselected=dict(marker=dict(opacity=0.7)),  # a click must not fade the map
-            customdata=atlas.index[rows],
-            hovertemplate=f"<b>{name}</b><br>test image #%{{customdata}}<extra></extra>",
-        ))
+        figure.add_trace(
+            go.Scattergl(
+                x=atlas.embedding[rows, 0],
+                y=atlas.embedding[rows, 1],
+                mode="markers",
+                name=name,
+                marker=dict(size=4, color=PALETTE[label % len(PALETTE)], opacity=0.7),
+                selected=dict(marker=dict(size=9, opacity=1.0)),
+                unselected=dict(marker=dict(opacity=0.7)),  # a click must not fade the map
+                customdata=atlas.index[rows],
+                hovertemplate=f"<b>{name}</b><br>test image #%{{customdata}}<extra></extra>",
+            )
+        )
     if path is not None and len(path):
-        figure.add_trace(go.Scatter(
-            x=path[:, 0], y=path[:, 1], mode="lines+markers", name="interpolation",
-            line=dict(color="black", width=2), marker=dict(size=6, color="black"), hoverinfo="skip",
-        ))
+        figure.add_trace(
+            go.Scatter(
+                x=path[:, 0],
+                y=path[:, 1],
+                mode="lines+markers",
+                name="interpolation",
+                line=dict(color="black", width=2),
+                marker=dict(size=6, color="black"),
+                hoverinfo="skip",
+            )
+        )
     if marker is not None:
-        figure.add_trace(go.Scatter(
-            x=[marker[0]], y=[marker[1]], mode="markers", name="current z",
-            marker=dict(symbol="star", size=30, color="#111", line=dict(color="white", width=2)),
-            hoverinfo="skip",
-        ))
+        figure.add_trace(
+            go.Scatter(
+                x=[marker[0]],
+                y=[marker[1]],
+                mode="markers",
+                name="current z",
+                marker=dict(symbol="star", size=30, color="#111", line=dict(color="white", width=2)),
+                hoverinfo="skip",
+            )
+        )
     figure.update_layout(
-        height=height, margin=dict(l=0, r=0, t=30, b=0), dragmode="pan",
+        height=height,
+        margin=dict(l=0, r=0, t=30, b=0),
+        dragmode="pan",
         legend=dict(itemsizing="constant", title="class (click to hide)"),
-        xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"),
+        xaxis=dict(visible=False),
+        yaxis=dict(visible=False, scaleanchor="x"),
         # a white card in light and dark themes alike: the black star and path need the white
         # behind them, and the legend dark text beside it
-        plot_bgcolor="white", paper_bgcolor="white",
+        plot_bgcolor="white",
+        paper_bgcolor="white",
         font=dict(color="#31333f", family='"Source Sans Pro", "Source Sans 3", sans-serif'),  # Streamlit's
         uirevision="atlas",  # keep zoom and hidden classes across reruns
     )
@@ -85,15 +114,29 @@ def history_figure(rows: list[dict], height: int = 440) -> go.Figure:
         (2, "test_mse_per_pixel", "test MSE of decode(μ)", PALETTE[2], "%{y:.5f}"),
     )
     for row_number, key, name, colour, value in series:
-        figure.add_trace(go.Scatter(
-            x=epochs, y=[row.get(key) for row in rows], name=name, mode="lines+markers",
-            line=dict(color=colour, width=2), marker=dict(size=5), customdata=steps, connectgaps=False,
-            hovertemplate=f"{name}<br>epoch %{{x}} (step %{{customdata:,}})<br>{value}<extra></extra>",
-        ), row=row_number, col=1)
+        figure.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=[row.get(key) for row in rows],
+                name=name,
+                mode="lines+markers",
+                line=dict(color=colour, width=2),
+                marker=dict(size=5),
+                customdata=steps,
+                connectgaps=False,
+                hovertemplate=f"{name}<br>epoch %{{x}} (step %{{customdata:,}})<br>{value}<extra></extra>",
+            ),
+            row=row_number,
+            col=1,
+        )
     figure.update_yaxes(title_text="nats per image", row=1, col=1)
     figure.update_yaxes(title_text="MSE per pixel", row=2, col=1)
     figure.update_xaxes(title_text="epoch", row=2, col=1)
     # colours, fonts and grid from the page's theme (st.plotly_chart's default), light or dark
-    figure.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), hovermode="x unified",
-                         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    figure.update_layout(
+        height=height,
+        margin=dict(l=0, r=0, t=30, b=0),
+        hovermode="x unified",
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+    )
     return figure

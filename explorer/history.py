@@ -10,8 +10,15 @@ from training.train import HISTORY_METRICS, saved_train_config
 
 # history.jsonl's columns in the order a spreadsheet shows them (training.train.history_row's);
 # a row lacks the ones it has no value for
-HISTORY_COLUMNS = ("step", "epoch", "seconds", "lr", "train_loss_nats", "train_steps",
-                   *(f"test_{key}" for key in HISTORY_METRICS))
+HISTORY_COLUMNS = (
+    "step",
+    "epoch",
+    "seconds",
+    "lr",
+    "train_loss_nats",
+    "train_steps",
+    *(f"test_{key}" for key in HISTORY_METRICS),
+)
 
 
 def run_summary(config: dict, metrics: dict) -> str:
@@ -33,8 +40,10 @@ def run_summary(config: dict, metrics: dict) -> str:
     schedule = f"{train.lr_schedule} schedule" + (f", {train.warmup_steps} warm-up steps" if train.warmup_steps else "")
     likelihood = {"bce": "Bernoulli likelihood", "mse": "784·MSE (Gaussian) likelihood"}.get(train.loss, train.loss)
     init = {"pytorch": "PyTorch's initialisation", "kaiming": "Kaiming initialisation"}.get(train.init, train.init)
-    sentence = (f"Trained on {data}, {length}: Adam at lr {train.lr:g} ({schedule}), weight decay "
-                f"{train.weight_decay:g}, {likelihood}, β = {train.beta:g}, {init}, seed {train.seed}")
+    sentence = (
+        f"Trained on {data}, {length}: Adam at lr {train.lr:g} ({schedule}), weight decay "
+        f"{train.weight_decay:g}, {likelihood}, β = {train.beta:g}, {init}, seed {train.seed}"
+    )
     if "train_seconds" in metrics and "device" in metrics:
         minutes = metrics["train_seconds"] / 60
         took = f"{minutes:.1f} minutes" if minutes >= 1 else f"{metrics['train_seconds']:.1f} s"

@@ -13,5 +13,4 @@ def list_checkpoints(root: str | Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir()
-                  if p.is_dir() and (p / CONFIG).is_file() and (p / WEIGHTS).is_file())
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / CONFIG).is_file() and (p / WEIGHTS).is_file())

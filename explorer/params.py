@@ -1,6 +1,6 @@
 """The page's shareable state in the URL's query parameters, validated and clamped.
 
-    ?model=mnist-z8&z=0.12,-1.30,...&view=interpolate
+?model=mnist-z8&z=0.12,-1.30,...&view=interpolate
 """
 
 from __future__ import annotations

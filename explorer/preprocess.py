@@ -31,6 +31,6 @@ def data_url_bytes(url: object) -> bytes:
     if not isinstance(url, str) or not url.startswith(prefix):
         raise DataError("the drawing did not arrive as a PNG; draw it again.")
     try:
-        return base64.b64decode(url[len(prefix):], validate=True)
+        return base64.b64decode(url[len(prefix) :], validate=True)
     except (binascii.Error, ValueError):
         raise DataError("the drawing arrived damaged; draw it again.") from None

@@ -59,7 +59,7 @@ def grid(images: np.ndarray, pad: int = 2, fill: int = 255) -> np.ndarray:
     out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, c), fill, np.uint8)
     for r in range(rows):
         for k in range(cols):
-            out[r * (h + pad): r * (h + pad) + h, k * (w + pad): k * (w + pad) + w] = images[r, k]
+            out[r * (h + pad) : r * (h + pad) + h, k * (w + pad) : k * (w + pad) + w] = images[r, k]
     return out
 
 
@@ -74,6 +74,7 @@ def gif_bytes(frames: np.ndarray, scale: int = 4, frame_ms: int = 80, bounce: bo
     sequence = list(frames) + (list(frames[-2:0:-1]) if bounce else [])
     pictures = [_pil(upscale(f, scale)) for f in sequence]
     buffer = io.BytesIO()
-    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:],
-                     duration=frame_ms, loop=0, optimize=False)
+    pictures[0].save(
+        buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0, optimize=False
+    )
     return buffer.getvalue()

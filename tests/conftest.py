@@ -1,17 +1,40 @@
-"""Shared fixtures: tiny synthetic IDX data sets, the real MNIST folder when present."""
+"""Shared fixtures and helpers: tiny synthetic IDX data sets, the real MNIST folder when
+present, the tiny model the CLI tests train, a reader of the browser bundle."""
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from explorer.live import BUNDLE_MAGIC
 from training.data import write_idx
+from training.model import ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "checkpoints" / "mnist-z8"
+TINY_MODEL = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)
+TINY_FLAGS = ["--conv-channels", "4,8,8", "--hidden-dim", "16", "--quiet"]
+# One thread: the tiny test models gain nothing from more, and it keeps the tests quick
+# when something else is using the other core.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def read_bundle(data: bytes) -> tuple[dict, dict[str, bytes]]:
+    """The inverse of explorer.live.browser_bundle, as the browser reads it: (header, sections)."""
+    assert data[:4] == BUNDLE_MAGIC
+    (header_length,) = struct.unpack("<I", data[4:8])
+    header = json.loads(data[8 : 8 + header_length])
+    body = data[8 + header_length :]
+    sections = {name: body[s["offset"] : s["offset"] + s["length"]] for name, s in header["sections"].items()}
+    for s in header["sections"].values():
+        assert s["offset"] % 4 == 0  # float32 views need it
+    return header, sections
 
 
 def real_mnist_dir() -> Path | None:
@@ -30,7 +53,7 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     images = np.zeros((n, 28, 28), np.uint8)
     for i, label in enumerate(labels):
         r, c = divmod(int(label), 2)
-        images[i, 4 + 12 * r: 12 + 12 * r, 4 + 12 * c: 12 + 12 * c] = 255
+        images[i, 4 + 12 * r : 12 + 12 * r, 4 + 12 * c : 12 + 12 * c] = 255
     images = np.clip(images + rng.integers(0, 30, size=images.shape), 0, 255).astype(np.uint8)
     return images, labels
 
@@ -46,6 +69,17 @@ def write_tiny_mnist(folder: Path) -> Path:
     write_idx(folder / "t10k-images-idx3-ubyte", test_x)  # one raw file: both forms are read
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_y)
     return folder
+
+
+def make_folder(root: Path, per_class: int = 12, size: tuple[int, int] = (48, 40)) -> Path:
+    """Two classes of RGB images in subfolders: red-ish PNGs and blue-ish JPEGs."""
+    rng = np.random.default_rng(0)
+    for name, colour, suffix in (("reds", (220, 30, 30), ".png"), ("blues", (30, 30, 220), ".jpg")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(colour) + rng.integers(-20, 20, size=(size[1], size[0], 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i:03d}{suffix}")
+    return root
 
 
 @pytest.fixture

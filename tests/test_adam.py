@@ -55,7 +55,7 @@ def test_adam_is_torch_fused_adam_bit_for_bit() -> None:
     for a, b in zip(ours_model.parameters(), torch_model.parameters()):
         assert torch.equal(a, b)
     state = reference.state_dict()["state"]
-    for i, p in enumerate(torch_model.parameters()):
+    for i in range(len(list(torch_model.parameters()))):
         assert torch.equal(ours.exp_avgs[i], state[i]["exp_avg"])
         assert torch.equal(ours.exp_avg_sqs[i], state[i]["exp_avg_sq"])
         assert float(ours.steps[i]) == float(state[i]["step"])
@@ -69,8 +69,9 @@ def test_weight_decay_is_torch_fused_adamw_on_the_weights_alone() -> None:
     weights = [p for p in torch_model.parameters() if p.dim() >= 2]
     biases = [p for p in torch_model.parameters() if p.dim() < 2]
     assert weights and biases
-    reference = torch.optim.AdamW([{"params": weights, "weight_decay": 0.5}, {"params": biases, "weight_decay": 0.0}],
-                                  lr=1e-3, fused=True)
+    reference = torch.optim.AdamW(
+        [{"params": weights, "weight_decay": 0.5}, {"params": biases, "weight_decay": 0.0}], lr=1e-3, fused=True
+    )
     ours_losses = _train(ours_model, ours, range(6), _set_ours)
     assert ours_losses == _train(torch_model, reference, range(6), _set_torch)
     for a, b in zip(ours_model.parameters(), torch_model.parameters()):
@@ -103,7 +104,9 @@ def test_state_survives_safetensors_and_keeps_the_moments_layout(tmp_path) -> No
     # a resumed optimizer goes on as the original does
     copy = _model()
     copy.load_state_dict(model.state_dict())
-    assert _train(model, optimizer, range(3, 5), _set_ours) == _train(copy, _adam_from_file(copy, tmp_path / "state.safetensors"), range(3, 5), _set_ours)
+    assert _train(model, optimizer, range(3, 5), _set_ours) == _train(
+        copy, _adam_from_file(copy, tmp_path / "state.safetensors"), range(3, 5), _set_ours
+    )
     for a, b in zip(model.parameters(), copy.parameters()):
         assert torch.equal(a, b)
 
@@ -120,8 +123,10 @@ def test_state_of_another_model_is_refused() -> None:
 
 def test_training_never_imports_torch_dynamo(tiny_mnist, tmp_path) -> None:
     # the point of training.adam: torch.optim's first call imports torch._dynamo (0.7 s)
-    code = ("import sys; from training.cli import main; "
-            f"main(['train', '--data-dir', {str(tiny_mnist)!r}, '--out', {str(tmp_path / 'run')!r}, "
-            "'--max-steps', '3', '--batch-size', '8', '--quiet']); "
-            "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'")
+    code = (
+        "import sys; from training.cli import main; "
+        f"main(['train', '--data-dir', {str(tiny_mnist)!r}, '--out', {str(tmp_path / 'run')!r}, "
+        "'--max-steps', '3', '--batch-size', '8', '--quiet']); "
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 import training
+from tests.conftest import ENV, ROOT, TINY_FLAGS
 from training.anomaly import auroc, complexity, median_edge_prediction, negative_elbo
 from training.model import ConvVAE, ModelConfig
-from tests.test_train import ENV, ROOT, TINY_FLAGS
 
 
 def brute_force_auroc(a: np.ndarray, b: np.ndarray) -> float:
@@ -58,7 +58,7 @@ def test_an_images_score_does_not_depend_on_its_batch(monkeypatch: pytest.Monkey
     model = ConvVAE(ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)).eval()
     x = torch.rand(7, 1, 28, 28)
     together = negative_elbo(model, x)
-    alone = torch.cat([negative_elbo(model, x[i:i + 1]) for i in range(7)])
+    alone = torch.cat([negative_elbo(model, x[i : i + 1]) for i in range(7)])
     reversed_order = negative_elbo(model, x.flip(0)).flip(0)
     monkeypatch.setattr("training.anomaly.BATCH", 3)  # chunks of 3, 3 and 1
     chunked = negative_elbo(model, x)
@@ -82,18 +82,55 @@ def test_the_median_edge_predictor_and_complexity() -> None:
 
 
 def test_cli_reports_auroc_against_another_data_set(tiny_mnist: Path, tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "training", "train", "--out", str(tmp_path / "run"),
-                          "--data-dir", str(tiny_mnist), "--epochs", "3", "--batch-size", "32", *TINY_FLAGS],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "train",
+            "--out",
+            str(tmp_path / "run"),
+            "--data-dir",
+            str(tiny_mnist),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+            *TINY_FLAGS,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
     assert run.returncode == 0, run.stderr
     noise = tmp_path / "noise"
     noise.mkdir()
     rng = np.random.default_rng(0)
     for i in range(20):
         Image.fromarray(rng.integers(0, 256, size=(28, 28), dtype=np.uint8)).save(noise / f"{i}.png")
-    result = subprocess.run([sys.executable, "-m", "training", "anomaly", str(tmp_path / "run"), "--data-dir",
-                             str(tiny_mnist), "--ood", "folder", "--ood-data-dir", str(noise), "--json"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "anomaly",
+            str(tmp_path / "run"),
+            "--data-dir",
+            str(tiny_mnist),
+            "--ood",
+            "folder",
+            "--ood-data-dir",
+            str(noise),
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["in"] == "mnist" and report["in_images"] == 64 and report["out_images"] == 2

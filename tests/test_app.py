@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-from tests.test_live import read_bundle
+from tests.conftest import read_bundle
 from training.model import ModelConfig
 from training.train import TrainConfig, train
 
@@ -228,8 +228,10 @@ def test_every_view_works_on_the_bundled_rgb_model(view: str) -> None:
     if view == "anomaly":  # an RGB model takes uploads only, no digit pad
         assert app.radio(key="anomaly_source").options == ["upload"]
         # and the view names the command that ranks a whole folder with this model
-        assert any("`python -m training score checkpoints/photo-patches-rgb-z8 FOLDER --sheet worst.png`"
-                   in c.value for c in app.caption)
+        assert any(
+            "`python -m training score checkpoints/photo-patches-rgb-z8 FOLDER --sheet worst.png`" in c.value
+            for c in app.caption
+        )
     else:
         assert len(images(app)) == 2  # decoder(z) and the strip or the grid
 
@@ -237,7 +239,11 @@ def test_every_view_works_on_the_bundled_rgb_model(view: str) -> None:
 def test_the_picker_lists_every_bundled_model() -> None:
     app = run_app()
     assert app.sidebar.selectbox(key="model_choice").options == [
-        "fashion-z8", "mnist-cvae-z8", "mnist-z8", "photo-patches-rgb-z8"]
+        "fashion-z8",
+        "mnist-cvae-z8",
+        "mnist-z8",
+        "photo-patches-rgb-z8",
+    ]
 
 
 def test_random_fitted_draws_from_the_checkpoints_mixture() -> None:
@@ -273,13 +279,19 @@ def test_several_uploads_are_ranked_and_the_picked_one_is_inspected() -> None:
     zero = Image.new("L", (300, 300), 230)
     ImageDraw.Draw(zero).ellipse([(60, 40), (240, 260)], outline=10, width=30)
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
-    app.file_uploader(key="anomaly_upload").set_value([
-        ("one.png", png_file(one), "image/png"), ("noise.png", png_file(noise), "image/png"),
-        ("zero.png", png_file(zero), "image/png"), ("broken.png", b"not a PNG at all", "image/png")]).run()
+    app.file_uploader(key="anomaly_upload").set_value(
+        [
+            ("one.png", png_file(one), "image/png"),
+            ("noise.png", png_file(noise), "image/png"),
+            ("zero.png", png_file(zero), "image/png"),
+            ("broken.png", b"not a PNG at all", "image/png"),
+        ]
+    ).run()
     assert not app.exception, app.exception
     # the broken file gets its sentence; the three others are ranked, the noise first
-    assert [e.value for e in app.error] == ["broken.png: is not a readable PNG or JPEG image (checked by its "
-                                           "content, not its name)."]
+    assert [e.value for e in app.error] == [
+        "broken.png: is not a readable PNG or JPEG image (checked by its content, not its name)."
+    ]
     table = app.dataframe[0].value
     assert list(table["file"])[0] == "noise.png" and sorted(table["file"]) == ["noise.png", "one.png", "zero.png"]
     assert list(table["rank"]) == [1, 2, 3] and list(table["score"]) == sorted(table["score"], reverse=True)
@@ -334,7 +346,8 @@ def test_uploads_are_decoded_once_not_on_every_rerun(monkeypatch: pytest.MonkeyP
     for digit in digits:
         ImageDraw.Draw(digit).line([(20, 5), (18, 35)], fill=10, width=4)
     app.file_uploader(key="anomaly_upload").set_value(
-        [(f"{i}.png", png_file(d), "image/png") for i, d in enumerate(digits)]).run()
+        [(f"{i}.png", png_file(d), "image/png") for i, d in enumerate(digits)]
+    ).run()
     assert len(app.dataframe) == 1 and len(decoded) == 3
     for _ in range(2):
         next(b for b in app.button if b.label == "Origin").click().run()
@@ -358,8 +371,9 @@ def test_a_conditional_model_scores_an_upload_as_the_class_that_explains_it_best
     # several: the table says what each one reads as
     one = Image.new("L", (300, 400), 230)
     ImageDraw.Draw(one).line([(150, 40), (140, 360)], fill=10, width=30)
-    app.file_uploader(key="anomaly_upload").set_value([("seven.png", png_file(seven), "image/png"),
-                                                       ("one.png", png_file(one), "image/png")]).run()
+    app.file_uploader(key="anomaly_upload").set_value(
+        [("seven.png", png_file(seven), "image/png"), ("one.png", png_file(one), "image/png")]
+    ).run()
     table = app.dataframe[0].value
     assert dict(zip(table["file"], table["label"])) == {"seven.png": "7", "one.png": "1"}
 
@@ -377,10 +391,13 @@ def test_the_training_view_shows_the_recipe_the_command_and_the_history(tiny_mni
     app = run_app({"view": "training"})
     app.text_input(key="model_path").set_value(str(out)).run()
     assert not app.exception
-    assert any(m.value.startswith("Trained on mnist, 3 epochs of batch 32 (24 steps): Adam at lr 0.002")
-               for m in app.markdown)
-    assert [c.value for c in app.code] == ["python -m training train --out runs/run --epochs 3 --batch-size 32 "
-                                           "--seed 4 --conv-channels 4,8,8 --hidden-dim 16"]
+    assert any(
+        m.value.startswith("Trained on mnist, 3 epochs of batch 32 (24 steps): Adam at lr 0.002") for m in app.markdown
+    )
+    assert [c.value for c in app.code] == [
+        "python -m training train --out runs/run --epochs 3 --batch-size 32 "
+        "--seed 4 --conv-channels 4,8,8 --hidden-dim 16"
+    ]
     (figure,) = history_charts(app)
     assert [trace["x"] for trace in figure["data"]] == [[1.0, 2.0, 3.0]] * 3
     assert any(c.value.startswith("3 evaluations over 3 epochs.") for c in app.caption)
@@ -392,8 +409,9 @@ def test_the_training_view_shows_the_recipe_the_command_and_the_history(tiny_mni
     (out / "history.jsonl").write_text((out / "history.jsonl").read_text()[:-40])
     app.text_input(key="model_path").set_value(str(out) + "/").run()  # another path: a fresh load
     assert not app.exception
-    assert [w.value for w in app.warning] == [f"{out}/history.jsonl: line 3 is not a history row (a JSON object "
-                                              "with a step)."]
+    assert [w.value for w in app.warning] == [
+        f"{out}/history.jsonl: line 3 is not a history row (a JSON object with a step)."
+    ]
     (out / "history.jsonl").unlink()
     app.text_input(key="model_path").set_value(str(out)).run()
     assert any(i.value.startswith("This checkpoint has no training history") for i in app.info)
@@ -408,11 +426,17 @@ def test_the_training_view_shows_the_recipe_the_command_and_the_history(tiny_mni
     assert any(i.value.startswith("This checkpoint does not record how it was trained") for i in app.info)
 
 
-def test_a_typed_path_may_start_with_the_home_folder(tiny_mnist: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_typed_path_may_start_with_the_home_folder(
+    tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    train(ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16, latent_dim=3), TrainConfig(epochs=1, batch_size=64),
-          tmp_path / "runs" / "mine", data_dir=tiny_mnist, progress=False)
+    train(
+        ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16, latent_dim=3),
+        TrainConfig(epochs=1, batch_size=64),
+        tmp_path / "runs" / "mine",
+        data_dir=tiny_mnist,
+        progress=False,
+    )
     app = run_app()
     app.text_input(key="model_path").set_value("~/runs/mine").run()
     assert not app.exception and not app.sidebar.error

@@ -15,8 +15,7 @@ from safetensors import safe_open
 
 import training
 from explorer.atlas import load_atlas
-from tests.conftest import ROOT, synthetic_digits, write_tiny_mnist
-from tests.test_train import ENV, TINY_FLAGS
+from tests.conftest import ENV, ROOT, TINY_FLAGS, synthetic_digits, write_tiny_mnist
 from training.atlas import (
     ATLAS,
     UMAP_PARAMETERS,
@@ -31,9 +30,28 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(data folder, checkpoint) of a tiny model trained on the synthetic squares."""
     folder = write_tiny_mnist(tmp_path_factory.mktemp("data"))
     out = tmp_path_factory.mktemp("runs") / "run"
-    result = subprocess.run([sys.executable, "-m", "training", "train", "--out", str(out), "--data-dir", str(folder),
-                             "--epochs", "4", "--batch-size", "32", *TINY_FLAGS],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "train",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(folder),
+            "--epochs",
+            "4",
+            "--batch-size",
+            "32",
+            *TINY_FLAGS,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert result.returncode == 0, result.stderr
     return folder, out
 
@@ -45,8 +63,14 @@ def umap_metadata(checkpoint: Path) -> str:
 
 def test_atlas_command_encodes_the_test_set_and_maps_it(tiny_run: tuple[Path, Path]) -> None:
     folder, out = tiny_run
-    result = subprocess.run([sys.executable, "-m", "training", "atlas", str(out), "--data-dir", str(folder)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "atlas", str(out), "--data-dir", str(folder)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert result.returncode == 0, result.stderr
     assert f"wrote {out / ATLAS}" in result.stdout
     atlas = load_atlas(out, 8)
@@ -96,8 +120,9 @@ def test_umap_backend_needs_cuml_and_a_gpu(monkeypatch: pytest.MonkeyPatch) -> N
     assert umap_backend() == "umap-learn"
 
 
-def test_cuml_is_used_when_installed_beside_a_gpu(cuml_installed: None, monkeypatch: pytest.MonkeyPatch,
-                                                  tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_cuml_is_used_when_installed_beside_a_gpu(
+    cuml_installed: None, monkeypatch: pytest.MonkeyPatch, tiny_run: tuple[Path, Path], tmp_path: Path
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert umap_backend() == "umap-learn"  # cuML cannot run without a GPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

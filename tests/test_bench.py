@@ -18,8 +18,9 @@ def _calls(rows: list[dict], op: str) -> float:
 
 def test_step_ops_times_every_call_of_the_training_step(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    result = step_ops.main(["--data-dir", str(tiny_mnist), "--batch-size", "8", "--steps", "3", "--warmup", "1",
-                            "--out", str(out)])
+    result = step_ops.main(
+        ["--data-dir", str(tiny_mnist), "--batch-size", "8", "--steps", "3", "--warmup", "1", "--out", str(out)]
+    )
     rows = result["rows"]
     # forward: 3 convolutions and 3 transposed ones; backward: the transposed layers' input
     # gradients are convolutions (3), and every layer's weight gradient a convolution_backward (6)
@@ -39,12 +40,31 @@ def test_step_ops_times_every_call_of_the_training_step(tiny_mnist: Path, tmp_pa
 
 def test_gpu_variants_runs_each_variant_and_writes_its_report(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    gpu_variants.main(["--device", "cpu", "--data-dir", str(tiny_mnist), "--epochs", "2", "--steps", "3",
-                       "--batch-size", "8", "--out", str(out)])
+    gpu_variants.main(
+        [
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(tiny_mnist),
+            "--epochs",
+            "2",
+            "--steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     rows = json.loads((out / "gpu_variants.json").read_text())["rows"]
     # torch.compile is skipped off a GPU (20 s to compile); the others train
-    assert [r["label"] for r in rows] == ["as trained (channels-last, graph)", "NCHW", "cudnn.benchmark",
-                                          "as trained, not captured", "fp32 (`--precision fp32`)"]
+    assert [r["label"] for r in rows] == [
+        "as trained (channels-last, graph)",
+        "NCHW",
+        "cudnn.benchmark",
+        "as trained, not captured",
+        "fp32 (`--precision fp32`)",
+    ]
     for r in rows:
         assert "error" not in r, r
         assert r["batch"] == 8 and len(r["epoch_seconds"]) == 2 and r["images_per_second"] > 0
@@ -58,14 +78,33 @@ def test_gpu_variants_runs_each_variant_and_writes_its_report(tiny_mnist: Path, 
     assert rows[4]["epoch_losses"] != rows[0]["epoch_losses"]
     assert abs(rows[4]["last_epoch_loss"] - rows[0]["last_epoch_loss"]) < 5e-2 * rows[0]["last_epoch_loss"]
     assert (out / "gpu_variants.md").read_text().count("| 8 |") == 5
-    gpu_variants.main(["--device", "cpu", "--data-dir", str(tiny_mnist), "--epochs", "1", "--steps", "2",
-                       "--batch-size", "8", "--out", str(out), "--only", "NCHW", "--only", "not captured"])
+    gpu_variants.main(
+        [
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(tiny_mnist),
+            "--epochs",
+            "1",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--only",
+            "NCHW",
+            "--only",
+            "not captured",
+        ]
+    )
     rows = json.loads((out / "gpu_variants.json").read_text())["rows"]
     assert [r["label"] for r in rows] == ["NCHW", "as trained, not captured"]
 
 
-def test_score_speed_ranks_test_images_written_as_files_where_the_atlas_has_them(mnist_dir: Path,
-                                                                                 tmp_path: Path) -> None:
+def test_score_speed_ranks_test_images_written_as_files_where_the_atlas_has_them(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "results"
     score_speed.main([str(BUNDLED), "--data-dir", str(mnist_dir), "--limit", "300", "--out", str(out)])
     result = json.loads((out / "score_speed.json").read_text())
@@ -78,8 +117,22 @@ def test_score_speed_ranks_test_images_written_as_files_where_the_atlas_has_them
 def test_train_speed_runs_the_recipe_in_its_pairs_and_reports_it(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
     recipe = "--batch-size 64 --lr 3e-3 --warmup-steps 2 --init kaiming"
-    train_speed.main(["--device", "cpu", "--data-dir", str(tiny_mnist), "--epochs", "1", "--pairs", "1",
-                      "--recipe", recipe, "--out", str(out)])
+    train_speed.main(
+        [
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(tiny_mnist),
+            "--epochs",
+            "1",
+            "--pairs",
+            "1",
+            "--recipe",
+            recipe,
+            "--out",
+            str(out),
+        ]
+    )
     result = json.loads((out / "train_speed.json").read_text())
     assert result["recipe"] == recipe and len(result["ours_recipe"]) == 1 and len(result["pairs"]) == 1
     assert result["ours_recipe"][0]["test_mse"] != result["ours"][0]["test_mse"]  # another run than the default

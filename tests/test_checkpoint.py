@@ -86,13 +86,16 @@ def test_non_finite_weights(checkpoint: Path) -> None:
     _expect_error(checkpoint, "to_mu.bias holds NaN")
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "must hold a JSON object"),
-    ('{"format": "diffusers"}', "from another model"),
-    ('{"format": "latent-explorer/conv-vae/1", "model": {"latent_dim": -1}}', "invalid model config"),
-    ('{"format": "latent-explorer/conv-vae/1", "model": {"colour": 1}}', "invalid model config"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"format": "diffusers"}', "from another model"),
+        ('{"format": "latent-explorer/conv-vae/1", "model": {"latent_dim": -1}}', "invalid model config"),
+        ('{"format": "latent-explorer/conv-vae/1", "model": {"colour": 1}}', "invalid model config"),
+    ],
+)
 def test_invalid_config(checkpoint: Path, text: str, fragment: str) -> None:
     (checkpoint / CONFIG).write_text(text)
     _expect_error(checkpoint, fragment)
@@ -106,8 +109,10 @@ def test_missing_config_and_missing_folder(checkpoint: Path, tmp_path: Path) -> 
 
 def test_a_file_named_instead_of_its_checkpoint_folder(checkpoint: Path, tmp_path: Path) -> None:
     # `evaluate checkpoints/mnist-z8/model.safetensors`: the message names the folder to pass
-    _expect_error(checkpoint / "model.safetensors",
-                  f"{checkpoint / 'model.safetensors'} is a file, not a checkpoint folder; pass its folder, {checkpoint}.")
+    _expect_error(
+        checkpoint / "model.safetensors",
+        f"{checkpoint / 'model.safetensors'} is a file, not a checkpoint folder; pass its folder, {checkpoint}.",
+    )
     (tmp_path / "notes.txt").write_text("hi")
     _expect_error(tmp_path / "notes.txt", f"{tmp_path / 'notes.txt'} is a file, not a checkpoint folder.")
 
@@ -167,8 +172,9 @@ def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path: Path) -> Non
     rng = random.Random(0)
     root = Path(__file__).resolve().parent.parent
     for _ in range(5):
-        process = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(folder)], cwd=root,
-                                   stdout=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", SAVE_FOREVER, str(folder)], cwd=root, stdout=subprocess.PIPE, text=True
+        )
         assert process.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.6))
         process.send_signal(signal.SIGKILL)

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import training
+from tests.conftest import ROOT, TINY_FLAGS, make_folder
 from training import distributed
 from training.adam import Adam
 from training.graphed import GraphedSteps
@@ -25,13 +26,16 @@ from training.train import TrainConfig, check_fits_on_gpu, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY_FLAGS = ["--conv-channels", "4,8,8", "--hidden-dim", "16", "--quiet"]
-
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def _paired_steps(config: ModelConfig, bf16: bool, images: torch.Tensor) -> tuple[GraphedSteps, GraphedSteps]:
@@ -43,8 +47,22 @@ def _paired_steps(config: ModelConfig, bf16: bool, images: torch.Tensor) -> tupl
     schedule = torch.linspace(1e-3, 3e-3, 30, device=device)
     made = []
     for m, capture in ((model, True), (twin, False)):
-        made.append(GraphedSteps(m, Adam(m.parameters(), lr=0.0, weight_decay=0.1), images, labels, 64, schedule,
-                                 10, "bce", 1.0, bf16, vae_loss, capture=capture))
+        made.append(
+            GraphedSteps(
+                m,
+                Adam(m.parameters(), lr=0.0, weight_decay=0.1),
+                images,
+                labels,
+                64,
+                schedule,
+                10,
+                "bce",
+                1.0,
+                bf16,
+                vae_loss,
+                capture=capture,
+            )
+        )
     return made[0], made[1]
 
 
@@ -104,25 +122,54 @@ def test_training_on_the_gpu_end_to_end(tiny_mnist: Path, tmp_path: Path) -> Non
     assert [(r["step"], r["train_steps"]) for r in graphed_rows] == [(8, 8), (16, 8), (24, 8)]
     assert [r["step"] for r in plain_rows] == [8, 16, 24]
     for g, p in zip(graphed_rows, plain_rows):
-        assert math.isfinite(g["train_loss_nats"]) and g["train_loss_nats"] == pytest.approx(p["train_loss_nats"], rel=1e-2)
+        assert math.isfinite(g["train_loss_nats"]) and g["train_loss_nats"] == pytest.approx(
+            p["train_loss_nats"], rel=1e-2
+        )
     # a GPU-trained checkpoint loads and decodes on a CPU
     model = training.load_model(tmp_path / "graphed")
     assert next(model.parameters()).device.type == "cpu"
     assert model.decode(torch.zeros(2, 8)).shape == (2, 1, 28, 28)
-    for command in (["evaluate", str(tmp_path / "graphed"), "--device", "cuda", "--iw-samples", "5", "--json"],
-                    ["sampler", str(tmp_path / "graphed")],
-                    ["anomaly", str(tmp_path / "graphed"), "--ood", "mnist", "--device", "cuda", "--limit", "32"]):
-        done = cli(*command, "--data-dir", str(tiny_mnist), *(["--ood-data-dir", str(tiny_mnist)] if "anomaly" in command else []))
+    for command in (
+        ["evaluate", str(tmp_path / "graphed"), "--device", "cuda", "--iw-samples", "5", "--json"],
+        ["sampler", str(tmp_path / "graphed")],
+        ["anomaly", str(tmp_path / "graphed"), "--ood", "mnist", "--device", "cuda", "--limit", "32"],
+    ):
+        done = cli(
+            *command,
+            "--data-dir",
+            str(tiny_mnist),
+            *(["--ood-data-dir", str(tiny_mnist)] if "anomaly" in command else []),
+        )
         assert done.returncode == 0, (command, done.stderr)
 
 
 def test_a_gpu_run_resumed_mid_epoch_matches_one_run(tiny_mnist: Path, tmp_path: Path) -> None:
-    flags = ["--data-dir", str(tiny_mnist), "--epochs", "3", "--batch-size", "32", "--lr-schedule", "constant",
-             "--device", "cuda", *TINY_FLAGS]
+    flags = [
+        "--data-dir",
+        str(tiny_mnist),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--lr-schedule",
+        "constant",
+        "--device",
+        "cuda",
+        *TINY_FLAGS,
+    ]
     assert cli("train", "--out", str(tmp_path / "straight"), *flags).returncode == 0
     assert cli("train", "--out", str(tmp_path / "split"), "--max-steps", "11", *flags).returncode == 0
-    resumed = cli("train", "--out", str(tmp_path / "split"), "--resume", "--max-steps", "0", "--data-dir",
-                  str(tiny_mnist), "--quiet")
+    resumed = cli(
+        "train",
+        "--out",
+        str(tmp_path / "split"),
+        "--resume",
+        "--max-steps",
+        "0",
+        "--data-dir",
+        str(tiny_mnist),
+        "--quiet",
+    )
     assert resumed.returncode == 0, resumed.stderr
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "split" / "model.safetensors"))
@@ -141,11 +188,13 @@ class _GroupOfOne(distributed.Processes):
         return True
 
 
-def test_the_nccl_path_trains_as_one_process_does(tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   recwarn: pytest.WarningsRecorder) -> None:
+def test_the_nccl_path_trains_as_one_process_does(
+    tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
     # NCCL wants a GPU per process, so torchrun's two-process run needs two GPUs; a group of one
-    # still runs NCCL's set-up, DistributedDataParallel's gradient all-reduces over NCCL, the loss and verdict all-reduces and the barriers. With
-    # one process they average nothing, so the run must end where the plain one ends.
+    # still runs NCCL's set-up, DistributedDataParallel's gradient all-reduces over NCCL, the
+    # loss and verdict all-reduces and the barriers. With one process they average nothing, so
+    # the run must end where the plain one ends.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -197,19 +246,45 @@ def test_gradients_differ_from_their_weights_strides_only_in_size_one_dimensions
         if p.grad.stride() != p.stride():
             differing.append(name)
             assert all(size == 1 for size, a, b in zip(p.shape, p.stride(), p.grad.stride()) if a != b), (
-                name, p.shape, p.stride(), p.grad.stride())
+                name,
+                p.shape,
+                p.stride(),
+                p.grad.stride(),
+            )
     print(f"{channels} channel(s): strides differ only in size-1 dimensions for {differing}")
 
 
 def test_a_real_gpu_out_of_memory_stops_training_in_one_line(tiny_mnist: Path, tmp_path: Path) -> None:
     # a fresh process whose allocator may hold about 140 KB (a millionth of an H200): the
     # weights' first 2-MB block is refused with torch's real OutOfMemoryError
-    script = ("import sys, torch; torch.cuda.set_per_process_memory_fraction(1e-6); "
-              "from training.cli import main; sys.exit(main(sys.argv[1:]))")
+    script = (
+        "import sys, torch; torch.cuda.set_per_process_memory_fraction(1e-6); "
+        "from training.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-c", script, "train", "--out", str(out), "--data-dir", str(tiny_mnist),
-                             "--epochs", "1", "--batch-size", "32", "--device", "cuda", *TINY_FLAGS],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "train",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tiny_mnist),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--device",
+            "cuda",
+            *TINY_FLAGS,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     print(result.stderr.strip())
     assert result.returncode == 2
     assert result.stderr.startswith("error: The GPU ran out of memory (it needed ")
@@ -220,20 +295,40 @@ def test_a_real_gpu_out_of_memory_stops_training_in_one_line(tiny_mnist: Path, t
 
 def test_a_data_set_larger_than_the_free_gpu_memory_is_refused() -> None:
     free, total = torch.cuda.mem_get_info()
-    with pytest.raises(training.TrainingError, match=rf"the GPU has {free / 1e9:.1f} of its {total / 1e9:.1f} GB free; "
-                                                     r"train on smaller or fewer images, or pass --device cpu\.$"):
-        check_fits_on_gpu(free + 10 ** 9, torch.device("cuda"))
+    with pytest.raises(
+        training.TrainingError,
+        match=rf"the GPU has {free / 1e9:.1f} of its {total / 1e9:.1f} GB free; "
+        r"train on smaller or fewer images, or pass --device cpu\.$",
+    ):
+        check_fits_on_gpu(free + 10**9, torch.device("cuda"))
     check_fits_on_gpu(free // 2, torch.device("cuda"))
 
 
 def test_a_conditional_rgb_folder_trains_on_the_gpu_as_kernel_by_kernel(tmp_path: Path) -> None:
     # the captured step with labels (a conditional model gathers each batch's labels on the GPU)
     # and three channels: the MNIST runs above have neither
-    from tests.test_images import make_folder
 
     folder = make_folder(tmp_path / "art", per_class=40, size=(40, 40))
-    flags = ["--dataset", "folder", "--data-dir", str(folder), "--image-size", "32", "--channels", "3", "--conditional",
-             "--epochs", "3", "--batch-size", "16", "--warmup-steps", "0", "--device", "cuda", *TINY_FLAGS]
+    flags = [
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--image-size",
+        "32",
+        "--channels",
+        "3",
+        "--conditional",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--warmup-steps",
+        "0",
+        "--device",
+        "cuda",
+        *TINY_FLAGS,
+    ]
     for name, extra in (("graphed", []), ("plain", ["--no-cuda-graphs"])):
         result = cli("train", "--out", str(tmp_path / name), *flags, *extra)
         assert result.returncode == 0, result.stderr

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import write_tiny_mnist
 from training import data as data_module
 from training.data import DataError, load_dataset, locate_files, parse_idx, read_idx, write_idx
-
-from tests.conftest import write_tiny_mnist
 
 
 @pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])
@@ -117,8 +116,10 @@ def test_download_checks_md5_and_lands_atomically(tmp_path: Path, monkeypatch: p
     assert read_idx(paths["train-labels"]).tolist() == [7, 7, 7]
 
     bad = data_module.IdxDataset(
-        name="mnist", files={k: data_module.IdxFile(f.name, "0" * 32) for k, f in good.files.items()},
-        mirrors=good.mirrors, class_names=good.class_names,
+        name="mnist",
+        files={k: data_module.IdxFile(f.name, "0" * 32) for k, f in good.files.items()},
+        mirrors=good.mirrors,
+        class_names=good.class_names,
     )
     monkeypatch.setitem(data_module.DATASETS, "mnist", bad)
     with pytest.raises(DataError, match="MD5 mismatch"):
@@ -135,7 +136,8 @@ def _link_real_mnist(mnist_dir: Path, folder: Path) -> dict[str, bytes]:
 
 
 def test_a_folder_of_mnist_is_not_read_as_fashion_mnist(
-        mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the two data sets share file names: with LATENT_EXPLORER_DATA naming an MNIST folder,
     # Fashion-MNIST must not be read from it (the Fashion model would be evaluated on digits,
     # silently)
@@ -143,16 +145,20 @@ def test_a_folder_of_mnist_is_not_read_as_fashion_mnist(
     before = _link_real_mnist(mnist_dir, mnist)
     fashion = tmp_path / "system-fashion"  # a stand-in for Debian's folder, tiny files
     write_tiny_mnist(fashion)
-    monkeypatch.setitem(data_module.DATASETS, "fashion-mnist",
-                        replace(data_module.DATASETS["fashion-mnist"], system_dirs=(str(fashion),)))
+    monkeypatch.setitem(
+        data_module.DATASETS,
+        "fashion-mnist",
+        replace(data_module.DATASETS["fashion-mnist"], system_dirs=(str(fashion),)),
+    )
     monkeypatch.setenv("LATENT_EXPLORER_DATA", str(mnist))
     # passed over for the next folder that has the files
     assert locate_files("fashion-mnist")["test-labels"] == fashion / "t10k-labels-idx1-ubyte.gz"
     assert locate_files("mnist")["test-labels"] == mnist / "t10k-labels-idx1-ubyte.gz"
 
     # nowhere else: said in one sentence, and nothing downloaded over MNIST's files
-    monkeypatch.setitem(data_module.DATASETS, "fashion-mnist",
-                        replace(data_module.DATASETS["fashion-mnist"], system_dirs=()))
+    monkeypatch.setitem(
+        data_module.DATASETS, "fashion-mnist", replace(data_module.DATASETS["fashion-mnist"], system_dirs=())
+    )
     wrong = re.escape(f"{mnist} holds mnist's files, not fashion-mnist's (they share file names)")
     with pytest.raises(DataError, match=f"^{wrong}; pass the folder of fashion-mnist's files with --data-dir\\.$"):
         locate_files("fashion-mnist", mnist, download=False)
@@ -167,7 +173,8 @@ def test_a_folder_of_mnist_is_not_read_as_fashion_mnist(
 
 
 def test_a_download_never_lands_in_a_folder_of_another_data_set(
-        mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mnist = tmp_path / "mnist"
     before = _link_real_mnist(mnist_dir, mnist)
     mirror = tmp_path / "mirror"
@@ -176,9 +183,14 @@ def test_a_download_never_lands_in_a_folder_of_another_data_set(
     for key, file in data_module.DATASETS["fashion-mnist"].files.items():
         write_idx(mirror / f"{file.name}.gz", np.full((3, 28, 28) if "images" in key else (3,), 5, np.uint8))
         contents[key] = hashlib.md5(gzip.decompress((mirror / f"{file.name}.gz").read_bytes())).hexdigest()
-    served = replace(data_module.DATASETS["fashion-mnist"], mirrors=(mirror.as_uri() + "/",), system_dirs=(),
-                     files={k: data_module.IdxFile(f.name, contents[k])
-                            for k, f in data_module.DATASETS["fashion-mnist"].files.items()})
+    served = replace(
+        data_module.DATASETS["fashion-mnist"],
+        mirrors=(mirror.as_uri() + "/",),
+        system_dirs=(),
+        files={
+            k: data_module.IdxFile(f.name, contents[k]) for k, f in data_module.DATASETS["fashion-mnist"].files.items()
+        },
+    )
     monkeypatch.setitem(data_module.DATASETS, "fashion-mnist", served)
     paths = locate_files("fashion-mnist", mnist)
     assert paths["train-labels"] == mnist / "fashion-mnist" / "train-labels-idx1-ubyte.gz"

@@ -12,8 +12,11 @@ from training import distributed
 def recorded(monkeypatch: pytest.MonkeyPatch) -> dict:
     calls: dict = {}
     monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(distributed.dist, "init_process_group",
-                        lambda backend, device_id=None: calls.update(backend=backend, device_id=device_id))
+    monkeypatch.setattr(
+        distributed.dist,
+        "init_process_group",
+        lambda backend, device_id=None: calls.update(backend=backend, device_id=device_id),
+    )
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.setdefault("device", device))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     return calls
@@ -54,13 +57,17 @@ def test_without_torchrun_training_is_one_ordinary_process(monkeypatch: pytest.M
 
 @pytest.mark.parametrize("local_rank", [0, 1])
 def test_more_gpu_processes_than_gpus_stop_every_process_with_the_flag_to_pass(
-        monkeypatch: pytest.MonkeyPatch, recorded: dict, local_rank: int) -> None:
+    monkeypatch: pytest.MonkeyPatch, recorded: dict, local_rank: int
+) -> None:
     # `torchrun --nproc-per-node 2` on a machine with one GPU: NCCL would refuse the second
     # process on the same GPU with its own error; each process says what to pass instead
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     torchrun_env(monkeypatch, rank=local_rank, world=2, local_rank=local_rank)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    with pytest.raises(ValueError, match=r"^torchrun started 2 processes on this machine, which has 1 GPU: "
-                                         r".*--nproc-per-node 1 \(or --device cpu"):
+    with pytest.raises(
+        ValueError,
+        match=r"^torchrun started 2 processes on this machine, which has 1 GPU: "
+        r".*--nproc-per-node 1 \(or --device cpu",
+    ):
         distributed.start(torch.device("cuda"))
     assert recorded == {}  # no process group joined, no device switched

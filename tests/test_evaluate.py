@@ -4,8 +4,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import BUNDLED, ROOT
-from tests.test_train import ENV
+from tests.conftest import BUNDLED, ENV, ROOT
 from training.evaluate import knn_accuracy, nearest_neighbours
 
 
@@ -39,7 +38,7 @@ def test_blocked_search_finds_exactly_the_nearest_points(n_train: int, block: in
     # sorted along one axis, so that a query's neighbours crowd into one or two blocks
     train_z = torch.randn(n_train, 8, generator=generator)
     train_z = train_z[train_z[:, 0].argsort()]
-    queries = torch.cat([torch.randn(20, 8, generator=generator), train_z[::max(1, n_train // 10)] + 1e-3])
+    queries = torch.cat([torch.randn(20, 8, generator=generator), train_z[:: max(1, n_train // 10)] + 1e-3])
     found = nearest_neighbours(train_z, queries, k=5, chunk=7, block=block)
     expected = torch.cdist(queries.double(), train_z.double()).topk(5, largest=False).indices
     assert torch.equal(found.sort(dim=1).values, expected.sort(dim=1).values)
@@ -47,7 +46,9 @@ def test_blocked_search_finds_exactly_the_nearest_points(n_train: int, block: in
 
 def test_fewer_training_points_than_k_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least 5 points"):
-        knn_accuracy(torch.zeros(4, 8), torch.zeros(4, dtype=torch.long), torch.zeros(2, 8), torch.zeros(2, dtype=torch.long))
+        knn_accuracy(
+            torch.zeros(4, 8), torch.zeros(4, dtype=torch.long), torch.zeros(2, 8), torch.zeros(2, dtype=torch.long)
+        )
 
 
 def test_the_search_allocates_its_distance_buffer_once() -> None:
@@ -63,19 +64,28 @@ def test_the_search_allocates_its_distance_buffer_once() -> None:
     assert len(large) <= 2, large
 
 
-@pytest.mark.parametrize("args,message", [
-    (["evaluate", "--limit", "-5"], "--limit -5: must be 0 (all the test images) or a positive count"),
-    (["atlas", "--limit", "-1"], "--limit -1: must be 0 (all the test images) or a positive count"),
-    (["anomaly", "--ood", "fashion-mnist", "--limit", "-3"], "--limit -3: must be 0"),
-    (["sampler", "--components", "0"], "--components must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["evaluate", "--limit", "-5"], "--limit -5: must be 0 (all the test images) or a positive count"),
+        (["atlas", "--limit", "-1"], "--limit -1: must be 0 (all the test images) or a positive count"),
+        (["anomaly", "--ood", "fashion-mnist", "--limit", "-3"], "--limit -3: must be 0"),
+        (["sampler", "--components", "0"], "--components must be at least 1"),
+    ],
+)
 def test_counts_out_of_range_are_refused_before_any_work(args: list[str], message: str) -> None:
     # a negative --limit sliced the last images off (evaluate --limit -5 scored 9,995); sampler
     # --components 0 said "need at least 0 means for 0 components"
     before = {p.name: p.read_bytes() for p in BUNDLED.iterdir()}
     command, *flags = args
-    result = subprocess.run([sys.executable, "-m", "training", command, str(BUNDLED), *flags, "--data-dir",
-                             "/nonexistent"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
+    result = subprocess.run(
+        [sys.executable, "-m", "training", command, str(BUNDLED), *flags, "--data-dir", "/nonexistent"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"error: {message}"), result.stderr
     assert {p.name: p.read_bytes() for p in BUNDLED.iterdir()} == before

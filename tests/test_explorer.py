@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 from safetensors.numpy import save_file
 
+import training
 from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, inactive_dimensions, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
 from explorer.models import list_checkpoints
 from explorer.params import format_latent, parse_latent, parse_page_state
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
-import training
 from training.checkpoint import save_model
 from training.model import ConvVAE, ModelConfig
 
@@ -75,8 +75,7 @@ def test_latent_ranges_cover_three_standard_deviations() -> None:
 def _atlas(n: int = 200, d: int = 8) -> Atlas:
     rng = np.random.default_rng(0)
     means = rng.normal(size=(n, d)).astype(np.float32)
-    return Atlas(means=means, labels=rng.integers(0, 10, n), embedding=means[:, :2] * 3 + 1,
-                 index=np.arange(n))
+    return Atlas(means=means, labels=rng.integers(0, 10, n), embedding=means[:, :2] * 3 + 1, index=np.arange(n))
 
 
 def test_marker_is_exact_on_atlas_points_and_near_its_neighbours() -> None:
@@ -89,8 +88,12 @@ def test_marker_is_exact_on_atlas_points_and_near_its_neighbours() -> None:
 
 
 def test_a_point_is_described_by_its_test_image_and_class() -> None:
-    atlas = Atlas(means=np.zeros((3, 2), np.float32), labels=np.array([9, 0, 12]),
-                  embedding=np.zeros((3, 2), np.float32), index=np.array([4, 70, 9000]))
+    atlas = Atlas(
+        means=np.zeros((3, 2), np.float32),
+        labels=np.array([9, 0, 12]),
+        embedding=np.zeros((3, 2), np.float32),
+        index=np.array([4, 70, 9000]),
+    )
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     assert describe_point(atlas, 0, names) == "test image #4 (Ankle boot)"
     assert describe_point(atlas, 1, []) == "test image #70 (0)"  # a checkpoint without class names
@@ -99,8 +102,16 @@ def test_a_point_is_described_by_its_test_image_and_class() -> None:
 
 def test_atlas_round_trip_and_refusals(tmp_path: Path) -> None:
     atlas = _atlas()
-    save_file({"means": atlas.means, "logvars": atlas.means * 0, "labels": atlas.labels,
-               "embedding": atlas.embedding, "index": atlas.index}, str(tmp_path / "atlas.safetensors"))
+    save_file(
+        {
+            "means": atlas.means,
+            "logvars": atlas.means * 0,
+            "labels": atlas.labels,
+            "embedding": atlas.embedding,
+            "index": atlas.index,
+        },
+        str(tmp_path / "atlas.safetensors"),
+    )
     loaded = load_atlas(tmp_path, 8)
     assert len(loaded) == 200
     np.testing.assert_array_equal(loaded.embedding, atlas.embedding)
@@ -138,8 +149,10 @@ def test_gif_is_animated_and_loops() -> None:
 
 
 def test_decode_latents_gray_and_rgb() -> None:
-    for config in (ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16),
-                   ModelConfig(channels=3, image_size=64, conv_channels=(4, 8, 8), hidden_dim=16)):
+    for config in (
+        ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16),
+        ModelConfig(channels=3, image_size=64, conv_channels=(4, 8, 8), hidden_dim=16),
+    ):
         model = ConvVAE(config).eval()
         images = decode_latents(model, np.zeros((3, 8), np.float32))
         assert images.shape == (3, config.image_size, config.image_size, config.channels)
@@ -163,26 +176,34 @@ def test_selection_points_map_back_to_atlas_rows() -> None:
     figure = atlas_figure(atlas, [str(i) for i in range(10)], marker=(0.0, 0.0))
     trace = 3
     point = 2
-    rows = selected_rows(atlas, [{"curve_number": trace, "point_index": point},
-                                 {"curve_number": 10, "point_index": 0},  # the marker trace
-                                 {"curve_number": "x", "point_index": None}])
+    rows = selected_rows(
+        atlas,
+        [
+            {"curve_number": trace, "point_index": point},
+            {"curve_number": 10, "point_index": 0},  # the marker trace
+            {"curve_number": "x", "point_index": None},
+        ],
+    )
     assert len(rows) == 1
     assert atlas.embedding[rows[0], 0] == pytest.approx(figure.data[trace].x[point])
     assert atlas.labels[rows[0]] == 3
 
 
-@pytest.mark.parametrize("text,ok,warns", [
-    ("0,1,2,-1,0.5,0,0,0", True, False),
-    ("0.6,-0.4,0.1,0.2,-0.8,0.3,0,-0.5", True, False),  # not exact in float32, still in range
-    ("0,1,2,-1,0.5,0,0,99", True, True),  # clamped
-    ("1e308,0,0,0,0,0,0,0", True, True),
-    ("nan,0,0,0,0,0,0,0", False, True),
-    ("inf,0,0,0,0,0,0,0", False, True),
-    ("0,0,0", False, True),  # wrong count
-    ("zero,0,0,0,0,0,0,0", False, True),
-    ("," * 5000, False, True),
-    ("", False, True),
-])
+@pytest.mark.parametrize(
+    "text,ok,warns",
+    [
+        ("0,1,2,-1,0.5,0,0,0", True, False),
+        ("0.6,-0.4,0.1,0.2,-0.8,0.3,0,-0.5", True, False),  # not exact in float32, still in range
+        ("0,1,2,-1,0.5,0,0,99", True, True),  # clamped
+        ("1e308,0,0,0,0,0,0,0", True, True),
+        ("nan,0,0,0,0,0,0,0", False, True),
+        ("inf,0,0,0,0,0,0,0", False, True),
+        ("0,0,0", False, True),  # wrong count
+        ("zero,0,0,0,0,0,0,0", False, True),
+        ("," * 5000, False, True),
+        ("", False, True),
+    ],
+)
 def test_latent_from_url_is_validated_and_clamped(text: str, ok: bool, warns: bool) -> None:
     low, high = -np.full(8, 3, np.float32), np.full(8, 3, np.float32)
     z, warnings = parse_latent(text, low, high)
@@ -225,9 +246,13 @@ def test_uploads_are_scored_in_one_batch_as_one_by_one_and_ranked() -> None:
         np.testing.assert_allclose(scored.mu, alone.mu, atol=1e-5)
         assert scored.reconstruction.shape == (28, 28, 1) and scored.reconstruction.dtype == np.uint8
     names = ["a.png", "b.png", "c.png", "d.png"]
-    atlas = Atlas(means=np.zeros((4, 8), np.float32), labels=np.zeros(4, np.int64),
-                  embedding=np.zeros((4, 2), np.float32), index=np.arange(4),
-                  anomaly=np.array([s.score for s in together], np.float32))
+    atlas = Atlas(
+        means=np.zeros((4, 8), np.float32),
+        labels=np.zeros(4, np.int64),
+        embedding=np.zeros((4, 2), np.float32),
+        index=np.arange(4),
+        anomaly=np.array([s.score for s in together], np.float32),
+    )
     rows = ranking(names, list(x), together, atlas)
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
     assert [r["file"] for r in rows] == [names[i] for i in np.argsort([-s.score for s in together])]

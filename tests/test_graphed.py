@@ -11,12 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import TINY_MODEL
 from training import train as train_module
 from training.adam import Adam
 from training.graphed import GraphedSteps, epoch_noise_seed
 from training.model import ConvVAE, LossParts, vae_loss
 from training.train import TrainConfig, TrainingError, train
-from tests.test_train import TINY_MODEL
 
 
 @pytest.mark.parametrize("classes", [0, 4], ids=["unconditional", "conditional"])
@@ -29,17 +29,20 @@ def test_graphed_steps_take_the_plain_loops_batches_noise_and_rates(classes: int
     schedule = torch.linspace(1e-3, 3e-3, 3 * steps_per_epoch)  # a different rate at every step
     graphed_adam = Adam(graphed_model.parameters(), lr=0.0, weight_decay=0.1)
     plain_adam = Adam(plain_model.parameters(), lr=0.0, weight_decay=0.1)
-    steps = GraphedSteps(graphed_model, graphed_adam, images, labels, batch, schedule, steps_per_epoch,
-                         "bce", 1.0, False, vae_loss)
+    steps = GraphedSteps(
+        graphed_model, graphed_adam, images, labels, batch, schedule, steps_per_epoch, "bce", 1.0, False, vae_loss
+    )
     assert not steps.capture  # on a CPU the step runs eagerly
     # two whole epochs, then the third from its third step, as a resumed run starts
     for epoch, first in ((0, 0), (1, 0), (2, 2)):
         permutation = torch.randperm(100)
         steps.start_epoch(permutation, seed, epoch, epoch * steps_per_epoch + first)
-        noise = torch.randn(steps_per_epoch * batch, 8, generator=torch.Generator().manual_seed(epoch_noise_seed(seed, epoch)))
+        noise = torch.randn(
+            steps_per_epoch * batch, 8, generator=torch.Generator().manual_seed(epoch_noise_seed(seed, epoch))
+        )
         for b in range(first, steps_per_epoch):
             steps.step()
-            rows, eps = permutation[b * batch:(b + 1) * batch], noise[b * batch:(b + 1) * batch]
+            rows, eps = permutation[b * batch : (b + 1) * batch], noise[b * batch : (b + 1) * batch]
             x = images[rows].contiguous(memory_format=torch.channels_last)
             logits, mu, logvar = plain_model(x, None, labels[rows], eps)
             parts = vae_loss(logits, x, mu, logvar, "bce", 1.0)
@@ -70,28 +73,43 @@ def graphed_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_graphed_run_resumed_mid_epoch_ends_where_one_run_does(
-        graphed_on_cpu: None, tiny_mnist: Path, tmp_path: Path) -> None:
+    graphed_on_cpu: None, tiny_mnist: Path, tmp_path: Path
+) -> None:
     # constant rate: max_steps also sets a decaying schedule's length (as in test_train.py)
-    config = TrainConfig(epochs=3, batch_size=32, seed=4, lr_schedule="constant", weight_decay=0.1,
-                         precision="fp32", log_every=3, device="cpu")
+    config = TrainConfig(
+        epochs=3,
+        batch_size=32,
+        seed=4,
+        lr_schedule="constant",
+        weight_decay=0.1,
+        precision="fp32",
+        log_every=3,
+        device="cpu",
+    )
     straight = train(TINY_MODEL, config, tmp_path / "straight", data_dir=tiny_mnist, progress=False)
     assert straight["cuda_graphs"] and len(straight["epoch_seconds"]) == 3
     train(TINY_MODEL, replace(config, max_steps=11), tmp_path / "split", data_dir=tiny_mnist, progress=False)
     assert json.loads((tmp_path / "split" / "state.json").read_text())["step"] == 11
     resumed = train(TINY_MODEL, config, tmp_path / "split", data_dir=tiny_mnist, resume=True, progress=False)
     assert resumed["step"] == straight["step"] == 24
-    wa, wb = load_file(str(tmp_path / "straight" / "model.safetensors")), load_file(str(tmp_path / "split" / "model.safetensors"))
+    wa, wb = (
+        load_file(str(tmp_path / "straight" / "model.safetensors")),
+        load_file(str(tmp_path / "split" / "model.safetensors")),
+    )
     for name in wa:
         assert torch.equal(wa[name], wb[name]), name
     # and the graphed loop trains: a plain run of the same config lands near it, not on it (other noise)
-    plain = train(TINY_MODEL, replace(config, cuda_graphs=False), tmp_path / "plain", data_dir=tiny_mnist, progress=False)
+    plain = train(
+        TINY_MODEL, replace(config, cuda_graphs=False), tmp_path / "plain", data_dir=tiny_mnist, progress=False
+    )
     assert not plain["cuda_graphs"]
     assert abs(plain["neg_elbo_nats"] - straight["neg_elbo_nats"]) < 0.1 * plain["neg_elbo_nats"]
     assert plain["neg_elbo_nats"] != straight["neg_elbo_nats"]
 
 
 def test_a_graphed_run_stops_at_a_non_finite_loss(
-        graphed_on_cpu: None, tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    graphed_on_cpu: None, tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = {"n": 0}
 
     def poisoned(*args: object, **kwargs: object) -> LossParts:
@@ -101,5 +119,10 @@ def test_a_graphed_run_stops_at_a_non_finite_loss(
 
     monkeypatch.setattr(train_module, "vae_loss", poisoned)
     with pytest.raises(TrainingError, match=r"The loss became nan at step 7;"):
-        train(TINY_MODEL, TrainConfig(epochs=2, batch_size=32, log_every=5, device="cpu"), tmp_path / "r",
-              data_dir=tiny_mnist, progress=False)
+        train(
+            TINY_MODEL,
+            TrainConfig(epochs=2, batch_size=32, log_every=5, device="cpu"),
+            tmp_path / "r",
+            data_dir=tiny_mnist,
+            progress=False,
+        )

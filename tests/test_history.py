@@ -42,17 +42,34 @@ def test_the_command_trains_each_bundled_checkpoint_as_it_was_trained(name: str)
 
 
 def test_the_command_names_every_field_that_differs_from_its_default() -> None:
-    train = TrainConfig(dataset="folder", epochs=7, max_steps=500, batch_size=64, lr=3e-4, lr_schedule="cosine",
-                        warmup_steps=0, weight_decay=0.05, init="kaiming", loss="mse", beta=0.5, seed=9,
-                        device="cpu", precision="fp32", eval_every=3, cuda_graphs=False)
+    train = TrainConfig(
+        dataset="folder",
+        epochs=7,
+        max_steps=500,
+        batch_size=64,
+        lr=3e-4,
+        lr_schedule="cosine",
+        warmup_steps=0,
+        weight_decay=0.05,
+        init="kaiming",
+        loss="mse",
+        beta=0.5,
+        seed=9,
+        device="cpu",
+        precision="fp32",
+        eval_every=3,
+        cuda_graphs=False,
+    )
     model = ModelConfig(latent_dim=16, channels=3, image_size=32, conv_channels=(8, 16), hidden_dim=64)
     config = {"model": model.to_dict(), "train": asdict(train), "dataset": {"path": "/data/my paintings"}}
     command = train_command(config, "runs/paintings")
-    assert command == ("python -m training train --out runs/paintings --dataset folder --epochs 7 --max-steps 500 "
-                       "--batch-size 64 --lr 0.0003 --lr-schedule cosine --warmup-steps 0 --weight-decay 0.05 "
-                       "--init kaiming --loss mse --beta 0.5 --seed 9 --device cpu --precision fp32 --eval-every 3 "
-                       "--no-cuda-graphs --latent-dim 16 --channels 3 --image-size 32 --conv-channels 8,16 "
-                       "--hidden-dim 64 --data-dir '/data/my paintings'")
+    assert command == (
+        "python -m training train --out runs/paintings --dataset folder --epochs 7 --max-steps 500 "
+        "--batch-size 64 --lr 0.0003 --lr-schedule cosine --warmup-steps 0 --weight-decay 0.05 "
+        "--init kaiming --loss mse --beta 0.5 --seed 9 --device cpu --precision fp32 --eval-every 3 "
+        "--no-cuda-graphs --latent-dim 16 --channels 3 --image-size 32 --conv-channels 8,16 "
+        "--hidden-dim 64 --data-dir '/data/my paintings'"
+    )
     assert configs_of(command) == (model, train)
     # a conditional model: --conditional, which counts the data set's classes again
     conditional = {"model": ModelConfig(num_classes=10).to_dict(), "train": asdict(TrainConfig()), "dataset": {}}
@@ -65,22 +82,45 @@ def test_the_summary_says_what_the_model_was_trained_on_and_how() -> None:
     assert run_summary(config, metrics) == (
         "Trained on mnist, 90 epochs of batch 128 (42,120 steps): Adam at lr 0.002 (wsd schedule, 50 warm-up "
         "steps), weight decay 0.1, Bernoulli likelihood, β = 1, PyTorch's initialisation, seed 0; bf16 on cpu "
-        "(1 thread), 15.2 minutes at 6,788 images/s.")
+        "(1 thread), 15.2 minutes at 6,788 images/s."
+    )
     # stopped early by --max-steps: the epochs it ran; without metrics (still training): the recipe alone
     short = {**config, "train": {**config["train"], "max_steps": 1000}}
     assert run_summary(short, {"step": 1000}).startswith("Trained on mnist, 2.14 epochs of batch 128 (1,000 steps)")
     assert run_summary(config, {}).endswith("PyTorch's initialisation, seed 0.")
-    folder = {**config, "train": {**config["train"], "dataset": "folder", "loss": "mse", "init": "kaiming"},
-              "dataset": {"path": "/data/monet"}}
+    folder = {
+        **config,
+        "train": {**config["train"], "dataset": "folder", "loss": "mse", "init": "kaiming"},
+        "dataset": {"path": "/data/monet"},
+    }
     assert run_summary(folder, {}).startswith("Trained on the image folder /data/monet, 90 epochs")
     assert "784·MSE (Gaussian) likelihood, β = 1, Kaiming initialisation" in run_summary(folder, {})
 
 
 ROWS = [
-    {"step": 8, "epoch": 1.0, "seconds": 0.5, "lr": 0.002, "train_loss_nats": 300.0, "train_steps": 8,
-     "test_neg_elbo_nats": 250.0, "test_mse_per_pixel": 0.05, "test_active_units": 3},
-    {"step": 11, "epoch": 1.375, "seconds": 0.7, "lr": 0.002, "train_loss_nats": None, "train_steps": 0,
-     "test_neg_elbo_nats": 240.0, "test_mse_per_pixel": 0.04, "test_active_units": 4, "test_knn5_accuracy": 0.5},
+    {
+        "step": 8,
+        "epoch": 1.0,
+        "seconds": 0.5,
+        "lr": 0.002,
+        "train_loss_nats": 300.0,
+        "train_steps": 8,
+        "test_neg_elbo_nats": 250.0,
+        "test_mse_per_pixel": 0.05,
+        "test_active_units": 3,
+    },
+    {
+        "step": 11,
+        "epoch": 1.375,
+        "seconds": 0.7,
+        "lr": 0.002,
+        "train_loss_nats": None,
+        "train_steps": 0,
+        "test_neg_elbo_nats": 240.0,
+        "test_mse_per_pixel": 0.04,
+        "test_active_units": 4,
+        "test_knn5_accuracy": 0.5,
+    },
 ]
 
 

@@ -14,21 +14,10 @@ import torch
 from PIL import Image
 
 import training
+from tests.conftest import ENV, ROOT, make_folder
 from training import images as images_module
 from training.data import DataError, load_data
 from training.images import MAX_PIXELS, find_images, load_image, load_image_folder
-from tests.test_train import ENV, ROOT
-
-
-def make_folder(root: Path, per_class: int = 12, size: tuple[int, int] = (48, 40)) -> Path:
-    """Two classes of RGB images in subfolders: red-ish PNGs and blue-ish JPEGs."""
-    rng = np.random.default_rng(0)
-    for name, colour, suffix in (("reds", (220, 30, 30), ".png"), ("blues", (30, 30, 220), ".jpg")):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = np.clip(np.array(colour) + rng.integers(-20, 20, size=(size[1], size[0], 3)), 0, 255)
-            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i:03d}{suffix}")
-    return root
 
 
 def test_classes_come_from_subfolders(tmp_path: Path) -> None:
@@ -73,14 +62,19 @@ def test_a_bad_file_is_named_with_its_problem(tmp_path: Path, case: str) -> None
         load_image_folder(folder, image_size=16, channels=3)
     message = str(error.value)
     assert message.startswith(str(bad)) and "\n" not in message
-    expected = {"empty": "empty", "corrupt": "not a readable PNG", "truncated": "decoded",
-                "not-an-image": "not a readable PNG or JPEG",
-                "bomb": "megapixel"}[case]
+    expected = {
+        "empty": "empty",
+        "corrupt": "not a readable PNG",
+        "truncated": "decoded",
+        "not-an-image": "not a readable PNG or JPEG",
+        "bomb": "megapixel",
+    }[case]
     assert expected in message
 
 
 def test_a_folder_too_large_for_memory_is_refused_before_decoding(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 24 images of 256 × 256 × 3 need 24 · 196,608 · 9 bytes (42.5 MB) at the loading peak: with
     # 40 MB available the folder is refused, in one line, before a single file is decoded
     folder = make_folder(tmp_path / "art")
@@ -90,8 +84,10 @@ def test_a_folder_too_large_for_memory_is_refused_before_decoding(
     monkeypatch.setattr(images_module, "load_image", lambda path, *args: decoded.append(path) or real_load(path, *args))
     with pytest.raises(DataError) as error:
         load_image_folder(folder, image_size=256, channels=3)
-    assert str(error.value) == (f"{folder}: 24 images of 256×256×3 need about 42 MB of memory to load, and this "
-                                "machine has 40 MB available; use a smaller --image-size or fewer images.")
+    assert str(error.value) == (
+        f"{folder}: 24 images of 256×256×3 need about 42 MB of memory to load, and this "
+        "machine has 40 MB available; use a smaller --image-size or fewer images."
+    )
     assert decoded == []
     train, test, _ = load_image_folder(folder, image_size=64, channels=3)  # 8.8 MB: loads
     assert len(train) + len(test) == 24 and len(decoded) == 24
@@ -114,12 +110,34 @@ def test_cli_trains_on_a_folder_and_evaluates_and_maps_it(tmp_path: Path) -> Non
     out = tmp_path / "run"
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300, env=ENV)
+        return subprocess.run(
+            [sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV
+        )
 
-    result = cli("train", "--dataset", "folder", "--data-dir", str(folder), "--out", str(out),
-                 "--image-size", "16", "--channels", "3", "--conv-channels", "4,8", "--hidden-dim", "16",
-                 "--latent-dim", "4", "--epochs", "2", "--batch-size", "7", "--quiet")
+    result = cli(
+        "train",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--out",
+        str(out),
+        "--image-size",
+        "16",
+        "--channels",
+        "3",
+        "--conv-channels",
+        "4,8",
+        "--hidden-dim",
+        "16",
+        "--latent-dim",
+        "4",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "7",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["dataset"]["name"] == "folder" and config["dataset"]["class_names"] == ["blues", "reds"]
@@ -137,6 +155,7 @@ def test_cli_trains_on_a_folder_and_evaluates_and_maps_it(tmp_path: Path) -> Non
     result = cli("evaluate", str(out), "--iw-samples", "4", "--json", "--data-dir", str(moved))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["mse_per_pixel"] == figures["mse_per_pixel"]
+
     # files added, or renamed, since training: another split, which would put training images
     # in the test set; every command that needs the split refuses, in one line
     def refused(message: str) -> None:
@@ -159,25 +178,50 @@ def test_cli_trains_on_a_folder_and_evaluates_and_maps_it(tmp_path: Path) -> Non
     assert not (out / "atlas.safetensors").exists()
     # a corrupt file: one line naming it, exit 2, no traceback
     (folder / "blues" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    result = cli("train", "--dataset", "folder", "--data-dir", str(folder), "--out", str(tmp_path / "again"),
-                 "--image-size", "16", "--channels", "3", "--quiet")
+    result = cli(
+        "train",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--out",
+        str(tmp_path / "again"),
+        "--image-size",
+        "16",
+        "--channels",
+        "3",
+        "--quiet",
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "broken.jpg" in result.stderr
 
 
 def test_sample_patches_make_an_rgb_data_set(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "training", "patches", str(tmp_path / "p"), "--size", "64",
-                             "--stride", "64"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "patches", str(tmp_path / "p"), "--size", "64", "--stride", "64"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("wrote 120 patches")  # 6 × 10 per 427 × 640 photograph, two photographs
     files, labels, names = find_images(tmp_path / "p")
     assert names == ("china", "flower") and len(files) == 120
     assert load_image(files[0], 64, 3).shape == (64, 64, 3)
+
     # the same call again rewrites the same patches; another size or stride, or a folder with
     # anything else in it, would mix files into the data set: refused, nothing written
     def patches(*flags: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "training", "patches", *flags], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120, env=ENV)
+        return subprocess.run(
+            [sys.executable, "-m", "training", "patches", *flags],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=ENV,
+        )
 
     assert patches(str(tmp_path / "p"), "--size", "64", "--stride", "64").returncode == 0
     before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))

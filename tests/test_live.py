@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import struct
-
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 
-from explorer.live import (BUNDLE_MAGIC, browser_bundle, export_decoder_onnx, latent_from_browser,
-                           live_payload, principal_plane)
+from explorer.live import browser_bundle, export_decoder_onnx, latent_from_browser, live_payload, principal_plane
+from tests.conftest import read_bundle
 from training.model import ConvVAE, ModelConfig
 
 
-@pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(latent_dim=4, channels=3, image_size=64,
-                                                               conv_channels=(8, 16, 16), hidden_dim=32)])
+@pytest.mark.parametrize(
+    "config",
+    [ModelConfig(), ModelConfig(latent_dim=4, channels=3, image_size=64, conv_channels=(8, 16, 16), hidden_dim=32)],
+)
 def test_the_exported_decoder_computes_what_torch_does(config: ModelConfig) -> None:
     torch.manual_seed(0)
     model = ConvVAE(config).eval()
@@ -45,18 +44,6 @@ def test_a_conditional_decoder_exports_with_its_label_input() -> None:
     with torch.no_grad():
         expected = model.decode(torch.from_numpy(z), torch.from_numpy(labels)).numpy()
     assert np.abs(image - expected).max() < 1e-5
-
-
-def read_bundle(data: bytes) -> tuple[dict, dict[str, bytes]]:
-    """The inverse of browser_bundle, as live_decoder.js reads it."""
-    assert data[:4] == BUNDLE_MAGIC
-    (header_length,) = struct.unpack("<I", data[4:8])
-    header = json.loads(data[8:8 + header_length])
-    body = data[8 + header_length:]
-    sections = {name: body[s["offset"]:s["offset"] + s["length"]] for name, s in header["sections"].items()}
-    for s in header["sections"].values():
-        assert s["offset"] % 4 == 0  # float32 views need it
-    return header, sections
 
 
 def test_the_bundle_carries_the_decoder_and_the_atlas() -> None:
@@ -92,8 +79,20 @@ def test_the_principal_plane_spans_the_widest_directions() -> None:
 LOW, HIGH = np.full(3, -3.0, np.float32), np.full(3, 3.0, np.float32)
 
 
-@pytest.mark.parametrize("value", [None, "1,2,3", [1, 2], [1, 2, 3, 4], [1, "2", 3], [1, True, 3],
-                                   [1, float("nan"), 3], [1, float("inf"), 3], {"0": 1}])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "1,2,3",
+        [1, 2],
+        [1, 2, 3, 4],
+        [1, "2", 3],
+        [1, True, 3],
+        [1, float("nan"), 3],
+        [1, float("inf"), 3],
+        {"0": 1},
+    ],
+)
 def test_the_browser_latent_is_refused_unless_well_formed(value: object) -> None:
     assert latent_from_browser(value, LOW, HIGH) is None
 
@@ -104,7 +103,16 @@ def test_the_browser_latent_is_clamped_and_rounded() -> None:
 
 
 def test_the_payload_is_plain_json() -> None:
-    payload = live_payload("abc", (1, 28, 28), np.array([0.5, -1.25], np.float32), 3, LOW[:2], HIGH[:2],
-                           None, "/app/static/ort/", image_png=b"\x89PNG")
+    payload = live_payload(
+        "abc",
+        (1, 28, 28),
+        np.array([0.5, -1.25], np.float32),
+        3,
+        LOW[:2],
+        HIGH[:2],
+        None,
+        "/app/static/ort/",
+        image_png=b"\x89PNG",
+    )
     assert payload["latent"] == [0.5, -1.25] and payload["revision"] == 3 and payload["shape"] == [1, 28, 28]
     assert payload["image"] == "data:image/png;base64,iVBORw=="

@@ -29,8 +29,9 @@ def test_the_original_decoder_size() -> None:
 
 @pytest.mark.parametrize("side,out_size", [(4, 7), (7, 14), (8, 15), (8, 16)])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_upconv_is_the_transposed_convolution_with_the_natural_output_size(side: int, out_size: int,
-                                                                           channels_last: bool) -> None:
+def test_upconv_is_the_transposed_convolution_with_the_natural_output_size(
+    side: int, out_size: int, channels_last: bool
+) -> None:
     # UpConv computes an odd side as the even one and crops it (a faster kernel on CPUs):
     # values and gradients must be those of the plain transposed convolution of that size.
     torch.manual_seed(0)
@@ -56,7 +57,9 @@ def test_upconv_is_the_transposed_convolution_with_the_natural_output_size(side:
 def test_upconv_gradients_under_bf16_autocast() -> None:
     torch.manual_seed(0)
     up = UpConv(64, 32, 14).to(memory_format=torch.channels_last)
-    plain = torch.nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1).to(memory_format=torch.channels_last)
+    plain = torch.nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1).to(
+        memory_format=torch.channels_last
+    )
     plain.load_state_dict(up.state_dict())
     x = torch.randn(16, 64, 7, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
     weights = torch.randn(16, 32, 14, 14)
@@ -146,8 +149,9 @@ def test_a_few_steps_lower_the_loss() -> None:
     assert losses[-1] < 0.7 * losses[0]
 
 
-@pytest.mark.parametrize("bad", [dict(latent_dim=0), dict(channels=2), dict(image_size=4),
-                                 dict(conv_channels=()), dict(hidden_dim=0)])
+@pytest.mark.parametrize(
+    "bad", [dict(latent_dim=0), dict(channels=2), dict(image_size=4), dict(conv_channels=()), dict(hidden_dim=0)]
+)
 def test_invalid_model_config(bad: dict) -> None:
     with pytest.raises(ValueError):
         ModelConfig(**bad)

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from explorer.preprocess import MAX_UPLOAD_BYTES, data_url_bytes, read_image_bytes
-from training.images import mnist_like, model_input
 from training.data import DataError
+from training.images import mnist_like, model_input
 
 
 def png(image: Image.Image) -> bytes:
@@ -91,8 +91,12 @@ def test_a_scored_image_ranks_against_the_atlas() -> None:
     scored = score_image(model, x)
     assert scored.mu.shape == (8,) and scored.reconstruction.shape == (28, 28, 1)
     assert scored.neg_elbo > 0 and np.isfinite(scored.score)
-    atlas = Atlas(means=np.zeros((4, 8), np.float32), labels=np.zeros(4, np.int64),
-                  embedding=np.zeros((4, 2), np.float32), index=np.arange(4),
-                  anomaly=np.array([1.0, 2.0, 3.0, 4.0], np.float32))
+    atlas = Atlas(
+        means=np.zeros((4, 8), np.float32),
+        labels=np.zeros(4, np.int64),
+        embedding=np.zeros((4, 2), np.float32),
+        index=np.arange(4),
+        anomaly=np.array([1.0, 2.0, 3.0, 4.0], np.float32),
+    )
     assert percentile_among_test_set(atlas, 2.5) == 50.0
     assert percentile_among_test_set(None, 2.5) is None

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import training
+from tests.conftest import ENV, ROOT, TINY_FLAGS
 from training.checkpoint import CheckpointError
 from training.sampler import SAMPLER, fit_mixture, load_sampler, save_sampler
-from tests.test_train import ENV, ROOT, TINY_FLAGS
 
 
 def three_clusters(n: int = 3000) -> np.ndarray:
@@ -45,10 +45,26 @@ def test_a_broken_sampler_file_is_a_checkpoint_error(tmp_path: Path) -> None:
 
 
 def test_cli_fits_a_sampler_into_the_checkpoint(tiny_mnist: Path, tmp_path: Path) -> None:
-    run = lambda *args: subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT,  # noqa: E731
-                                       capture_output=True, text=True, timeout=120, env=ENV)
-    result = run("train", "--out", str(tmp_path / "run"), "--data-dir", str(tiny_mnist), "--epochs", "1",
-                 "--batch-size", "32", *TINY_FLAGS)
+    run = lambda *args: subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=ROOT,  # noqa: E731
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
+    result = run(
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--data-dir",
+        str(tiny_mnist),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        *TINY_FLAGS,
+    )
     assert result.returncode == 0, result.stderr
     result = run("sampler", str(tmp_path / "run"), "--data-dir", str(tiny_mnist), "--components", "4")
     assert result.returncode == 0, result.stderr

@@ -18,10 +18,10 @@ from sklearn.datasets import load_sample_images
 import training
 from explorer.anomaly import percentile_among_test_set, score_image
 from explorer.atlas import load_atlas
-from training.images import model_input, open_image
+from tests.conftest import ENV, ROOT
 from training.anomaly import reconstruct
-from training.scoring import contact_sheet, score_files, atlas_scores
-from tests.test_train import ENV, ROOT
+from training.images import model_input, open_image
+from training.scoring import atlas_scores, contact_sheet, score_files
 
 BUNDLED = ROOT / "checkpoints" / "mnist-z8"
 CVAE = ROOT / "checkpoints" / "mnist-cvae-z8"
@@ -53,16 +53,23 @@ def oddities(folder: Path) -> dict[str, Path]:
 
 
 def run_score(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training", "score", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "training", "score", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
 
 
 def test_score_ranks_oddities_first_writes_csv_and_sheet_and_agrees_with_the_page(tmp_path: Path) -> None:
     digits = decoded_digits(tmp_path / "images" / "digits", 12)
     odd = oddities(tmp_path / "images" / "odd")
     out_csv, sheet = tmp_path / "scores.csv", tmp_path / "worst.png"
-    run = run_score(str(BUNDLED), str(tmp_path / "images"), "--csv", str(out_csv), "--sheet", str(sheet),
-                    "--top", "3", "--json")
+    run = run_score(
+        str(BUNDLED), str(tmp_path / "images"), "--csv", str(out_csv), "--sheet", str(sheet), "--top", "3", "--json"
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     ranked = report["ranked"]
@@ -92,7 +99,7 @@ def test_score_ranks_oddities_first_writes_csv_and_sheet_and_agrees_with_the_pag
     model = training.load_model(BUNDLED)
     seen = model_input(open_image(odd["noise"], "noise", "L"), 1, 28, mnist=True)[0]
     expected = np.kron((seen * 255).round(), np.ones((3, 3)))
-    assert np.abs(picture[8:8 + 84, 8:8 + 84].astype(float) - expected).max() <= 1
+    assert np.abs(picture[8 : 8 + 84, 8 : 8 + 84].astype(float) - expected).max() <= 1
 
     # the page's anomaly view gives the same score and percentile for the same file
     atlas = load_atlas(str(BUNDLED), model.config.latent_dim)
@@ -100,7 +107,8 @@ def test_score_ranks_oddities_first_writes_csv_and_sheet_and_agrees_with_the_pag
         page = score_image(model, model_input(open_image(path, path.name, "L"), 1, 28, mnist=True))
         assert page.score == pytest.approx(by_name[path.name]["score_nats"], abs=0.05)
         assert percentile_among_test_set(atlas, page.score) == pytest.approx(
-            by_name[path.name]["test_set_below_percent"], abs=0.05)
+            by_name[path.name]["test_set_below_percent"], abs=0.05
+        )
 
 
 def test_score_by_plain_elbo_uses_the_atlas_elbo_scores(tmp_path: Path) -> None:
@@ -148,12 +156,14 @@ def test_unreadable_files_are_named_and_the_rest_still_ranked(tmp_path: Path) ->
     assert {Path(u["file"]).name: u["error"] for u in result["unreadable"]} == {
         "bomb.png": f"{folder / 'bomb.png'}: is 10000×10000 pixels, over the 40-megapixel limit; shrink it first.",
         "broken.png": f"{folder / 'broken.png'}: is not a readable PNG or JPEG image (checked by its content, "
-                      "not its name).",
+        "not its name).",
     }
     with open(csv_path) as f:
         assert len(list(csv.DictReader(f))) == 6  # the readable ones, ranked
-    assert run.stderr.splitlines() == ["2 of 8 files could not be scored and are not ranked:",
-                                       *(f"  {u['error']}" for u in result["unreadable"])]
+    assert run.stderr.splitlines() == [
+        "2 of 8 files could not be scored and are not ranked:",
+        *(f"  {u['error']}" for u in result["unreadable"]),
+    ]
     # the table says the same, after the ranking
     table = run_score(str(BUNDLED), str(folder), "--quiet")
     assert table.returncode == 1 and "6 images scored" in table.stdout and "Traceback" not in table.stderr
@@ -193,7 +203,7 @@ def test_an_rgb_model_scores_photographs_as_it_was_trained_and_shows_them_in_col
     paths = []
     for i, (top, left) in enumerate([(0, 0), (100, 200), (300, 500)]):
         paths.append(tmp_path / f"patch-{i}.png")
-        Image.fromarray(photo[top:top + 100, left:left + 120]).save(paths[-1])  # not square, not 64 px
+        Image.fromarray(photo[top : top + 100, left : left + 120]).save(paths[-1])  # not square, not 64 px
     ranked = score_files(model, paths, test_scores=atlas_scores(RGB)).ranked
     assert len(ranked) == 3 and all(0 <= r.percentile <= 100 and not r.blank for r in ranked)
     sheet = np.asarray(contact_sheet(model, ranked[:1]))
@@ -202,7 +212,7 @@ def test_an_rgb_model_scores_photographs_as_it_was_trained_and_shows_them_in_col
     # training images, upscaled twice; in colour, channels in order
     seen = model_input(open_image(ranked[0].path, "patch", "RGB"), 3, 64, mnist=False)
     expected = np.kron((seen.transpose(1, 2, 0) * 255).round(), np.ones((2, 2, 1)))
-    assert np.abs(sheet[8:8 + 128, 8:8 + 128].astype(float) - expected).max() <= 1
+    assert np.abs(sheet[8 : 8 + 128, 8 : 8 + 128].astype(float) - expected).max() <= 1
 
 
 def test_a_broken_atlas_is_named_with_what_to_do(tmp_path: Path) -> None:

@@ -1,6 +1,5 @@
 import json
 import math
-import os
 import re
 import shutil
 import signal
@@ -16,24 +15,17 @@ import torch
 from safetensors.torch import load_file
 
 import training
+from tests.conftest import ENV, ROOT, TINY_FLAGS, TINY_MODEL
 from training import train as train_module
 from training.checkpoint import read_history
 from training.model import ConvVAE, LossParts, ModelConfig
 from training.train import TrainConfig, TrainingError, train
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY_MODEL = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)
-TINY_FLAGS = ["--conv-channels", "4,8,8", "--hidden-dim", "16", "--quiet"]
-
-
-# One thread: the tiny test models gain nothing from more, and it keeps the tests quick
-# when something else is using the other core.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV
+    )
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -49,22 +41,37 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 def test_cli_end_to_end_on_tiny_idx_files(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = cli("train", "--out", str(out), "--data-dir", str(tiny_mnist), "--epochs", "3",
-                 "--batch-size", "32", *TINY_FLAGS)
+    result = cli(
+        "train", "--out", str(out), "--data-dir", str(tiny_mnist), "--epochs", "3", "--batch-size", "32", *TINY_FLAGS
+    )
     assert result.returncode == 0, result.stderr
     assert "saved" in result.stdout and "kNN-5" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert f", {metrics['active_units']} of 8 latents in use, " in result.stdout
     assert 0 <= metrics["active_units"] <= 8 and metrics["latent_spread"] > 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "history.jsonl", "metrics.json", "model.safetensors", "state.json", "state.safetensors"]
+        "config.json",
+        "history.jsonl",
+        "metrics.json",
+        "model.safetensors",
+        "state.json",
+        "state.safetensors",
+    ]
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["epochs"] == 3 and config["model"]["latent_dim"] == 8
     assert config["dataset"]["name"] == "mnist" and "torch" in config["versions"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"] and metrics["step"] == 3 * (256 // 32)
-    for key in ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "mse_per_pixel", "knn5_accuracy",
-                "train_seconds", "images_per_second", "device"):
+    for key in (
+        "neg_elbo_nats",
+        "reconstruction_nats",
+        "kl_nats",
+        "mse_per_pixel",
+        "knn5_accuracy",
+        "train_seconds",
+        "images_per_second",
+        "device",
+    ):
         assert key in metrics
     assert metrics["neg_elbo_nats"] == pytest.approx(metrics["reconstruction_nats"] + metrics["kl_nats"])
 
@@ -83,20 +90,60 @@ def test_cli_output_is_complete_when_piped(tiny_mnist: Path, tmp_path: Path) -> 
     # `python -m training` leaves with os._exit (no 0.4 s interpreter teardown): what it printed
     # into a block-buffered pipe must still all arrive
     out = tmp_path / "run"
-    assert cli("train", "--out", str(out), "--data-dir", str(tiny_mnist), "--max-steps", "2",
-               "--batch-size", "32", *TINY_FLAGS).returncode == 0
+    assert (
+        cli(
+            "train",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tiny_mnist),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "32",
+            *TINY_FLAGS,
+        ).returncode
+        == 0
+    )
     env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
-    result = subprocess.run([sys.executable, "-m", "training", "evaluate", str(out), "--data-dir", str(tiny_mnist),
-                             "--iw-samples", "2", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "evaluate",
+            str(out),
+            "--data-dir",
+            str(tiny_mnist),
+            "--iw-samples",
+            "2",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["iw_samples"] == 2
 
 
 def test_cli_trains_a_conditional_vae(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "cvae"
-    result = cli("train", "--conditional", "--out", str(out), "--data-dir", str(tiny_mnist), "--epochs", "2",
-                 "--batch-size", "32", *TINY_FLAGS)
+    result = cli(
+        "train",
+        "--conditional",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(tiny_mnist),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        *TINY_FLAGS,
+    )
     assert result.returncode == 0, result.stderr
     model = training.load_model(out)
     assert model.config.num_classes == 10  # MNIST's classes
@@ -107,11 +154,26 @@ def test_cli_trains_a_conditional_vae(tiny_mnist: Path, tmp_path: Path) -> None:
 
 
 def test_seed_recipe_sets_the_write_up_values(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = cli("train", "--recipe", "seed", "--max-steps", "5", "--out", str(tmp_path / "r"),
-                 "--data-dir", str(tiny_mnist), *TINY_FLAGS)
+    result = cli(
+        "train",
+        "--recipe",
+        "seed",
+        "--max-steps",
+        "5",
+        "--out",
+        str(tmp_path / "r"),
+        "--data-dir",
+        str(tiny_mnist),
+        *TINY_FLAGS,
+    )
     assert result.returncode == 0, result.stderr
     train_config = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
-    assert (train_config["loss"], train_config["lr"], train_config["batch_size"], train_config["beta"]) == ("mse", 5e-4, 32, 1.0)
+    assert (train_config["loss"], train_config["lr"], train_config["batch_size"], train_config["beta"]) == (
+        "mse",
+        5e-4,
+        32,
+        1.0,
+    )
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["step"] == 5
 
 
@@ -123,8 +185,14 @@ def test_fast_recipe_sets_its_values_and_typed_flags_override_them() -> None:
 
     model_config, train_config = configs("--recipe", "fast")
     assert model_config == ModelConfig()  # the bundled model's architecture
-    assert (train_config.epochs, train_config.batch_size, train_config.lr, train_config.weight_decay,
-            train_config.eval_every, train_config.init) == (60, 256, 3e-3, 0.1, 10, "kaiming")
+    assert (
+        train_config.epochs,
+        train_config.batch_size,
+        train_config.lr,
+        train_config.weight_decay,
+        train_config.eval_every,
+        train_config.init,
+    ) == (60, 256, 3e-3, 0.1, 10, "kaiming")
     assert (train_config.lr_schedule, train_config.warmup_steps, train_config.loss) == ("wsd", 50, "bce")
     _, typed = configs("--recipe", "fast", "--epochs", "5", "--lr", "1e-3")
     assert (typed.epochs, typed.lr, typed.batch_size) == (5, 1e-3, 256)
@@ -164,8 +232,13 @@ def test_resume_gives_the_same_weights_as_one_run(tiny_mnist: Path, tmp_path: Pa
 
 def test_a_run_saved_before_weight_decay_existed_resumes_without_it(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "old"
-    train(TINY_MODEL, TrainConfig(epochs=2, max_steps=3, batch_size=32, weight_decay=0.0), out,
-          data_dir=tiny_mnist, progress=False)
+    train(
+        TINY_MODEL,
+        TrainConfig(epochs=2, max_steps=3, batch_size=32, weight_decay=0.0),
+        out,
+        data_dir=tiny_mnist,
+        progress=False,
+    )
     config = json.loads((out / "config.json").read_text())
     del config["train"]["weight_decay"]
     (out / "config.json").write_text(json.dumps(config))
@@ -174,11 +247,19 @@ def test_a_run_saved_before_weight_decay_existed_resumes_without_it(tiny_mnist: 
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_mid_epoch_writes_a_resumable_checkpoint(tiny_mnist: Path, tmp_path: Path, signum: int, code: int) -> None:
+def test_signal_mid_epoch_writes_a_resumable_checkpoint(
+    tiny_mnist: Path, tmp_path: Path, signum: int, code: int
+) -> None:
     flags = ["--data-dir", str(tiny_mnist), "--epochs", "12", "--batch-size", "8", "--seed", "5", *TINY_FLAGS]
     out = tmp_path / "interrupted"
-    process = subprocess.Popen([sys.executable, "-m", "training", "train", "--out", str(out), *flags],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training", "train", "--out", str(out), *flags],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     deadline = time.monotonic() + 60
     while not (out / "state.json").exists():  # first epoch saved: training is under way
         assert process.poll() is None, process.communicate()
@@ -206,7 +287,8 @@ def test_signal_mid_epoch_writes_a_resumable_checkpoint(tiny_mnist: Path, tmp_pa
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-        tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "run"
     # on the CPU: a GPU replays a captured step, which calls the loss function only while
     # capturing (tests/test_graphed.py and tests/test_cuda.py cover NaN there)
@@ -225,31 +307,42 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         return parts
 
     monkeypatch.setattr(train_module, "vae_loss", poisoned)
-    with pytest.raises(TrainingError, match=r"The loss became nan at step 13; stopped without saving, the last good "
-                                                r"checkpoint in " + re.escape(str(out)) + r" is intact \(try a lower --lr\)\.$"):
+    with pytest.raises(
+        TrainingError,
+        match=r"The loss became nan at step 13; stopped without saving, the last good "
+        r"checkpoint in " + re.escape(str(out)) + r" is intact \(try a lower --lr\)\.$",
+    ):
         train(TINY_MODEL, replace(config, epochs=3), out, data_dir=tiny_mnist, resume=True, progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     training.load_model(out)
 
 
 def test_a_run_that_diverges_before_its_first_checkpoint_says_nothing_was_saved(
-        tiny_mnist: Path, tmp_path: Path) -> None:
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
     # lr 1e6 makes the loss non-finite within a few steps: the message must not send the user
     # looking for a "last good checkpoint" that was never written
     out = tmp_path / "run"
     config = TrainConfig(epochs=1, batch_size=32, lr=1e6, warmup_steps=0, device="cpu")
-    with pytest.raises(TrainingError, match=r"^The loss became (nan|inf|-inf) at step \d+; stopped without saving, so "
-                                            + re.escape(str(out)) + r" holds no checkpoint yet \(try a lower --lr\)\.$"):
+    with pytest.raises(
+        TrainingError,
+        match=r"^The loss became (nan|inf|-inf) at step \d+; stopped without saving, so "
+        + re.escape(str(out))
+        + r" holds no checkpoint yet \(try a lower --lr\)\.$",
+    ):
         train(TINY_MODEL, config, out, data_dir=tiny_mnist, progress=False)
     assert sorted(p.name for p in out.iterdir()) == []
 
 
-TORCH_OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.63 GiB of which "
-             "1.06 GiB is free. Including non-PyTorch memory, this process has 6.55 GiB memory in use.")
+TORCH_OOM = (
+    "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.63 GiB of which "
+    "1.06 GiB is free. Including non-PyTorch memory, this process has 6.55 GiB memory in use."
+)
 
 
 def test_running_out_of_gpu_memory_stops_in_one_sentence_and_keeps_the_last_checkpoint(
-        tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # torch's own message is a paragraph about its allocator; a real one is raised in
     # tests/test_cuda.py, this one (on the CPU) after the first epoch's checkpoint
     out = tmp_path / "run"
@@ -262,26 +355,34 @@ def test_running_out_of_gpu_memory_stops_in_one_sentence_and_keeps_the_last_chec
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_step", step_then_oom)
-    with pytest.raises(TrainingError, match=r"^The GPU ran out of memory \(it needed 2.00 GiB more\); stopped, the last "
-                                            r"good checkpoint in " + re.escape(str(out)) + r" is intact \(lower "
-                                            r"--batch-size than 32, .* or pass --device cpu\)\.$"):
+    with pytest.raises(
+        TrainingError,
+        match=r"^The GPU ran out of memory \(it needed 2.00 GiB more\); stopped, the last "
+        r"good checkpoint in " + re.escape(str(out)) + r" is intact \(lower "
+        r"--batch-size than 32, .* or pass --device cpu\)\.$",
+    ):
         train(TINY_MODEL, TrainConfig(epochs=2, batch_size=32, device="cpu"), out, data_dir=tiny_mnist, progress=False)
     assert json.loads((out / "state.json").read_text())["step"] == 8  # the first epoch's, loadable
     training.load_model(out)
 
 
 def test_a_data_set_larger_than_the_gpus_free_memory_is_refused_before_it_is_copied(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1_000_000_000, 8_000_000_000))
-    with pytest.raises(TrainingError, match=r"^The data set takes 2.5 GB as float32 and the GPU has 1.0 of its 8.0 GB "
-                                            r"free; train on smaller or fewer images, or pass --device cpu\.$"):
+    with pytest.raises(
+        TrainingError,
+        match=r"^The data set takes 2.5 GB as float32 and the GPU has 1.0 of its 8.0 GB "
+        r"free; train on smaller or fewer images, or pass --device cpu\.$",
+    ):
         train_module.check_fits_on_gpu(2_500_000_000, torch.device("cuda", 0))
     train_module.check_fits_on_gpu(900_000_000, torch.device("cuda", 0))  # fits
-    train_module.check_fits_on_gpu(10 ** 12, torch.device("cpu"))  # not the GPU's concern
+    train_module.check_fits_on_gpu(10**12, torch.device("cpu"))  # not the GPU's concern
 
 
 def test_other_commands_say_the_gpu_ran_out_of_memory_in_one_line(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     from training import cli, evaluate
 
     def out_of_memory(*args: object, **kwargs: object) -> None:
@@ -289,7 +390,9 @@ def test_other_commands_say_the_gpu_ran_out_of_memory_in_one_line(
 
     monkeypatch.setattr(evaluate, "load_for_batches", out_of_memory)
     assert cli.main(["evaluate", str(ROOT / "checkpoints" / "mnist-z8")]) == cli.EXIT_USER_ERROR
-    assert capsys.readouterr().err == "error: The GPU ran out of memory; free it of other programs or pass --device cpu.\n"
+    assert (
+        capsys.readouterr().err == "error: The GPU ran out of memory; free it of other programs or pass --device cpu.\n"
+    )
 
 
 @pytest.mark.parametrize("epochs", [1, 3])  # stopped by the final evaluation; by the first of several
@@ -299,16 +402,24 @@ def test_a_dead_encoder_stops_the_run_before_it_is_saved(tiny_mnist: Path, tmp_p
     # and the run would go on to save a model that draws one image
     out = tmp_path / "run"
     config = TrainConfig(epochs=epochs, batch_size=32, lr=0.1, warmup_steps=0, precision="fp32", device="cpu")
-    with pytest.raises(TrainingError, match=r"^At step 8 the encoder gave every test image the same latent .*"
-                                            r"stopped without saving, so " + re.escape(str(out)) + r" holds no checkpoint yet \(retrain with a "
-                                            r"lower --lr than 0.1 or a longer --warmup-steps than 0\)\.$"):
+    with pytest.raises(
+        TrainingError,
+        match=r"^At step 8 the encoder gave every test image the same latent .*"
+        r"stopped without saving, so " + re.escape(str(out)) + r" holds no checkpoint yet \(retrain with a "
+        r"lower --lr than 0.1 or a longer --warmup-steps than 0\)\.$",
+    ):
         train(TINY_MODEL, config, out, data_dir=tiny_mnist, progress=False)
     assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
 
 
 def test_a_healthy_run_reports_its_active_latent_units(tiny_mnist: Path, tmp_path: Path) -> None:
-    metrics = train(TINY_MODEL, TrainConfig(epochs=4, batch_size=32, lr=0.05, warmup_steps=0, precision="fp32",
-                                            device="cpu"), tmp_path / "run", data_dir=tiny_mnist, progress=False)
+    metrics = train(
+        TINY_MODEL,
+        TrainConfig(epochs=4, batch_size=32, lr=0.05, warmup_steps=0, precision="fp32", device="cpu"),
+        tmp_path / "run",
+        data_dir=tiny_mnist,
+        progress=False,
+    )
     assert metrics["active_units"] == 8 and metrics["latent_spread"] > 1.0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["active_units"] == 8
 
@@ -330,16 +441,32 @@ def test_a_full_disk_fails_before_training(tiny_mnist: Path, tmp_path: Path, mon
 
 
 def test_resume_refuses_flags_that_would_change_the_run_and_accepts_the_same_command(
-        tiny_mnist: Path, tmp_path: Path) -> None:
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     flags = ["--data-dir", str(tiny_mnist), "--batch-size", "32", "--lr", "3e-3", *TINY_FLAGS]
     assert cli("train", "--out", str(out), "--epochs", "2", "--max-steps", "3", *flags).returncode == 0
     before = weights(out)
-    changed = cli("train", "--out", str(out), "--resume", "--epochs", "3", "--lr", "1e-3", "--conv-channels", "8,8,8",
-                  "--data-dir", str(tiny_mnist), "--quiet")
+    changed = cli(
+        "train",
+        "--out",
+        str(out),
+        "--resume",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e-3",
+        "--conv-channels",
+        "8,8,8",
+        "--data-dir",
+        str(tiny_mnist),
+        "--quiet",
+    )
     assert changed.returncode == 2 and "Traceback" not in changed.stderr
-    assert changed.stderr.startswith(f"error: --resume continues {out} as it was saved, and --lr 0.001 (saved: 0.003), "
-                                     "--conv-channels 8,8,8 (saved: 4,8,8) would change it;")
+    assert changed.stderr.startswith(
+        f"error: --resume continues {out} as it was saved, and --lr 0.001 (saved: 0.003), "
+        "--conv-channels 8,8,8 (saved: 4,8,8) would change it;"
+    )
     assert all(torch.equal(before[k], v) for k, v in weights(out).items())  # nothing trained, nothing written
     # the same command again with --resume (and a new stopping point): it continues
     same = cli("train", "--out", str(out), "--resume", "--epochs", "2", "--max-steps", "0", *flags)
@@ -349,7 +476,9 @@ def test_resume_refuses_flags_that_would_change_the_run_and_accepts_the_same_com
 
 def test_existing_run_needs_resume(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert cli("train", "--out", str(out), "--data-dir", str(tiny_mnist), "--max-steps", "2", *TINY_FLAGS).returncode == 0
+    assert (
+        cli("train", "--out", str(out), "--data-dir", str(tiny_mnist), "--max-steps", "2", *TINY_FLAGS).returncode == 0
+    )
     again = cli("train", "--out", str(out), "--data-dir", str(tiny_mnist), "--max-steps", "2", *TINY_FLAGS)
     assert again.returncode == 2 and "pass --resume" in again.stderr
 
@@ -362,11 +491,24 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
     assert train_module.pick_device("auto").type == "cpu"
 
 
-@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(loss="l1"), dict(beta=float("nan")),
-                                 dict(device="tpu"), dict(dataset="cifar"), dict(lr_schedule="step"),
-                                 dict(warmup_steps=-1), dict(precision="fp16"),
-                                 dict(weight_decay=-0.1), dict(weight_decay=float("inf")), dict(eval_every=0),
-                                 dict(init="xavier")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(epochs=0),
+        dict(lr=-1.0),
+        dict(loss="l1"),
+        dict(beta=float("nan")),
+        dict(device="tpu"),
+        dict(dataset="cifar"),
+        dict(lr_schedule="step"),
+        dict(warmup_steps=-1),
+        dict(precision="fp16"),
+        dict(weight_decay=-0.1),
+        dict(weight_decay=float("inf")),
+        dict(eval_every=0),
+        dict(init="xavier"),
+    ],
+)
 def test_invalid_train_config(bad: dict) -> None:
     with pytest.raises(ValueError):
         TrainConfig(**bad)
@@ -401,8 +543,24 @@ def test_kaiming_init_draws_each_weight_at_its_fan_in_variance_and_leaves_biases
 def test_the_init_flag_starts_the_run_from_kaiming_weights_and_is_saved(tiny_mnist: Path, tmp_path: Path) -> None:
     starts = {}
     for init in ("pytorch", "kaiming"):
-        result = cli("train", "--out", str(tmp_path / init), "--data-dir", str(tiny_mnist), "--max-steps", "1",
-                     "--lr", "1e-12", "--warmup-steps", "0", "--batch-size", "32", "--init", init, *TINY_FLAGS)
+        result = cli(
+            "train",
+            "--out",
+            str(tmp_path / init),
+            "--data-dir",
+            str(tiny_mnist),
+            "--max-steps",
+            "1",
+            "--lr",
+            "1e-12",
+            "--warmup-steps",
+            "0",
+            "--batch-size",
+            "32",
+            "--init",
+            init,
+            *TINY_FLAGS,
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads((tmp_path / init / "config.json").read_text())["train"]["init"] == init
         starts[init] = weights(tmp_path / init)["encoder.0.weight"]  # one step at lr 1e-12: the start
@@ -416,15 +574,32 @@ def test_the_init_flag_starts_the_run_from_kaiming_weights_and_is_saved(tiny_mni
 def test_a_kaiming_start_learns_mnist_faster_in_a_short_run(mnist_dir: Path, tmp_path: Path) -> None:
     # the fast recipe's reason (docs/model-notes.md), in 100 steps of batch 256
     config = TrainConfig(epochs=1, max_steps=100, batch_size=256, lr=3e-3, warmup_steps=25, device="cpu")
-    mse = {init: train(ModelConfig(), replace(config, init=init), tmp_path / init, data_dir=mnist_dir,
-                       progress=False)["mse_per_pixel"] for init in ("pytorch", "kaiming")}
+    mse = {
+        init: train(ModelConfig(), replace(config, init=init), tmp_path / init, data_dir=mnist_dir, progress=False)[
+            "mse_per_pixel"
+        ]
+        for init in ("pytorch", "kaiming")
+    }
     assert mse["kaiming"] < 0.04 < mse["pytorch"], mse
 
 
 def data_parallel_flags(data: Path) -> list[str]:
     """12 fp32 steps of global batch 32: one process, or several taking slices of each batch."""
-    return ["--data-dir", str(data), "--batch-size", "32", "--max-steps", "12", "--epochs", "2",
-            "--precision", "fp32", "--warmup-steps", "0", *TINY_FLAGS]
+    return [
+        "--data-dir",
+        str(data),
+        "--batch-size",
+        "32",
+        "--max-steps",
+        "12",
+        "--epochs",
+        "2",
+        "--precision",
+        "fp32",
+        "--warmup-steps",
+        "0",
+        *TINY_FLAGS,
+    ]
 
 
 def assert_trained_like_one(one: Path, parallel: Path) -> None:
@@ -445,9 +620,26 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_mnist
     single = cli("train", "--out", str(tmp_path / "one"), *flags)
     assert single.returncode == 0, single.stderr
     parallel = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "training", "train", "--out", str(tmp_path / "two"), *flags],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "training",
+            "train",
+            "--out",
+            str(tmp_path / "two"),
+            *flags,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert parallel.returncode == 0, parallel.stderr[-2000:]
     assert parallel.stdout.count("saved ") == 1  # process 0 reports and writes, once
     assert_trained_like_one(tmp_path / "one", tmp_path / "two")
@@ -459,10 +651,40 @@ def test_a_dead_encoder_stops_every_process_with_one_line(tiny_mnist: Path, tmp_
     # connection in their next gradient exchange, each with a traceback
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "training", "train", "--out", str(out), "--data-dir", str(tiny_mnist), "--batch-size", "32",
-         "--epochs", "3", "--lr", "0.1", "--warmup-steps", "0", "--precision", "fp32", "--device", "cpu",
-         *TINY_FLAGS], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "training",
+            "train",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tiny_mnist),
+            "--batch-size",
+            "32",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.1",
+            "--warmup-steps",
+            "0",
+            "--precision",
+            "fp32",
+            "--device",
+            "cpu",
+            *TINY_FLAGS,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert result.returncode != 0
     assert result.stderr.count("error: At step 8 the encoder gave every test image the same latent") == 1
     assert "[rank1]: Traceback" not in result.stderr and "Connection closed" not in result.stderr
@@ -483,11 +705,39 @@ def test_two_machines_meet_by_rendezvous_and_train_like_one(tiny_mnist: Path, tm
     single = cli("train", "--out", str(tmp_path / "one"), *flags)
     assert single.returncode == 0, single.stderr
     endpoint = f"127.0.0.1:{free_port()}"
-    launchers = [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
-         "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "test",
-         "-m", "training", "train", "--out", str(tmp_path / "two"), *flags],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for node in (0, 1)]
+    launchers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(node),
+                "--nproc-per-node",
+                "1",
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                endpoint,
+                "--rdzv-id",
+                "test",
+                "-m",
+                "training",
+                "train",
+                "--out",
+                str(tmp_path / "two"),
+                *flags,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for node in (0, 1)
+    ]
     try:
         outputs = [launcher.communicate(timeout=300) for launcher in launchers]
     finally:  # a rendezvous that never completes must not outlive the test
@@ -507,8 +757,10 @@ def test_learning_rate_schedules() -> None:
     assert all(lr == pytest.approx(2e-3) for lr in lrs[49:700])
     assert all(a >= b for a, b in zip(lrs[700:], lrs[701:]))  # decaying
     assert lrs[-1] < 1e-7
-    cosine = [train_module.learning_rate(TrainConfig(lr=1e-3, lr_schedule="cosine", warmup_steps=0), s, total)
-              for s in (0, 500, 999)]
+    cosine = [
+        train_module.learning_rate(TrainConfig(lr=1e-3, lr_schedule="cosine", warmup_steps=0), s, total)
+        for s in (0, 500, 999)
+    ]
     assert cosine[0] == pytest.approx(1e-3) and cosine[1] == pytest.approx(5e-4) and cosine[2] < 1e-8
     constant = TrainConfig(lr=1e-3, lr_schedule="constant", warmup_steps=0)
     assert {train_module.learning_rate(constant, s, total) for s in (0, 500, 999)} == {1e-3}
@@ -530,15 +782,21 @@ def test_the_decoder_starts_at_the_data_mean() -> None:
 
 
 def test_metrics_record_the_precision_and_the_stepping_rate(tiny_mnist: Path, tmp_path: Path) -> None:
-    metrics = train(TINY_MODEL, TrainConfig(epochs=2, batch_size=32, precision="fp32"), tmp_path / "r",
-                    data_dir=tiny_mnist, progress=False)
+    metrics = train(
+        TINY_MODEL,
+        TrainConfig(epochs=2, batch_size=32, precision="fp32"),
+        tmp_path / "r",
+        data_dir=tiny_mnist,
+        progress=False,
+    )
     assert metrics["precision"] == "fp32"
     # 16 steps of 32 images: images/s counts the steps only, so it beats images over all the run's time
     assert metrics["images_per_second"] > 16 * 32 / metrics["train_seconds"]
 
 
 def test_eval_every_evaluates_and_checkpoints_every_nth_epoch_and_the_last(
-        tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     saved_at: list[int] = []
     real_save = train_module.save_training_state
 
@@ -547,14 +805,20 @@ def test_eval_every_evaluates_and_checkpoints_every_nth_epoch_and_the_last(
         real_save(folder, model, optimizer, generator, step, config, elapsed_s)
 
     monkeypatch.setattr(train_module, "save_training_state", recording)
-    metrics = train(TINY_MODEL, TrainConfig(epochs=5, batch_size=32, eval_every=2), tmp_path / "r",
-                    data_dir=tiny_mnist, progress=False)
+    metrics = train(
+        TINY_MODEL,
+        TrainConfig(epochs=5, batch_size=32, eval_every=2),
+        tmp_path / "r",
+        data_dir=tiny_mnist,
+        progress=False,
+    )
     assert saved_at == [16, 32, 40]  # 8 steps per epoch: after epochs 2 and 4, and at the end
     assert metrics["step"] == 40 and len(metrics["epoch_seconds"]) == 5
 
 
 def test_the_history_has_a_row_per_evaluation_with_the_training_loss_since_the_last(
-        tiny_mnist: Path, tmp_path: Path) -> None:
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
     config = TrainConfig(epochs=5, batch_size=32, eval_every=2, warmup_steps=10)
     metrics = train(TINY_MODEL, config, tmp_path / "r", data_dir=tiny_mnist, progress=False)
     rows = read_history(tmp_path / "r")
@@ -587,7 +851,10 @@ def test_the_cli_leaves_a_finished_run_alone_on_resume(tiny_mnist: Path, tmp_pat
     # re-evaluating would have rewritten metrics.json without evaluate --write's figures
     again = cli("train", "--out", str(out), "--resume", *flags)
     assert again.returncode == 0, again.stderr
-    assert again.stdout == f"{out} has already run its 16 steps; nothing to do (raise --epochs or --max-steps to train it further).\n"
+    assert (
+        again.stdout
+        == f"{out} has already run its 16 steps; nothing to do (raise --epochs or --max-steps to train it further).\n"
+    )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     longer = cli("train", "--out", str(out), "--resume", *flags[:2], "--epochs", "3", *flags[4:])
     assert longer.returncode == 0, longer.stderr
@@ -598,8 +865,23 @@ def test_paths_typed_with_an_equals_sign_have_their_home_folder_expanded(tiny_mn
     # bash leaves `--out=~/runs/x` as typed; without expansion a folder named "~" would appear here
     work = tmp_path / "work"
     work.mkdir()
-    result = subprocess.run([sys.executable, "-m", "training", "train", "--out=~/runs/x", f"--data-dir={tiny_mnist}",
-                             "--epochs", "1", *TINY_FLAGS], cwd=work, capture_output=True, text=True, timeout=120,
-                            env={**ENV, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "train",
+            "--out=~/runs/x",
+            f"--data-dir={tiny_mnist}",
+            "--epochs",
+            "1",
+            *TINY_FLAGS,
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**ENV, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "runs" / "x" / "model.safetensors").is_file() and not (work / "~").exists()

@@ -14,15 +14,21 @@ start-up, 7% of a one-epoch MNIST run on a 2-core CPU.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
 
 
 class Adam:
-    def __init__(self, params: Iterable[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("Adam got no parameters that require gradients")
@@ -62,10 +68,19 @@ class Adam:
         if not indices:
             return
         kernel(
-            [self.params[i] for i in indices], [self.params[i].grad for i in indices],
-            [self.exp_avgs[i] for i in indices], [self.exp_avg_sqs[i] for i in indices], [],
-            [self.steps[i] for i in indices], lr=lr, beta1=self.betas[0], beta2=self.betas[1],
-            weight_decay=weight_decay, eps=self.eps, amsgrad=False, maximize=False,
+            [self.params[i] for i in indices],
+            [self.params[i].grad for i in indices],
+            [self.exp_avgs[i] for i in indices],
+            [self.exp_avg_sqs[i] for i in indices],
+            [],
+            [self.steps[i] for i in indices],
+            lr=lr,
+            beta1=self.betas[0],
+            beta2=self.betas[1],
+            weight_decay=weight_decay,
+            eps=self.eps,
+            amsgrad=False,
+            maximize=False,
         )
 
     def state_tensors(self) -> dict[str, Tensor]:
@@ -86,10 +101,15 @@ class Adam:
         names = {name for name in tensors if name.startswith("optim.")}
         expected = set(self.state_tensors())
         if names != expected:
-            raise ValueError(f"the optimizer state has {len(names)} tensors where this model's needs "
-                             f"{len(expected)} ({sorted(names ^ expected)[0]} does not match)")
+            raise ValueError(
+                f"the optimizer state has {len(names)} tensors where this model's needs "
+                f"{len(expected)} ({sorted(names ^ expected)[0]} does not match)"
+            )
         for i, p in enumerate(self.params):
-            for name, target in ((f"optim.{i}.exp_avg", self.exp_avgs[i]), (f"optim.{i}.exp_avg_sq", self.exp_avg_sqs[i])):
+            for name, target in (
+                (f"optim.{i}.exp_avg", self.exp_avgs[i]),
+                (f"optim.{i}.exp_avg_sq", self.exp_avg_sqs[i]),
+            ):
                 if tensors[name].shape != p.shape:
                     raise ValueError(f"{name} has shape {tuple(tensors[name].shape)}, its parameter {tuple(p.shape)}")
                 target.copy_(tensors[name])

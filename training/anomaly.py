@@ -43,8 +43,9 @@ def training_loss(model: ConvVAE) -> str:
 
 
 @torch.inference_mode()
-def negative_elbo(model: ConvVAE, x: Tensor, loss: str = "bce", labels: Tensor | None = None,
-                  samples: int = 4, seed: int = 0) -> Tensor:
+def negative_elbo(
+    model: ConvVAE, x: Tensor, loss: str = "bce", labels: Tensor | None = None, samples: int = 4, seed: int = 0
+) -> Tensor:
     """−ELBO per image in nats, (N,), the likelihood term averaged over SAMPLES posterior
     draws. Every image gets the same SAMPLES draws of the noise ε (from SEED), so a score
     belongs to the image alone: the same whatever else is in the batch, or where, and image
@@ -57,8 +58,8 @@ def negative_elbo(model: ConvVAE, x: Tensor, loss: str = "bce", labels: Tensor |
     noise = torch.randn(samples, model.config.latent_dim, generator=generator, device=device)  # (K, D)
     scores = []
     for start in range(0, len(x), BATCH):
-        batch = x[start:start + BATCH].to(device)
-        y = None if labels is None else labels[start:start + BATCH].to(device)
+        batch = x[start : start + BATCH].to(device)
+        y = None if labels is None else labels[start : start + BATCH].to(device)
         mu, logvar = model.encode(batch, y)
         likelihood = torch.zeros(len(batch), device=device)
         for eps in noise:  # z = mu + sigma * eps, one eps (D,) for every image
@@ -68,12 +69,17 @@ def negative_elbo(model: ConvVAE, x: Tensor, loss: str = "bce", labels: Tensor |
     return torch.cat(scores)
 
 
-def best_classes(model: ConvVAE, x: Tensor, loss: str = "bce", samples: int = 4,
-                 seed: int = 0) -> tuple[Tensor, Tensor]:
+def best_classes(
+    model: ConvVAE, x: Tensor, loss: str = "bce", samples: int = 4, seed: int = 0
+) -> tuple[Tensor, Tensor]:
     """For a conditional model: the class that explains each image best, (N,) int64, and its
     −ELBO under that class, (N,) nats: the lowest of its −ELBOs given each class in turn."""
-    per_class = torch.stack([negative_elbo(model, x, loss, torch.full((len(x),), k), samples, seed)
-                             for k in range(model.config.num_classes)])  # (classes, N)
+    per_class = torch.stack(
+        [
+            negative_elbo(model, x, loss, torch.full((len(x),), k), samples, seed)
+            for k in range(model.config.num_classes)
+        ]
+    )  # (classes, N)
     lowest = per_class.min(dim=0)
     return lowest.indices, lowest.values
 
@@ -140,5 +146,5 @@ def auroc(in_scores: Tensor | np.ndarray, out_scores: Tensor | np.ndarray) -> fl
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     sums = np.bincount(inverse, weights=ranks)
     ranks = (sums / counts)[inverse]  # tied values share their mean rank
-    u = ranks[len(a):].sum() - len(b) * (len(b) + 1) / 2
+    u = ranks[len(a) :].sum() - len(b) * (len(b) + 1) / 2
     return float(u / (len(a) * len(b)))

@@ -30,7 +30,7 @@ UMAP_PARAMETERS = {"n_components": 2, "n_neighbors": 15, "min_dist": 0.1}
 
 
 def umap_backend() -> str:
-    """"cuml" when RAPIDS cuML (GPU UMAP) can be imported and a CUDA GPU is visible, else
+    """ "cuml" when RAPIDS cuML (GPU UMAP) can be imported and a CUDA GPU is visible, else
     "umap-learn" (cuML installed on a machine without a usable GPU cannot run)."""
     if not torch.cuda.is_available():
         return "umap-learn"
@@ -54,8 +54,9 @@ def umap_embedding(points: np.ndarray, seed: int = 0, backend: str | None = None
     return umap.UMAP(**UMAP_PARAMETERS, random_state=seed).fit_transform(points).astype(np.float32)
 
 
-def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-                limit: int = 0, seed: int = 0) -> Path:
+def build_atlas(
+    checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None, limit: int = 0, seed: int = 0
+) -> Path:
     started = time.perf_counter()
     model = load_for_batches(checkpoint)
     dataset = model.checkpoint_config["dataset"]["name"]
@@ -69,19 +70,24 @@ def build_atlas(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | Non
     backend = umap_backend()
     embedding = umap_embedding(mu.numpy(), seed=seed, backend=backend)
     path = Path(checkpoint) / ATLAS
-    atomic_save_tensors(path, {
-        "means": mu,
-        "logvars": logvar,
-        "labels": test.labels[:count],
-        "embedding": torch.from_numpy(embedding),
-        "neg_elbo": scores["elbo"],
-        "anomaly": scores["complexity"],
-        "index": torch.arange(count),
-    }, metadata={
-        "dataset": dataset,
-        "split": "test",
-        "count": str(count),
-        "umap": f"{backend}: " + ", ".join(f"{k}={v}" for k, v in {**UMAP_PARAMETERS, "random_state": seed}.items()),
-        "seconds": f"{time.perf_counter() - started:.1f}",
-    })
+    atomic_save_tensors(
+        path,
+        {
+            "means": mu,
+            "logvars": logvar,
+            "labels": test.labels[:count],
+            "embedding": torch.from_numpy(embedding),
+            "neg_elbo": scores["elbo"],
+            "anomaly": scores["complexity"],
+            "index": torch.arange(count),
+        },
+        metadata={
+            "dataset": dataset,
+            "split": "test",
+            "count": str(count),
+            "umap": f"{backend}: "
+            + ", ".join(f"{k}={v}" for k, v in {**UMAP_PARAMETERS, "random_state": seed}.items()),
+            "seconds": f"{time.perf_counter() - started:.1f}",
+        },
+    )
     return path

@@ -43,6 +43,7 @@ class CheckpointError(Exception):
 
 # --------------------------------------------------------------------------- atomic writes
 
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -99,6 +100,7 @@ def versions() -> dict[str, str]:
 
 # --------------------------------------------------------------------------- save
 
+
 def save_model(folder: str | os.PathLike, model: ConvVAE, config: dict[str, Any]) -> None:
     """Write weights then config.json. config: JSON-able dict with at least "model"."""
     folder = Path(folder)
@@ -109,11 +111,14 @@ def save_model(folder: str | os.PathLike, model: ConvVAE, config: dict[str, Any]
 
 # --------------------------------------------------------------------------- load
 
+
 def read_json(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CheckpointError(f"{path.name} is missing from {path.parent}; this is not a latent-explorer checkpoint.") from None
+        raise CheckpointError(
+            f"{path.name} is missing from {path.parent}; this is not a latent-explorer checkpoint."
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} cannot be read ({e}).") from e
     try:

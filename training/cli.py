@@ -18,18 +18,31 @@ import torch
 
 from training.checkpoint import CONFIG, STATE_JSON, CheckpointError, atomic_write_json, read_json, read_metrics
 from training.data import DATASET_NAMES, DataError, class_count
-from training.model import LOSSES, ModelConfig
 from training.loop import TrainingError, TrainingInterrupted, pick_device
-from training.train import DEVICES, INITS, LR_SCHEDULES, PRECISIONS, RECIPES, RESUMABLE, TrainConfig, planned_steps, saved_train_config
+from training.model import LOSSES, ModelConfig
+from training.train import (
+    DEVICES,
+    INITS,
+    LR_SCHEDULES,
+    PRECISIONS,
+    RECIPES,
+    RESUMABLE,
+    TrainConfig,
+    planned_steps,
+    saved_train_config,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_PARTIAL = 1  # score: every readable file ranked, some files could not be read
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="folder holding the IDX files (default: $LATENT_EXPLORER_DATA, "
-                        "else ~/.cache/latent-explorer, downloading what is missing), or the folder of "
-                        "images for --dataset folder")
+    parser.add_argument(
+        "--data-dir",
+        help="folder holding the IDX files (default: $LATENT_EXPLORER_DATA, "
+        "else ~/.cache/latent-explorer, downloading what is missing), or the folder of "
+        "images for --dataset folder",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -40,43 +53,75 @@ def build_parser() -> argparse.ArgumentParser:
     # Flags default to None so that only what the user typed overrides a recipe or a resumed run.
     t = sub.add_parser("train", help="train a conv VAE and write a checkpoint folder")
     t.add_argument("--out", required=True, help="checkpoint folder to write")
-    t.add_argument("--dataset", choices=DATASET_NAMES,
-                   help="mnist (default), fashion-mnist, or folder: every PNG/JPEG under --data-dir "
-                        "(a class per subfolder)")
-    t.add_argument("--recipe", choices=sorted(RECIPES), help="'seed': the original project's 784·MSE+KL, "
-                   "Adam lr 5e-4, batch 32, 2000 iterations; 'fast': the bundled model's quality soonest, "
-                   "60 epochs of batch 256 from a Kaiming start (lr 3e-3, weight decay 0.1, evaluated every "
-                   "10 epochs). Flags typed beside it override its values")
+    t.add_argument(
+        "--dataset",
+        choices=DATASET_NAMES,
+        help="mnist (default), fashion-mnist, or folder: every PNG/JPEG under --data-dir (a class per subfolder)",
+    )
+    t.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="'seed': the original project's 784·MSE+KL, "
+        "Adam lr 5e-4, batch 32, 2000 iterations; 'fast': the bundled model's quality soonest, "
+        "60 epochs of batch 256 from a Kaiming start (lr 3e-3, weight decay 0.1, evaluated every "
+        "10 epochs). Flags typed beside it override its values",
+    )
     t.add_argument("--epochs", type=int)
     t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (0: no limit)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
-    t.add_argument("--lr-schedule", choices=LR_SCHEDULES,
-                   help="wsd (default): constant, then a cosine decay to 0 over the last 30%% of the steps; "
-                        "cosine: decay from the start; constant")
+    t.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help="wsd (default): constant, then a cosine decay to 0 over the last 30%% of the steps; "
+        "cosine: decay from the start; constant",
+    )
     t.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (default 50; 0: none)")
-    t.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay on the weights, not the "
-                   "biases (default 0)")
-    t.add_argument("--init", choices=INITS, help="the weights' start: pytorch (default; its layers' own) or "
-                   "kaiming, N(0, 2/fan_in), which learns faster in a short run")
+    t.add_argument(
+        "--weight-decay", type=float, help="AdamW's decoupled weight decay on the weights, not the biases (default 0)"
+    )
+    t.add_argument(
+        "--init",
+        choices=INITS,
+        help="the weights' start: pytorch (default; its layers' own) or "
+        "kaiming, N(0, 2/fan_in), which learns faster in a short run",
+    )
     t.add_argument("--loss", choices=LOSSES, help="bce: Bernoulli likelihood (default); mse: 784·MSE")
     t.add_argument("--beta", type=float, help="weight on the KL term (1: the ELBO)")
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=DEVICES)
-    t.add_argument("--precision", choices=PRECISIONS,
-                   help="auto (default): bf16 autocast on CUDA and on CPUs with native bf16, else fp32")
+    t.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto (default): bf16 autocast on CUDA and on CPUs with native bf16, else fp32",
+    )
     t.add_argument("--eval-every", type=int, help="epochs between test-set evaluations and checkpoints (default 1)")
-    t.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_const", const=False,
-                   help="on a GPU, launch each kernel of a step instead of replaying the step as a CUDA graph")
+    t.add_argument(
+        "--no-cuda-graphs",
+        dest="cuda_graphs",
+        action="store_const",
+        const=False,
+        help="on a GPU, launch each kernel of a step instead of replaying the step as a CUDA graph",
+    )
     t.add_argument("--latent-dim", type=int)
-    t.add_argument("--conv-channels", type=lambda s: tuple(int(c) for c in s.split(",")),
-                   help="comma-separated widths, e.g. 32,64,64")
+    t.add_argument(
+        "--conv-channels",
+        type=lambda s: tuple(int(c) for c in s.split(",")),
+        help="comma-separated widths, e.g. 32,64,64",
+    )
     t.add_argument("--hidden-dim", type=int)
-    t.add_argument("--image-size", type=int, help="side of the square images (28 for the IDX sets; "
-                   "folder images are centre-cropped and resized to it)")
+    t.add_argument(
+        "--image-size",
+        type=int,
+        help="side of the square images (28 for the IDX sets; folder images are centre-cropped and resized to it)",
+    )
     t.add_argument("--channels", type=int, choices=(1, 3), help="1: gray, 3: RGB (folder data sets)")
-    t.add_argument("--conditional", action="store_true", help="a conditional VAE: the encoder and the decoder "
-                   "also see the class label, and the page offers a class picker")
+    t.add_argument(
+        "--conditional",
+        action="store_true",
+        help="a conditional VAE: the encoder and the decoder "
+        "also see the class label, and the page offers a class picker",
+    )
     t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_common(t)
@@ -95,8 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: all)")
     a.add_argument("--seed", type=int, default=0)
     _add_common(a)
-    m = sub.add_parser("sampler", help="fit a Gaussian mixture to the training set's encoded means "
-                                       "(sampler.safetensors in the checkpoint: better random samples)")
+    m = sub.add_parser(
+        "sampler",
+        help="fit a Gaussian mixture to the training set's encoded means "
+        "(sampler.safetensors in the checkpoint: better random samples)",
+    )
     m.add_argument("checkpoint")
     m.add_argument("--components", type=int, default=10)
     m.add_argument("--seed", type=int, default=0)
@@ -108,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stride", type=int, default=16)
     s.add_argument("--debug", action="store_true", help="show tracebacks")
 
-    o = sub.add_parser("anomaly", help="how well anomaly scores tell the checkpoint's test set from "
-                                       "another data set's (AUROC)")
+    o = sub.add_parser(
+        "anomaly", help="how well anomaly scores tell the checkpoint's test set from another data set's (AUROC)"
+    )
     o.add_argument("checkpoint")
     o.add_argument("--ood", required=True, choices=DATASET_NAMES, help="the other (out-of-distribution) data set")
     o.add_argument("--ood-data-dir", help="where the other data set is (default: as for --data-dir)")
@@ -118,13 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_common(o)
 
-    r = sub.add_parser("score", help="rank your own images by anomaly score, most anomalous first, each "
-                                     "placed among the checkpoint's test set")
+    r = sub.add_parser(
+        "score",
+        help="rank your own images by anomaly score, most anomalous first, each placed among the checkpoint's test set",
+    )
     r.add_argument("checkpoint")
     r.add_argument("paths", nargs="+", help="image files, or folders searched for .png and .jpg files")
-    r.add_argument("--method", choices=("complexity", "elbo"), default="complexity",
-                   help="complexity (default, the page's score): -ELBO minus the image's complexity, which "
-                        "stops simple images passing as normal; elbo: the plain -ELBO")
+    r.add_argument(
+        "--method",
+        choices=("complexity", "elbo"),
+        default="complexity",
+        help="complexity (default, the page's score): -ELBO minus the image's complexity, which "
+        "stops simple images passing as normal; elbo: the plain -ELBO",
+    )
     r.add_argument("--top", type=int, default=10, help="rows printed, and images on --sheet (default 10)")
     r.add_argument("--csv", help="write every image's scores and rank to this CSV file")
     r.add_argument("--sheet", help="write a PNG of the --top most anomalous images beside their reconstructions")
@@ -208,13 +263,27 @@ def _changed_on_resume(args: argparse.Namespace, model_config: ModelConfig, trai
     '--lr 0.001 (saved: 0.002)'. Flags that repeat the saved values are fine: the natural way
     to resume is the same command with --resume added."""
     typed = dict(RECIPES[args.recipe]) if args.recipe else {}
-    typed.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None})
-    changed = [(name, value, getattr(train_config, name)) for name, value in typed.items()
-               if name not in RESUMABLE and value != getattr(train_config, name)]
-    changed += [(f.name, getattr(args, f.name), getattr(model_config, f.name)) for f in fields(ModelConfig)
-                if getattr(args, f.name, None) is not None and getattr(args, f.name) != getattr(model_config, f.name)]
-    flags = [("--no-cuda-graphs (saved: with CUDA graphs)" if name == "cuda_graphs"
-              else f"{_flag(name)} {_shown(value)} (saved: {_shown(saved)})") for name, value, saved in changed]
+    typed.update(
+        {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    )
+    changed = [
+        (name, value, getattr(train_config, name))
+        for name, value in typed.items()
+        if name not in RESUMABLE and value != getattr(train_config, name)
+    ]
+    changed += [
+        (f.name, getattr(args, f.name), getattr(model_config, f.name))
+        for f in fields(ModelConfig)
+        if getattr(args, f.name, None) is not None and getattr(args, f.name) != getattr(model_config, f.name)
+    ]
+    flags = [
+        (
+            "--no-cuda-graphs (saved: with CUDA graphs)"
+            if name == "cuda_graphs"
+            else f"{_flag(name)} {_shown(value)} (saved: {_shown(saved)})"
+        )
+        for name, value, saved in changed
+    ]
     if args.conditional and not model_config.num_classes:
         flags.append("--conditional (saved: not conditional)")
     return flags
@@ -231,23 +300,31 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise TrainingError(
                 f"--resume continues {args.out} as it was saved, and {', '.join(changed)} would change it; "
                 f"drop them (a resumed run changes only {', '.join(others)} and {last}) or start a new run "
-                "with another --out.")
+                "with another --out."
+            )
         finished = _finished_steps(args.out, train_config)
         if finished is not None:  # evaluating it again would only rewrite its metrics (evaluate --write's too)
-            print(f"{args.out} has already run its {finished:,} steps; nothing to do (raise --epochs or --max-steps "
-                  "to train it further).")
+            print(
+                f"{args.out} has already run its {finished:,} steps; nothing to do (raise --epochs or --max-steps "
+                "to train it further)."
+            )
             return 0
     else:
         if (Path(args.out) / STATE_JSON).exists():
-            raise TrainingError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out.")
+            raise TrainingError(
+                f"{args.out} already holds a run; pass --resume to continue it or choose another --out."
+            )
         model_config, train_config = _configs_from_args(args)
-    metrics = train(model_config, train_config, args.out, data_dir=args.data_dir, resume=args.resume,
-                    progress=not args.quiet)
+    metrics = train(
+        model_config, train_config, args.out, data_dir=args.data_dir, resume=args.resume, progress=not args.quiet
+    )
     if not metrics:  # a data-parallel process other than the first: process 0 reports
         return 0
-    print(f"saved {args.out}: test MSE {metrics['mse_per_pixel']:.5f}, -ELBO {metrics['neg_elbo_nats']:.2f} nats, "
-          f"kNN-5 {metrics['knn5_accuracy']:.4f}, {metrics['active_units']} of {model_config.latent_dim} latents "
-          f"in use, {metrics['train_seconds']:.1f} s")
+    print(
+        f"saved {args.out}: test MSE {metrics['mse_per_pixel']:.5f}, -ELBO {metrics['neg_elbo_nats']:.2f} nats, "
+        f"kNN-5 {metrics['knn5_accuracy']:.4f}, {metrics['active_units']} of {model_config.latent_dim} latents "
+        f"in use, {metrics['train_seconds']:.1f} s"
+    )
     return 0
 
 
@@ -264,7 +341,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     train_split, test_split = checkpoint_data(model, args.data_dir)
     test_images, test_labels = test_split.images, test_split.labels
     if args.limit:
-        test_images, test_labels = test_images[:args.limit], test_labels[:args.limit]
+        test_images, test_labels = test_images[: args.limit], test_labels[: args.limit]
     started = time.perf_counter()
     metrics = test_metrics(model, train_split.images, train_split.labels, test_images, test_labels, loss)
     nll = importance_sampled_nll(model, test_images, loss, samples=args.iw_samples, labels=test_labels)
@@ -332,21 +409,29 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     inside = checkpoint_data(model, args.data_dir)[1].images
     outside = load_data(args.ood, args.ood_data_dir, model.config.image_shape)[1].images
     if args.limit:
-        inside, outside = inside[:args.limit], outside[:args.limit]
+        inside, outside = inside[: args.limit], outside[: args.limit]
     in_name = model.checkpoint_config["dataset"]["name"]
     results = {"in": in_name, "out": args.ood, "in_images": len(inside), "out_images": len(outside), "methods": {}}
     all_in, all_out = anomaly_scores(model, inside), anomaly_scores(model, outside)
     for method in METHODS:
         scores_in, scores_out = all_in[method], all_out[method]
-        results["methods"][method] = {"auroc": auroc(scores_in, scores_out), "mean_in": float(scores_in.mean()),
-                                      "mean_out": float(scores_out.mean())}
+        results["methods"][method] = {
+            "auroc": auroc(scores_in, scores_out),
+            "mean_in": float(scores_in.mean()),
+            "mean_out": float(scores_out.mean()),
+        }
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"{args.checkpoint}: {in_name} test ({len(inside)}) as normal, {args.ood} test ({len(outside)}) as anomalies")
+        print(
+            f"{args.checkpoint}: {in_name} test ({len(inside)}) as normal, "
+            f"{args.ood} test ({len(outside)}) as anomalies"
+        )
         for method, r in results["methods"].items():
-            print(f"{method:12s} AUROC {r['auroc']:.4f}   mean score {r['mean_in']:.1f} (normal) vs "
-                  f"{r['mean_out']:.1f} (anomalies)")
+            print(
+                f"{method:12s} AUROC {r['auroc']:.4f}   mean score {r['mean_in']:.1f} (normal) vs "
+                f"{r['mean_out']:.1f} (anomalies)"
+            )
     return 0
 
 
@@ -371,8 +456,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ValueError("--top must be at least 1")
     if args.sheet and args.top > MAX_SHEET:
-        raise ValueError(f"--sheet shows at most {MAX_SHEET} images; ask for fewer with --top (all of them go "
-                         "to --csv)")
+        raise ValueError(
+            f"--sheet shows at most {MAX_SHEET} images; ask for fewer with --top (all of them go to --csv)"
+        )
     csv_path, sheet_path = _output_path("--csv", args.csv, ".csv"), _output_path("--sheet", args.sheet, ".png")
     model = load_for_batches(args.checkpoint, pick_device(args.device))
     files = collect_files(args.paths)
@@ -382,29 +468,51 @@ def cmd_score(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     ranked, unreadable = scored.ranked, scored.unreadable
     if not ranked:  # nothing to rank: the reason is the error
-        raise DataError(unreadable[0][1] if len(unreadable) == 1 else
-                        f"none of the {len(unreadable)} files could be scored; the first: {unreadable[0][1]}")
+        raise DataError(
+            unreadable[0][1]
+            if len(unreadable) == 1
+            else f"none of the {len(unreadable)} files could be scored; the first: {unreadable[0][1]}"
+        )
     if csv_path:
         write_csv(csv_path, ranked)
     if sheet_path:
-        contact_sheet(model, ranked[:args.top]).save(sheet_path)
+        contact_sheet(model, ranked[: args.top]).save(sheet_path)
     # files that could not be read are named after the ranking, and make the exit status 1
     status = EXIT_PARTIAL if unreadable else 0
     if args.json:
-        print(json.dumps({"checkpoint": args.checkpoint, "method": args.method, "images": len(ranked),
-                          "seconds": seconds, "atlas_scores": test_scores is not None,
-                          "ranked": [{"file": str(r.path), "score_nats": r.score, "neg_elbo_nats": r.neg_elbo,
-                                      "neg_elbo_minus_complexity_nats": r.complexity_corrected,
-                                      "test_set_below_percent": r.percentile, "blank": r.blank} for r in ranked],
-                          "unreadable": [{"file": str(path), "error": why} for path, why in unreadable]},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "checkpoint": args.checkpoint,
+                    "method": args.method,
+                    "images": len(ranked),
+                    "seconds": seconds,
+                    "atlas_scores": test_scores is not None,
+                    "ranked": [
+                        {
+                            "file": str(r.path),
+                            "score_nats": r.score,
+                            "neg_elbo_nats": r.neg_elbo,
+                            "neg_elbo_minus_complexity_nats": r.complexity_corrected,
+                            "test_set_below_percent": r.percentile,
+                            "blank": r.blank,
+                        }
+                        for r in ranked
+                    ],
+                    "unreadable": [{"file": str(path), "error": why} for path, why in unreadable],
+                },
+                indent=2,
+            )
+        )
         _report_unreadable(unreadable, len(files))
         return status
     formula = "-ELBO - complexity" if args.method == "complexity" else "-ELBO"
-    print(f"{args.checkpoint}: {len(ranked)} images scored in {seconds:.1f} s; score = {formula} (nats), "
-          "higher = more anomalous")
+    print(
+        f"{args.checkpoint}: {len(ranked)} images scored in {seconds:.1f} s; score = {formula} (nats), "
+        "higher = more anomalous"
+    )
     print(f"{'rank':>4}  {'score':>8}  {'test images below':>17}  file")
-    for rank, r in enumerate(ranked[:args.top], 1):
+    for rank, r in enumerate(ranked[: args.top], 1):
         below = "" if r.percentile is None else f"{r.percentile:.1f}%"
         print(f"{rank:>4}  {r.score:8.1f}  {below:>17}  {r.path}{'  (blank)' if r.blank else ''}")
     if len(ranked) > args.top:
@@ -422,8 +530,10 @@ def _report_unreadable(unreadable: list[tuple[Path, str]], total: int) -> None:
     """The files score could not read, each with its reason, on stderr after the ranking."""
     if unreadable:
         sys.stdout.flush()
-        sys.stderr.write(f"{len(unreadable)} of {total} files could not be scored and are not ranked:\n"
-                         + "".join(f"  {why}\n" for _, why in unreadable))
+        sys.stderr.write(
+            f"{len(unreadable)} of {total} files could not be scored and are not ranked:\n"
+            + "".join(f"  {why}\n" for _, why in unreadable)
+        )
 
 
 # flags and arguments that name files or folders
@@ -444,8 +554,15 @@ def _expand_home(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _expand_home(args)
-    command = {"train": cmd_train, "evaluate": cmd_evaluate, "atlas": cmd_atlas, "anomaly": cmd_anomaly,
-               "patches": cmd_patches, "sampler": cmd_sampler, "score": cmd_score}[args.command]
+    command = {
+        "train": cmd_train,
+        "evaluate": cmd_evaluate,
+        "atlas": cmd_atlas,
+        "anomaly": cmd_anomaly,
+        "patches": cmd_patches,
+        "sampler": cmd_sampler,
+        "score": cmd_score,
+    }[args.command]
     try:
         return command(args)
     except TrainingInterrupted as e:

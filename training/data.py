@@ -79,8 +79,16 @@ DATASETS: dict[str, IdxDataset] = {
         },
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         class_names=(
-            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
         ),
         system_dirs=("/usr/share/datasets/fashion-mnist",),
     ),
@@ -88,6 +96,7 @@ DATASETS: dict[str, IdxDataset] = {
 
 
 # --------------------------------------------------------------------------- IDX reader
+
 
 def _read_bytes(path: Path) -> bytes:
     """The file's content, gunzipped when it starts with gzip's magic bytes (whatever its name)."""
@@ -112,13 +121,11 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{source}: header is truncated ({len(data)} bytes, needs {header}).")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "longer than its header says"
-        raise DataError(
-            f"{source}: {what}: {len(data)} bytes, but shape {shape} needs exactly {expected}."
-        )
+        raise DataError(f"{source}: {what}: {len(data)} bytes, but shape {shape} needs exactly {expected}.")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -132,9 +139,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a uint8 array as an IDX file (gzip'ed when the name ends in .gz). Used by tests
     and by anyone who wants to feed their own 28x28 images to the IDX path."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
-    payload = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(n).to_bytes(4, "big") for n in array.shape
-    ) + array.tobytes()
+    payload = (
+        bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape) + array.tobytes()
+    )
     path = Path(path)
     if path.suffix == ".gz":
         with gzip.open(path, "wb") as f:
@@ -144,6 +151,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 # --------------------------------------------------------------------------- locating files
+
 
 def default_data_root() -> Path:
     """The per-user cache folder, $XDG_CACHE_HOME/latent-explorer (default ~/.cache/...)."""
@@ -225,8 +233,9 @@ def _other_dataset_in(folder: Path, dataset: IdxDataset) -> str | None:
     return None
 
 
-def locate_files(dataset_name: str, data_dir: str | os.PathLike | None = None,
-                 download: bool = True) -> dict[str, Path]:
+def locate_files(
+    dataset_name: str, data_dir: str | os.PathLike | None = None, download: bool = True
+) -> dict[str, Path]:
     """Paths of the four IDX files of a data set, downloading what is missing.
 
     Looked for in DIR and DIR/<dataset>, DIR being --data-dir, $LATENT_EXPLORER_DATA or the
@@ -267,6 +276,7 @@ def locate_files(dataset_name: str, data_dir: str | os.PathLike | None = None,
 
 # --------------------------------------------------------------------------- tensors
 
+
 @dataclass(frozen=True)
 class Split:
     images: Tensor  # (N, 1, H, W) float32 in [0, 1]
@@ -286,9 +296,7 @@ def load_split(images_path: Path, labels_path: Path) -> Split:
     if images.dtype != np.uint8:
         raise DataError(f"{images_path}: holds {images.dtype}, expected unsigned bytes.")
     if len(images) != len(labels):
-        raise DataError(
-            f"{labels_path}: has {len(labels)} labels but {images_path.name} has {len(images)} images."
-        )
+        raise DataError(f"{labels_path}: has {len(labels)} labels but {images_path.name} has {len(images)} images.")
     x = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
     y = torch.from_numpy(labels.astype(np.int64))
     return Split(images=x, labels=y)
@@ -314,8 +322,13 @@ def class_count(name: str, data_dir: str | os.PathLike | None) -> int:
     return len(DATASETS[name].class_names)
 
 
-def load_data(name: str, data_dir: str | os.PathLike | None, image_shape: tuple[int, int, int],
-              seed: int = 0, download: bool = True) -> tuple[Split, Split, tuple[str, ...]]:
+def load_data(
+    name: str,
+    data_dir: str | os.PathLike | None,
+    image_shape: tuple[int, int, int],
+    seed: int = 0,
+    download: bool = True,
+) -> tuple[Split, Split, tuple[str, ...]]:
     """(train, test, class names) of any data set, images shaped IMAGE_SHAPE (C, H, W): an
     IDX set by name (its images must already have that shape) or a folder of images (resized
     to it; SEED picks the test split)."""
@@ -328,13 +341,14 @@ def load_data(name: str, data_dir: str | os.PathLike | None, image_shape: tuple[
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}.")
     train, test = load_dataset(name, data_dir, download=download)
     if tuple(train.images.shape[1:]) != tuple(image_shape):
-        raise DataError(f"{name} images are {'×'.join(map(str, train.images.shape[1:]))} but the model "
-                        f"expects {'×'.join(map(str, image_shape))}; drop --image-size / --channels.")
+        raise DataError(
+            f"{name} images are {'×'.join(map(str, train.images.shape[1:]))} but the model "
+            f"expects {'×'.join(map(str, image_shape))}; drop --image-size / --channels."
+        )
     return train, test, DATASETS[name].class_names
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
-                 download: bool = True) -> tuple[Split, Split]:
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> tuple[Split, Split]:
     """(train, test) of an IDX data set, each whole in memory."""
     paths = locate_files(name, data_dir, download=download)
     train = load_split(paths["train-images"], paths["train-labels"])

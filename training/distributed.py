@@ -47,9 +47,11 @@ def start(device: torch.device) -> tuple[Processes, torch.device]:
         gpus = torch.cuda.device_count()
         here = int(os.environ.get("LOCAL_WORLD_SIZE", processes.local_rank + 1))
         if here > gpus:
-            raise ValueError(f"torchrun started {here} processes on this machine, which has {gpus} "
-                             f"GPU{'' if gpus == 1 else 's'}: NCCL needs a GPU per process, so pass "
-                             f"--nproc-per-node {gpus} (or --device cpu to train with gloo).")
+            raise ValueError(
+                f"torchrun started {here} processes on this machine, which has {gpus} "
+                f"GPU{'' if gpus == 1 else 's'}: NCCL needs a GPU per process, so pass "
+                f"--nproc-per-node {gpus} (or --device cpu to train with gloo)."
+            )
         device = torch.device("cuda", processes.local_rank)
     if not dist.is_initialized():
         join(device)

@@ -49,8 +49,10 @@ def check_same_files(folder: str | os.PathLike, dataset: dict) -> None:
         changed = f"holds {count} images, as many as the model was trained on, but under other names"
     else:
         return
-    raise DataError(f"{folder} {changed}: its test split cannot be found again, and the figures would mix in "
-                    "training images; pass the images as they were with --data-dir, or train again.")
+    raise DataError(
+        f"{folder} {changed}: its test split cannot be found again, and the figures would mix in "
+        "training images; pass the images as they were with --data-dir, or train again."
+    )
 
 
 def load_for_batches(checkpoint: str | os.PathLike, device: torch.device | str = "cpu") -> ConvVAE:
@@ -60,26 +62,29 @@ def load_for_batches(checkpoint: str | os.PathLike, device: torch.device | str =
 
 
 def _rows(labels: Tensor | None, start: int, size: int, device: torch.device) -> Tensor | None:
-    return None if labels is None else labels[start:start + size].to(device)
+    return None if labels is None else labels[start : start + size].to(device)
 
 
 @torch.inference_mode()
-def encode_dataset(model: ConvVAE, images: Tensor, labels: Tensor | None = None,
-                   batch_size: int = EVAL_BATCH) -> tuple[Tensor, Tensor]:
+def encode_dataset(
+    model: ConvVAE, images: Tensor, labels: Tensor | None = None, batch_size: int = EVAL_BATCH
+) -> tuple[Tensor, Tensor]:
     """images (N, C, H, W) in [0, 1] (labels (N,): needed by a conditional model) -> (mu,
     logvar), each (N, D) float32 on the CPU."""
     device = next(model.parameters()).device
     mus, logvars = [], []
     for start in range(0, len(images), batch_size):
-        mu, logvar = model.encode(images[start:start + batch_size].to(device, non_blocking=True),
-                                  _rows(labels, start, batch_size, device))
+        mu, logvar = model.encode(
+            images[start : start + batch_size].to(device, non_blocking=True), _rows(labels, start, batch_size, device)
+        )
         mus.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
     return torch.cat(mus), torch.cat(logvars)
 
 
-def elbo_metrics(model: ConvVAE, images: Tensor, loss: str, labels: Tensor | None = None, seed: int = 0,
-                 batch_size: int = EVAL_BATCH) -> dict[str, float]:
+def elbo_metrics(
+    model: ConvVAE, images: Tensor, loss: str, labels: Tensor | None = None, seed: int = 0, batch_size: int = EVAL_BATCH
+) -> dict[str, float]:
     """Per-image means over IMAGES: the negative ELBO in nats under the model's own likelihood
     (one posterior sample per image, fixed seed), its reconstruction and KL parts, and the
     per-pixel MSE of reconstructions decoded from the means; the number of active latent units
@@ -88,8 +93,9 @@ def elbo_metrics(model: ConvVAE, images: Tensor, loss: str, labels: Tensor | Non
 
 
 @torch.inference_mode()
-def _elbo_pass(model: ConvVAE, images: Tensor, loss: str, labels: Tensor | None, seed: int,
-               batch_size: int) -> tuple[dict[str, float], Tensor]:
+def _elbo_pass(
+    model: ConvVAE, images: Tensor, loss: str, labels: Tensor | None, seed: int, batch_size: int
+) -> tuple[dict[str, float], Tensor]:
     """elbo_metrics, and the encoder's means (N, D) on the CPU, which kNN needs as well."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -98,13 +104,17 @@ def _elbo_pass(model: ConvVAE, images: Tensor, loss: str, labels: Tensor | None,
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # -log p(x|z), KL, squared error
     mus = []
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device, non_blocking=True)
+        x = images[start : start + batch_size].to(device, non_blocking=True)
         y = _rows(labels, start, batch_size, device)
         mu, logvar = model.encode(x, y)
         z = model.reparameterize(mu, logvar, generator)
-        sums += torch.stack([-log_likelihood(model.decode_logits(z, y), x, loss).sum(),
-                             kl_divergence(mu, logvar).sum(),
-                             reconstruction_error(model.decode_logits(mu, y), x, "mse").sum()]).double()
+        sums += torch.stack(
+            [
+                -log_likelihood(model.decode_logits(z, y), x, loss).sum(),
+                kl_divergence(mu, logvar).sum(),
+                reconstruction_error(model.decode_logits(mu, y), x, "mse").sum(),
+            ]
+        ).double()
         mus.append(mu.float())
     nll_sum, kl_sum, sq_sum = sums.tolist()
     n = len(images)
@@ -154,19 +164,26 @@ def nearest_neighbours(points: Tensor, queries: Tensor, k: int, chunk: int = 16,
     buffer = torch.empty(min(chunk, len(queries)), n + pad, dtype=points.dtype)
     nearest = torch.empty(len(queries), k, dtype=torch.long)
     for start in range(0, len(queries), chunk):
-        q = queries[start:start + chunk]
-        distances = torch.addmm(squares, q, points_t, alpha=-2, out=buffer[:len(q)])  # (c, N + pad)
+        q = queries[start : start + chunk]
+        distances = torch.addmm(squares, q, points_t, alpha=-2, out=buffer[: len(q)])  # (c, N + pad)
         blocks = distances.view(len(q), -1, block)
         best_blocks = blocks.amin(dim=2).topk(k, largest=False).indices  # (c, K)
         candidates = blocks.gather(1, best_blocks.unsqueeze(-1).expand(-1, -1, block)).flatten(1)  # (c, K·BLOCK)
         position = candidates.topk(k, largest=False).indices  # (c, K)
-        nearest[start:start + len(q)] = best_blocks.gather(1, position // block) * block + position % block
+        nearest[start : start + len(q)] = best_blocks.gather(1, position // block) * block + position % block
     return nearest
 
 
 @torch.inference_mode()
-def importance_sampled_nll(model: ConvVAE, images: Tensor, loss: str, samples: int = 100,
-                           labels: Tensor | None = None, seed: int = 0, batch_size: int = 100) -> Tensor:
+def importance_sampled_nll(
+    model: ConvVAE,
+    images: Tensor,
+    loss: str,
+    samples: int = 100,
+    labels: Tensor | None = None,
+    seed: int = 0,
+    batch_size: int = 100,
+) -> Tensor:
     """-log p(x) per image in nats, (N,), by importance sampling with q(z|x) as proposal
     (Burda et al. 2016):
 
@@ -179,7 +196,7 @@ def importance_sampled_nll(model: ConvVAE, images: Tensor, loss: str, samples: i
     out = []
     log_2pi = math.log(2 * math.pi)
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
+        x = images[start : start + batch_size].to(device)
         n = len(x)
         y = _rows(labels, start, batch_size, device)
         mu, logvar = model.encode(x, y)
@@ -195,8 +212,9 @@ def importance_sampled_nll(model: ConvVAE, images: Tensor, loss: str, samples: i
     return torch.cat(out)
 
 
-def test_metrics(model: ConvVAE, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
-                 test_labels: Tensor, loss: str) -> dict[str, float]:
+def test_metrics(
+    model: ConvVAE, train_images: Tensor, train_labels: Tensor, test_images: Tensor, test_labels: Tensor, loss: str
+) -> dict[str, float]:
     """The figures written to metrics.json: ELBO parts, MSE and kNN-5 accuracy of the means."""
     metrics, test_mu = _elbo_pass(model, test_images, loss, test_labels, seed=0, batch_size=EVAL_BATCH)
     train_mu, _ = encode_dataset(model, train_images, train_labels)

@@ -26,7 +26,7 @@ checks the bookkeeping above on a CPU.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -43,9 +43,21 @@ def epoch_noise_seed(seed: int, epoch: int) -> int:
 
 
 class GraphedSteps:
-    def __init__(self, model: ConvVAE, optimizer: Adam, images: Tensor, labels: Tensor, batch: int,
-                 lr_schedule: Tensor, steps_per_epoch: int, loss: str, beta: float, bf16: bool,
-                 loss_fn: Callable[..., LossParts], capture: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: ConvVAE,
+        optimizer: Adam,
+        images: Tensor,
+        labels: Tensor,
+        batch: int,
+        lr_schedule: Tensor,
+        steps_per_epoch: int,
+        loss: str,
+        beta: float,
+        bf16: bool,
+        loss_fn: Callable[..., LossParts],
+        capture: bool | None = None,
+    ) -> None:
         """IMAGES (N, C, H, W) and LABELS (N,) on the training device; LR_SCHEDULE (S,) float32
         there, one learning rate per step of the run. CAPTURE defaults to "on a CUDA device"."""
         device = images.device

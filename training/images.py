@@ -80,15 +80,19 @@ def open_image(source: Path | BinaryIO, name: str, mode: str) -> Image.Image:
         with Image.open(source, formats=FORMATS) as image:  # reads the header only
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise DataError(f"{name}: is {width}×{height} pixels, over the {MAX_PIXELS // 1_000_000}-megapixel "
-                                "limit; shrink it first.")
+                raise DataError(
+                    f"{name}: is {width}×{height} pixels, over the {MAX_PIXELS // 1_000_000}-megapixel "
+                    "limit; shrink it first."
+                )
             return image.convert(mode)
     except UnidentifiedImageError:
-        raise DataError(f"{name}: is not a readable PNG or JPEG image (checked by its content, not its "
-                        "name).") from None
+        raise DataError(
+            f"{name}: is not a readable PNG or JPEG image (checked by its content, not its name)."
+        ) from None
     except Image.DecompressionBombError:
-        raise DataError(f"{name}: has more pixels than the {MAX_PIXELS // 1_000_000}-megapixel limit; "
-                        "shrink it first.") from None
+        raise DataError(
+            f"{name}: has more pixels than the {MAX_PIXELS // 1_000_000}-megapixel limit; shrink it first."
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{name}: cannot be decoded ({e}).") from None
 
@@ -129,8 +133,9 @@ def available_memory() -> int | None:
     return None
 
 
-def load_image_folder(folder: str | os.PathLike, image_size: int, channels: int, seed: int = 0,
-                      test_fraction: float = TEST_FRACTION) -> tuple[Split, Split, tuple[str, ...]]:
+def load_image_folder(
+    folder: str | os.PathLike, image_size: int, channels: int, seed: int = 0, test_fraction: float = TEST_FRACTION
+) -> tuple[Split, Split, tuple[str, ...]]:
     """(train, test, class names) from a folder of images; the test split is a seeded random
     TEST_FRACTION of the files (at least one), the same for every command given the seed."""
     files, labels, class_names = find_images(folder)
@@ -141,9 +146,11 @@ def load_image_folder(folder: str | os.PathLike, image_size: int, channels: int,
     needed = len(files) * image_size * image_size * channels * LOAD_BYTES_PER_VALUE
     available = available_memory()
     if available is not None and needed > available:
-        raise DataError(f"{folder}: {len(files):,} images of {image_size}×{image_size}×{channels} need about "
-                        f"{_bytes(needed)} of memory to load, and this machine has {_bytes(available)} available; "
-                        "use a smaller --image-size or fewer images.")
+        raise DataError(
+            f"{folder}: {len(files):,} images of {image_size}×{image_size}×{channels} need about "
+            f"{_bytes(needed)} of memory to load, and this machine has {_bytes(available)} available; "
+            "use a smaller --image-size or fewer images."
+        )
     # PIL decodes without the GIL; its warning about huge images is moot: load_image refuses them.
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -153,8 +160,11 @@ def load_image_folder(folder: str | os.PathLike, image_size: int, channels: int,
     n_test = max(1, round(len(files) * test_fraction))
     test_rows, train_rows = torch.from_numpy(order[:n_test]), torch.from_numpy(order[n_test:])
     targets = torch.from_numpy(labels)
-    return (Split(images[train_rows].contiguous(), targets[train_rows]),
-            Split(images[test_rows].contiguous(), targets[test_rows]), class_names)
+    return (
+        Split(images[train_rows].contiguous(), targets[train_rows]),
+        Split(images[test_rows].contiguous(), targets[test_rows]),
+        class_names,
+    )
 
 
 def write_sample_patches(folder: str | os.PathLike, size: int = 64, stride: int = 16) -> int:
@@ -174,15 +184,20 @@ def write_sample_patches(folder: str | os.PathLike, size: int = 64, stride: int 
             for left in range(0, width - size + 1, stride):
                 patches[f"{Path(path).stem}/{top:03d}-{left:03d}.png"] = (photo, top, left)
     if folder.exists():
-        others = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                        if p.is_file() and p.relative_to(folder).as_posix() not in patches)
+        others = sorted(
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and p.relative_to(folder).as_posix() not in patches
+        )
         if others:
-            raise DataError(f"{folder}: already holds {len(others)} other file{'s' if len(others) > 1 else ''} "
-                            f"({others[0]}{', ...' if len(others) > 1 else ''}), which would join the data set; "
-                            "write the patches to a new folder.")
+            raise DataError(
+                f"{folder}: already holds {len(others)} other file{'s' if len(others) > 1 else ''} "
+                f"({others[0]}{', ...' if len(others) > 1 else ''}), which would join the data set; "
+                "write the patches to a new folder."
+            )
     for name, (photo, top, left) in patches.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(photo[top:top + size, left:left + size]).save(folder / name)
+        Image.fromarray(photo[top : top + size, left : left + size]).save(folder / name)
     return len(patches)
 
 
@@ -198,7 +213,7 @@ def mnist_like(gray: np.ndarray) -> np.ndarray | None:
         return None
     g /= g.max()
     rows, cols = np.nonzero(g > 0.1)
-    g = g[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    g = g[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     scale = INK_BOX / max(g.shape)
     height, width = max(1, round(g.shape[0] * scale)), max(1, round(g.shape[1] * scale))
     ink = np.asarray(Image.fromarray(g, mode="F").resize((width, height), Image.Resampling.LANCZOS), np.float32)
@@ -209,7 +224,7 @@ def mnist_like(gray: np.ndarray) -> np.ndarray | None:
     top = int(np.clip(round(14 - com_row), 0, 28 - height))
     left = int(np.clip(round(14 - com_col), 0, 28 - width))
     out = np.zeros((28, 28), np.float32)
-    out[top:top + height, left:left + width] = ink
+    out[top : top + height, left : left + width] = ink
     return out
 
 

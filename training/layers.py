@@ -22,8 +22,15 @@ class _TransposedConvolution(torch.autograd.Function):
     gradient x (g = dL/dy), the same sums, for which oneDNN has a faster bf16 kernel."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, stride: tuple[int, int],
-                padding: tuple[int, int], output_padding: tuple[int, int]) -> Tensor:
+    def forward(
+        ctx,
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        output_padding: tuple[int, int],
+    ) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.geometry = (stride, padding)
         y = torch.ops.aten.convolution(x, weight, bias, stride, padding, (1, 1), True, output_padding, 1)
@@ -41,7 +48,8 @@ class _TransposedConvolution(torch.autograd.Function):
         if ctx.needs_input_grad[0]:  # the transposed convolution's input gradient is a convolution
             grad_x = torch.ops.aten.convolution(grad, weight, None, stride, padding, (1, 1), False, (0, 0), 1)
         _, grad_weight, _ = torch.ops.aten.convolution_backward(
-            x, grad, weight, None, stride, padding, (1, 1), False, (0, 0), 1, [False, True, False])
+            x, grad, weight, None, stride, padding, (1, 1), False, (0, 0), 1, [False, True, False]
+        )
         return grad_x, grad_weight, grad.sum(dim=(0, 2, 3)), None, None, None
 
 

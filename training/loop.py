@@ -17,9 +17,9 @@ import math
 import re
 import shutil
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn

@@ -52,8 +52,7 @@ class ModelConfig:
             raise ValueError(f"conv_channels must be positive widths, got {self.conv_channels}")
         if self.image_size < 2 ** len(self.conv_channels):
             raise ValueError(
-                f"image_size {self.image_size} is too small for {len(self.conv_channels)} "
-                "stride-2 convolutions"
+                f"image_size {self.image_size} is too small for {len(self.conv_channels)} stride-2 convolutions"
             )
         if self.hidden_dim < 1:
             raise ValueError(f"hidden_dim must be positive, got {self.hidden_dim}")
@@ -73,7 +72,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
@@ -153,8 +152,9 @@ class ConvVAE(nn.Module):
         """z: (N, D) (and labels y (N,) for a conditional model) -> images (N, C, H, W) in [0, 1]."""
         return torch.sigmoid(self.decode_logits(z, y))
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None, y: Tensor | None = None,
-                eps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, generator: torch.Generator | None = None, y: Tensor | None = None, eps: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """x (and y) -> (logits of the reconstruction, mu, logvar), for vae_loss. EPS (N, D), if
         given, is the reparameterization noise (data-parallel training draws it for the whole
         global batch, so that N processes add the same noise one process would)."""

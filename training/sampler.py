@@ -49,14 +49,21 @@ def fit_mixture(means: np.ndarray, components: int = 10, seed: int = 0) -> Mixtu
         raise ValueError(f"need at least {components} means for {components} components, got {len(means)}")
     mixture = GaussianMixture(components, covariance_type="full", reg_covar=1e-4, random_state=seed, max_iter=200)
     mixture.fit(np.asarray(means, np.float64))
-    return MixtureSampler(mixture.weights_ / mixture.weights_.sum(), mixture.means_,
-                          np.linalg.cholesky(mixture.covariances_))
+    return MixtureSampler(
+        mixture.weights_ / mixture.weights_.sum(), mixture.means_, np.linalg.cholesky(mixture.covariances_)
+    )
 
 
 def save_sampler(folder: str | os.PathLike, sampler: MixtureSampler) -> Path:
     path = Path(folder) / SAMPLER
-    atomic_save_tensors(path, {name: torch.from_numpy(np.ascontiguousarray(getattr(sampler, name), np.float64))
-                               for name in ("weights", "means", "cholesky")}, metadata={"kind": "gaussian-mixture"})
+    atomic_save_tensors(
+        path,
+        {
+            name: torch.from_numpy(np.ascontiguousarray(getattr(sampler, name), np.float64))
+            for name in ("weights", "means", "cholesky")
+        },
+        metadata={"kind": "gaussian-mixture"},
+    )
     return path
 
 
@@ -69,11 +76,16 @@ def load_sampler(folder: str | os.PathLike, latent_dim: int) -> MixtureSampler |
         arrays = load_file(str(path))
         sampler = MixtureSampler(arrays["weights"], arrays["means"], arrays["cholesky"])
     except (SafetensorError, OSError, KeyError) as e:
-        raise CheckpointError(f"{path} is not a valid sampler file ({e}); rebuild it with `python -m training sampler`.") from e
+        raise CheckpointError(
+            f"{path} is not a valid sampler file ({e}); rebuild it with `python -m training sampler`."
+        ) from e
     k = len(sampler.weights)
     if sampler.means.shape != (k, latent_dim) or sampler.cholesky.shape != (k, latent_dim, latent_dim):
         raise CheckpointError(f"{path} does not match the model (latent size {latent_dim}); rebuild it.")
-    if not all(np.isfinite(a).all() for a in (sampler.weights, sampler.means, sampler.cholesky)) \
-            or (sampler.weights < 0).any() or abs(sampler.weights.sum() - 1) > 1e-6:
+    if (
+        not all(np.isfinite(a).all() for a in (sampler.weights, sampler.means, sampler.cholesky))
+        or (sampler.weights < 0).any()
+        or abs(sampler.weights.sum() - 1) > 1e-6
+    ):
         raise CheckpointError(f"{path} holds invalid numbers; rebuild it.")
     return sampler

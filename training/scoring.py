@@ -83,6 +83,7 @@ def prepare_many(model: ConvVAE, paths: Sequence[Path]) -> tuple[torch.Tensor, l
     in PATHS, and one DataError sentence per file that is not usable (each names its file).
     Decoded in threads (PIL releases the GIL); its warning about large images is moot:
     open_image refuses them before decoding."""
+
     def attempt(path: Path) -> tuple[np.ndarray, bool] | str:
         try:
             return prepare(model, path)
@@ -112,11 +113,14 @@ def atlas_scores(checkpoint: str | os.PathLike, method: str = "complexity") -> n
                 return None
             scores = atlas.get_tensor(key)
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: cannot be read ({e}); rebuild it with "
-                              f"`python -m training atlas {checkpoint}`.") from None
+        raise CheckpointError(
+            f"{path}: cannot be read ({e}); rebuild it with `python -m training atlas {checkpoint}`."
+        ) from None
     if scores.ndim != 1 or not len(scores) or not np.isfinite(scores).all():
-        raise CheckpointError(f"{path}: its anomaly scores are not a list of finite numbers; rebuild it "
-                              f"with `python -m training atlas {checkpoint}`.")
+        raise CheckpointError(
+            f"{path}: its anomaly scores are not a list of finite numbers; rebuild it "
+            f"with `python -m training atlas {checkpoint}`."
+        )
     return scores.astype(np.float32)
 
 
@@ -126,8 +130,13 @@ class ScoredFiles:
     unreadable: list[tuple[Path, str]]  # files that could not be scored, each with its one-sentence reason
 
 
-def score_files(model: ConvVAE, paths: Sequence[Path], method: str = "complexity",
-                test_scores: np.ndarray | None = None, progress: bool = False) -> ScoredFiles:
+def score_files(
+    model: ConvVAE,
+    paths: Sequence[Path],
+    method: str = "complexity",
+    test_scores: np.ndarray | None = None,
+    progress: bool = False,
+) -> ScoredFiles:
     """Every usable file in PATHS scored, most anomalous by METHOD first (ties in the order
     given); TEST_SCORES: METHOD's scores of the test set, for each file's percentile among them.
     A file that cannot be read (not a PNG or JPEG, truncated, too large) does not stop the
@@ -139,7 +148,7 @@ def score_files(model: ConvVAE, paths: Sequence[Path], method: str = "complexity
     sorted_test = None if test_scores is None else np.sort(test_scores)
     with tqdm(total=len(paths), unit="img", desc="scoring", disable=not progress, leave=False) as bar:
         for start in range(0, len(paths), CHUNK):
-            chunk = paths[start:start + CHUNK]
+            chunk = paths[start : start + CHUNK]
             x, blanks, usable, errors = prepare_many(model, chunk)
             usable_set = set(usable)
             unreadable += list(zip((p for i, p in enumerate(chunk) if i not in usable_set), errors))
@@ -147,11 +156,15 @@ def score_files(model: ConvVAE, paths: Sequence[Path], method: str = "complexity
             if not usable:
                 continue
             scores = anomaly_scores(model, x)
-            for i, score, neg_elbo, corrected, blank in zip(usable, scores[method].tolist(), scores["elbo"].tolist(),
-                                                            scores["complexity"].tolist(), blanks):
+            for i, score, neg_elbo, corrected, blank in zip(
+                usable, scores[method].tolist(), scores["elbo"].tolist(), scores["complexity"].tolist(), blanks
+            ):
                 # the share of test images scoring strictly lower, as the page shows it
-                below = None if sorted_test is None else \
-                    float(np.searchsorted(sorted_test, score, side="left") / len(sorted_test) * 100)
+                below = (
+                    None
+                    if sorted_test is None
+                    else float(np.searchsorted(sorted_test, score, side="left") / len(sorted_test) * 100)
+                )
                 results.append(FileScore(chunk[i], score, neg_elbo, corrected, below, blank))
     return ScoredFiles(sorted(results, key=lambda r: -r.score), unreadable)
 
@@ -159,11 +172,29 @@ def score_files(model: ConvVAE, paths: Sequence[Path], method: str = "complexity
 def write_csv(path: str | os.PathLike, ranked: Sequence[FileScore]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["rank", "file", "score_nats", "neg_elbo_nats", "neg_elbo_minus_complexity_nats",
-                         "test_set_below_percent", "blank"])
+        writer.writerow(
+            [
+                "rank",
+                "file",
+                "score_nats",
+                "neg_elbo_nats",
+                "neg_elbo_minus_complexity_nats",
+                "test_set_below_percent",
+                "blank",
+            ]
+        )
         for rank, r in enumerate(ranked, 1):
-            writer.writerow([rank, str(r.path), f"{r.score:.3f}", f"{r.neg_elbo:.3f}", f"{r.complexity_corrected:.3f}",
-                             "" if r.percentile is None else f"{r.percentile:.2f}", int(r.blank)])
+            writer.writerow(
+                [
+                    rank,
+                    str(r.path),
+                    f"{r.score:.3f}",
+                    f"{r.neg_elbo:.3f}",
+                    f"{r.complexity_corrected:.3f}",
+                    "" if r.percentile is None else f"{r.percentile:.2f}",
+                    int(r.blank),
+                ]
+            )
 
 
 def contact_sheet(model: ConvVAE, ranked: Sequence[FileScore], columns: int = 4) -> Image.Image:
@@ -188,6 +219,6 @@ def contact_sheet(model: ConvVAE, ranked: Sequence[FileScore], columns: int = 4)
         sheet.paste(tile.resize((2 * side, side), Image.Resampling.NEAREST), (left, top))
         where = "" if r.percentile is None else f", above {r.percentile:.1f}%"
         draw.text((left, top + side + 3), f"#{i + 1}  {r.score:.1f} nats{where}", fill=(235, 235, 235))
-        name = r.path.name if len(r.path.name) <= 2 * side // 6 else r.path.name[:2 * side // 6 - 3] + "..."
+        name = r.path.name if len(r.path.name) <= 2 * side // 6 else r.path.name[: 2 * side // 6 - 3] + "..."
         draw.text((left, top + side + 18), name, fill=(160, 160, 160))
     return sheet

@@ -24,7 +24,15 @@ from tqdm import tqdm
 
 from training import distributed
 from training.adam import Adam
-from training.checkpoint import METRICS, CheckpointError, atomic_write_json, read_config, read_history, versions, write_history
+from training.checkpoint import (
+    METRICS,
+    CheckpointError,
+    atomic_write_json,
+    read_config,
+    read_history,
+    versions,
+    write_history,
+)
 from training.data import DATASET_NAMES, FOLDER, Split, load_data
 from training.evaluate import check_same_files, elbo_metrics, test_metrics
 from training.graphed import GraphedSteps
@@ -57,8 +65,7 @@ DECAY_FRACTION = 0.3  # 'wsd': the last 30% of the steps decay the learning rate
 # what a resumed run may change (resume_configs): where it stops and where it runs
 RESUMABLE = ("epochs", "max_steps", "device")
 # the test figures a history row keeps (knn5_accuracy in the final row only: it encodes the training set)
-HISTORY_METRICS = ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "mse_per_pixel", "active_units",
-                   "knn5_accuracy")
+HISTORY_METRICS = ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "mse_per_pixel", "active_units", "knn5_accuracy")
 
 
 @dataclass(frozen=True)
@@ -124,13 +131,21 @@ class TrainConfig:
             raise ValueError(f"eval_every must be a positive number of epochs, got {self.eval_every}")
 
 
-
 # seed: the original project's recipe, 784·MSE + KL, Adam lr 5e-4, batch 32, 2000 iterations.
 # fast: the bundled model's quality (test MSE ≤ 0.012, kNN-5 ≥ 0.96) in the fewest steps
 # (docs/benchmarks.md).
 RECIPES = {
-    "seed": dict(loss="mse", lr=5e-4, lr_schedule="constant", warmup_steps=0, weight_decay=0.0, batch_size=32, max_steps=2000,
-                 beta=1.0, precision="fp32"),
+    "seed": dict(
+        loss="mse",
+        lr=5e-4,
+        lr_schedule="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        batch_size=32,
+        max_steps=2000,
+        beta=1.0,
+        precision="fp32",
+    ),
     "fast": dict(epochs=60, batch_size=256, lr=3e-3, weight_decay=0.1, eval_every=10, init="kaiming"),
 }
 
@@ -150,8 +165,9 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
 def learning_rates(config: TrainConfig, total_steps: int, device: torch.device) -> Tensor:
     """The whole run's schedule, (TOTAL_STEPS,) float32 on DEVICE: learning_rate of every step,
     for a CUDA graph, which reads each step's rate from device memory."""
-    return torch.tensor([learning_rate(config, s, total_steps) for s in range(total_steps)], dtype=torch.float32,
-                        device=device)
+    return torch.tensor(
+        [learning_rate(config, s, total_steps) for s in range(total_steps)], dtype=torch.float32, device=device
+    )
 
 
 def planned_steps(config: TrainConfig, steps_per_epoch: int) -> int:
@@ -194,8 +210,18 @@ def init_kaiming(model: ConvVAE) -> None:
         module.weight.normal_(0.0, math.sqrt(2.0 / fan_in))
 
 
-def train_step(stepper: nn.Module, optimizer: Adam, x: Tensor, y: Tensor | None, eps: Tensor,
-               generator: torch.Generator, bf16: bool, loss: str, beta: float, divisor: int) -> Tensor:
+def train_step(
+    stepper: nn.Module,
+    optimizer: Adam,
+    x: Tensor,
+    y: Tensor | None,
+    eps: Tensor,
+    generator: torch.Generator,
+    bf16: bool,
+    loss: str,
+    beta: float,
+    divisor: int,
+) -> Tensor:
     """One optimizer step, kernel by kernel, on images X (B, C, H, W) (labels Y (B,)) with
     reparameterization noise EPS (B, D); the gradient is that of the summed loss / DIVISOR.
     STEPPER is the model or its DistributedDataParallel wrapper. Returns the batch's summed
@@ -216,13 +242,23 @@ def use_graphed_steps(config: TrainConfig, device: torch.device, processes: dist
     return config.cuda_graphs and device.type == "cuda" and not processes.parallel
 
 
-def save_training_state(folder: Path, model: ConvVAE, optimizer: Adam, generator: torch.Generator,
-                        step: int, config: dict, elapsed_s: float) -> None:
+def save_training_state(
+    folder: Path, model: ConvVAE, optimizer: Adam, generator: torch.Generator, step: int, config: dict, elapsed_s: float
+) -> None:
     """Weights, config, then the resumable state; each file atomically."""
     tensors = {**optimizer.state_tensors(), "rng.noise": generator.get_state()}
-    save_state(folder, model, config, tensors, {"step": step, "elapsed_s": elapsed_s,
-                                                "noise_device": str(generator.device),
-                                                "adam": optimizer.hyperparameters()})
+    save_state(
+        folder,
+        model,
+        config,
+        tensors,
+        {
+            "step": step,
+            "elapsed_s": elapsed_s,
+            "noise_device": str(generator.device),
+            "adam": optimizer.hyperparameters(),
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,12 +314,17 @@ class Run:
         return self.elapsed_before + time.perf_counter() - self.started
 
     def save(self, seconds: float) -> None:
-        save_training_state(self.out, self.model, self.optimizer, self.generator, self.step, self.run_config,
-                            seconds)
+        save_training_state(self.out, self.model, self.optimizer, self.generator, self.step, self.run_config, seconds)
 
 
-def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
-          data_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> dict:
+def train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out: str | Path,
+    data_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
     """Train, checkpoint into OUT after every epoch and at the end, and return the metrics.
 
     Raises TrainingError (bad --out, non-finite loss, the GPU's memory exhausted), TrainingInterrupted (SIGINT/SIGTERM,
@@ -311,8 +352,16 @@ def train(model_config: ModelConfig, train_config: TrainConfig, out: str | Path,
 # Set up: the model, its optimizer and noise, the data on the device, a resumed run's past
 
 
-def set_up(model_config: ModelConfig, train_config: TrainConfig, out: Path, data_dir: str | Path | None,
-           resume: bool, progress: bool, processes: distributed.Processes, device: torch.device) -> Run:
+def set_up(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out: Path,
+    data_dir: str | Path | None,
+    resume: bool,
+    progress: bool,
+    processes: distributed.Processes,
+    device: torch.device,
+) -> Run:
     torch.manual_seed(train_config.seed)
     model = ConvVAE(model_config)
     if train_config.init == "kaiming" and not resume:  # drawn on the CPU: the same start on any device
@@ -350,34 +399,80 @@ def set_up(model_config: ModelConfig, train_config: TrainConfig, out: Path, data
         raise TrainingError(f"--batch-size {batch} is larger than the {n} training images.")
     total_steps = planned_steps(train_config, steps_per_epoch)
 
-    run_config = {"model": model_config.to_dict(), "train": asdict(train_config), "dataset": dataset,
-                  "versions": versions(), "steps_per_epoch": steps_per_epoch}
+    run_config = {
+        "model": model_config.to_dict(),
+        "train": asdict(train_config),
+        "dataset": dataset,
+        "versions": versions(),
+        "steps_per_epoch": steps_per_epoch,
+    }
     bf16 = bf16_autocast(train_config.precision, device)
     graphed = None
     if use_graphed_steps(train_config, device, processes):
         schedule = learning_rates(train_config, total_steps, device)
-        graphed = GraphedSteps(model, optimizer, x_train, y_train, batch, schedule, steps_per_epoch,
-                               train_config.loss, train_config.beta, bf16, vae_loss)
+        graphed = GraphedSteps(
+            model,
+            optimizer,
+            x_train,
+            y_train,
+            batch,
+            schedule,
+            steps_per_epoch,
+            train_config.loss,
+            train_config.beta,
+            bf16,
+            vae_loss,
+        )
     x_test = test_split.images.to(device)  # evaluated every eval_every epochs: copied once
-    return Run(model_config, train_config, out, progress, processes, device, model, stepper, optimizer, generator,
-               train_split, test_split, x_train, y_train, x_test, steps_per_epoch, total_steps, run_config, bf16,
-               graphed, history, step, elapsed_before)
+    return Run(
+        model_config,
+        train_config,
+        out,
+        progress,
+        processes,
+        device,
+        model,
+        stepper,
+        optimizer,
+        generator,
+        train_split,
+        test_split,
+        x_train,
+        y_train,
+        x_test,
+        steps_per_epoch,
+        total_steps,
+        run_config,
+        bf16,
+        graphed,
+        history,
+        step,
+        elapsed_before,
+    )
 
 
-def _load_data(model_config: ModelConfig, train_config: TrainConfig,
-               data_dir: str | Path | None) -> tuple[Split, Split, dict]:
+def _load_data(
+    model_config: ModelConfig, train_config: TrainConfig, data_dir: str | Path | None
+) -> tuple[Split, Split, dict]:
     """The training and test splits, and config.json's "dataset" (for a folder: where it is
     and how it was split, so that evaluate and atlas find the same test images)."""
-    train_split, test_split, class_names = load_data(train_config.dataset, data_dir, model_config.image_shape,
-                                                     seed=train_config.seed)
+    train_split, test_split, class_names = load_data(
+        train_config.dataset, data_dir, model_config.image_shape, seed=train_config.seed
+    )
     if model_config.num_classes and model_config.num_classes != len(class_names):
-        raise TrainingError(f"the conditional model has {model_config.num_classes} classes but "
-                            f"{train_config.dataset} has {len(class_names)}.")
+        raise TrainingError(
+            f"the conditional model has {model_config.num_classes} classes but "
+            f"{train_config.dataset} has {len(class_names)}."
+        )
     dataset = {"name": train_config.dataset, "class_names": list(class_names)}
     if train_config.dataset == FOLDER:
-        dataset.update(path=str(Path(data_dir).resolve()), split_seed=train_config.seed,
-                       train_images=len(train_split), test_images=len(test_split),
-                       files_sha256=files_fingerprint(data_dir)[1])
+        dataset.update(
+            path=str(Path(data_dir).resolve()),
+            split_seed=train_config.seed,
+            train_images=len(train_split),
+            test_images=len(test_split),
+            files_sha256=files_fingerprint(data_dir)[1],
+        )
     return train_split, test_split, dataset
 
 
@@ -412,8 +507,15 @@ def train_epoch(run: Run, signals: list[int]) -> None:
         permutation = permutation.to(run.device)
     first = run.step % run.steps_per_epoch
     last = min(run.steps_per_epoch, first + run.total_steps - run.step)
-    bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}/{math.ceil(run.total_steps / run.steps_per_epoch)}",
-               unit="step", disable=not run.progress, leave=True, dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(
+        range(first, last),
+        desc=f"epoch {epoch + 1}/{math.ceil(run.total_steps / run.steps_per_epoch)}",
+        unit="step",
+        disable=not run.progress,
+        leave=True,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
     window: list[Tensor] = []  # the kernel-by-kernel steps' summed losses since the window began
     window_start, window_time = run.step, time.perf_counter()
     run.model.train()
@@ -431,8 +533,11 @@ def train_epoch(run: Run, signals: list[int]) -> None:
             if processes.parallel and distributed.any_process(bool(signals), processes, run.device) and not signals:
                 signals.append(signal.SIGTERM)
             # the global batch's mean losses, one sync per window
-            sums = (run.graphed.losses[b + 1 - (run.step - window_start):b + 1] if run.graphed is not None
-                    else distributed.summed(torch.stack(window), processes))
+            sums = (
+                run.graphed.losses[b + 1 - (run.step - window_start) : b + 1]
+                if run.graphed is not None
+                else distributed.summed(torch.stack(window), processes)
+            )
             losses = sums.div(run.batch).tolist()
             run.losses.add(losses)
             error = first_non_finite(losses, window_start, run.out)
@@ -453,14 +558,15 @@ def train_epoch(run: Run, signals: list[int]) -> None:
 
 def _eager_step(run: Run, permutation: Tensor, b: int) -> Tensor:
     """Step B of the epoch, kernel by kernel, on this process's slice of the global batch."""
-    rows = permutation[b * run.batch:(b + 1) * run.batch][run.mine]
+    rows = permutation[b * run.batch : (b + 1) * run.batch][run.mine]
     x, y = run.x_train[rows].contiguous(memory_format=torch.channels_last), run.y_train[rows]
     # the whole global batch's noise, so N processes add what one process would
     eps = torch.randn((run.batch, run.model_config.latent_dim), generator=run.generator, device=run.device)[run.mine]
     # per-process mean; DistributedDataParallel averages over processes: the global mean
     local = run.batch // run.processes.world
-    return train_step(run.stepper, run.optimizer, x, y, eps, run.generator, run.bf16, run.config.loss,
-                      run.config.beta, local)
+    return train_step(
+        run.stepper, run.optimizer, x, y, eps, run.generator, run.bf16, run.config.loss, run.config.beta, local
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,9 +587,12 @@ def evaluate_and_save(run: Run) -> None:
     atomic_write_json(run.out / METRICS, {**metrics, "step": run.step, "final": False})
     _write_history_row(run, run.elapsed(), metrics)
     if run.progress:
-        print(f"step {run.step}: test -ELBO {metrics['neg_elbo_nats']:.2f} nats "
-              f"(recon {metrics['reconstruction_nats']:.2f}, KL {metrics['kl_nats']:.2f}), "
-              f"MSE {metrics['mse_per_pixel']:.5f}", file=sys.stderr)
+        print(
+            f"step {run.step}: test -ELBO {metrics['neg_elbo_nats']:.2f} nats "
+            f"(recon {metrics['reconstruction_nats']:.2f}, KL {metrics['kl_nats']:.2f}), "
+            f"MSE {metrics['mse_per_pixel']:.5f}",
+            file=sys.stderr,
+        )
 
 
 def finish(run: Run) -> dict:
@@ -493,21 +602,29 @@ def finish(run: Run) -> dict:
     metrics = None
     if run.processes.main:
         run.model.eval()
-        metrics = test_metrics(run.model, run.train_split.images, run.train_split.labels, run.test_split.images,
-                               run.test_split.labels, run.config.loss)
+        metrics = test_metrics(
+            run.model,
+            run.train_split.images,
+            run.train_split.labels,
+            run.test_split.images,
+            run.test_split.labels,
+            run.config.loss,
+        )
     stop_if_encoder_dead(metrics, run.test_split.images, run.step, run.config, run.out, run.processes, run.device)
     if not run.processes.main:
         return {}
-    metrics.update({
-        "step": run.step,
-        "final": True,
-        "train_seconds": train_seconds,
-        "images_per_second": run.images_seen / max(sum(run.epoch_seconds), 1e-9),
-        "device": device_name(run.device),
-        "precision": "bf16" if run.bf16 else "fp32",
-        "cuda_graphs": run.graphed is not None,
-        "epoch_seconds": [round(s, 4) for s in run.epoch_seconds],
-    })
+    metrics.update(
+        {
+            "step": run.step,
+            "final": True,
+            "train_seconds": train_seconds,
+            "images_per_second": run.images_seen / max(sum(run.epoch_seconds), 1e-9),
+            "device": device_name(run.device),
+            "precision": "bf16" if run.bf16 else "fp32",
+            "cuda_graphs": run.graphed is not None,
+            "epoch_seconds": [round(s, 4) for s in run.epoch_seconds],
+        }
+    )
     run.save(train_seconds)
     atomic_write_json(run.out / METRICS, metrics)
     _write_history_row(run, train_seconds, metrics)
@@ -515,45 +632,64 @@ def finish(run: Run) -> dict:
 
 
 def _write_history_row(run: Run, seconds: float, metrics: dict) -> None:
-    add_history_row(run.history, history_row(run.step, run.steps_per_epoch, seconds, run.optimizer.lr, run.losses,
-                                             metrics))
+    add_history_row(
+        run.history, history_row(run.step, run.steps_per_epoch, seconds, run.optimizer.lr, run.losses, metrics)
+    )
     write_history(run.out, run.history)
     run.losses = LossWindow()
 
 
-def history_row(step: int, steps_per_epoch: int, seconds: float, lr: float, losses: LossWindow,
-                metrics: dict) -> dict:
+def history_row(step: int, steps_per_epoch: int, seconds: float, lr: float, losses: LossWindow, metrics: dict) -> dict:
     """One line of history.jsonl: where training was (step, epoch, seconds of training), the learning
     rate of its last step, the mean per-image training loss (nats; β-weighted as trained) over
     the steps since the previous line (None for none), and the test figures of METRICS,
     prefixed test_."""
-    return {"step": step, "epoch": round(step / steps_per_epoch, 4), "seconds": round(seconds, 3), "lr": lr,
-            "train_loss_nats": losses.mean, "train_steps": losses.steps,
-            **{f"test_{key}": metrics[key] for key in HISTORY_METRICS if key in metrics}}
+    return {
+        "step": step,
+        "epoch": round(step / steps_per_epoch, 4),
+        "seconds": round(seconds, 3),
+        "lr": lr,
+        "train_loss_nats": losses.mean,
+        "train_steps": losses.steps,
+        **{f"test_{key}": metrics[key] for key in HISTORY_METRICS if key in metrics},
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # The stop checks that need the model: a dead encoder, agreed across processes
 
 
-def stop_if_encoder_dead(metrics: dict | None, test_images: Tensor, step: int, train_config: TrainConfig,
-                         out: Path, processes: distributed.Processes, device: torch.device) -> None:
+def stop_if_encoder_dead(
+    metrics: dict | None,
+    test_images: Tensor,
+    step: int,
+    train_config: TrainConfig,
+    out: Path,
+    processes: distributed.Processes,
+    device: torch.device,
+) -> None:
     """Raise TrainingError, before anything is saved and on every process, when the encoder
     gives every test image the same latent (METRICS: process 0's evaluation, None on the
     others): a layer whose ReLUs are all off passes no gradient, so no later step can revive
     it, and the decoder learns to draw the mean image. Too large an early step does it."""
-    dead = (metrics is not None and metrics["latent_spread"] == 0 and len(test_images) > 1
-            and not bool((test_images == test_images[0]).all()))  # identical images have one latent
+    dead = (
+        metrics is not None
+        and metrics["latent_spread"] == 0
+        and len(test_images) > 1
+        and not bool((test_images == test_images[0]).all())
+    )  # identical images have one latent
     if distributed.any_process(dead, processes, device):
         raise TrainingError(
             f"At step {step} the encoder gave every test image the same latent (a layer's units all switched "
             f"off, which no later step can undo); stopped without saving, {kept(out)} (retrain with a "
             f"lower --lr than {train_config.lr:g} or a longer --warmup-steps than {train_config.warmup_steps}).",
-            every_process=True)
+            every_process=True,
+        )
 
 
-def resume_configs(out: str | Path, epochs: int | None, max_steps: int | None,
-                   device: str | None) -> tuple[ModelConfig, TrainConfig]:
+def resume_configs(
+    out: str | Path, epochs: int | None, max_steps: int | None, device: str | None
+) -> tuple[ModelConfig, TrainConfig]:
     """The configs a resumed run continues with: as saved, except the stopping point and
     the device, which the user may change."""
     config = read_config(out)

@@ -12,30 +12,56 @@ import numpy as np
 import streamlit as st
 
 import training
-from training.checkpoint import HISTORY
-from training.cli import train_command
-from training.images import model_input, uses_digit_recipe
-from training.sampler import MixtureSampler, load_sampler
-from explorer.anomaly import (MAX_UPLOADS, ScoredImage, percentile_among_test_set, ranking, ranking_csv,
-                              score_images)
+from explorer.anomaly import (
+    MAX_UPLOADS,
+    ScoredImage,
+    percentile_among_test_set,
+    ranking,
+    ranking_csv,
+    ranking_order,
+    score_images,
+)
 from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
 from explorer.figures import atlas_figure, history_figure, selected_rows
 from explorer.history import history_csv, run_summary
-from explorer.latent import clamp, inactive_dimensions, interpolate, latent_ranges, sample_prior, traverse
-from explorer.live import browser_bundle, export_decoder_onnx, latent_from_browser, live_payload, principal_plane
+from explorer.latent import (
+    clamp,
+    inactive_dimensions,
+    interpolate,
+    latent_ranges,
+    sample_prior,
+    snap_latent,
+    traverse,
+)
+from explorer.live import (
+    browser_bundle,
+    export_decoder_onnx,
+    frontend_script,
+    latent_from_browser,
+    live_payload,
+    principal_plane,
+)
 from explorer.models import list_checkpoints
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
 from explorer.preprocess import data_url_bytes, read_image_bytes
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
+from explorer.state import PageState
+from training.checkpoint import HISTORY
+from training.cli import train_command
+from training.images import model_input, uses_digit_recipe
+from training.sampler import MixtureSampler, load_sampler
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINTS = HERE / "checkpoints"
 DEFAULT_MODEL = "mnist-z8"
 IMAGE_PIXELS = 336  # side of the decoded image as sent (nearest-neighbour upscaled)
 ORT_ASSETS = "app/static/ort/"  # vendored onnxruntime-web, served by server.enableStaticServing
+# the session's state, every key declared in explorer/state.py (a view of st.session_state)
+state = PageState(st.session_state)
 
 
 # --------------------------------------------------------------------------- cached loaders
+
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model…")
 def get_model(folder: str) -> training.ConvVAE:
@@ -71,8 +97,8 @@ def atlas_or_none(folder: str, latent_dim: int) -> Atlas | None:
 def live_components() -> tuple:
     """The in-browser decoder's two components (registered once per process): one carries the
     ONNX decoder (sent to the browser once per model), one the controls (small JSON per run)."""
-    script = (HERE / "frontend" / "live_decoder.js").read_text()
-    css = (HERE / "frontend" / "live_decoder.css").read_text()
+    script = frontend_script(HERE / "frontend")
+    css = (HERE / "frontend" / "controls.css").read_text()
     model = st.components.v2.component("latent_explorer.decoder_model", js=script)
     controls = st.components.v2.component("latent_explorer.live_latent", js=script, css=css)
     return model, controls
@@ -81,8 +107,11 @@ def live_components() -> tuple:
 @st.cache_resource
 def sketch_component():
     """The drawing pad of the anomaly view (registered once per process)."""
-    return st.components.v2.component("latent_explorer.sketch", js=(HERE / "frontend" / "sketch.js").read_text(),
-                                      css=(HERE / "frontend" / "sketch.css").read_text())
+    return st.components.v2.component(
+        "latent_explorer.sketch",
+        js=(HERE / "frontend" / "sketch.js").read_text(),
+        css=(HERE / "frontend" / "sketch.css").read_text(),
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner="Exporting the decoder for the browser…")
@@ -103,6 +132,7 @@ def pad_plane_json(folder: str, latent_dim: int) -> dict | None:
 
 # --------------------------------------------------------------------------- state helpers
 
+
 def shell_path(folder: str) -> str:
     """FOLDER as one would type it in a shell at the project's root (where `make app` runs)."""
     path = Path(folder).resolve()
@@ -111,39 +141,36 @@ def shell_path(folder: str) -> str:
 
 def current_latent() -> np.ndarray:
     """The page's latent, (D,) float32: the one value every panel reads."""
-    return st.session_state["latent"].copy()
+    return state.latent.copy()
 
 
 def chosen_label(model: training.ConvVAE) -> int | None:
     """The class a conditional model decodes with (the page's class picker); None otherwise."""
     # a segmented control can be unselected (None): the first class then
-    return int(st.session_state.get("class_label") or 0) if model.config.num_classes else None
-
-
-def set_latent(z: np.ndarray) -> None:
-    """Set the latent from Python (a button, the map, the URL): clamped to the slider ranges and
-    rounded to their step. Bumping the revision tells the browser's controls to move."""
-    low, high = st.session_state["ranges"]
-    st.session_state["latent"] = np.clip(np.round(clamp(z, low, high), 2), low, high).astype(np.float32)
-    st.session_state["latent_revision"] = st.session_state.get("latent_revision", 0) + 1
+    return int(state.get("class_label") or 0) if model.config.num_classes else None
 
 
 def init_session() -> None:
     """First run of a session: read the URL once, remember warnings to show."""
-    if "initialised" in st.session_state:
+    if state.has("initialised"):
         return
     names = list_checkpoints(CHECKPOINTS)
     default = DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else None)
     page = parse_page_state(st.query_params.to_dict(), names, default)
-    st.session_state.setdefault("model_choice", page.model)
-    st.session_state.setdefault("view", page.view)
-    st.session_state.setdefault("url_latent", st.query_params.get("z"))
-    st.session_state.setdefault("warnings", page.warnings)
-    st.session_state.setdefault("active_folder", None)
-    st.session_state.setdefault("rng_seed", 0)
-    st.session_state.setdefault("live_decoding", True)
-    st.session_state.setdefault("live_unavailable", None)
-    st.session_state["initialised"] = True
+    defaults = {
+        "model_choice": page.model,
+        "view": page.view,
+        "url_latent": st.query_params.get("z"),
+        "warnings": page.warnings,
+        "active_folder": None,
+        "rng_seed": 0,
+        "live_decoding": True,
+        "live_unavailable": None,
+    }
+    for name, value in defaults.items():
+        if not state.has(name):
+            setattr(state, name, value)
+    state.initialised = True
 
 
 def choose_model() -> tuple[str, training.ConvVAE]:
@@ -153,15 +180,18 @@ def choose_model() -> tuple[str, training.ConvVAE]:
     st.sidebar.header("Model")
     if names:
         st.sidebar.selectbox("Bundled checkpoints", names, key="model_choice")
-    custom = st.sidebar.text_input("…or a checkpoint folder on this machine", key="model_path",
-                                   placeholder="/path/to/checkpoint")
+    custom = st.sidebar.text_input(
+        "…or a checkpoint folder on this machine", key="model_path", placeholder="/path/to/checkpoint"
+    )
     # "~/runs/my-model" as a shell would read it: the page gets the text before any shell does
     typed = os.path.expanduser(custom.strip()) if custom.strip() else ""
-    wanted = typed or (str(CHECKPOINTS / st.session_state["model_choice"]) if names else "")
-    previous = st.session_state["active_folder"]
+    wanted = typed or (str(CHECKPOINTS / state.model_choice) if names else "")
+    previous = state.active_folder
     try:
         if not wanted:
-            raise training.CheckpointError(f"No checkpoints in {CHECKPOINTS}; train one with `python -m training train`.")
+            raise training.CheckpointError(
+                f"No checkpoints in {CHECKPOINTS}; train one with `python -m training train`."
+            )
         model = get_model(wanted)
         folder = wanted
     except training.CheckpointError as error:
@@ -180,108 +210,114 @@ def on_model_change(folder: str, model: training.ConvVAE) -> None:
     try:
         atlas = get_atlas(folder, latent_dim)
     except AtlasError as error:
-        st.session_state["warnings"].append(str(error))
+        state.warnings.append(str(error))
         atlas = None
     low, high = latent_ranges(None if atlas is None else atlas.means, latent_dim)
-    st.session_state["ranges"] = (low, high)
-    st.session_state["inactive"] = inactive_dimensions(None if atlas is None else atlas.means)
-    st.session_state["active_folder"] = folder
+    state.ranges = (low, high)
+    state.inactive = inactive_dimensions(None if atlas is None else atlas.means)
+    state.active_folder = folder
     start = np.clip(np.zeros(latent_dim, np.float32), low, high)
-    url_latent = st.session_state.pop("url_latent", None)
+    url_latent = state.get("url_latent")
+    state.drop("url_latent")
     if url_latent is not None:
         parsed, warnings = parse_latent(url_latent, low, high)
-        st.session_state["warnings"].extend(warnings)
+        state.warnings.extend(warnings)
         if parsed is not None:
             start = parsed
-    set_latent(start)
+    state.set_latent(start)
     # Start the interpolation between two test images (or the origin and a sample) so the
     # view shows something before the user picks endpoints.
     if atlas is not None and len(atlas) > 1:
-        st.session_state["end_a"], st.session_state["end_b"] = clamp(atlas.means[0], low, high), clamp(atlas.means[1], low, high)
+        state.end_a, state.end_b = (
+            clamp(atlas.means[0], low, high),
+            clamp(atlas.means[1], low, high),
+        )
         names = class_names(model)
-        st.session_state["end_a_label"] = describe_point(atlas, 0, names)
-        st.session_state["end_b_label"] = describe_point(atlas, 1, names)
+        state.end_a_label = describe_point(atlas, 0, names)
+        state.end_b_label = describe_point(atlas, 1, names)
     else:
-        st.session_state["end_a"] = np.zeros(latent_dim, np.float32)
-        st.session_state["end_b"] = clamp(sample_prior(np.random.default_rng(0), latent_dim), low, high)
-        st.session_state["end_a_label"], st.session_state["end_b_label"] = "the origin", "a random sample"
+        state.end_a = np.zeros(latent_dim, np.float32)
+        state.end_b = clamp(sample_prior(np.random.default_rng(0), latent_dim), low, high)
+        state.end_a_label, state.end_b_label = "the origin", "a random sample"
 
 
 # --------------------------------------------------------------------------- callbacks
 
+
 def on_random(latent_dim: int) -> None:
-    st.session_state["rng_seed"] += 1
-    set_latent(sample_prior(np.random.default_rng(st.session_state["rng_seed"]), latent_dim))
+    state.rng_seed += 1
+    state.set_latent(sample_prior(np.random.default_rng(state.rng_seed), latent_dim))
 
 
 def on_random_fitted(sampler: MixtureSampler) -> None:
-    st.session_state["rng_seed"] += 1
-    set_latent(sampler.sample(np.random.default_rng(st.session_state["rng_seed"]), 1)[0])
+    state.rng_seed += 1
+    state.set_latent(sampler.sample(np.random.default_rng(state.rng_seed), 1)[0])
 
 
 def on_reset(latent_dim: int) -> None:
-    set_latent(np.zeros(latent_dim, np.float32))
+    state.set_latent(np.zeros(latent_dim, np.float32))
 
 
 def load_atlas_row(atlas: Atlas, row: int) -> None:
     """A test image's latent into the controls; a conditional model also takes its class (the
     mean was encoded with it)."""
-    if "class_label" in st.session_state:
-        st.session_state["class_label"] = int(atlas.labels[row])
-    set_latent(atlas.means[row])
+    if state.has("class_label"):
+        state.class_label = int(atlas.labels[row])
+    state.set_latent(atlas.means[row])
 
 
 def on_load_test_image(atlas: Atlas) -> None:
-    row = int(np.searchsorted(atlas.index, st.session_state["test_index"]))
+    row = int(np.searchsorted(atlas.index, state.test_index))
     load_atlas_row(atlas, min(row, len(atlas) - 1))
 
 
 def on_map_select(atlas: Atlas) -> None:
-    rows = selected_rows(atlas, st.session_state["atlas_map"].selection.points)
+    rows = selected_rows(atlas, state.atlas_map.selection.points)
     if rows:
-        st.session_state["test_index"] = int(atlas.index[rows[0]])
+        state.test_index = int(atlas.index[rows[0]])
         load_atlas_row(atlas, rows[0])
 
 
 def on_slider(latent_dim: int) -> None:
     """A server-side slider moved: the sliders are the latent (no revision: nothing to move)."""
-    st.session_state["latent"] = np.array([st.session_state[f"z{i + 1}"] for i in range(latent_dim)], np.float32)
+    state.latent = np.array([state.slider(i) for i in range(latent_dim)], np.float32)
 
 
 def on_live_latent() -> None:
     """The browser's controls were released: take their latent, checked and clamped."""
-    low, high = st.session_state["ranges"]
-    z = latent_from_browser(st.session_state["live_latent"].get("latent"), low, high)
+    low, high = state.ranges
+    z = latent_from_browser(state.live_latent.get("latent"), low, high)
     if z is not None:
-        st.session_state["latent"] = z
+        state.latent = z
 
 
 def on_live_status() -> None:
     """The browser could not start its decoder (no WebAssembly, …): use the server's sliders."""
-    status = st.session_state["live_latent"].get("status")
+    status = state.live_latent.get("status")
     if isinstance(status, str) and status.startswith("unavailable"):
-        st.session_state["live_unavailable"] = status.partition(": ")[2][:200] or "unknown reason"
+        state.live_unavailable = status.partition(": ")[2][:200] or "unknown reason"
 
 
 def on_set_endpoint(end: str, latent_dim: int, atlas: Atlas | None, names: list[str]) -> None:
-    source = st.session_state[f"source_{end}"]
+    source = getattr(state, f"source_{end}")
     if source == "current z":
         z = current_latent()
         label = "the sliders' z"
     elif source == "random sample":
-        st.session_state["rng_seed"] += 1
-        z = sample_prior(np.random.default_rng(st.session_state["rng_seed"]), latent_dim)
+        state.rng_seed += 1
+        z = sample_prior(np.random.default_rng(state.rng_seed), latent_dim)
         label = "a random sample"
     else:  # a test image, by index
-        row = min(int(np.searchsorted(atlas.index, st.session_state[f"index_{end}"])), len(atlas) - 1)
+        row = min(int(np.searchsorted(atlas.index, getattr(state, f"index_{end}"))), len(atlas) - 1)
         z = atlas.means[row]
         label = describe_point(atlas, row, names)
-    low, high = st.session_state["ranges"]
-    st.session_state[f"end_{end}"] = clamp(z, low, high)
-    st.session_state[f"end_{end}_label"] = label
+    low, high = state.ranges
+    setattr(state, f"end_{end}", clamp(z, low, high))
+    setattr(state, f"end_{end}_label", label)
 
 
 # --------------------------------------------------------------------------- panels
+
 
 def class_names(model: training.ConvVAE) -> list[str]:
     """The checkpoint's class names; a conditional model without them gets its class numbers."""
@@ -290,10 +326,14 @@ def class_names(model: training.ConvVAE) -> list[str]:
 
 
 def interpolation_latents(latent_dim: int) -> np.ndarray | None:
-    if "end_a" not in st.session_state or "end_b" not in st.session_state:
+    if not (state.has("end_a") and state.has("end_b")):
         return None
-    return interpolate(st.session_state["end_a"], st.session_state["end_b"],
-                       st.session_state.get("steps", 10), st.session_state.get("method", "slerp"))
+    return interpolate(
+        state.end_a,
+        state.end_b,
+        state.get("steps", 10),
+        state.get("method", "slerp"),
+    )
 
 
 @st.fragment
@@ -301,25 +341,28 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
     """Sliders, the decoded image, the map and the view below: one fragment, so a slider
     moves the image, the map marker and the views without rerunning the sidebar."""
     latent_dim = model.config.latent_dim
-    low, high = st.session_state["ranges"]
+    low, high = state.ranges
     atlas = atlas_or_none(folder, latent_dim)
 
     if model.config.num_classes:
         names = class_names(model)
-        if "pending_class_label" in st.session_state:  # the class an inspected upload reads as
-            st.session_state["class_label"] = st.session_state.pop("pending_class_label")
-        if st.session_state.get("class_label") not in range(model.config.num_classes):
-            st.session_state["class_label"] = 0
-        st.segmented_control("Class (this model is conditional: the same z, drawn as the class you pick)",
-                             list(range(model.config.num_classes)), key="class_label",
-                             format_func=lambda k: names[k] if k < len(names) else str(k))
-    live = st.session_state["live_decoding"] and st.session_state["live_unavailable"] is None
+        if state.get("class_label") not in range(model.config.num_classes):
+            state.class_label = 0
+        st.segmented_control(
+            "Class (this model is conditional: the same z, drawn as the class you pick)",
+            list(range(model.config.num_classes)),
+            key="class_label",
+            format_func=lambda k: names[k] if k < len(names) else str(k),
+        )
+    live = state.live_decoding and state.live_unavailable is None
     if live:
         live_controls(folder, model)
     else:
-        if st.session_state["live_decoding"]:
-            st.warning(f"Live decoding is off: {st.session_state['live_unavailable']}. "
-                       "The sliders below decode on the server, once per release.")
+        if state.live_decoding:
+            st.warning(
+                f"Live decoding is off: {state.live_unavailable}. "
+                "The sliders below decode on the server, once per release."
+            )
         server_controls(model)
     sampler = get_sampler(folder, latent_dim)
     # A wrapping row of content-sized buttons: in a narrow column (a 1024-px screen with the
@@ -327,38 +370,54 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
     with st.container(horizontal=True, vertical_alignment="bottom", gap="small", key="latent_buttons"):
         st.button("Random", on_click=on_random, args=(latent_dim,), help="Draw z from the prior N(0, I)")
         if sampler is not None:
-            st.button("Random (fitted)", on_click=on_random_fitted, args=(sampler,),
-                      help="Draw z from the Gaussian mixture fitted to the training set's encoded means: "
-                           "where the data are, so fewer blurred in-between images than the prior gives")
+            st.button(
+                "Random (fitted)",
+                on_click=on_random_fitted,
+                args=(sampler,),
+                help="Draw z from the Gaussian mixture fitted to the training set's encoded means: "
+                "where the data are, so fewer blurred in-between images than the prior gives",
+            )
         st.button("Origin", on_click=on_reset, args=(latent_dim,), help="Set z = 0")
         if atlas is not None:
             st.number_input("Test image #", 0, int(atlas.index.max()), key="test_index", step=1, width=150)
-            st.button("Encode it", on_click=on_load_test_image, args=(atlas,),
-                      help="Set z to the encoder's mean for this test image")
+            st.button(
+                "Encode it",
+                on_click=on_load_test_image,
+                args=(atlas,),
+                help="Set z to the encoder's mean for this test image",
+            )
     z = current_latent()
 
     path = interpolation_latents(latent_dim)
     if atlas is None:
-        st.info("This checkpoint has no atlas yet. Build one with "
-                f"`python -m training atlas {folder}` to see the encoded test set here.")
+        st.info(
+            "This checkpoint has no atlas yet. Build one with "
+            f"`python -m training atlas {folder}` to see the encoded test set here."
+        )
     else:
         # Live, the browser draws the star over the map as z moves (and the chart, unchanged,
         # is not re-sent); the server's sliders need it in the figure.
         marker = None if live else place_on_map(atlas, z)
         # the path belongs to the Interpolate view; under the others it would be a stray line
-        show_path = path is not None and st.session_state["view"] == "interpolate"
+        show_path = path is not None and state.view == "interpolate"
         path_xy = np.array([place_on_map(atlas, p) for p in path]) if show_path else None
-        st.plotly_chart(atlas_figure(atlas, class_names(model), marker=marker, path=path_xy),
-                        key="atlas_map", on_select=lambda: on_map_select(atlas),
-                        selection_mode="points", width="stretch",
-                        theme=None)  # the figure's own colours: Streamlit's dark theme greys its legend out
-        st.caption(f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
-                   "latent; the star is the current z, placed among its nearest neighbours.")
+        st.plotly_chart(
+            atlas_figure(atlas, class_names(model), marker=marker, path=path_xy),
+            key="atlas_map",
+            on_select=lambda: on_map_select(atlas),
+            selection_mode="points",
+            width="stretch",
+            theme=None,
+        )  # the figure's own colours: Streamlit's dark theme greys its legend out
+        st.caption(
+            f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
+            "latent; the star is the current z, placed among its nearest neighbours."
+        )
 
     # the view is None while the user has deselected every view: keep the last one in the link
     shared = {"model": Path(folder).name, "z": format_latent(z)}
-    if st.session_state["view"] in VIEWS:
-        shared["view"] = st.session_state["view"]
+    if state.view in VIEWS:
+        shared["view"] = state.view
     st.query_params.update(shared)
     st.divider()
     view = st.segmented_control("View", VIEWS, key="view", format_func=str.capitalize)
@@ -390,8 +449,10 @@ def training_view(folder: str, model: training.ConvVAE) -> None:
         st.info("This checkpoint does not record how it was trained (its config.json has no train section).")
     history_path = Path(folder) / HISTORY
     if not history_path.is_file():
-        st.info("This checkpoint has no training history: it was trained before `python -m training train` "
-                "kept one (history.jsonl, a line per evaluation). Train it again to see its curves.")
+        st.info(
+            "This checkpoint has no training history: it was trained before `python -m training train` "
+            "kept one (history.jsonl, a line per evaluation). Train it again to see its curves."
+        )
         return
     try:
         rows = training_history(folder, history_path.stat().st_mtime)
@@ -403,11 +464,12 @@ def training_view(folder: str, model: training.ConvVAE) -> None:
         return
     st.plotly_chart(history_figure(rows), key="history_chart", width="stretch")
     last = rows[-1]
-    st.caption(f"{len(rows)} evaluations over {round(last['epoch'], 2):g} epochs. The training loss is each point's mean over "
-               "the steps since the previous one, with one posterior sample per image, as trained (β-weighted); "
-               "the test −ELBO also takes one sample, the MSE decodes the means.")
-    st.download_button("Download the history (CSV)", history_csv(rows), f"{Path(folder).name}-history.csv",
-                       "text/csv")
+    st.caption(
+        f"{len(rows)} evaluations over {round(last['epoch'], 2):g} epochs. The training loss is each point's mean over "
+        "the steps since the previous one, with one posterior sample per image, as trained (β-weighted); "
+        "the test −ELBO also takes one sample, the MSE decodes the means."
+    )
+    st.download_button("Download the history (CSV)", history_csv(rows), f"{Path(folder).name}-history.csv", "text/csv")
 
 
 def live_controls(folder: str, model: training.ConvVAE) -> None:
@@ -415,43 +477,70 @@ def live_controls(folder: str, model: training.ConvVAE) -> None:
     model_component, controls_component = live_components()
     bundle_id, bundle = browser_data(model, folder)
     model_component(data=bundle, key="decoder_model", height=1)
-    low, high = st.session_state["ranges"]
-    payload = live_payload(bundle_id, model.config.image_shape, st.session_state["latent"],
-                           st.session_state["latent_revision"], low, high,
-                           pad_plane_json(folder, model.config.latent_dim), browser_asset_url(),
-                           image_png=png_bytes(decode_latents(model, st.session_state["latent"], chosen_label(model))[0]),
-                           num_classes=model.config.num_classes, label=chosen_label(model) or 0,
-                           unused=st.session_state["inactive"])
-    controls_component(data=payload, key="live_latent", default={"latent": None, "status": None},
-                       on_latent_change=on_live_latent, on_status_change=on_live_status)
-    st.caption("Decoded in your browser as you drag. The pad walks z across a plane: the two "
-               "principal directions of the encoded test set, or any two dimensions.")
+    low, high = state.ranges
+    payload = live_payload(
+        bundle_id,
+        model.config.image_shape,
+        state.latent,
+        state.latent_revision,
+        low,
+        high,
+        pad_plane_json(folder, model.config.latent_dim),
+        browser_asset_url(),
+        image_png=png_bytes(decode_latents(model, state.latent, chosen_label(model))[0]),
+        num_classes=model.config.num_classes,
+        label=chosen_label(model) or 0,
+        unused=state.inactive,
+    )
+    controls_component(
+        data=payload,
+        key="live_latent",
+        default={"latent": None, "status": None},
+        on_latent_change=on_live_latent,
+        on_status_change=on_live_status,
+    )
+    st.caption(
+        "Decoded in your browser as you drag. The pad walks z across a plane: the two "
+        "principal directions of the encoded test set, or any two dimensions."
+    )
 
 
 def server_controls(model: training.ConvVAE) -> None:
     """The fallback: Streamlit sliders, decoded on the server when a slider is released."""
     latent_dim = model.config.latent_dim
-    low, high = st.session_state["ranges"]
+    low, high = state.ranges
     image_column, slider_column, _ = st.columns([3, 4, 3])
     with slider_column:
         # Move the sliders only when Python set the latent: writing a widget's value on every
         # run would push a stale value back into a slider the user is still stepping.
-        keys = [f"z{i + 1}" for i in range(latent_dim)]
-        stale = st.session_state.get("slider_revision") != st.session_state["latent_revision"]
-        for i, value in enumerate(st.session_state["latent"]):
+        stale = state.get("slider_revision") != state.latent_revision
+        # on the grid in float64: float32 → float64 can land a hair outside the bounds, which the slider refuses
+        shown = snap_latent(state.latent, low, high)
+        for i in range(latent_dim):
             lowest, highest = float(low[i]), float(high[i])
-            if stale or keys[i] not in st.session_state:
-                # float32 → float64 can land a hair outside the bounds, which the slider refuses
-                st.session_state[keys[i]] = min(max(round(float(value), 2), lowest), highest)
-            unused = i in st.session_state["inactive"]
-            st.slider(f"z{i + 1}" + (" (unused)" if unused else ""), lowest, highest, key=f"z{i + 1}", step=0.01,
-                      format="%.2f", on_change=on_slider, args=(latent_dim,),
-                      help="This model leaves it unused: the decoder ignores it." if unused else None)
-        st.session_state["slider_revision"] = st.session_state["latent_revision"]
+            if stale or state.slider(i) is None:
+                state.set_slider(i, float(shown[i]))
+            unused = i in state.inactive
+            st.slider(
+                f"z{i + 1}" + (" (unused)" if unused else ""),
+                lowest,
+                highest,
+                key=state.slider_key(i),
+                step=0.01,
+                format="%.2f",
+                on_change=on_slider,
+                args=(latent_dim,),
+                help="This model leaves it unused: the decoder ignores it." if unused else None,
+            )
+        state.slider_revision = state.latent_revision
     with image_column:
-        image = decode_latents(model, st.session_state["latent"], chosen_label(model))[0]
-        st.image(png_bytes(upscale(image, max(1, IMAGE_PIXELS // image.shape[0]))),
-                 caption="decoder(z)", width="stretch", output_format="PNG")
+        image = decode_latents(model, state.latent, chosen_label(model))[0]
+        st.image(
+            png_bytes(upscale(image, max(1, IMAGE_PIXELS // image.shape[0]))),
+            caption="decoder(z)",
+            width="stretch",
+            output_format="PNG",
+        )
 
 
 def browser_asset_url() -> str:
@@ -460,18 +549,23 @@ def browser_asset_url() -> str:
     return f"/{base}/{ORT_ASSETS}" if base else f"/{ORT_ASSETS}"
 
 
-def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | None,
-                       model: training.ConvVAE) -> None:
+def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | None, model: training.ConvVAE) -> None:
     sources = ["current z", "random sample"] + (["test image"] if atlas is not None else [])
     columns = st.columns(4, vertical_alignment="bottom")
     for end, column in zip(("a", "b"), columns[:2]):
         with column:
             st.selectbox(f"Endpoint {end.upper()}", sources, key=f"source_{end}")
-            if st.session_state[f"source_{end}"] == "test image":
-                st.number_input("test image #", 0, int(atlas.index.max()), key=f"index_{end}",
-                                value=0 if end == "a" else 1)
-            st.button(f"Set {end.upper()}", key=f"set_{end}", on_click=on_set_endpoint,
-                      args=(end, latent_dim, atlas, class_names(model)), width="stretch")
+            if getattr(state, f"source_{end}") == "test image":
+                st.number_input(
+                    "test image #", 0, int(atlas.index.max()), key=f"index_{end}", value=0 if end == "a" else 1
+                )
+            st.button(
+                f"Set {end.upper()}",
+                key=f"set_{end}",
+                on_click=on_set_endpoint,
+                args=(end, latent_dim, atlas, class_names(model)),
+                width="stretch",
+            )
     with columns[2]:
         st.slider("Steps", 3, 24, 10, key="steps")
     with columns[3]:
@@ -479,19 +573,19 @@ def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | 
     if path is None:
         st.caption("Set both endpoints to see the decoded path (and the path on the map).")
         return
-    shown, gif, download = interpolation_media(model, st.session_state["active_folder"], path.tobytes(),
-                                               chosen_label(model))
+    shown, gif, download = interpolation_media(model, state.active_folder, path.tobytes(), chosen_label(model))
     # what A and B are now: the selectors above say what "Set" would take, not what was set
-    ends = f"{st.session_state.get('end_a_label', 'A')} → {st.session_state.get('end_b_label', 'B')}"
-    st.image(shown, caption=f"{ends} · {len(path)} steps, {st.session_state['method']}")
+    ends = f"{state.get('end_a_label', 'A')} → {state.get('end_b_label', 'B')}"
+    st.image(shown, caption=f"{ends} · {len(path)} steps, {state.method}")
     d1, d2 = st.columns(2)
     d1.download_button("Download GIF", gif, "interpolation.gif", "image/gif", width="stretch")
     d2.download_button("Download PNG strip", download, "interpolation.png", "image/png", width="stretch")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def interpolation_media(_model: training.ConvVAE, folder: str, path_bytes: bytes,
-                        label: int | None) -> tuple[bytes, bytes, bytes]:
+def interpolation_media(
+    _model: training.ConvVAE, folder: str, path_bytes: bytes, label: int | None
+) -> tuple[bytes, bytes, bytes]:
     """(strip PNG to show, animated GIF, PNG strip to download) for a path of latents; cached by
     the model folder and the path's bytes, so slider moves elsewhere on the page do not redo it."""
     path = np.frombuffer(path_bytes, np.float32).reshape(-1, _model.config.latent_dim)
@@ -501,68 +595,135 @@ def interpolation_media(_model: training.ConvVAE, folder: str, path_bytes: bytes
 
 def traversal_view(z: np.ndarray, model: training.ConvVAE) -> None:
     columns = st.slider("Columns", 5, 15, 9, key="traverse_columns")
-    low, high = st.session_state["ranges"]
+    low, high = state.ranges
     latents = traverse(z, low, high, columns)  # (D, K, D)
     d, k = latents.shape[:2]
     images = decode_latents(model, latents.reshape(d * k, -1), chosen_label(model))
     sheet = grid(images.reshape(d, k, *images.shape[1:]))
-    unused = st.session_state["inactive"]
-    st.image(png_bytes(upscale(sheet, 2)),
-             caption="Row i sweeps zi from its low to its high end; the other dimensions stay at the current z."
-                     + (f" {unused_latents_sentence(unused, d)}" if unused else ""))
+    unused = state.inactive
+    st.image(
+        png_bytes(upscale(sheet, 2)),
+        caption="Row i sweeps zi from its low to its high end; the other dimensions stay at the current z."
+        + (f" {unused_latents_sentence(unused, d)}" if unused else ""),
+    )
 
 
 def unused_latents_sentence(inactive: list[int], latent_dim: int) -> str:
     """'7 of 8 latents in use: z7 is not.' for INACTIVE [6] (0-based indices)."""
     names = ", ".join(f"z{i + 1}" for i in inactive)
-    return (f"{latent_dim - len(inactive)} of {latent_dim} latents in use: {names} "
-            f"{'is' if len(inactive) == 1 else 'are'} not.")
+    return (
+        f"{latent_dim - len(inactive)} of {latent_dim} latents in use: {names} "
+        f"{'is' if len(inactive) == 1 else 'are'} not."
+    )
+
+
+def anomaly_items(mnist: bool) -> tuple[list[tuple[str, object, str]], bool]:
+    """The images the anomaly view scores, from its widgets' state: [(name, data, cache key)]
+    and whether they are the pad's drawing (else uploads)."""
+    if state.get("anomaly_source", "draw" if mnist else "upload") == "draw":
+        drawing = (state.get("sketch") or {}).get("drawing")
+        key = hashlib.sha256(repr(drawing).encode()).hexdigest()
+        return ([("the drawing", drawing, key)] if drawing else []), True
+    # each upload's id (stable across reruns) keys the cached decoding, not its bytes
+    return [(upload.name, upload, upload.file_id) for upload in state.get("anomaly_upload") or []], False
+
+
+def scored_items(
+    model: training.ConvVAE, items: list[tuple[str, object, str]], drawn: bool
+) -> tuple[list[str], list[np.ndarray], list[ScoredImage], list[tuple[str, str]]]:
+    """ITEMS prepared as the model's inputs and scored: the usable ones' names, inputs and
+    scores, and ("error" or "info", sentence) for each that is not (the others are scored)."""
+    channels, size, _ = model.config.image_shape
+    mnist = uses_digit_recipe(model)
+    names, inputs, messages = [], [], []
+    for name, data, key in items:
+        x, error = prepared_input(key, data, name, channels, size, mnist, drawn=drawn)
+        if error is not None:
+            messages.append(("error", error))
+        elif x is None:
+            messages.append(("info", f"No ink found in {name}: draw or upload a digit."))
+        else:
+            names.append(name)
+            inputs.append(x)
+    if not inputs:
+        return names, inputs, [], messages
+    return names, inputs, scored_images(model, state.active_folder, np.stack(inputs).tobytes(), len(inputs)), messages
+
+
+def on_anomaly_input(model: training.ConvVAE, new_images: bool) -> None:
+    """New images to score (an upload, a drawing, the other source) or another one picked: load
+    the inspected image's latent, and a conditional model's class for it, before the controls
+    are drawn. New images are inspected from the most anomalous."""
+    if new_images:
+        state.drop("anomaly_pick")
+    items, drawn = anomaly_items(uses_digit_recipe(model))
+    if not items or len(items) > MAX_UPLOADS:
+        return
+    _, _, scored, _ = scored_items(model, items, drawn)
+    if not scored:
+        return
+    picked = state.get("anomaly_pick")
+    inspected = scored[picked if picked in range(len(scored)) else ranking_order(scored)[0]]
+    if inspected.label is not None:
+        state.class_label = inspected.label
+    state.set_latent(inspected.mu)
 
 
 def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
     """Draw or upload images: preprocessed as the training images were, encoded, reconstructed,
     scored (−ELBO minus complexity, with the percentile among the test set), ranked when there
-    are several, and the inspected one's latent loaded, so the map shows where it lies."""
-    channels, size, _ = model.config.image_shape
+    are several; the inspected one's latent is loaded (on_anomaly_input), so the map shows where
+    it lies."""
     mnist = uses_digit_recipe(model)
-    folder = st.session_state["active_folder"]
+    folder = state.active_folder
     source_column, result_column = st.columns([2, 3])
     with source_column:
-        how = st.radio("Image", ["draw", "upload"] if mnist else ["upload"], horizontal=True, key="anomaly_source")
+        how = st.radio(
+            "Image",
+            ["draw", "upload"] if mnist else ["upload"],
+            horizontal=True,
+            key="anomaly_source",
+            on_change=on_anomaly_input,
+            args=(model, True),
+        )
         if how == "draw":
-            drawn = sketch_component()(key="sketch", default={"drawing": None}, on_drawing_change=lambda: None)
-            drawing = drawn.drawing
-            items = [("the drawing", drawing, hashlib.sha256(repr(drawing).encode()).hexdigest())] if drawing else []
+            sketch_component()(
+                key="sketch", default={"drawing": None}, on_drawing_change=lambda: on_anomaly_input(model, True)
+            )
         else:
-            uploads = st.file_uploader(f"PNG or JPEG images: one, or up to {MAX_UPLOADS} to rank",
-                                       type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="anomaly_upload")
-            # each upload's id (stable across reruns) keys the cached decoding, not its bytes
-            items = [(upload.name, upload, upload.file_id) for upload in uploads or []]
+            st.file_uploader(
+                f"PNG or JPEG images: one, or up to {MAX_UPLOADS} to rank",
+                type=["png", "jpg", "jpeg"],
+                accept_multiple_files=True,
+                key="anomaly_upload",
+                on_change=on_anomaly_input,
+                args=(model, True),
+            )
+    items, drawn = anomaly_items(mnist)
     with result_column:
         if not items:
-            st.caption(("Draw a digit, or upload images, to see how the model scores them." if mnist
-                        else "Upload images to see how the model scores them.")
-                       + f" To rank a whole folder: `python -m training score {shell_path(folder)} "
-                       "FOLDER --sheet worst.png`.")
+            st.caption(
+                (
+                    "Draw a digit, or upload images, to see how the model scores them."
+                    if mnist
+                    else "Upload images to see how the model scores them."
+                )
+                + f" To rank a whole folder: `python -m training score {shell_path(folder)} "
+                "FOLDER --sheet worst.png`."
+            )
             return
         if len(items) > MAX_UPLOADS:
-            st.error(f"{len(items)} images: the page ranks up to {MAX_UPLOADS} at a time; for more, "
-                     f"`python -m training score {shell_path(folder)} FOLDER` ranks a whole folder.")
+            st.error(
+                f"{len(items)} images: the page ranks up to {MAX_UPLOADS} at a time; for more, "
+                f"`python -m training score {shell_path(folder)} FOLDER` ranks a whole folder."
+            )
             return
-        names, inputs = [], []
-        for name, data, key in items:  # a file that cannot be used gets its sentence; the others are scored
-            x, error = prepared_input(key, data, name, channels, size, mnist, drawn=how == "draw")
-            if error is not None:
-                st.error(error)
-            elif x is None:
-                st.info(f"No ink found in {name}: draw or upload a digit.")
-            else:
-                names.append(name)
-                inputs.append(x)
-        if not inputs:
+        names, inputs, scored, messages = scored_items(model, items, drawn)
+        for level, message in messages:  # a file that cannot be used gets its sentence
+            (st.error if level == "error" else st.info)(message)
+        if not scored:
             return
-        scored = scored_images(model, folder, np.stack(inputs).tobytes(), len(inputs))
-        if len(inputs) == 1:
+        if len(scored) == 1:
             show_scored(model, atlas, inputs[0], scored[0])
             return
     # several: the ranking takes the page's width (in the column, a 1024-px screen cut its
@@ -571,28 +732,43 @@ def anomaly_view(model: training.ConvVAE, atlas: Atlas | None) -> None:
     show_scored(model, atlas, inputs[chosen], scored[chosen])
 
 
-def ranking_table(model: training.ConvVAE, atlas: Atlas | None, names: list[str], inputs: list[np.ndarray],
-                  scored: list[ScoredImage]) -> int:
+def ranking_table(
+    model: training.ConvVAE, atlas: Atlas | None, names: list[str], inputs: list[np.ndarray], scored: list[ScoredImage]
+) -> int:
     """Several images ranked, most anomalous first, with a CSV download; returns the position
     (in NAMES) of the one picked for a closer look, the most anomalous at first."""
     rows = ranking(names, inputs, scored, atlas, class_names(model))
     columns = ["rank", "image", "file", "score", "above"] + (["label"] if model.config.num_classes else [])
     # every row in sight up to 8 (64-px rows under a header), then the table scrolls
-    st.dataframe(rows, hide_index=True, row_height=64, height=min(len(rows), 8) * 64 + 40, column_order=columns,
-                 column_config={"image": st.column_config.ImageColumn("input · reconstruction"),
-                                "score": st.column_config.NumberColumn("score (nats)", format="%.1f"),
-                                "above": st.column_config.NumberColumn("above % of test images", format="%.1f"),
-                                "label": st.column_config.TextColumn("read as")})
+    st.dataframe(
+        rows,
+        hide_index=True,
+        row_height=64,
+        height=min(len(rows), 8) * 64 + 40,
+        column_order=columns,
+        column_config={
+            "image": st.column_config.ImageColumn("input · reconstruction"),
+            "score": st.column_config.NumberColumn("score (nats)", format="%.1f"),
+            "above": st.column_config.NumberColumn("above % of test images", format="%.1f"),
+            "label": st.column_config.TextColumn("read as"),
+        },
+    )
     st.download_button("Download the ranking (CSV)", ranking_csv(rows), "anomaly-ranking.csv", "text/csv")
     ranks = {row["position"]: row["rank"] for row in rows}
-    return st.selectbox("Inspect", [row["position"] for row in rows], key="anomaly_pick", width=360,
-                        format_func=lambda i: f"#{ranks[i]} {names[i]}")
+    return st.selectbox(
+        "Inspect",
+        [row["position"] for row in rows],
+        key="anomaly_pick",
+        on_change=on_anomaly_input,
+        args=(model, False),
+        width=360,
+        format_func=lambda i: f"#{ranks[i]} {names[i]}",
+    )
 
 
 def show_scored(model: training.ConvVAE, atlas: Atlas | None, x: np.ndarray, scored: ScoredImage) -> None:
-    """One scored image large, beside its reconstruction, with its score; its latent (and a
-    conditional model's class for it) is loaded once, so the star on the map and the sliders
-    show where it lies."""
+    """One scored image large, beside its reconstruction, with its score (its latent was loaded
+    by on_anomaly_input)."""
     shown = np.concatenate([to_uint8(x[None])[0], scored.reconstruction], axis=1)
     st.image(png_bytes(upscale(shown, 6)), caption="the model's input · its reconstruction from the mean")
     line = f"Anomaly score: **{scored.score:.1f} nats** (−ELBO {scored.neg_elbo:.1f} minus the image's complexity)"
@@ -603,18 +779,12 @@ def show_scored(model: training.ConvVAE, atlas: Atlas | None, x: np.ndarray, sco
         names = class_names(model)
         line += f". The model reads it as a **{names[scored.label]}** (the class that explains it best)"
     st.markdown(line + ". Its latent is loaded: the star on the map marks where it lies.")
-    image_key = hashlib.sha256(x.tobytes()).hexdigest()
-    if st.session_state.get("anomaly_placed") != image_key:
-        st.session_state["anomaly_placed"] = image_key
-        if scored.label is not None:  # applied before the class picker on the next run
-            st.session_state["pending_class_label"] = scored.label
-        set_latent(scored.mu)
-        st.rerun()
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def prepared_input(key: str, _data: object, name: str, channels: int, size: int, mnist: bool,
-                   drawn: bool) -> tuple[np.ndarray | None, str | None]:
+def prepared_input(
+    key: str, _data: object, name: str, channels: int, size: int, mnist: bool, drawn: bool
+) -> tuple[np.ndarray | None, str | None]:
     """One upload (an UploadedFile, read only here) or, DRAWN, the pad's drawing (a PNG data
     URL, checked as such: it comes from the browser) as the model's input: (x (C, H, W)
     float32, None), (None, None) when there is no ink, or (None, the error's sentence). Cached
@@ -637,28 +807,38 @@ def scored_images(_model: training.ConvVAE, folder: str, x_bytes: bytes, count: 
 
 # --------------------------------------------------------------------------- page
 
+
 def main() -> None:
     st.set_page_config(page_title="latent-explorer", page_icon="🧭", layout="wide")
     init_session()
     folder, model = choose_model()
     metrics = training.read_metrics(folder)
     with st.sidebar:
-        st.caption(f"{Path(folder).name}: latent size {model.config.latent_dim}, "
-                   f"{'×'.join(map(str, model.config.image_shape))} images")
-        st.toggle("Decode in the browser", key="live_decoding",
-                  help="Run the decoder in your browser (WebAssembly), so the image follows the "
-                       "sliders while you drag. Off: decode on the server when a slider is released.")
+        st.caption(
+            f"{Path(folder).name}: latent size {model.config.latent_dim}, "
+            f"{'×'.join(map(str, model.config.image_shape))} images"
+        )
+        st.toggle(
+            "Decode in the browser",
+            key="live_decoding",
+            help="Run the decoder in your browser (WebAssembly), so the image follows the "
+            "sliders while you drag. Off: decode on the server when a slider is released.",
+        )
         if metrics:
-            st.caption(f"test MSE {metrics.get('mse_per_pixel', float('nan')):.4f} · "
-                       f"kNN-5 {metrics.get('knn5_accuracy', float('nan')):.3f} · "
-                       f"−ELBO {metrics.get('neg_elbo_nats', float('nan')):.1f} nats")
-        if st.session_state["inactive"]:
-            inactive = st.session_state["inactive"]
+            st.caption(
+                f"test MSE {metrics.get('mse_per_pixel', float('nan')):.4f} · "
+                f"kNN-5 {metrics.get('knn5_accuracy', float('nan')):.3f} · "
+                f"−ELBO {metrics.get('neg_elbo_nats', float('nan')):.1f} nats"
+            )
+        if state.inactive:
+            inactive = state.inactive
             it = "it" if len(inactive) == 1 else "them"
-            st.caption(f"{unused_latents_sentence(inactive, model.config.latent_dim)} The encoder gives {it} "
-                       f"nearly the same value for every test image, so the decoder ignores {it}.")
+            st.caption(
+                f"{unused_latents_sentence(inactive, model.config.latent_dim)} The encoder gives {it} "
+                f"nearly the same value for every test image, so the decoder ignores {it}."
+            )
     st.title("latent-explorer")
-    for warning in st.session_state["warnings"]:
+    for warning in state.warnings:
         st.warning(warning)
     workbench(folder, model)
 

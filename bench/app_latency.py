@@ -29,12 +29,23 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.browser_support import (CANVAS_HASH_JS, CHROMIUM, CHROMIUM_ARGS, FRAME_SAMPLER_START_JS,  # noqa: E402
-                                   FRAME_SAMPLER_STOP_JS, LATENT_VALUES_JS, NO_WEBASSEMBLY_JS, drag,
-                                   free_port, start_server)
 from bench.report import write_report  # noqa: E402
+from tests.browser_support import (  # noqa: E402
+    CANVAS_HASH_JS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FRAME_SAMPLER_START_JS,
+    FRAME_SAMPLER_STOP_JS,
+    LATENT_VALUES_JS,
+    NO_WEBASSEMBLY_JS,
+    drag,
+    free_port,
+    start_server,
+)
 
-IMAGE_SRC_JS = "() => { const i = document.querySelector('[data-testid=stImage] img'); return i && i.getAttribute('src'); }"
+IMAGE_SRC_JS = (
+    "() => { const i = document.querySelector('[data-testid=stImage] img'); return i && i.getAttribute('src'); }"
+)
 URL_Z_JS = "() => new URLSearchParams(location.search).get('z')"
 POINT_JS = """k => {
     const plot = document.querySelector('.js-plotly-plot');
@@ -45,7 +56,7 @@ POINT_JS = """k => {
     return {x: box.left + plot._fullLayout.xaxis.l2p(t.x[i]), y: box.top + plot._fullLayout.yaxis.l2p(t.y[i])};
 }"""
 DECODE_MS_JS = """async n => {
-    const hub = window.__latentExplorer, times = [];
+    const hub = window.__latentExplorer.test, times = [];
     for (let k = 0; k < n; k++) {
         const z = Array.from({length: 8}, (_, i) => Math.sin(k + i));
         const t = performance.now(); await hub.decode([z]); times.push(performance.now() - t);
@@ -55,8 +66,7 @@ DECODE_MS_JS = """async n => {
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95)),
-            "n": len(values)}
+    return {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95)), "n": len(values)}
 
 
 def frames_per_second(changes: list[float]) -> float:
@@ -120,14 +130,14 @@ def map_click_measures(page: object, clicks: int) -> dict | None:
         target = page.evaluate(POINT_JS, k)
         page.mouse.move(target["x"] - 4, target["y"] - 4)
         page.mouse.move(target["x"], target["y"])
-        page.wait_for_function("() => (document.querySelector('.js-plotly-plot')._hoverdata || []).length > 0",
-                               timeout=5_000)
+        page.wait_for_function(
+            "() => (document.querySelector('.js-plotly-plot')._hoverdata || []).length > 0", timeout=5_000
+        )
         before = page.evaluate(LATENT_VALUES_JS)
         started = time.perf_counter()
         page.mouse.click(target["x"], target["y"])
         try:
-            page.wait_for_function(f"b => ({LATENT_VALUES_JS})().some((x, i) => x !== b[i])", arg=before,
-                                   timeout=5_000)
+            page.wait_for_function(f"b => ({LATENT_VALUES_JS})().some((x, i) => x !== b[i])", arg=before, timeout=5_000)
         except Exception:  # noqa: BLE001 - a click on an already-selected point changes nothing
             continue
         click_ms.append((time.perf_counter() - started) * 1000)
@@ -174,10 +184,13 @@ def main() -> None:
         server = start_server(port)
         try:
             page.goto(url)
-            page.wait_for_function("() => window.__latentExplorer && window.__latentExplorer.timing.placeholder !== null",
-                                   timeout=60_000, polling="raf")
+            page.wait_for_function(
+                "() => window.__latentExplorer && window.__latentExplorer.test.timing.placeholder !== null",
+                timeout=60_000,
+                polling="raf",
+            )
             first_image_s = time.perf_counter() - started
-            page.wait_for_function("() => window.__latentExplorer.stats.draws > 0", timeout=60_000, polling="raf")
+            page.wait_for_function("() => window.__latentExplorer.test.stats.draws > 0", timeout=60_000, polling="raf")
             first_live_s = time.perf_counter() - started
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             time.sleep(1.0)

@@ -1,7 +1,7 @@
 """The atlas at scale: UMAP time for 10,000 and 70,000 encoded MNIST images (test, then
 train + test) with the installed backend (cuML on a GPU when present, umap-learn otherwise),
 and the map marker's placement time for an atlas of each size, in Python
-(explorer.atlas.place_on_map) and in the browser (live_decoder.js, run in headless chromium);
+(explorer.atlas.place_on_map) and in the browser (frontend/latent.js, run in headless chromium);
 then placement alone on synthetic 8-d atlases of 300,000 and 1,000,000 points, past any data
 set here, since placement is O(N·D) and must stay under 50 ms whatever the atlas size.
 
@@ -26,16 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import training  # noqa: E402
+from bench.report import write_report  # noqa: E402
 from explorer.atlas import Atlas, place_on_map  # noqa: E402
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server  # noqa: E402
 from training.atlas import umap_backend, umap_embedding  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import encode_dataset  # noqa: E402
-from bench.report import write_report  # noqa: E402
 
 # Replace the page's atlas with a synthetic one of N points, then time the browser's placement.
 BROWSER_PLACE_JS = """async ([n, d, repeats]) => {
-    const hub = window.__latentExplorer, bundle = hub.active.bundle;
+    const hub = window.__latentExplorer.test, bundle = hub.active.bundle;
     const means = new Float32Array(n * d), embedding = new Float32Array(n * 2);
     for (let i = 0; i < means.length; i++) means[i] = Math.sin(i * 12.9898) * 3;
     for (let i = 0; i < embedding.length; i++) embedding[i] = Math.cos(i * 78.233) * 10;
@@ -53,9 +53,12 @@ BROWSER_PLACE_JS = """async ([n, d, repeats]) => {
 
 
 def python_place_ms(means: np.ndarray, repeats: int = 50) -> list[float]:
-    atlas = Atlas(means=means, labels=np.zeros(len(means), np.int64),
-                  embedding=np.random.default_rng(0).normal(size=(len(means), 2)).astype(np.float32),
-                  index=np.arange(len(means)))
+    atlas = Atlas(
+        means=means,
+        labels=np.zeros(len(means), np.int64),
+        embedding=np.random.default_rng(0).normal(size=(len(means), 2)).astype(np.float32),
+        index=np.arange(len(means)),
+    )
     rng = np.random.default_rng(1)
     times = []
     for _ in range(repeats):
@@ -77,7 +80,7 @@ def browser_place_ms(sizes: list[int], d: int, repeats: int = 50) -> dict[int, l
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}")
             page.wait_for_function(LIVE_READY_JS, timeout=60_000)
-            page.wait_for_function("() => window.__latentExplorer.active.bundle", timeout=60_000)
+            page.wait_for_function("() => window.__latentExplorer.test.active.bundle", timeout=60_000)
             result = {n: page.evaluate(BROWSER_PLACE_JS, [n, d, repeats]) for n in sizes}
             browser.close()
     finally:
@@ -107,28 +110,50 @@ def main() -> None:
         started = time.perf_counter()
         umap_embedding(means[:n], backend=backend)
         seconds = time.perf_counter() - started
-        rows.append({"points": n, "umap_seconds": seconds,
-                     "place_python_ms_p95": float(np.percentile(python_place_ms(means[:n]), 95)),
-                     "place_browser_ms_p95": float(np.percentile(browser[n], 95))})
+        rows.append(
+            {
+                "points": n,
+                "umap_seconds": seconds,
+                "place_python_ms_p95": float(np.percentile(python_place_ms(means[:n]), 95)),
+                "place_browser_ms_p95": float(np.percentile(browser[n], 95)),
+            }
+        )
         print(rows[-1], flush=True)
     for n in synthetic_sizes:  # no UMAP: placement only, on random means
         synthetic = np.random.default_rng(n).standard_normal((n, means.shape[1])).astype(np.float32)
-        rows.append({"points": n, "synthetic": True, "umap_seconds": None,
-                     "place_python_ms_p95": float(np.percentile(python_place_ms(synthetic), 95)),
-                     "place_browser_ms_p95": float(np.percentile(browser[n], 95))})
+        rows.append(
+            {
+                "points": n,
+                "synthetic": True,
+                "umap_seconds": None,
+                "place_python_ms_p95": float(np.percentile(python_place_ms(synthetic), 95)),
+                "place_browser_ms_p95": float(np.percentile(browser[n], 95)),
+            }
+        )
         print(rows[-1], flush=True)
     cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores} cores, no GPU"
-              if not torch.cuda.is_available() else torch.cuda.get_device_name(), "backend": backend,
-              "first_run_1000_points_s": warm_up_s, "rows": rows}
-    lines = [f"Atlas at scale, {result['date']}, {result['machine']}, UMAP by {backend} (after a "
-             f"1,000-point first run of {warm_up_s:.1f} s that compiles it)", "",
-             "| points | UMAP | marker placement p95, Python | marker placement p95, browser |", "|---|---|---|---|"]
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {cores} cores, no GPU"
+        if not torch.cuda.is_available()
+        else torch.cuda.get_device_name(),
+        "backend": backend,
+        "first_run_1000_points_s": warm_up_s,
+        "rows": rows,
+    }
+    lines = [
+        f"Atlas at scale, {result['date']}, {result['machine']}, UMAP by {backend} (after a "
+        f"1,000-point first run of {warm_up_s:.1f} s that compiles it)",
+        "",
+        "| points | UMAP | marker placement p95, Python | marker placement p95, browser |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
         points = f"{r['points']:,}" + (" (synthetic, placement only)" if r.get("synthetic") else "")
         umap_cell = "—" if r["umap_seconds"] is None else f"{r['umap_seconds']:.1f} s"
-        lines.append(f"| {points} | {umap_cell} | {r['place_python_ms_p95']:.2f} ms | "
-                     f"{r['place_browser_ms_p95']:.2f} ms |")
+        lines.append(
+            f"| {points} | {umap_cell} | {r['place_python_ms_p95']:.2f} ms | {r['place_browser_ms_p95']:.2f} ms |"
+        )
     write_report(args.out, "atlas_scale", result, lines)
 
 

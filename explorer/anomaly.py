@@ -35,9 +35,12 @@ def score_images(model: ConvVAE, x: np.ndarray) -> list[ScoredImage]:
     labels, mu, images = reconstruct(model, batch)
     scores = anomaly_scores(model, batch, labels)
     classes = [None] * len(batch) if labels is None else labels.tolist()
-    return [ScoredImage(float(score), float(neg_elbo), m, reconstruction, label)
-            for score, neg_elbo, m, reconstruction, label
-            in zip(scores["complexity"], scores["elbo"], mu.numpy(), to_uint8(images.numpy()), classes)]
+    return [
+        ScoredImage(float(score), float(neg_elbo), m, reconstruction, label)
+        for score, neg_elbo, m, reconstruction, label in zip(
+            scores["complexity"], scores["elbo"], mu.numpy(), to_uint8(images.numpy()), classes
+        )
+    ]
 
 
 def score_image(model: ConvVAE, x: np.ndarray) -> ScoredImage:
@@ -45,22 +48,38 @@ def score_image(model: ConvVAE, x: np.ndarray) -> ScoredImage:
     return score_images(model, x[None])[0]
 
 
-def ranking(names: list[str], inputs: list[np.ndarray], scored: list[ScoredImage], atlas: Atlas | None,
-            class_names: list[str] | None = None) -> list[dict]:
+def ranking_order(scored: list[ScoredImage]) -> list[int]:
+    """Positions in SCORED, most anomalous first (the first is the one the page inspects first)."""
+    return sorted(range(len(scored)), key=lambda i: -scored[i].score)
+
+
+def ranking(
+    names: list[str],
+    inputs: list[np.ndarray],
+    scored: list[ScoredImage],
+    atlas: Atlas | None,
+    class_names: list[str] | None = None,
+) -> list[dict]:
     """One row per image, most anomalous first: rank, a thumbnail ("image": a PNG data URL of
     the input beside its reconstruction), file name, score (nats), the share of the test set
     it outscores (None without the atlas's scores), the class a conditional model reads it as
     (its name from CLASS_NAMES; None otherwise) and its position in NAMES. INPUTS: the
     preprocessed images (C, H, W) float32 that SCORED scored."""
-    order = sorted(range(len(scored)), key=lambda i: -scored[i].score)
     rows = []
-    for rank, i in enumerate(order, 1):
+    for rank, i in enumerate(ranking_order(scored), 1):
         label = scored[i].label
         pair = np.concatenate([to_uint8(inputs[i][None])[0], scored[i].reconstruction], axis=1)
-        rows.append({"rank": rank, "image": png_data_url(upscale(pair, 2)), "file": names[i],
-                     "score": round(scored[i].score, 1), "above": percentile_among_test_set(atlas, scored[i].score),
-                     "label": None if label is None else (class_names[label] if class_names else str(label)),
-                     "position": i})
+        rows.append(
+            {
+                "rank": rank,
+                "image": png_data_url(upscale(pair, 2)),
+                "file": names[i],
+                "score": round(scored[i].score, 1),
+                "above": percentile_among_test_set(atlas, scored[i].score),
+                "label": None if label is None else (class_names[label] if class_names else str(label)),
+                "position": i,
+            }
+        )
     return rows
 
 
@@ -81,6 +100,7 @@ def ranking_csv(rows: list[dict]) -> str:
     writer.writerow(["rank", "file", "score_nats", "test_set_below_percent"] + (["read_as"] if conditional else []))
     for row in rows:
         above = "" if row["above"] is None else f"{row['above']:.2f}"
-        writer.writerow([row["rank"], row["file"], f"{row['score']:.1f}", above]
-                        + ([row["label"]] if conditional else []))
+        writer.writerow(
+            [row["rank"], row["file"], f"{row['score']:.1f}", above] + ([row["label"]] if conditional else [])
+        )
     return out.getvalue()

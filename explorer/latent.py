@@ -37,6 +37,17 @@ def clamp(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(z, np.float32), low, high).astype(np.float32)
 
 
+# The sliders' step: every latent the page keeps lies on this grid (frontend/latent.js rounds
+# the same way, tested against snap_latent).
+LATENT_DECIMALS = 2
+
+
+def snap_latent(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Z (D,) rounded to the sliders' 0.01 grid (halves to even, as numpy rounds) and clipped
+    to [LOW, HIGH]: (D,) float64, the values the sliders show."""
+    return np.clip(np.round(np.asarray(z, np.float64), LATENT_DECIMALS), low, high)
+
+
 def sample_prior(rng: np.random.Generator, latent_dim: int, count: int | None = None) -> np.ndarray:
     """Draws from N(0, I): (D,) when COUNT is None, else (COUNT, D)."""
     shape = (latent_dim,) if count is None else (count, latent_dim)

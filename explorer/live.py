@@ -14,14 +14,23 @@ import json
 import struct
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from explorer.latent import LATENT_DECIMALS, snap_latent
+
 # The bundle the browser receives once per checkpoint: BUNDLE_MAGIC, a little-endian uint32
-# header length, a JSON header (id and sections) padded to 4 bytes, then the sections.
+# header length, a JSON header (id and sections) padded to BUNDLE_ALIGN bytes, then the sections,
+# each starting at a multiple of BUNDLE_ALIGN (float32 views need it). frontend/bundle.js reads
+# it with these constants (frontend_script writes them there).
 BUNDLE_MAGIC = b"LEXB"
+BUNDLE_HEADER_START = len(BUNDLE_MAGIC) + 4  # the JSON header follows the magic and its length
+BUNDLE_ALIGN = 4
+# The in-browser component's source, concatenated in this order (frontend/main.js says why)
+FRONTEND_FILES = ("runtime.js", "bundle.js", "latent.js", "map_marker.js", "controls.js", "main.js")
 ONNX_OPSET = 17
 
 
@@ -57,14 +66,22 @@ def export_decoder_onnx(model: nn.Module) -> bytes:
         # The TorchScript exporter is deprecated in favour of dynamo (which needs onnxscript)
         # but does this small static graph exactly, with only the `onnx` package.
         warnings.simplefilter("ignore")
-        torch.onnx.export(decoder, inputs, buffer, dynamo=False, input_names=names, output_names=["image"],
-                          opset_version=ONNX_OPSET,
-                          dynamic_axes={**{name: {0: "batch"} for name in names}, "image": {0: "batch"}})
+        torch.onnx.export(
+            decoder,
+            inputs,
+            buffer,
+            dynamo=False,
+            input_names=names,
+            output_names=["image"],
+            opset_version=ONNX_OPSET,
+            dynamic_axes={**{name: {0: "batch"} for name in names}, "image": {0: "batch"}},
+        )
     return buffer.getvalue()
 
 
-def browser_bundle(onnx_bytes: bytes, means: np.ndarray | None = None,
-                   embedding: np.ndarray | None = None) -> tuple[str, bytes]:
+def browser_bundle(
+    onnx_bytes: bytes, means: np.ndarray | None = None, embedding: np.ndarray | None = None
+) -> tuple[str, bytes]:
     """(bundle id, bytes) of what the browser needs once per checkpoint: the decoder as ONNX
     and, when the checkpoint has an atlas, the encoded means (N, D) and their map positions
     (N, 2) as little-endian float32, so the map marker follows the sliders while dragging.
@@ -76,20 +93,32 @@ def browser_bundle(onnx_bytes: bytes, means: np.ndarray | None = None,
         sections.append(("embedding", np.ascontiguousarray(embedding, "<f4").tobytes(), list(embedding.shape)))
     body, table = bytearray(), {}
     for name, data, shape in sections:
-        body += b"\0" * (-len(body) % 4)  # float32 views need 4-byte alignment
+        body += b"\0" * (-len(body) % BUNDLE_ALIGN)
         table[name] = {"offset": len(body), "length": len(data), "shape": shape}
         body += data
     bundle_id = hashlib.sha256(bytes(body)).hexdigest()[:16]
     header = json.dumps({"id": bundle_id, "sections": table}).encode()
-    header += b" " * (-len(header) % 4)
+    header += b" " * (-len(header) % BUNDLE_ALIGN)
     return bundle_id, BUNDLE_MAGIC + struct.pack("<I", len(header)) + header + bytes(body)
+
+
+def frontend_script(folder: Path) -> str:
+    """The live decoder component's JavaScript: SHARED (the bundle's layout and the latent grid,
+    from this module's constants), then FOLDER's FRONTEND_FILES in order, as one ES module."""
+    shared = {
+        "bundle": {"magic": BUNDLE_MAGIC.decode(), "headerStart": BUNDLE_HEADER_START, "align": BUNDLE_ALIGN},
+        "latentDecimals": LATENT_DECIMALS,
+    }
+    parts = [f"const SHARED = {json.dumps(shared)};\n"]
+    parts += [f"// ---- frontend/{name}\n{(folder / name).read_text()}" for name in FRONTEND_FILES]
+    return "\n".join(parts)
 
 
 @dataclass(frozen=True)
 class PadPlane:
     """A plane through latent space for the 2-D pad. Moving the pad's point to (a, b) sets
     z ← z + (a − a₀)·u + (b − b₀)·v, where (a₀, b₀) = coordinates(z): the components along u
-    and v are replaced and every other direction of z is kept (live_decoder.js does this).
+    and v are replaced and every other direction of z is kept (frontend/controls.js does this).
 
     origin: (D,) point the coordinates are measured from; u, v: (D,) orthonormal directions;
     a_range, b_range: the pad's extent along u and v in latent units."""
@@ -107,8 +136,14 @@ class PadPlane:
         return float(offset @ self.u), float(offset @ self.v)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "origin": self.origin.tolist(), "u": self.u.tolist(),
-                "v": self.v.tolist(), "a_range": list(self.a_range), "b_range": list(self.b_range)}
+        return {
+            "name": self.name,
+            "origin": self.origin.tolist(),
+            "u": self.u.tolist(),
+            "v": self.v.tolist(),
+            "a_range": list(self.a_range),
+            "b_range": list(self.b_range),
+        }
 
 
 def principal_plane(means: np.ndarray, spread: float = 3.0) -> PadPlane:
@@ -123,14 +158,23 @@ def principal_plane(means: np.ndarray, spread: float = 3.0) -> PadPlane:
     u, v = directions[0], directions[1]
     # A sign convention, so the pad does not flip between runs of the same data.
     u, v = (u if u[np.argmax(np.abs(u))] > 0 else -u), (v if v[np.argmax(np.abs(v))] > 0 else -v)
-    return PadPlane("PC1 × PC2", centre, u, v, (-spread * sd[0], spread * sd[0]),
-                    (-spread * sd[1], spread * sd[1]))
+    return PadPlane("PC1 × PC2", centre, u, v, (-spread * sd[0], spread * sd[0]), (-spread * sd[1], spread * sd[1]))
 
 
-def live_payload(bundle_id: str, image_shape: tuple[int, int, int], latent: np.ndarray,
-                 revision: int, low: np.ndarray, high: np.ndarray, principal: dict | None,
-                 asset_url: str, image_png: bytes | None = None, num_classes: int = 0, label: int = 0,
-                 unused: list[int] | None = None) -> dict:
+def live_payload(
+    bundle_id: str,
+    image_shape: tuple[int, int, int],
+    latent: np.ndarray,
+    revision: int,
+    low: np.ndarray,
+    high: np.ndarray,
+    principal: dict | None,
+    asset_url: str,
+    image_png: bytes | None = None,
+    num_classes: int = 0,
+    label: int = 0,
+    unused: list[int] | None = None,
+) -> dict:
     """The JSON the live controls receive on each run. `revision` changes only when Python sets
     the latent (random, origin, map click), so the browser moves its controls then and keeps
     the user's own position otherwise. `image_png`, the server's decode of `latent` at its native
@@ -164,4 +208,4 @@ def latent_from_browser(value: object, low: np.ndarray, high: np.ndarray) -> np.
     z = np.asarray(value, np.float64)
     if not np.all(np.isfinite(z)):
         return None
-    return np.clip(np.round(z, 2), low, high).astype(np.float32)
+    return snap_latent(z, low, high).astype(np.float32)

@@ -12,8 +12,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Run before the page's own scripts: a browser without WebAssembly (chromium's
 # --js-flags=--noexpose_wasm does not hide it), where the page must fall back to server sliders.
 NO_WEBASSEMBLY_JS = "delete globalThis.WebAssembly;"
@@ -29,9 +34,23 @@ def start_server(port: int, timeout_s: float = 60, options: tuple[str, ...] = ()
     """`streamlit run app.py` on PORT (OPTIONS: more `--section.name value` flags); returns as
     soon as its health check answers."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", *options],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            *options,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -45,8 +64,8 @@ def start_server(port: int, timeout_s: float = 60, options: tuple[str, ...] = ()
     raise RuntimeError(f"streamlit did not start within {timeout_s:.0f} s")
 
 
-# The live decoder's state, kept by frontend/live_decoder.js on window.__latentExplorer.
-LIVE_READY_JS = "() => !!(window.__latentExplorer && window.__latentExplorer.stats.draws > 0)"
+# The live decoder's test hooks, kept by frontend/runtime.js on window.__latentExplorer.test.
+LIVE_READY_JS = "() => !!(window.__latentExplorer && window.__latentExplorer.test.stats.draws > 0)"
 
 # The latent controls' values (range inputs z1…zD) wherever they are: the live component's
 # shadow root or Streamlit's own sliders.
@@ -65,7 +84,8 @@ LATENT_VALUES_JS = """() => {
 # A hash of the decoded image's pixels (the live component's canvas), to see it change.
 CANVAS_HASH_JS = """() => {
     const find = root => { for (const e of root.querySelectorAll('*')) if (e.shadowRoot) {
-        const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot); if (c) return c; } return null; };
+        const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot);
+        if (c) return c; } return null; };
     const d = find(document).getContext('2d').getImageData(0, 0, 320, 320).data;
     let h = 0; for (let i = 0; i < d.length; i += 20) h = (Math.imul(h, 31) + d[i]) | 0; return h;
 }"""
@@ -101,8 +121,9 @@ FRAME_SAMPLER_START_JS = """() => {
 FRAME_SAMPLER_STOP_JS = "() => { window.__frameSampler.running = false; return window.__frameSampler.changes; }"
 
 
-def drag(page: object, locator: object, fraction_from: float, fraction_to: float,
-         moves: int = 90, pause_s: float = 0.0) -> float:
+def drag(
+    page: object, locator: object, fraction_from: float, fraction_to: float, moves: int = 90, pause_s: float = 0.0
+) -> float:
     """Drag across LOCATOR's box (an input range or the pad) from one fraction of its width to
     another, in MOVES pointer moves PAUSE_S apart; returns the drag's wall time in s.
     Chromium delivers pointer moves once per display frame and Playwright waits for each, so
@@ -118,6 +139,7 @@ def drag(page: object, locator: object, fraction_from: float, fraction_to: float
         time.sleep(pause_s)
     page.mouse.up()
     return time.perf_counter() - started
+
 
 # Streamlit has finished its runs (no script running or queued): before the next upload, so that
 # a file chosen mid-rerun is not raced by the rerun (seen once in CI: the second upload never showed)

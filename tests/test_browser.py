@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -13,15 +13,28 @@ import torch
 from PIL import Image, ImageDraw
 
 import training
-from training.checkpoint import save_model
-from training.model import ConvVAE, ModelConfig
 from explorer.atlas import load_atlas, place_on_map
 from explorer.live import principal_plane
-from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, FRAME_SAMPLER_START_JS, FRAME_SAMPLER_STOP_JS,
-                                   LATENT_VALUES_JS, LIVE_READY_JS, NO_WEBASSEMBLY_JS, ROOT, SCRIPT_IDLE_JS, drag,
-                                   free_port, start_server)
+from tests.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FRAME_SAMPLER_START_JS,
+    FRAME_SAMPLER_STOP_JS,
+    LATENT_VALUES_JS,
+    LIVE_READY_JS,
+    NO_WEBASSEMBLY_JS,
+    ROOT,
+    SCRIPT_IDLE_JS,
+    drag,
+    free_port,
+    start_server,
+)
+from training.checkpoint import save_model
+from training.model import ConvVAE, ModelConfig
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +99,9 @@ CUT_LABELS_JS = """names => names.filter(name => {
 })"""
 
 
-def test_on_a_narrow_screen_the_sliders_stay_beside_the_image_and_labels_are_whole(browser: object, server: str) -> None:
+def test_on_a_narrow_screen_the_sliders_stay_beside_the_image_and_labels_are_whole(
+    browser: object, server: str
+) -> None:
     # 1024 px with the sidebar open: a 320-px image would push the sliders below it, out of sight
     # while dragging them; the component shrinks the image instead (a CSS container query).
     sides = {}
@@ -136,12 +151,14 @@ def test_dragging_a_slider_redraws_the_image_live_and_python_gets_the_final_valu
     final = latent_values(page)[0]
     assert final > 0.5
     # Python received the released value: it is in the shareable URL.
-    page.wait_for_function("v => new URLSearchParams(location.search).get('z').startsWith(v)",
-                           arg=f"{final:.3f},", timeout=15_000)
+    page.wait_for_function(
+        "v => new URLSearchParams(location.search).get('z').startsWith(v)", arg=f"{final:.3f},", timeout=15_000
+    )
 
 
 STAR_JS = """() => { const s = document.querySelector('.st-key-atlas_map .lx-map-star');
-    return s && s.style.display !== 'none' ? [parseFloat(s.dataset.x), parseFloat(s.dataset.y), s.style.transform] : null; }"""
+    return s && s.style.display !== 'none'
+        ? [parseFloat(s.dataset.x), parseFloat(s.dataset.y), s.style.transform] : null; }"""
 
 
 def test_the_map_star_follows_the_drag_and_the_map_is_not_redrawn(page: object) -> None:
@@ -154,8 +171,9 @@ def test_the_map_star_follows_the_drag_and_the_map_is_not_redrawn(page: object) 
     drag(page, page.get_by_role("slider", name="z2"), 0.15, 0.85)
     assert page.evaluate("() => window.__stars.size") >= 10  # the star moved while dragging
     z = np.array(latent_values(page), np.float32)
-    page.wait_for_function("v => new URLSearchParams(location.search).get('z').includes(v)",
-                           arg=f",{z[1]:.3f},", timeout=15_000)
+    page.wait_for_function(
+        "v => new URLSearchParams(location.search).get('z').includes(v)", arg=f",{z[1]:.3f},", timeout=15_000
+    )
     x, y, _ = page.evaluate(STAR_JS)
     atlas = load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8)
     assert (x, y) == pytest.approx(place_on_map(atlas, z), abs=1e-3)
@@ -176,16 +194,17 @@ def test_the_pad_moves_z_across_the_principal_plane(page: object, server: str) -
     plane = principal_plane(load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8).means)
     in_plane = (moved @ plane.u) * plane.u + (moved @ plane.v) * plane.v
     assert np.abs(moved - in_plane).max() < 0.05  # controls round to 0.01
-    page.wait_for_function("v => new URLSearchParams(location.search).get('z').startsWith(v)",
-                           arg=f"{after[0]:.3f},", timeout=15_000)
+    page.wait_for_function(
+        "v => new URLSearchParams(location.search).get('z').startsWith(v)", arg=f"{after[0]:.3f},", timeout=15_000
+    )
 
 
 def test_random_from_python_moves_the_live_controls(page: object) -> None:
     before = latent_values(page)
-    draws = page.evaluate("() => window.__latentExplorer.stats.draws")
+    draws = page.evaluate("() => window.__latentExplorer.test.stats.draws")
     page.get_by_role("button", name="Random", exact=True).click()
     page.wait_for_function(f"b => ({LATENT_VALUES_JS})().every((x, i) => x !== b[i])", arg=before, timeout=15_000)
-    page.wait_for_function("d => window.__latentExplorer.stats.draws > d", arg=draws, timeout=5_000)
+    page.wait_for_function("d => window.__latentExplorer.test.stats.draws > d", arg=draws, timeout=5_000)
     expected = ",".join(f"{v:.3f}" for v in latent_values(page))
     page.wait_for_function("v => new URLSearchParams(location.search).get('z') === v", arg=expected, timeout=15_000)
 
@@ -193,7 +212,7 @@ def test_random_from_python_moves_the_live_controls(page: object) -> None:
 def test_the_browser_decodes_like_torch(page: object) -> None:
     """100 random latents through onnxruntime-web in the page and through torch: equal to 1e-4."""
     latents = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
-    browser = np.array(page.evaluate("z => window.__latentExplorer.decode(z)", latents.tolist()), np.float32)
+    browser = np.array(page.evaluate("z => window.__latentExplorer.test.decode(z)", latents.tolist()), np.float32)
     model = training.load_model(ROOT / "checkpoints" / "mnist-z8")
     with torch.no_grad():
         expected = model.decode(torch.from_numpy(latents)).reshape(100, -1).numpy()
@@ -224,7 +243,8 @@ def test_clicking_a_point_moves_the_sliders(page: object) -> None:
     page.wait_for_function("() => (document.querySelector('.js-plotly-plot')._hoverdata || []).length > 0")
     page.mouse.click(target["x"], target["y"])
     page.wait_for_function(
-        f"before => ({LATENT_VALUES_JS})().some((x, i) => x !== before[i])", arg=before, timeout=15_000)
+        f"before => ({LATENT_VALUES_JS})().some((x, i) => x !== before[i])", arg=before, timeout=15_000
+    )
     assert latent_values(page) != before
     assert page.locator("[data-testid=stException]").count() == 0
 
@@ -278,11 +298,14 @@ def test_an_rgb_model_is_decoded_live_too(page: object, tmp_path: Path) -> None:
     save_model(tmp_path / "rgb", model, {"model": config.to_dict()})
     page.get_by_label("…or a checkpoint folder on this machine").fill(str(tmp_path / "rgb"))
     page.keyboard.press("Enter")
-    page.wait_for_function("() => { const a = window.__latentExplorer.active;"
-                           " return a && a.decoder && a.shape[0] === 3 && a.dim === 6; }", timeout=30_000)
+    page.wait_for_function(
+        "() => { const a = window.__latentExplorer.test.active;"
+        " return a && a.decoder && a.shape[0] === 3 && a.dim === 6; }",
+        timeout=30_000,
+    )
     assert len(latent_values(page)) == 6
     latents = np.random.default_rng(1).normal(size=(20, 6)).astype(np.float32)
-    browser = np.array(page.evaluate("z => window.__latentExplorer.decode(z)", latents.tolist()), np.float32)
+    browser = np.array(page.evaluate("z => window.__latentExplorer.test.decode(z)", latents.tolist()), np.float32)
     with torch.no_grad():
         expected = model.decode(torch.from_numpy(latents)).reshape(20, -1).numpy()
     assert browser.shape == (20, 3 * 64 * 64) and np.abs(browser - expected).max() < 1e-4
@@ -290,7 +313,8 @@ def test_an_rgb_model_is_decoded_live_too(page: object, tmp_path: Path) -> None:
     page.keyboard.press("ArrowRight")
     colourful = page.evaluate("""() => {
         const find = root => { for (const e of root.querySelectorAll('*')) if (e.shadowRoot) {
-            const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot); if (c) return c; } return null; };
+            const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot);
+            if (c) return c; } return null; };
         const px = find(document).getContext('2d').getImageData(0, 0, 320, 320).data;
         let n = 0; for (let i = 0; i < px.length; i += 4) if (px[i] !== px[i + 1] || px[i + 1] !== px[i + 2]) n++;
         return n;
@@ -307,7 +331,9 @@ def test_a_drawn_digit_is_scored_and_placed_on_the_map(page: object) -> None:
     page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
     page.mouse.down()
     for k in range(1, 21):  # a vertical stroke: a one
-        page.mouse.move(box["x"] + box["width"] * (0.5 - 0.05 * k / 20), box["y"] + box["height"] * (0.15 + 0.7 * k / 20))
+        page.mouse.move(
+            box["x"] + box["width"] * (0.5 - 0.05 * k / 20), box["y"] + box["height"] * (0.15 + 0.7 * k / 20)
+        )
     page.mouse.up()
     assert latent_values(page) == [0.0] * 8
     score = page.get_by_text("Anomaly score:")
@@ -338,7 +364,9 @@ def test_uploads_are_scored_and_a_bomb_is_refused(page: object, tmp_path: Path) 
     page.locator("input[type=file]").set_input_files([str(tmp_path / n) for n in ("one.png", "noise.png", "bomb.png")])
     page.locator("[data-testid=stDataFrame]").wait_for(timeout=15_000)
     inspect = page.get_by_role("combobox", name="Inspect")
-    page.wait_for_function("e => e.value === '#1 noise.png'", arg=inspect.element_handle(timeout=15_000), timeout=15_000)
+    page.wait_for_function(
+        "e => e.value === '#1 noise.png'", arg=inspect.element_handle(timeout=15_000), timeout=15_000
+    )
     # on a 1024-px screen the whole table fits: no column scrolled out of sight
     page.set_viewport_size({"width": 1024, "height": 800})
     page.wait_for_timeout(1000)
@@ -351,26 +379,34 @@ def test_uploads_are_scored_and_a_bomb_is_refused(page: object, tmp_path: Path) 
 
 def test_a_conditional_model_decodes_live_with_the_picked_class(page: object, server: str) -> None:
     page.goto(f"{server}/?model=mnist-cvae-z8")
-    page.wait_for_function("() => { const a = window.__latentExplorer && window.__latentExplorer.active;"
-                           " return a && a.decoder && a.data.num_classes === 10; }", timeout=60_000)
+    page.wait_for_function(
+        "() => { const a = window.__latentExplorer && window.__latentExplorer.test.active;"
+        " return a && a.decoder && a.data.num_classes === 10; }",
+        timeout=60_000,
+    )
     latents = np.random.default_rng(2).normal(size=(20, 8)).astype(np.float32)
     model = training.load_model(ROOT / "checkpoints" / "mnist-cvae-z8")
     for label in (3, 8):
-        browser = np.array(page.evaluate("([z, y]) => window.__latentExplorer.decode(z, y)", [latents.tolist(), label]))
+        browser = np.array(
+            page.evaluate("([z, y]) => window.__latentExplorer.test.decode(z, y)", [latents.tolist(), label])
+        )
         with torch.no_grad():
             expected = model.decode(torch.from_numpy(latents), torch.full((20,), label)).reshape(20, -1).numpy()
         assert np.abs(browser - expected).max() < 1e-4
     page.evaluate(FRAME_SAMPLER_START_JS)
     page.get_by_role("radio", name="7", exact=True).click()  # the class picker
-    page.wait_for_function("() => window.__latentExplorer.active.label === 7", timeout=15_000)
+    page.wait_for_function("() => window.__latentExplorer.test.active.label === 7", timeout=15_000)
     page.wait_for_timeout(300)
     assert len(page.evaluate(FRAME_SAMPLER_STOP_JS)) >= 1  # the image was redrawn as a seven
 
 
 def test_a_latent_the_model_leaves_unused_is_dimmed_and_says_why(page: object, server: str) -> None:
     page.goto(f"{server}/?model=fashion-z8")
-    page.wait_for_function("() => { const a = window.__latentExplorer && window.__latentExplorer.active;"
-                           " return a && a.decoder && a.data.unused.length === 1; }", timeout=60_000)
+    page.wait_for_function(
+        "() => { const a = window.__latentExplorer && window.__latentExplorer.test.active;"
+        " return a && a.decoder && a.data.unused.length === 1; }",
+        timeout=60_000,
+    )
     rows = page.locator(".lx-row")
     assert rows.count() == 8
     opacities = [float(rows.nth(i).evaluate("e => getComputedStyle(e).opacity")) for i in range(8)]
@@ -401,7 +437,9 @@ def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: o
             page.keyboard.press("ArrowRight")
         page.wait_for_function(
             "b => document.querySelector('[data-testid=stImage] img').getAttribute('src') !== b",
-            arg=before, timeout=15_000)
+            arg=before,
+            timeout=15_000,
+        )
         page.wait_for_function("() => location.search.includes('z=0.400')", timeout=15_000)
         assert page.locator("[data-testid=stException]").count() == 0
     finally:

@@ -1,232 +1,12 @@
-// The live decoder: range controls z1…zD and a 2-D pad that run the model's decoder in the
-// browser (onnxruntime-web, WebAssembly) on every input event, so the image follows the drag.
-// The latent goes back to Python on release; Python moves the controls by bumping `revision`.
-//
-// Two components share this module's state through window.__latentExplorer (they live in
-// shadow roots of the same page, not iframes):
-//   decoder_model: data = the checkpoint's bundle (explorer/live.py browser_bundle): the decoder
-//                  as ONNX and the atlas (encoded means, map positions); sent once per model;
-//   live_latent:   data = small JSON (bundle id, shape, latent, revision, ranges, PCA plane).
-// The current z is also a star drawn over the page's plotly map (placed among its nearest
-// encoded neighbours, as explorer/atlas.py place_on_map does), so it follows the drag.
+// The controls: range inputs z1…zD and a 2-D pad whose every input event decodes in the browser
+// (runtime.js), drawn nearest-neighbour; the star on the map follows (map_marker.js). The latent
+// goes back to Python on release, snapped to the sliders' grid; Python moves the controls by
+// bumping `revision`.
 
-const HOOK = "__latentExplorer";
-const IMAGE_SIDE = 320; // CSS pixels of the decoded image; drawn nearest-neighbour
+const IMAGE_SIDE = 320; // CSS pixels of the decoded image
 const PAD_SIDE = 220;
 const PREVIEW_STEPS = 9; // the pad's background: a 9 × 9 grid of decoded points of the plane
 const COMMIT_DELAY_MS = 150;
-
-function hub() {
-  if (!window[HOOK]) {
-    const waiters = new Map();
-    window[HOOK] = {
-      bundles: new Map(), // bundle id -> {onnx: Uint8Array, means?: Float32Array, embedding?, n, d}
-      sessions: new Map(), // bundle id -> Promise<decoder>
-      ort: null, // Promise<ort module>
-      active: null, // the instance drawn last: the test hook decodes with its model
-      stats: { decodes: 0, draws: 0, lastDecodeMs: 0, lastPlaceMs: 0 },
-      // milliseconds since navigation start: when the runtime, the session and the first image came
-      timing: { mounted: performance.now(), placeholder: null, runtime: null, session: null, firstDraw: null },
-      putBundle(id, bundle) {
-        this.bundles.set(id, bundle);
-        for (const resolve of waiters.get(id) || []) resolve(bundle);
-        waiters.delete(id);
-      },
-      getBundle(id) {
-        if (this.bundles.has(id)) return Promise.resolve(this.bundles.get(id));
-        return new Promise((resolve) => {
-          if (!waiters.has(id)) waiters.set(id, []);
-          waiters.get(id).push(resolve);
-        });
-      },
-      // Test hook: the map position of z with the active model's atlas.
-      place(z) {
-        return placeOnMap(this.active.bundle, z);
-      },
-      // Test and benchmark hook: decode a list of latents with the active model.
-      async decode(latents, label = 0) {
-        if (!this.active || !this.active.decoder) throw new Error("no decoder loaded");
-        const out = await this.active.decoder.run(latents.flat(), latents.length, label);
-        const size = out.length / latents.length;
-        return latents.map((_, i) => Array.from(out.subarray(i * size, (i + 1) * size)));
-      },
-    };
-  }
-  return window[HOOK];
-}
-
-function loadOrt(assetUrl) {
-  const h = hub();
-  if (!h.ort) {
-    h.ort = (async () => {
-      if (typeof WebAssembly !== "object") {
-        throw new Error("this browser has WebAssembly turned off");
-      }
-      // Fetch the 14 MB runtime ourselves: Streamlit gzips /app/static/ responses on the fly
-      // (about 1.4 s of server CPU for this file) but passes a Range request through as is.
-      const [ort, , wasm] = await Promise.all([
-        import(assetUrl + "ort.wasm.min.mjs"),
-        import(assetUrl + "ort-wasm-simd-threaded.mjs"), // ort imports it next: start it now
-        fetch(assetUrl + "ort-wasm-simd-threaded.wasm", { headers: { Range: "bytes=0-" } })
-          .then((response) => {
-            if (!response.ok) throw new Error(`the decoder runtime did not load (HTTP ${response.status})`);
-            return response.arrayBuffer();
-          }),
-      ]);
-      ort.env.wasm.wasmPaths = assetUrl;
-      ort.env.wasm.wasmBinary = wasm;
-      // More threads need a cross-origin-isolated page, which Streamlit does not serve.
-      ort.env.wasm.numThreads = 1;
-      ort.env.wasm.proxy = false;
-      h.timing.runtime = performance.now();
-      return ort;
-    })();
-  }
-  return h.ort;
-}
-
-// One onnxruntime session per model, with its runs in a queue: a session runs one call at a time.
-function getDecoder(modelId, latentDim, numClasses, assetUrl) {
-  const h = hub();
-  if (!h.sessions.has(modelId)) {
-    h.sessions.set(modelId, (async () => {
-      const ort = await loadOrt(assetUrl);
-      const bundle = await h.getBundle(modelId);
-      const session = await ort.InferenceSession.create(bundle.onnx, { executionProviders: ["wasm"] });
-      if (h.timing.session === null) h.timing.session = performance.now();
-      let queue = Promise.resolve();
-      return {
-        latentDim,
-        // values: count × D latents, flat; label: the class, for a conditional model
-        run(values, count, label = 0) {
-          const job = queue.then(async () => {
-            const started = performance.now();
-            const feeds = { z: new ort.Tensor("float32", Float32Array.from(values), [count, latentDim]) };
-            if (numClasses > 0) {
-              const y = new Float32Array(count * numClasses);
-              for (let n = 0; n < count; n++) y[n * numClasses + label] = 1;
-              feeds.y = new ort.Tensor("float32", y, [count, numClasses]);
-            }
-            const result = await session.run(feeds);
-            h.stats.decodes += count;
-            h.stats.lastDecodeMs = performance.now() - started;
-            return result.image.data; // (count, C, H, W) float32 in [0, 1]
-          });
-          queue = job.catch(() => undefined);
-          return job;
-        },
-      };
-    })());
-  }
-  return h.sessions.get(modelId);
-}
-
-// "LEXB", uint32 header length, JSON header {id, sections}, then the sections (4-byte aligned).
-function parseBundle(bytes) {
-  if (bytes.length < 8 || new TextDecoder().decode(bytes.subarray(0, 4)) !== "LEXB") return null;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLength = view.getUint32(4, true);
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
-  const body = 8 + headerLength;
-  const section = (name) => {
-    const s = header.sections[name];
-    return s ? bytes.slice(body + s.offset, body + s.offset + s.length) : null; // a copy: aligned
-  };
-  const bundle = { id: header.id, onnx: section("onnx") };
-  if (header.sections.means && header.sections.embedding) {
-    [bundle.n, bundle.d] = header.sections.means.shape;
-    bundle.means = new Float32Array(section("means").buffer);
-    bundle.embedding = new Float32Array(section("embedding").buffer);
-  }
-  return bundle;
-}
-
-// Map position of z: the inverse-distance-weighted (1/d²) mean of the map positions of its
-// k nearest encoded means; exactly the point's position on a point (explorer/atlas.py).
-function placeOnMap(bundle, z, k = 8) {
-  const { n, d, means, embedding } = bundle;
-  const nearest = []; // [d², row], ascending, at most k
-  for (let row = 0; row < n; row++) {
-    let d2 = 0;
-    for (let j = 0; j < d; j++) {
-      const diff = means[row * d + j] - z[j];
-      d2 += diff * diff;
-    }
-    if (nearest.length < k || d2 < nearest[nearest.length - 1][0]) {
-      let at = nearest.length;
-      while (at > 0 && nearest[at - 1][0] > d2) at--;
-      nearest.splice(at, 0, [d2, row]);
-      if (nearest.length > k) nearest.pop();
-    }
-  }
-  if (Math.sqrt(nearest[0][0]) < 1e-6) {
-    const row = nearest[0][1];
-    return [embedding[2 * row], embedding[2 * row + 1]];
-  }
-  let x = 0, y = 0, total = 0;
-  for (const [d2, row] of nearest) {
-    const w = 1 / d2;
-    x += w * embedding[2 * row];
-    y += w * embedding[2 * row + 1];
-    total += w;
-  }
-  return [x / total, y / total];
-}
-
-// The star over the plotly map (key "atlas_map"), positioned with plotly's own axis transforms
-// and kept there through zoom, pan and redraws of the chart.
-const STAR_SVG = '<svg width="30" height="30" viewBox="-15 -15 30 30" aria-hidden="true">'
-  + '<polygon points="0,-13 3.8,-4.2 13,-4 5.7,2.4 8.2,11.5 0,6.3 -8.2,11.5 -5.7,2.4 -13,-4 -3.8,-4.2" '
-  + 'fill="#111" stroke="white" stroke-width="2"/></svg>';
-
-class MapMarker {
-  constructor() {
-    this.xy = null;
-    this.star = null;
-    this.plot = null;
-    this.timer = setInterval(() => this.render(), 500); // a remounted chart gets the star back
-  }
-
-  set(xy) {
-    this.xy = xy;
-    this.render();
-  }
-
-  render() {
-    const plot = document.querySelector(".st-key-atlas_map .js-plotly-plot");
-    if (!plot || !plot._fullLayout || !plot._fullLayout.xaxis || !this.xy) {
-      if (this.star) this.star.style.display = "none";
-      return;
-    }
-    if (plot !== this.plot || !this.star || !this.star.isConnected) {
-      this.star?.remove();
-      this.star = document.createElement("div");
-      this.star.className = "lx-map-star";
-      this.star.title = "current z";
-      this.star.innerHTML = STAR_SVG;
-      Object.assign(this.star.style, { position: "absolute", left: "0", top: "0", pointerEvents: "none", willChange: "transform",
-        zIndex: "10", lineHeight: "0" });
-      plot.querySelector(".svg-container").append(this.star);
-      if (plot !== this.plot && typeof plot.on === "function") {
-        plot.on("plotly_relayout", () => this.render());
-        plot.on("plotly_afterplot", () => this.render());
-      }
-      this.plot = plot;
-    }
-    const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-    const x = xa._offset + xa.l2p(this.xy[0]), y = ya._offset + ya.l2p(this.xy[1]);
-    const inside = x >= xa._offset && x <= xa._offset + xa._length && y >= ya._offset && y <= ya._offset + ya._length;
-    this.star.style.display = inside ? "block" : "none";
-    this.star.style.transform = `translate(${x - 15}px, ${y - 15}px)`;
-    this.star.dataset.x = this.xy[0];
-    this.star.dataset.y = this.xy[1];
-  }
-
-  destroy() {
-    clearInterval(this.timer);
-    this.star?.remove();
-  }
-}
 
 // (C, H, W) float32 in [0, 1] at `offset` -> RGBA pixels of an ImageData.
 function toImageData(values, offset, shape) {
@@ -360,7 +140,7 @@ class LiveLatent {
         this.decoder = decoder;
         this.status.textContent = "";
         this.status.hidden = true;
-        hub().active = this;
+        hub().test.active = this;
         this.request();
         this.drawPreview();
       }).catch((error) => this.fail(error));
@@ -446,14 +226,14 @@ class LiveLatent {
     if (!this.bundle || !this.bundle.means || !this.z) return;
     const started = performance.now();
     this.marker.set(placeOnMap(this.bundle, this.z));
-    hub().stats.lastPlaceMs = performance.now() - started;
+    hub().test.stats.lastPlaceMs = performance.now() - started;
   }
 
   // Send z to Python once the user pauses (a key held down or tapped fast is one rerun).
   commit() {
     clearTimeout(this.commitTimer);
     this.commitTimer = setTimeout(() => {
-      this.setStateValue("latent", Array.from(this.z, (v) => Math.round(v * 100) / 100));
+      this.setStateValue("latent", snapLatent(this.z, this.low, this.high));
     }, COMMIT_DELAY_MS);
     this.previewKey = null;
     this.drawPreview();
@@ -485,9 +265,9 @@ class LiveLatent {
     const context = this.image.getContext("2d");
     context.imageSmoothingEnabled = false;
     context.drawImage(this.small, 0, 0, IMAGE_SIDE, IMAGE_SIDE);
-    hub().stats.draws += 1;
-    if (hub().timing.firstDraw === null) hub().timing.firstDraw = performance.now();
-    hub().active = this;
+    hub().test.stats.draws += 1;
+    if (hub().test.timing.firstDraw === null) hub().test.timing.firstDraw = performance.now();
+    hub().test.active = this;
   }
 
   // The server's decode of the latent (a PNG data URL), shown until the browser's decoder runs.
@@ -498,7 +278,7 @@ class LiveLatent {
       const context = this.image.getContext("2d");
       context.imageSmoothingEnabled = false;
       context.drawImage(picture, 0, 0, IMAGE_SIDE, IMAGE_SIDE);
-      if (hub().timing.placeholder === null) hub().timing.placeholder = performance.now();
+      if (hub().test.timing.placeholder === null) hub().test.timing.placeholder = performance.now();
     };
     picture.src = url;
   }
@@ -624,30 +404,9 @@ class LiveLatent {
   }
 
   destroy() {
-    if (hub().active === this) hub().active = null;
+    if (hub().test.active === this) hub().test.active = null;
     clearTimeout(this.commitTimer);
     this.marker.destroy();
     this.decoder = null;
   }
-}
-
-const instances = new WeakMap();
-
-export default function (component) {
-  const { data, parentElement, setStateValue } = component;
-  if (data instanceof Uint8Array) { // decoder_model: the checkpoint's bundle
-    const bundle = parseBundle(data);
-    if (bundle && !hub().bundles.has(bundle.id)) hub().putBundle(bundle.id, bundle);
-    return undefined;
-  }
-  let instance = instances.get(parentElement);
-  if (!instance) {
-    instance = new LiveLatent(parentElement);
-    instances.set(parentElement, instance);
-  }
-  instance.update(data, setStateValue);
-  return () => {
-    instance.destroy();
-    instances.delete(parentElement);
-  };
 }

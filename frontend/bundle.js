@@ -1,0 +1,25 @@
+// The bundle the browser receives once per checkpoint (explorer/live.py browser_bundle): the
+// magic, a little-endian uint32 header length, a JSON header {id, sections}, then the sections,
+// each aligned. SHARED holds the magic and the layout, written by Python from its own constants.
+
+function parseBundle(bytes) {
+  const { magic, headerStart, align } = SHARED.bundle;
+  if (bytes.length < headerStart || new TextDecoder().decode(bytes.subarray(0, magic.length)) !== magic) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = view.getUint32(magic.length, true);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(headerStart, headerStart + headerLength)));
+  const body = headerStart + headerLength;
+  const section = (name) => {
+    const s = header.sections[name];
+    if (!s) return null;
+    if (s.offset % align) throw new Error(`bundle section ${name} is not ${align}-byte aligned`);
+    return bytes.slice(body + s.offset, body + s.offset + s.length); // a copy: aligned for Float32Array
+  };
+  const bundle = { id: header.id, onnx: section("onnx") };
+  if (header.sections.means && header.sections.embedding) {
+    [bundle.n, bundle.d] = header.sections.means.shape;
+    bundle.means = new Float32Array(section("means").buffer);
+    bundle.embedding = new Float32Array(section("embedding").buffer);
+  }
+  return bundle;
+}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +95,38 @@ def mnist_dir() -> Path:
     if folder is None:
         pytest.skip("real MNIST is not beside the project (../shared/data/mnist)")
     return folder
+
+
+def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """python -m training ARGS, one thread, from the project's root."""
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_parent(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, data folder): a tiny VAE trained for two epochs on the tiny data set, with its
+    sampler and atlas, ready to be sharpened."""
+    root = tmp_path_factory.mktemp("sharpen")
+    data = write_tiny_mnist(root / "data")
+    folder = root / "checkpoints" / "tiny"
+    for command in (
+        ["train", "--out", str(folder), "--epochs", "2", "--batch-size", "32", *TINY_FLAGS],
+        ["sampler", str(folder), "--components", "2"],
+        ["atlas", str(folder), "--limit", "32"],
+    ):
+        result = run_cli(*command, "--data-dir", str(data))
+        assert result.returncode == 0, result.stderr
+    return folder, data
+
+
+@pytest.fixture(scope="session")
+def tiny_sharpened(tiny_parent: tuple[Path, Path]) -> Path:
+    """tiny_parent's sharpened sibling, beside it: 12 steps of a tiny discriminator."""
+    folder, data = tiny_parent
+    out = folder.parent / "tiny-sharp"
+    flags = ["--batch-size", "16", "--eval-every", "5", "--disc-width", "8", "--quiet", "--data-dir", str(data)]
+    result = run_cli("sharpen", str(folder), "--out", str(out), "--steps", "12", *flags)
+    assert result.returncode == 0, result.stderr
+    return out

@@ -58,7 +58,7 @@ def build_atlas(
     checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None, limit: int = 0, seed: int = 0
 ) -> Path:
     started = time.perf_counter()
-    model = load_for_batches(checkpoint)
+    model = load_for_batches(checkpoint, likelihood=True)  # its encoder is the model's own in any case
     dataset = model.checkpoint_config["dataset"]["name"]
     _, test = checkpoint_data(model, data_dir)
     count = min(limit, len(test)) if limit else len(test)

@@ -8,6 +8,12 @@
     state.safetensors   optimizer moments and RNG states, for --resume (optional)
     state.json          step, epoch, optimizer hyper-parameters, for --resume (optional)
 
+A sharpened checkpoint (python -m training sharpen) is one too, with its parent's encoder and
+a decoder fine-tuned adversarially; its config.json has a "sharpen" section (the parent's name,
+the recipe, ENCODER_SHA256 of the encoder's weights, checked on every load), and it holds
+    parent_decoder.safetensors   the parent's decoder: the calibrated likelihood that anomaly
+                                 scores use (load_likelihood_model)
+
 Only safetensors and JSON are ever read: nothing in a checkpoint can run code on load.
 Every file is written to a temporary name, fsync'ed and renamed, so a crash mid-save leaves
 the previous checkpoint whole.
@@ -15,6 +21,7 @@ the previous checkpoint whole.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -35,6 +42,8 @@ METRICS = "metrics.json"
 STATE = "state.safetensors"
 STATE_JSON = "state.json"
 HISTORY = "history.jsonl"
+PARENT_DECODER = "parent_decoder.safetensors"
+ENCODER_PREFIXES = ("encoder.", "to_mu.", "to_logvar.")  # the weights a sharpened checkpoint shares
 
 
 class CheckpointError(Exception):
@@ -96,6 +105,16 @@ def versions() -> dict[str, str]:
     import safetensors
 
     return {"torch": torch.__version__, "numpy": numpy.__version__, "safetensors": safetensors.__version__}
+
+
+def encoder_sha256(state: dict[str, Tensor]) -> str:
+    """SHA-256 of a model's encoder weights (ENCODER_PREFIXES), names and float32 bytes in
+    name order: what a sharpened checkpoint's latent space rests on."""
+    digest = hashlib.sha256()
+    for name in sorted(k for k in state if k.startswith(ENCODER_PREFIXES)):
+        digest.update(name.encode())
+        digest.update(state[name].detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- save
@@ -198,7 +217,36 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") ->
         if not torch.isfinite(value).all():
             raise CheckpointError(f"{folder / WEIGHTS}: {name} holds NaN or infinite values.")
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    sharpened = config.get("sharpen")
+    if sharpened is not None and encoder_sha256(model.state_dict()) != sharpened.get("encoder_sha256"):
+        raise CheckpointError(
+            f"{folder / WEIGHTS}: its encoder no longer matches the one it was sharpened with (config.json's "
+            f"encoder_sha256), so its latents would not mean its parent's; sharpen {sharpened.get('parent')} again."
+        )
     model.checkpoint_config = config  # what it was trained on, for the app and evaluate
+    return model.to(device).eval()
+
+
+def load_likelihood_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> ConvVAE:
+    """The model whose decoder is a calibrated likelihood, for anomaly scores: the checkpoint's
+    own, or for a sharpened one, its encoder with the parent's decoder (an adversarial decoder's
+    −ELBO is no longer a bound a score can rest on). Marked by likelihood_decoder: None for
+    the model's own, else the parent's name."""
+    model = load_model(folder, device)
+    model.likelihood_decoder = None
+    sharpened = model.checkpoint_config.get("sharpen")
+    if sharpened is None:
+        return model
+    path = Path(folder) / PARENT_DECODER
+    tensors = read_tensors(path)
+    decoder = {k.removeprefix("decoder."): v.float() for k, v in tensors.items() if k.startswith("decoder.")}
+    try:
+        model.decoder.load_state_dict(decoder)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} does not match the model ({str(e).splitlines()[0]}).") from e
+    if not all(torch.isfinite(v).all() for v in decoder.values()):
+        raise CheckpointError(f"{path} holds NaN or infinite values.")
+    model.likelihood_decoder = str(sharpened.get("parent"))
     return model.to(device).eval()
 
 

@@ -1,4 +1,4 @@
-"""python -m training {train,evaluate,atlas,anomaly,score,sampler,patches} ...
+"""python -m training {train,sharpen,evaluate,atlas,anomaly,score,sampler,patches} ...
 
 Errors a user can cause (a bad file, a bad flag, no network) print one line and exit non-zero;
 --debug shows the traceback as well."""
@@ -11,7 +11,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -125,6 +125,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_common(t)
+
+    h = sub.add_parser(
+        "sharpen",
+        help="fine-tune a copy of a checkpoint's decoder adversarially, its encoder frozen, into a sharpened "
+        "checkpoint with the same latent space",
+    )
+    h.add_argument("checkpoint", help="the checkpoint to sharpen (it needs its sampler: python -m training sampler)")
+    h.add_argument("--out", required=True, help="the sharpened checkpoint folder to write")
+    h.add_argument("--steps", type=int, help="decoder and discriminator steps (default 3000)")
+    h.add_argument("--batch-size", type=int)
+    h.add_argument("--lr", type=float, help="the decoder's learning rate")
+    h.add_argument("--disc-lr", type=float, help="the discriminator's learning rate")
+    h.add_argument("--feature-weight", type=float, help="weight of the discriminator-feature reconstruction")
+    h.add_argument("--adversarial-weight", type=float, help="factor of the adaptive adversarial weight")
+    h.add_argument(
+        "--noise-scale",
+        type=float,
+        help="the reconstructions' latents, mu + scale·sigma·eps: 1 posterior samples, 0 the means",
+    )
+    h.add_argument("--adversarial-start", type=int, help="steps of reconstruction alone before the adversarial term")
+    h.add_argument("--disc-width", type=int, help="channels of the discriminator's first convolution")
+    h.add_argument("--seed", type=int)
+    h.add_argument("--eval-every", type=int, help="steps between evaluations and checkpoints")
+    h.add_argument("--device", choices=DEVICES)
+    h.add_argument("--resume", action="store_true", help="continue the sharpening in --out where it stopped")
+    h.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_common(h)
 
     e = sub.add_parser("evaluate", help="test-set metrics of a checkpoint, with importance-sampled NLL")
     e.add_argument("checkpoint")
@@ -328,6 +355,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sharpen(args: argparse.Namespace) -> int:
+    from training.sharpen import SharpenConfig, saved_sharpen_config, sharpen
+
+    typed = {f.name: getattr(args, f.name) for f in fields(SharpenConfig) if getattr(args, f.name, None) is not None}
+    if args.resume:
+        saved = saved_sharpen_config(args.out)
+        changed = [
+            f"{_flag(name)} {_shown(value)} (saved: {_shown(getattr(saved, name))})"
+            for name, value in typed.items()
+            if name not in ("steps", "device") and value != getattr(saved, name)
+        ]
+        if changed:
+            raise TrainingError(
+                f"--resume continues {args.out} as it was saved, and {', '.join(changed)} would change it; drop them "
+                "(a resumed sharpening changes only --steps and --device) or start again with another --out."
+            )
+        config = replace(saved, **{k: v for k, v in typed.items() if k in ("steps", "device")})
+    else:
+        config = SharpenConfig(**typed)
+    metrics = sharpen(
+        args.checkpoint, config, args.out, data_dir=args.data_dir, resume=args.resume, progress=not args.quiet
+    )
+    print(
+        f"saved {args.out}: test MSE {metrics['mse_per_pixel']:.5f} "
+        f"(its parent's {metrics['parent_mse_per_pixel']:.5f}), "
+        f"-ELBO {metrics['neg_elbo_nats']:.2f} nats, {metrics['train_seconds']:.1f} s"
+    )
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import checkpoint_data, importance_sampled_nll, load_for_batches, test_metrics
 
@@ -405,7 +462,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     from training.evaluate import checkpoint_data, load_for_batches
 
     _check_limit(args.limit)
-    model = load_for_batches(args.checkpoint, pick_device(args.device))
+    model = load_for_batches(args.checkpoint, pick_device(args.device), likelihood=True)
     inside = checkpoint_data(model, args.data_dir)[1].images
     outside = load_data(args.ood, args.ood_data_dir, model.config.image_shape)[1].images
     if args.limit:
@@ -460,7 +517,12 @@ def cmd_score(args: argparse.Namespace) -> int:
             f"--sheet shows at most {MAX_SHEET} images; ask for fewer with --top (all of them go to --csv)"
         )
     csv_path, sheet_path = _output_path("--csv", args.csv, ".csv"), _output_path("--sheet", args.sheet, ".png")
-    model = load_for_batches(args.checkpoint, pick_device(args.device))
+    model = load_for_batches(args.checkpoint, pick_device(args.device), likelihood=True)
+    if model.likelihood_decoder and not args.json:
+        print(
+            f"{args.checkpoint} is a sharpened decoder: scored with its parent's ({model.likelihood_decoder}), the "
+            "calibrated likelihood"
+        )
     files = collect_files(args.paths)
     test_scores = atlas_scores(args.checkpoint, args.method)
     started = time.perf_counter()
@@ -485,6 +547,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                 {
                     "checkpoint": args.checkpoint,
                     "method": args.method,
+                    "likelihood_decoder": model.likelihood_decoder,
                     "images": len(ranked),
                     "seconds": seconds,
                     "atlas_scores": test_scores is not None,
@@ -556,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     _expand_home(args)
     command = {
         "train": cmd_train,
+        "sharpen": cmd_sharpen,
         "evaluate": cmd_evaluate,
         "atlas": cmd_atlas,
         "anomaly": cmd_anomaly,

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from training.checkpoint import load_model
+from training.checkpoint import load_likelihood_model, load_model
 from training.data import FOLDER, DataError, Split, load_data
 from training.images import files_fingerprint
 from training.model import ConvVAE, kl_divergence, log_likelihood, reconstruction_error
@@ -55,10 +55,14 @@ def check_same_files(folder: str | os.PathLike, dataset: dict) -> None:
     )
 
 
-def load_for_batches(checkpoint: str | os.PathLike, device: torch.device | str = "cpu") -> ConvVAE:
+def load_for_batches(
+    checkpoint: str | os.PathLike, device: torch.device | str = "cpu", likelihood: bool = False
+) -> ConvVAE:
     """A checkpoint's model for whole-data-set passes (evaluate, atlas, sampler, anomaly):
-    channels-last, the layout oneDNN's and cuDNN's fast convolutions want."""
-    return load_model(checkpoint, device=device).to(memory_format=torch.channels_last)
+    channels-last, the layout oneDNN's and cuDNN's fast convolutions want. LIKELIHOOD: with the
+    decoder anomaly scores use (a sharpened checkpoint's parent's; load_likelihood_model)."""
+    loader = load_likelihood_model if likelihood else load_model  # anomaly scores need a calibrated decoder
+    return loader(checkpoint, device=device).to(memory_format=torch.channels_last)
 
 
 def _rows(labels: Tensor | None, start: int, size: int, device: torch.device) -> Tensor | None:

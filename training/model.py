@@ -80,7 +80,7 @@ class ModelConfig:
         return cls(**data)
 
 
-def _conv_sizes(image_size: int, layers: int) -> list[int]:
+def conv_sizes(image_size: int, layers: int) -> list[int]:
     """Spatial side after each k=3, s=2, p=1 convolution, input side first: 28 -> 14 -> 7 -> 4."""
     sizes = [image_size]
     for _ in range(layers):
@@ -93,7 +93,7 @@ class ConvVAE(nn.Module):
         super().__init__()
         self.config = config
         widths = (config.channels, *config.conv_channels)
-        sizes = _conv_sizes(config.image_size, len(config.conv_channels))
+        sizes = conv_sizes(config.image_size, len(config.conv_channels))
         self._bottleneck = (widths[-1], sizes[-1], sizes[-1])
         flat = widths[-1] * sizes[-1] * sizes[-1]
 

@@ -1,0 +1,176 @@
+"""python -m training sharpen: a decoder fine-tuned adversarially on a frozen encoder, on a tiny
+model for a few steps on the CPU: the latent space kept bit for bit, resuming, the collapse
+checks, the self-describing checkpoint and the scores that use the parent's decoder."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import training
+from tests.conftest import ENV, ROOT, TINY_FLAGS, run_cli
+from training.checkpoint import ENCODER_PREFIXES, PARENT_DECODER, load_likelihood_model
+
+SHARPEN_FLAGS = ["--batch-size", "16", "--eval-every", "5", "--disc-width", "8", "--quiet"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return run_cli(*args)
+
+
+@pytest.fixture
+def parent(tiny_parent: tuple[Path, Path]) -> tuple[Path, Path]:
+    return tiny_parent
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_sharpening_keeps_the_encoder_bit_for_bit_and_describes_itself(parent: tuple, tmp_path: Path) -> None:
+    folder, data = parent
+    out = tmp_path / "sharp"
+    result = cli("sharpen", str(folder), "--out", str(out), "--steps", "12", *SHARPEN_FLAGS, "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"saved {out}: test MSE ")
+    mine, theirs = weights(out), weights(folder)
+    encoder = [name for name in theirs if name.startswith(ENCODER_PREFIXES)]
+    assert encoder and all(torch.equal(mine[name], theirs[name]) for name in encoder)
+    assert any(not torch.equal(mine[name], theirs[name]) for name in theirs if name.startswith("decoder."))
+    # the folder says what it is, carries what stays valid, and loads like any checkpoint
+    config = json.loads((out / "config.json").read_text())
+    assert config["sharpen"]["parent"] == "tiny" and config["sharpen"]["recipe"]["steps"] == 12
+    assert (
+        len(config["sharpen"]["encoder_sha256"]) == 64
+        and config["model"] == json.loads((folder / "config.json").read_text())["model"]
+    )
+    for name in ("atlas.safetensors", "sampler.safetensors"):
+        assert (out / name).read_bytes() == (folder / name).read_bytes()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"] and metrics["step"] == 12 and metrics["parent_mse_per_pixel"] > 0
+    assert [row["step"] for row in training.read_history(out)] == [5, 10, 12]
+    model = training.load_model(out)
+    x = torch.rand(3, 1, 28, 28)
+    mu, _ = model.encode(x)
+    assert torch.equal(mu, training.load_model(folder).encode(x)[0])  # the same z means the same thing
+    # the calibrated likelihood is the parent's decoder
+    likelihood = load_likelihood_model(out)
+    assert likelihood.likelihood_decoder == "tiny"
+    z = torch.randn(4, 8)
+    assert torch.equal(likelihood.decode(z), training.load_model(folder).decode(z))
+    assert not torch.equal(model.decode(z), likelihood.decode(z))
+    # evaluate reports its figures, as for any checkpoint
+    evaluated = cli("evaluate", str(out), "--data-dir", str(data), "--iw-samples", "2", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["mse_per_pixel"] == pytest.approx(metrics["mse_per_pixel"], rel=1e-4)
+
+
+def test_a_resumed_sharpening_ends_where_an_uninterrupted_one_does(parent: tuple, tmp_path: Path) -> None:
+    folder, data = parent
+    flags = [*SHARPEN_FLAGS, "--data-dir", str(data)]
+    straight = cli("sharpen", str(folder), "--out", str(tmp_path / "straight"), "--steps", "14", *flags)
+    assert straight.returncode == 0, straight.stderr
+    first = cli("sharpen", str(folder), "--out", str(tmp_path / "resumed"), "--steps", "7", *flags)
+    assert first.returncode == 0, first.stderr
+    again = cli("sharpen", str(folder), "--out", str(tmp_path / "resumed"), "--steps", "14", "--resume", *flags)
+    assert again.returncode == 0, again.stderr
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    state_a, state_b = (
+        load_file(tmp_path / "straight" / "state.safetensors"),
+        load_file(tmp_path / "resumed" / "state.safetensors"),
+    )
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a if k.startswith("disc."))
+    # a resumed run keeps its recipe: another value is refused, not silently ignored
+    refused = cli("sharpen", str(folder), "--out", str(tmp_path / "resumed"), "--resume", "--lr", "0.5", *flags)
+    assert refused.returncode == 2 and "--lr 0.5 (saved: 0.0001)" in refused.stderr
+
+
+def test_ctrl_c_mid_run_saves_a_resumable_state(parent: tuple, tmp_path: Path) -> None:
+    folder, data = parent
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "training", "sharpen", str(folder), "--out", str(out), "--steps", "100000"]
+    process = subprocess.Popen(
+        [*command, *SHARPEN_FLAGS, "--data-dir", str(data)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    deadline = time.monotonic() + 90
+    while not (out / "state.json").exists():  # the first evaluation saved: the steps are under way
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "resume with --resume" in stderr and "Traceback" not in stderr
+    assert json.loads((out / "state.json").read_text())["step"] >= 5
+    training.load_model(out)
+
+
+def test_a_collapse_is_detected_and_the_last_good_checkpoint_kept(parent: tuple, tmp_path: Path) -> None:
+    folder, data = parent
+    out = tmp_path / "collapsing"
+    # a decoder learning rate this large throws its images away from their latents within steps
+    result = cli(
+        "sharpen",
+        str(folder),
+        "--out",
+        str(out),
+        "--steps",
+        "40",
+        "--lr",
+        "0.5",
+        *SHARPEN_FLAGS,
+        "--data-dir",
+        str(data),
+    )
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith("error: The sharpened decoder's") and "stopped at step" in line and "\n" not in line
+    assert "lower --adversarial-weight" in line or "try a lower --lr" in line
+    # whatever was saved before the collapse still loads, and says it is a sharpened decoder
+    if (out / "model.safetensors").exists():
+        assert "sharpen" in training.load_model(out).checkpoint_config
+
+
+def test_a_tampered_encoder_is_refused(parent: tuple, tmp_path: Path) -> None:
+    folder, data = parent
+    out = tmp_path / "sharp"
+    result = cli("sharpen", str(folder), "--out", str(out), "--steps", "5", *SHARPEN_FLAGS, "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    tensors = weights(out)
+    tensors["to_mu.bias"] = tensors["to_mu.bias"] + 1e-3
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "latent-explorer/conv-vae/1"})
+    with pytest.raises(training.CheckpointError, match="its encoder no longer matches the one it was sharpened with"):
+        training.load_model(out)
+    # and the parent's decoder must be the parent's: a missing file is named
+    (out / PARENT_DECODER).unlink()
+    tensors["to_mu.bias"] = tensors["to_mu.bias"] - 1e-3
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "latent-explorer/conv-vae/1"})
+    with pytest.raises(training.CheckpointError, match="parent_decoder.safetensors is missing"):
+        load_likelihood_model(out)
+
+
+def test_sharpening_is_refused_without_a_sampler_or_onto_itself(parent: tuple, tmp_path: Path) -> None:
+    folder, data = parent
+    onto_itself = cli("sharpen", str(folder), "--out", str(folder), "--steps", "2", "--data-dir", str(data))
+    assert onto_itself.returncode == 2 and "is the checkpoint being sharpened" in onto_itself.stderr
+    bare = tmp_path / "bare"
+    result = cli(
+        "train", "--out", str(bare), "--epochs", "1", "--batch-size", "32", *TINY_FLAGS, "--data-dir", str(data)
+    )
+    assert result.returncode == 0, result.stderr
+    no_sampler = cli("sharpen", str(bare), "--out", str(tmp_path / "x"), "--steps", "2", "--data-dir", str(data))
+    assert no_sampler.returncode == 2 and f"python -m training sampler {bare}" in no_sampler.stderr

@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 import training
@@ -35,18 +36,19 @@ from explorer.latent import (
 )
 from explorer.live import (
     browser_bundle,
+    compare_payload,
     export_decoder_onnx,
     frontend_script,
     latent_from_browser,
     live_payload,
     principal_plane,
 )
-from explorer.models import list_checkpoints
+from explorer.models import list_checkpoints, sharpened_pair
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
 from explorer.preprocess import data_url_bytes, read_image_bytes
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
 from explorer.state import PageState
-from training.checkpoint import HISTORY
+from training.checkpoint import HISTORY, load_likelihood_model
 from training.cli import train_command
 from training.images import model_input, uses_digit_recipe
 from training.sampler import MixtureSampler, load_sampler
@@ -67,6 +69,13 @@ state = PageState(st.session_state)
 def get_model(folder: str) -> training.ConvVAE:
     """A model in eval mode; shared by every session, never mutated."""
     return training.load_model(folder, device="cpu")
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading model…")
+def get_likelihood_model(folder: str) -> training.ConvVAE:
+    """The model anomaly scores use: the checkpoint's own, or a sharpened one's encoder with its
+    parent's decoder (training.checkpoint.load_likelihood_model); shared, never mutated."""
+    return load_likelihood_model(folder, device="cpu")
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -122,6 +131,17 @@ def browser_data(_model: training.ConvVAE, folder: str) -> tuple[str, bytes]:
     if atlas is None:
         return browser_bundle(onnx_bytes)
     return browser_bundle(onnx_bytes, atlas.means, atlas.embedding)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def map_figure(
+    _atlas: Atlas, folder: str, names: tuple[str, ...], marker: tuple[float, float] | None, path_bytes: bytes | None
+) -> go.Figure:
+    """The map's figure, built once per model, star and path (P, 2) float64 bytes: a release of
+    the browser's sliders changes neither (the browser draws the star), so the 10,000 points'
+    traces are not built again. Shared by every session, never mutated (plotly_chart copies)."""
+    path = None if path_bytes is None else np.frombuffer(path_bytes, np.float64).reshape(-1, 2)
+    return atlas_figure(_atlas, list(names), marker=marker, path=path)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -241,6 +261,25 @@ def on_model_change(folder: str, model: training.ConvVAE) -> None:
         state.end_a_label, state.end_b_label = "the origin", "a random sample"
 
 
+def decoder_caption(folder: str, model: training.ConvVAE) -> str:
+    kind = "sharpened decoder" if "sharpen" in model.checkpoint_config else "VAE decoder"
+    return f"{kind} · {Path(folder).name}"
+
+
+def shown_decoders(folder: str, model: training.ConvVAE) -> list[tuple[str, training.ConvVAE]]:
+    """(folder, model) of each decoder the page draws z with: the selected model's, and with
+    Compare on, its sharpened sibling's or its VAE parent's (the same latent space)."""
+    pair = sharpened_pair(folder, model.checkpoint_config)
+    if pair is None or not state.get("compare", False):
+        return [(folder, model)]
+    other = str(pair[1] if Path(pair[0]).resolve() == Path(folder).resolve() else pair[0])
+    try:
+        return [(folder, model), (other, get_model(other))]
+    except training.CheckpointError as error:
+        st.warning(f"The compared decoder cannot be loaded: {error}")
+        return [(folder, model)]
+
+
 # --------------------------------------------------------------------------- callbacks
 
 
@@ -354,16 +393,27 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
             key="class_label",
             format_func=lambda k: names[k] if k < len(names) else str(k),
         )
+    pair = sharpened_pair(folder, model.checkpoint_config)
+    if pair is not None:
+        sharp = "sharpen" in model.checkpoint_config
+        st.toggle(
+            f"Compare with {'the VAE decoder' if sharp else 'the sharpened decoder'} "
+            f"({Path(pair[0 if sharp else 1]).name})",
+            key="compare",
+            help="The same z through both decoders, side by side: the sharpened one was fine-tuned adversarially "
+            "on this encoder, so z means the same in both.",
+        )
+    decoders = shown_decoders(folder, model)
     live = state.live_decoding and state.live_unavailable is None
     if live:
-        live_controls(folder, model)
+        live_controls(decoders)
     else:
         if state.live_decoding:
             st.warning(
                 f"Live decoding is off: {state.live_unavailable}. "
                 "The sliders below decode on the server, once per release."
             )
-        server_controls(model)
+        server_controls(decoders)
     sampler = get_sampler(folder, latent_dim)
     # A wrapping row of content-sized buttons: in a narrow column (a 1024-px screen with the
     # sidebar open) fixed columns cut their labels to "Ran…", "Enc…".
@@ -402,7 +452,13 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
         show_path = path is not None and state.view == "interpolate"
         path_xy = np.array([place_on_map(atlas, p) for p in path]) if show_path else None
         st.plotly_chart(
-            atlas_figure(atlas, class_names(model), marker=marker, path=path_xy),
+            map_figure(
+                atlas,
+                folder,
+                tuple(class_names(model)),
+                None if marker is None else tuple(marker),
+                None if path_xy is None else path_xy.tobytes(),
+            ),
             key="atlas_map",
             on_select=lambda: on_map_select(atlas),
             selection_mode="points",
@@ -422,9 +478,9 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
     st.divider()
     view = st.segmented_control("View", VIEWS, key="view", format_func=str.capitalize)
     if view == "interpolate":
-        interpolation_view(latent_dim, atlas, path, model)
+        interpolation_view(latent_dim, atlas, path, decoders)
     elif view == "traverse":
-        traversal_view(z, model)
+        traversal_view(z, decoders)
     elif view == "anomaly":
         anomaly_view(model, atlas)
     elif view == "training":
@@ -472,11 +528,19 @@ def training_view(folder: str, model: training.ConvVAE) -> None:
     st.download_button("Download the history (CSV)", history_csv(rows), f"{Path(folder).name}-history.csv", "text/csv")
 
 
-def live_controls(folder: str, model: training.ConvVAE) -> None:
-    """Sliders z1…zD, the decoded image and a 2-D pad, decoded in the browser while dragging."""
+def live_controls(decoders: list[tuple[str, training.ConvVAE]]) -> None:
+    """Sliders z1…zD, the decoded image (beside it the compared decoder's) and a 2-D pad,
+    decoded in the browser while dragging."""
+    (folder, model), compared = decoders[0], decoders[1:]
     model_component, controls_component = live_components()
     bundle_id, bundle = browser_data(model, folder)
     model_component(data=bundle, key="decoder_model", height=1)
+    compare = None
+    for other_folder, other in compared:  # its decoder too goes to the browser once per model
+        other_id, other_bundle = browser_data(other, other_folder)
+        model_component(data=other_bundle, key="decoder_model_compare", height=1)
+        image = png_bytes(decode_latents(other, state.latent, chosen_label(other))[0])
+        compare = compare_payload(other_id, decoder_caption(other_folder, other), image)
     low, high = state.ranges
     payload = live_payload(
         bundle_id,
@@ -491,6 +555,8 @@ def live_controls(folder: str, model: training.ConvVAE) -> None:
         num_classes=model.config.num_classes,
         label=chosen_label(model) or 0,
         unused=state.inactive,
+        caption=decoder_caption(folder, model) if compared else "",
+        compare=compare,
     )
     controls_component(
         data=payload,
@@ -505,8 +571,9 @@ def live_controls(folder: str, model: training.ConvVAE) -> None:
     )
 
 
-def server_controls(model: training.ConvVAE) -> None:
+def server_controls(decoders: list[tuple[str, training.ConvVAE]]) -> None:
     """The fallback: Streamlit sliders, decoded on the server when a slider is released."""
+    model = decoders[0][1]
     latent_dim = model.config.latent_dim
     low, high = state.ranges
     image_column, slider_column, _ = st.columns([3, 4, 3])
@@ -534,13 +601,14 @@ def server_controls(model: training.ConvVAE) -> None:
             )
         state.slider_revision = state.latent_revision
     with image_column:
-        image = decode_latents(model, state.latent, chosen_label(model))[0]
-        st.image(
-            png_bytes(upscale(image, max(1, IMAGE_PIXELS // image.shape[0]))),
-            caption="decoder(z)",
-            width="stretch",
-            output_format="PNG",
-        )
+        for folder, decoder in decoders:
+            image = decode_latents(decoder, state.latent, chosen_label(decoder))[0]
+            st.image(
+                png_bytes(upscale(image, max(1, IMAGE_PIXELS // image.shape[0]))),
+                caption=decoder_caption(folder, decoder) if len(decoders) > 1 else "decoder(z)",
+                width="stretch",
+                output_format="PNG",
+            )
 
 
 def browser_asset_url() -> str:
@@ -549,7 +617,10 @@ def browser_asset_url() -> str:
     return f"/{base}/{ORT_ASSETS}" if base else f"/{ORT_ASSETS}"
 
 
-def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | None, model: training.ConvVAE) -> None:
+def interpolation_view(
+    latent_dim: int, atlas: Atlas | None, path: np.ndarray | None, decoders: list[tuple[str, training.ConvVAE]]
+) -> None:
+    model = decoders[0][1]
     sources = ["current z", "random sample"] + (["test image"] if atlas is not None else [])
     columns = st.columns(4, vertical_alignment="bottom")
     for end, column in zip(("a", "b"), columns[:2]):
@@ -573,10 +644,15 @@ def interpolation_view(latent_dim: int, atlas: Atlas | None, path: np.ndarray | 
     if path is None:
         st.caption("Set both endpoints to see the decoded path (and the path on the map).")
         return
-    shown, gif, download = interpolation_media(model, state.active_folder, path.tobytes(), chosen_label(model))
     # what A and B are now: the selectors above say what "Set" would take, not what was set
     ends = f"{state.get('end_a_label', 'A')} → {state.get('end_b_label', 'B')}"
-    st.image(shown, caption=f"{ends} · {len(path)} steps, {state.method}")
+    media = [
+        interpolation_media(decoder, folder, path.tobytes(), chosen_label(decoder)) for folder, decoder in decoders
+    ]
+    for (folder, decoder), (shown, _, _) in zip(decoders, media):  # one strip per decoder, on the same path
+        which = f" · {decoder_caption(folder, decoder)}" if len(decoders) > 1 else ""
+        st.image(shown, caption=f"{ends} · {len(path)} steps, {state.method}{which}")
+    _, gif, download = media[0]  # the selected model's
     d1, d2 = st.columns(2)
     d1.download_button("Download GIF", gif, "interpolation.gif", "image/gif", width="stretch")
     d2.download_button("Download PNG strip", download, "interpolation.png", "image/png", width="stretch")
@@ -593,19 +669,21 @@ def interpolation_media(
     return png_bytes(upscale(strip(frames), 3)), gif_bytes(frames), png_bytes(upscale(strip(frames), 2))
 
 
-def traversal_view(z: np.ndarray, model: training.ConvVAE) -> None:
+def traversal_view(z: np.ndarray, decoders: list[tuple[str, training.ConvVAE]]) -> None:
     columns = st.slider("Columns", 5, 15, 9, key="traverse_columns")
     low, high = state.ranges
     latents = traverse(z, low, high, columns)  # (D, K, D)
     d, k = latents.shape[:2]
-    images = decode_latents(model, latents.reshape(d * k, -1), chosen_label(model))
-    sheet = grid(images.reshape(d, k, *images.shape[1:]))
     unused = state.inactive
-    st.image(
-        png_bytes(upscale(sheet, 2)),
-        caption="Row i sweeps zi from its low to its high end; the other dimensions stay at the current z."
-        + (f" {unused_latents_sentence(unused, d)}" if unused else ""),
-    )
+    for folder, decoder in decoders:  # one grid per decoder, on the same latents
+        images = decode_latents(decoder, latents.reshape(d * k, -1), chosen_label(decoder))
+        sheet = grid(images.reshape(d, k, *images.shape[1:]))
+        which = f"{decoder_caption(folder, decoder)}: " if len(decoders) > 1 else ""
+        st.image(
+            png_bytes(upscale(sheet, 2)),
+            caption=f"{which}Row i sweeps zi from its low to its high end; the other dimensions stay at the current z."
+            + (f" {unused_latents_sentence(unused, d)}" if unused else ""),
+        )
 
 
 def unused_latents_sentence(inactive: list[int], latent_dim: int) -> str:
@@ -647,7 +725,8 @@ def scored_items(
             inputs.append(x)
     if not inputs:
         return names, inputs, [], messages
-    return names, inputs, scored_images(model, state.active_folder, np.stack(inputs).tobytes(), len(inputs)), messages
+    scorer = get_likelihood_model(state.active_folder)
+    return names, inputs, scored_images(scorer, state.active_folder, np.stack(inputs).tobytes(), len(inputs)), messages
 
 
 def on_anomaly_input(model: training.ConvVAE, new_images: bool) -> None:
@@ -778,6 +857,9 @@ def show_scored(model: training.ConvVAE, atlas: Atlas | None, x: np.ndarray, sco
     if scored.label is not None:
         names = class_names(model)
         line += f". The model reads it as a **{names[scored.label]}** (the class that explains it best)"
+    scorer = get_likelihood_model(state.active_folder).likelihood_decoder
+    if scorer:  # an adversarial decoder is no likelihood: the parent's scores, and its reconstruction
+        line += f". Scored with the parent's decoder ({scorer}), the calibrated likelihood"
     st.markdown(line + ". Its latent is loaded: the star on the map marks where it lies.")
 
 

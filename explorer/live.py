@@ -174,12 +174,16 @@ def live_payload(
     num_classes: int = 0,
     label: int = 0,
     unused: list[int] | None = None,
+    caption: str = "",
+    compare: dict | None = None,
 ) -> dict:
     """The JSON the live controls receive on each run. `revision` changes only when Python sets
     the latent (random, origin, map click), so the browser moves its controls then and keeps
     the user's own position otherwise. `image_png`, the server's decode of `latent` at its native
     size, is drawn until the browser's decoder has started. `unused`: the 0-based latents the
-    model leaves unused (explorer.latent.inactive_dimensions), whose sliders are dimmed."""
+    model leaves unused (explorer.latent.inactive_dimensions), whose sliders are dimmed.
+    `caption` names the decoded image; `compare`, {"bundle_id", "caption", "image"} of a second
+    decoder of the same latent space (compare_payload), decoded beside it on every input event."""
     channels, height, width = image_shape
     return {
         "bundle_id": bundle_id,
@@ -193,8 +197,20 @@ def live_payload(
         "num_classes": int(num_classes),  # > 0: a conditional model, decoded with the one-hot `label`
         "label": int(label),
         "unused": [int(i) for i in unused or []],
-        "image": None if image_png is None else "data:image/png;base64," + base64.b64encode(image_png).decode("ascii"),
+        "image": _png_url(image_png),
+        "caption": caption,
+        "compare": compare,
     }
+
+
+def compare_payload(bundle_id: str, caption: str, image_png: bytes | None = None) -> dict:
+    """live_payload's `compare`: the second decoder's bundle id, its caption and the server's
+    decode of the latent with it, drawn until the browser's runs."""
+    return {"bundle_id": bundle_id, "caption": caption, "image": _png_url(image_png)}
+
+
+def _png_url(png: bytes | None) -> str | None:
+    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def latent_from_browser(value: object, low: np.ndarray, high: np.ndarray) -> np.ndarray | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from training.checkpoint import CONFIG, WEIGHTS
@@ -14,3 +15,33 @@ def list_checkpoints(root: str | Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / CONFIG).is_file() and (p / WEIGHTS).is_file())
+
+
+def sharpened_pair(folder: str | Path, config: dict) -> tuple[Path, Path] | None:
+    """(the VAE's folder, its sharpened decoder's folder) when FOLDER, whose config.json is CONFIG,
+    is one of such a pair and the other is in a folder beside it (for a sharpened checkpoint, its
+    parent by name or by the path it recorded); None otherwise. The two share their encoder, so
+    one z means the same in both."""
+    folder = Path(folder)
+    sharpened = config.get("sharpen")
+    if sharpened is not None:
+        for candidate in (
+            folder.parent / str(sharpened.get("parent", "")),
+            Path(str(sharpened.get("parent_path", ""))),
+        ):
+            if candidate.name and (candidate / CONFIG).is_file() and candidate.resolve() != folder.resolve():
+                return candidate, folder
+        return None
+    for sibling in sorted(folder.parent.iterdir()) if folder.parent.is_dir() else []:
+        if sibling == folder or not (sibling / CONFIG).is_file():
+            continue
+        try:
+            other = json.loads((sibling / CONFIG).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # a broken folder beside it is not a sibling; the picker shows its error
+        recorded = other.get("sharpen") if isinstance(other, dict) else None
+        if isinstance(recorded, dict) and (
+            recorded.get("parent_path") == str(folder.resolve()) or recorded.get("parent") == folder.name
+        ):
+            return folder, sibling
+    return None

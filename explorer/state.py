@@ -42,6 +42,7 @@ class PageState:
     model_choice: str  # the bundled checkpoint picked in the sidebar
     model_path: str  # a checkpoint folder typed in the sidebar
     live_decoding: bool  # "Decode in the browser"
+    compare: bool  # "Compare": the same z through the model's sharpened sibling (or its VAE parent) too
     view: str | None  # the view below the map (explorer.params.VIEWS); None when none is selected
     class_label: int | None  # a conditional model's class, or None while the picker is cleared
     test_index: int  # the test image "Encode it" loads

@@ -45,6 +45,8 @@ class LiveLatent {
     this.previewKey = null;
     this.failed = false;
     this.bundle = null;
+    // the compared decoder (a sharpened sibling's, or the VAE's), drawn beside on every decode
+    this.compare = { modelId: null, decoder: null, canvas: null };
     this.marker = new MapMarker();
     this.box = el("div", { class: "lx" });
     // the size container of the CSS's @container rule: a narrow column shrinks the image
@@ -59,7 +61,18 @@ class LiveLatent {
       "aria-label": "decoded image", role: "img" });
     this.small = el("canvas", { width: data.shape[2], height: data.shape[1] });
     this.status = el("div", { class: "lx-status", role: "status" }, ["Loading the decoder…"]);
-    const left = el("div", { class: "lx-left" }, [this.image, this.status]);
+    this.status.hidden = Boolean(this.decoder); // rebuilt (the compared decoder switched) with the decoder running
+    const figures = [el("figure", { class: "lx-figure" }, [this.image,
+      el("figcaption", { class: "lx-figcaption" }, [data.caption || ""])])];
+    this.compare.canvas = null;
+    if (data.compare) {
+      this.compare.canvas = el("canvas", { class: "lx-image lx-image-compare", width: IMAGE_SIDE, height: IMAGE_SIDE,
+        "aria-label": "decoded image, compared decoder", role: "img" });
+      figures.push(el("figure", { class: "lx-figure" }, [this.compare.canvas,
+        el("figcaption", { class: "lx-figcaption" }, [data.compare.caption])]));
+    }
+    this.box.classList.toggle("lx-comparing", Boolean(data.compare));
+    const left = el("div", { class: "lx-left" }, [el("div", { class: "lx-figures" }, figures), this.status]);
 
     this.inputs = [];
     this.outputs = [];
@@ -94,7 +107,7 @@ class LiveLatent {
   update(data, setStateValue) {
     this.setStateValue = setStateValue;
     this.data = data;
-    const shapeKey = JSON.stringify([data.shape, data.latent.length]);
+    const shapeKey = JSON.stringify([data.shape, data.latent.length, data.caption, data.compare?.caption]);
     if (shapeKey !== this.shapeKey) {
       this.build(data);
       this.shapeKey = shapeKey;
@@ -123,8 +136,9 @@ class LiveLatent {
       this.previewKey = null;
       this.changed();
     }
-    if (!this.decoder && data.image) this.drawPlaceholder(data.image);
+    if (!this.decoder && data.image) this.drawPlaceholder(data.image, this.image, () => this.decoder);
     const assetUrl = new URL(data.asset_url, window.location.origin).href;
+    this.updateCompare(data, assetUrl);
     if (data.bundle_id !== this.modelId) {
       this.modelId = data.bundle_id;
       this.decoder = null;
@@ -148,6 +162,20 @@ class LiveLatent {
       this.request();
       this.drawPreview();
     }
+  }
+
+  updateCompare(data, assetUrl) {
+    const wanted = data.compare ? data.compare.bundle_id : null;
+    if (wanted === this.compare.modelId) return;
+    this.compare.modelId = wanted;
+    this.compare.decoder = null;
+    if (!wanted) return;
+    if (data.compare.image) this.drawPlaceholder(data.compare.image, this.compare.canvas, () => this.compare.decoder);
+    getDecoder(wanted, this.dim, data.num_classes, assetUrl).then((decoder) => {
+      if (this.compare.modelId !== wanted) return;
+      this.compare.decoder = decoder;
+      this.request();
+    }).catch((error) => this.fail(error));
   }
 
   fail(error) {
@@ -250,8 +278,11 @@ class LiveLatent {
     try {
       while (this.pending && this.decoder) {
         this.pending = false;
-        const pixels = await this.decoder.run(this.z, 1, this.label);
-        this.draw(pixels);
+        const z = Float32Array.from(this.z); // both images show the same z
+        this.draw(await this.decoder.run(z, 1, this.label), this.image);
+        if (this.compare.decoder && this.compare.canvas) {
+          this.draw(await this.compare.decoder.run(z, 1, this.label), this.compare.canvas);
+        }
       }
     } catch (error) {
       this.fail(error);
@@ -260,22 +291,24 @@ class LiveLatent {
     }
   }
 
-  draw(pixels) {
+  draw(pixels, canvas) {
     this.small.getContext("2d").putImageData(toImageData(pixels, 0, this.shape), 0, 0);
-    const context = this.image.getContext("2d");
+    const context = canvas.getContext("2d");
     context.imageSmoothingEnabled = false;
     context.drawImage(this.small, 0, 0, IMAGE_SIDE, IMAGE_SIDE);
-    hub().test.stats.draws += 1;
+    const stats = hub().test.stats;
+    if (canvas === this.image) stats.draws += 1;
+    else stats.compareDraws = (stats.compareDraws || 0) + 1;
     if (hub().test.timing.firstDraw === null) hub().test.timing.firstDraw = performance.now();
     hub().test.active = this;
   }
 
-  // The server's decode of the latent (a PNG data URL), shown until the browser's decoder runs.
-  drawPlaceholder(url) {
+  // The server's decode of the latent (a PNG data URL), drawn on CANVAS until its decoder runs.
+  drawPlaceholder(url, canvas, decoderOf) {
     const picture = new Image();
     picture.onload = () => {
-      if (this.decoder) return;
-      const context = this.image.getContext("2d");
+      if (decoderOf()) return;
+      const context = canvas.getContext("2d");
       context.imageSmoothingEnabled = false;
       context.drawImage(picture, 0, 0, IMAGE_SIDE, IMAGE_SIDE);
       if (hub().test.timing.placeholder === null) hub().test.timing.placeholder = performance.now();

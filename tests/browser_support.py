@@ -90,14 +90,16 @@ CANVAS_HASH_JS = """() => {
     let h = 0; for (let i = 0; i < d.length; i += 20) h = (Math.imul(h, 31) + d[i]) | 0; return h;
 }"""
 
-# Start sampling the decoded image once per animation frame; a frame counts when the pixels
-# differ from the previous frame's. Stop with FRAME_SAMPLER_STOP_JS, which returns the
-# timestamps (ms) of the changed frames.
-FRAME_SAMPLER_START_JS = """() => {
+# Start sampling a decoded image (the canvas matching the selector given, else the first) once
+# per animation frame; a frame counts when the pixels differ from the previous frame's. Stop
+# with FRAME_SAMPLER_STOP_JS (the same selector), which returns the timestamps (ms) of the
+# changed frames.
+FRAME_SAMPLER_START_JS = """(wanted) => {
+    const selector = wanted || 'canvas.lx-image';  // Playwright passes null for no argument
     const find = root => {
         for (const e of root.querySelectorAll('*')) {
             if (e.shadowRoot) {
-                const c = e.shadowRoot.querySelector('canvas.lx-image') || find(e.shadowRoot);
+                const c = e.shadowRoot.querySelector(selector) || find(e.shadowRoot);
                 if (c) return c;
             }
         }
@@ -116,9 +118,13 @@ FRAME_SAMPLER_START_JS = """() => {
         requestAnimationFrame(tick);
     };
     requestAnimationFrame(tick);
-    window.__frameSampler = sampler;
+    window.__frameSamplers = {...(window.__frameSamplers || {}), [selector]: sampler};
 }"""
-FRAME_SAMPLER_STOP_JS = "() => { window.__frameSampler.running = false; return window.__frameSampler.changes; }"
+FRAME_SAMPLER_STOP_JS = """(wanted) => {
+    const sampler = window.__frameSamplers[wanted || 'canvas.lx-image'];
+    sampler.running = false;
+    return sampler.changes;
+}"""
 
 
 def drag(

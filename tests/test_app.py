@@ -442,3 +442,42 @@ def test_a_typed_path_may_start_with_the_home_folder(
     assert not app.exception and not app.sidebar.error
     assert [s.label for s in latent_sliders(app)] == ["z1", "z2", "z3"]
     assert any(c.value.startswith("mine: latent size 3") for c in app.sidebar.caption)
+
+
+def test_a_sharpened_model_is_compared_with_its_parent_on_the_same_z(tiny_sharpened: Path) -> None:
+    app = run_app()
+    app.text_input(key="model_path").set_value(str(tiny_sharpened)).run()
+    assert not app.exception, app.exception
+    toggle = app.toggle(key="compare")
+    assert toggle.label == "Compare with the VAE decoder (tiny)"
+    assert images(app)[0][1] == "decoder(z)" and images(app)[1][1] != "VAE decoder · tiny"
+    toggle.set_value(True).run()
+    # the server's fallback: both decoders' images of the same z, each named
+    assert [caption for _, caption in images(app)[:2]] == ["sharpened decoder · tiny-sharp", "VAE decoder · tiny"]
+    assert images(app)[0][0] != images(app)[1][0]
+    strips = [caption for _, caption in images(app) if "steps, slerp" in caption]  # the interpolation, twice
+    assert [c.rsplit(" · ", 2)[-2:] for c in strips] == [["sharpened decoder", "tiny-sharp"], ["VAE decoder", "tiny"]]
+    app.segmented_control(key="view").set_value("traverse").run()
+    grids = [caption for _, caption in images(app) if "Row i sweeps" in caption]
+    assert [c.split(":")[0] for c in grids] == ["sharpened decoder · tiny-sharp", "VAE decoder · tiny"]
+    # live: both decoders go to the browser, the second as the controls' `compare`
+    app.session_state["live_decoding"] = True
+    app.run()
+    components = [e.proto for e in app.get("bidi_component")]
+    bundles = [read_bundle(p.bytes)[0]["id"] for p in components if p.component_name.endswith("decoder_model")]
+    (controls,) = [json.loads(p.json) for p in components if p.component_name.endswith("live_latent")]
+    assert len(bundles) == 2 and bundles[0] == controls["bundle_id"] and bundles[1] == controls["compare"]["bundle_id"]
+    assert controls["caption"] == "sharpened decoder · tiny-sharp"
+    assert controls["compare"]["caption"] == "VAE decoder · tiny"
+    assert controls["compare"]["image"].startswith("data:image/png;base64,")
+
+
+def test_a_sharpened_models_anomaly_scores_use_its_parents_decoder(tiny_sharpened: Path) -> None:
+    app = run_app({"view": "anomaly"})
+    app.text_input(key="model_path").set_value(str(tiny_sharpened)).run()
+    app.radio(key="anomaly_source").set_value("upload").run()
+    square = Image.new("L", (28, 28))
+    ImageDraw.Draw(square).rectangle([(4, 4), (11, 11)], fill=255)
+    app.file_uploader(key="anomaly_upload").set_value(("square.png", png_file(square), "image/png")).run()
+    assert not app.exception, app.exception
+    assert "Scored with the parent's decoder (tiny), the calibrated likelihood" in app.markdown[-1].value

@@ -1,15 +1,18 @@
-"""Sample quality of a checkpoint's two samplers, the prior N(0, I) and the mixture fitted to
-the aggregate posterior (`python -m training sampler`), measured with a small MNIST classifier
-trained here:
+"""Sample quality of checkpoints' decoders on the same latents, measured in the features of a
+small classifier trained here on the checkpoints' data set (MNIST or Fashion-MNIST):
 
-- Fréchet distance between the classifier's penultimate features (128-d) of 10,000 samples
-  and of the 10,000 test images (as FID does with Inception features; lower is better);
-- class coverage: the classifier's labels of the 10,000 samples (the rarest class's share,
-  ideally 10%).
+- Fréchet distance between the classifier's penultimate features (128-d) of 10,000 decodes and
+  of the 10,000 test images (as FID does with Inception features; lower is better), for draws
+  from the prior N(0, I), from the mixture fitted to the aggregate posterior (`python -m
+  training sampler`), and for reconstructions of the test set (decode of the encoder's means);
+- class coverage: the classifier's labels of the samples (the rarest class's share);
+- the test MSE of the reconstructions.
 
-    python bench/sample_quality.py checkpoints/mnist-z8 --data-dir ../shared/data/mnist
+Given a checkpoint and its sharpened sibling, every row is measured on the same latents for both.
 
-Writes bench/results/sample_quality.json and .md.
+    python bench/sample_quality.py checkpoints/mnist-z8 [checkpoints/mnist-z8-sharp] --data-dir ../shared/data/mnist
+
+Writes bench/results/sample_quality.json and .md (or NAME.json and .md with --name).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import training  # noqa: E402
 from bench.report import write_report  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.sampler import load_sampler  # noqa: E402
+
+RECONSTRUCTIONS = "reconstructions of the test set"
 
 
 class Classifier(nn.Module):
@@ -92,72 +97,102 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.inference_mode()
-def decode(model: training.ConvVAE, z: np.ndarray) -> torch.Tensor:
-    return torch.cat([model.decode(torch.from_numpy(z[i : i + 1000])) for i in range(0, len(z), 1000)])
+def decode(model: training.ConvVAE, z: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.decode(z[i : i + 1000]) for i in range(0, len(z), 1000)])
+
+
+def measure(
+    model: training.ConvVAE,
+    classifier: Classifier,
+    latents: dict[str, torch.Tensor],
+    test_images: torch.Tensor,
+    test_features: np.ndarray,
+) -> dict:
+    """For each set of LATENTS, the Fréchet distance of MODEL's decodes to the test features and
+    the classes the classifier gives them; with the test MSE of the "reconstructions" row."""
+    rows = {}
+    for name, z in latents.items():
+        images = decode(model, z)
+        feats, predicted = features_and_labels(classifier, images)
+        shares = np.bincount(predicted, minlength=10) / len(predicted)
+        rows[name] = {"frechet": frechet_distance(feats, test_features), "class_shares": shares.tolist()}
+        if name == RECONSTRUCTIONS:
+            rows[name]["mse_per_pixel"] = float((images - test_images).pow(2).mean())
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoints", nargs="+", help="a checkpoint, and its sharpened sibling to compare")
     parser.add_argument("--data-dir")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=2, help="classifier training epochs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="sample_quality", help="the results' file name")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
 
     started = time.perf_counter()
-    train, test = load_dataset("mnist", args.data_dir)
+    models = [training.load_model(path) for path in args.checkpoints]
+    dataset = models[0].checkpoint_config["dataset"]["name"]
+    if dataset not in ("mnist", "fashion-mnist") or any(m.config.num_classes for m in models):
+        raise SystemExit("sample_quality measures unconditional MNIST and Fashion-MNIST models.")
+    train, test = load_dataset(dataset, args.data_dir)
     classifier = train_classifier(train.images, train.labels, args.epochs, args.seed)
     test_features, test_predicted = features_and_labels(classifier, test.images)
     accuracy = float((torch.from_numpy(test_predicted) == test.labels).float().mean())
     train_features, _ = features_and_labels(classifier, train.images[: args.samples])
 
-    model = training.load_model(args.checkpoint)
-    sampler = load_sampler(args.checkpoint, model.config.latent_dim)
+    sampler = load_sampler(args.checkpoints[0], models[0].config.latent_dim)
     if sampler is None:
-        raise SystemExit(f"{args.checkpoint} has no sampler; run `python -m training sampler {args.checkpoint}` first.")
+        raise SystemExit(f"{args.checkpoints[0]} has no sampler; run `python -m training sampler` on it first.")
     rng = np.random.default_rng(args.seed)
+    with torch.inference_mode():
+        test_means, _ = training.encode_dataset(models[0], test.images)
     latents = {
-        "prior N(0, I)": rng.standard_normal((args.samples, model.config.latent_dim)).astype(np.float32),
-        f"mixture ({len(sampler.weights)} components)": sampler.sample(rng, args.samples),
+        "prior N(0, I)": torch.from_numpy(
+            rng.standard_normal((args.samples, models[0].config.latent_dim)).astype(np.float32)
+        ),
+        f"mixture ({len(sampler.weights)} components)": torch.from_numpy(sampler.sample(rng, args.samples)),
+        RECONSTRUCTIONS: test_means,
     }
-    rows = {
-        "training images (reference)": {
-            "frechet": frechet_distance(train_features, test_features),
-            "class_shares": None,
-        }
+    reference = {"frechet": frechet_distance(train_features, test_features)}
+    decoders = {
+        path: measure(model, classifier, latents, test.images, test_features)
+        for path, model in zip(args.checkpoints, models)
     }
-    for name, z in latents.items():
-        feats, predicted = features_and_labels(classifier, decode(model, z))
-        shares = np.bincount(predicted, minlength=10) / len(predicted)
-        rows[name] = {"frechet": frechet_distance(feats, test_features), "class_shares": shares.tolist()}
 
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "checkpoint": args.checkpoint,
+        "dataset": dataset,
+        "checkpoints": args.checkpoints,
         "samples": args.samples,
         "classifier_test_accuracy": accuracy,
-        "rows": rows,
+        "training_images_frechet": reference["frechet"],
+        "decoders": decoders,
         "seconds": time.perf_counter() - started,
     }
+    names = [Path(path).name for path in args.checkpoints]
     lines = [
-        f"Sample quality of {args.checkpoint}, {result['date']}: {args.samples:,} samples, classifier test "
-        f"accuracy {accuracy:.4f}",
+        f"Sample quality on {dataset}, {result['date']}: {args.samples:,} samples, the same latents for "
+        f"{' and '.join(names)}; classifier test accuracy {accuracy:.4f}; training images against the test "
+        f"images: {reference['frechet']:.2f}",
         "",
-        "| samples | Fréchet distance to test features | rarest class | most common class | classes ≥ 5% |",
-        "|---|---|---|---|---|",
+        "| latents | " + " | ".join(f"{n}: Fréchet distance | {n}: classes ≥ 5% (rarest)" for n in names) + " |",
+        "|---|" + "---|---|" * len(names),
     ]
-    for name, row in rows.items():
-        shares = row["class_shares"]
-        if shares is None:
-            lines.append(f"| {name} | {row['frechet']:.2f} | | | |")
-            continue
-        lines.append(
-            f"| {name} | {row['frechet']:.2f} | {int(np.argmin(shares))}: {min(shares):.1%} | "
-            f"{int(np.argmax(shares))}: {max(shares):.1%} | {sum(s >= 0.05 for s in shares)} of 10 |"
-        )
-    write_report(args.out, "sample_quality", result, lines)
+    for name in latents:
+        cells = []
+        for path in args.checkpoints:
+            row = decoders[path][name]
+            shares = row["class_shares"]
+            cells += [f"{row['frechet']:.2f}", f"{sum(s >= 0.05 for s in shares)} of 10 ({min(shares):.1%})"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    mses = ", ".join(
+        f"{n} {decoders[p][RECONSTRUCTIONS]['mse_per_pixel']:.5f}" for n, p in zip(names, args.checkpoints)
+    )
+    lines += ["", f"Test MSE of the reconstructions: {mses}."]
+    write_report(args.out, args.name, result, lines)
 
 
 if __name__ == "__main__":

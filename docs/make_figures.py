@@ -1,7 +1,9 @@
 """Figures for the README, from a checkpoint: a 10x10 grid of samples from N(0, I) and a
-10-step interpolation strip. Looking at them is how we check that samples read as digits.
+10-step interpolation strip; with --sharpened, the same 8 × 8 latents (draws from the fitted
+mixture) through the checkpoint's decoder and its sharpened sibling's, side by side. Looking at
+them is how we check that samples read as digits.
 
-    python docs/make_figures.py checkpoints/mnist-z8
+    python docs/make_figures.py checkpoints/mnist-z8 [--sharpened checkpoints/mnist-z8-sharp]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 import training  # noqa: E402
 from explorer.latent import interpolate, sample_prior  # noqa: E402
 from explorer.render import decode_latents, grid, png_bytes, strip, upscale  # noqa: E402
+from training.sampler import load_sampler  # noqa: E402
 
 
 def main() -> None:
@@ -25,6 +28,7 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("--out", default=str(ROOT / "docs"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sharpened", help="a sharpened sibling: writes NAME.png, the same latents through both")
     args = parser.parse_args()
     model = training.load_model(args.checkpoint)
     d = model.config.latent_dim
@@ -36,6 +40,17 @@ def main() -> None:
     frames = decode_latents(model, interpolate(z0, z1, 10, "slerp"))
     (out / "interpolation.png").write_bytes(png_bytes(upscale(strip(frames), 2)))
     print(f"wrote {out / 'samples.png'} and {out / 'interpolation.png'}")
+    if args.sharpened:
+        sampler = load_sampler(args.checkpoint, d)
+        z = sampler.sample(np.random.default_rng(args.seed), 64)
+        sheets = []
+        for decoder in (model, training.load_model(args.sharpened)):
+            images = decode_latents(decoder, z)  # (64, H, W, C)
+            sheets.append(grid(images.reshape(8, 8, *images.shape[1:])))
+        gap = np.full((sheets[0].shape[0], 8, *sheets[0].shape[2:]), 255, np.uint8)
+        path = out / f"{Path(args.sharpened).name}.png"
+        path.write_bytes(png_bytes(upscale(np.concatenate([sheets[0], gap, sheets[1]], axis=1), 2)))
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

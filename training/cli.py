@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--feature-weight", type=float, help="weight of the discriminator-feature reconstruction")
     h.add_argument("--adversarial-weight", type=float, help="factor of the adaptive adversarial weight")
     h.add_argument(
+        "--mixture-weight", type=float, help="the adversarial term on mixture draws against the one on reconstructions"
+    )
+    h.add_argument(
         "--noise-scale",
         type=float,
         help="the reconstructions' latents, mu + scale·sigma·eps: 1 posterior samples, 0 the means",

@@ -14,7 +14,7 @@ fitted mixture:
 
     decoder:        rec + w · adv
         rec = BCE(dec(z), x) + feature_weight · |D_f(dec(z)) − D_f(x)|²   (nats and features, per image)
-        adv = −D(dec(z)) − D(dec(z'))                                      (hinge generator loss)
+        adv = −D(dec(z)) − mixture_weight · D(dec(z'))                     (hinge generator loss)
         w   = adversarial_weight · ‖∇_L rec‖ / ‖∇_L adv‖ at the decoder's last layer L
               (Esser et al. 2021), 0 for the first adversarial_start steps
     discriminator:  relu(1 − D(x)) + relu(1 + D(dec(z))) + relu(1 + D(dec(z')))   (spectral norm)
@@ -98,6 +98,9 @@ class SharpenConfig:
     # 0: the posterior means, where the test MSE is measured)
     noise_scale: float = 1.0
     adversarial_weight: float = 0.5  # the adaptive weight's factor
+    # the adversarial term on mixture draws against the one on reconstructions: the draws
+    # answer to no input image, so they can be pushed harder without raising the test MSE
+    mixture_weight: float = 1.0
     adversarial_start: int = 0  # steps of reconstruction alone before the adversarial term
     disc_width: int = 64  # channels of the discriminator's first convolution
     seed: int = 0
@@ -112,7 +115,7 @@ class SharpenConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive number, got {value}")
-        for name in ("feature_weight", "adversarial_weight", "noise_scale"):
+        for name in ("feature_weight", "adversarial_weight", "noise_scale", "mixture_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be 0 or a positive number, got {value}")
@@ -418,7 +421,7 @@ def sharpen_step(run: Sharpening, rows: Tensor) -> tuple[float, float]:
         _, real_features = disc(x)
     pixels = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
     rec = pixels + config.feature_weight * (fake_features - real_features).pow(2).sum(1).mean()
-    adv = -(fake_logits.mean() + mix_logits.mean())
+    adv = -(fake_logits.mean() + config.mixture_weight * mix_logits.mean())
     weight = torch.zeros(())
     if run.step >= config.adversarial_start and config.adversarial_weight > 0:
         weight = config.adversarial_weight * adaptive_weight(rec, adv, model.decoder[-1].weight)

@@ -871,7 +871,7 @@ def prepared_input(
     URL, checked as such: it comes from the browser) as the model's input: (x (C, H, W)
     float32, None), (None, None) when there is no ink, or (None, the error's sentence). Cached
     by KEY (the upload's id, the drawing's hash), not by the bytes, which could be 100 × 10 MB
-    to hash on every rerun: decoding a 12-megapixel photograph takes 0.1-0.3 s, and the page
+    to hash on every rerun: decoding a large photograph is slow, and the page
     reruns often."""
     try:
         image_bytes = data_url_bytes(_data) if drawn else _data.getvalue()

@@ -70,7 +70,7 @@ def describe_point(atlas: Atlas, row: int, class_names: list[str]) -> str:
 def place_on_map(atlas: Atlas, z: np.ndarray, k: int = 8) -> tuple[float, float]:
     """Map position of a latent Z (D,) without running UMAP: the inverse-distance-weighted
     mean of the UMAP positions of its K nearest encoded test points (in latent space).
-    Exact on a point of the atlas. O(N·D) per call: about a millisecond for 10,000 points."""
+    Exact on a point of the atlas. O(N·D) per call (docs/benchmarks.md times it)."""
     d2 = np.sum((atlas.means - np.asarray(z, np.float32)) ** 2, axis=1)
     k = min(k, len(d2))
     nearest = np.argpartition(d2, k - 1)[:k]

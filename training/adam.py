@@ -3,8 +3,8 @@ decoupled weight decay (AdamW, Loshchilov & Hutter 2019) on the weights but not 
 
 The update is torch.optim.Adam(fused=True)'s, or AdamW(fused=True)'s with the biases in a
 group without decay, bit for bit (tests/test_adam.py): the same ATen kernels, called the same
-way. What it leaves out is torch.optim's first call, which imports torch._dynamo: 0.7 s of
-start-up, 7% of a one-epoch MNIST run on a 2-core CPU.
+way. What it leaves out is torch.optim's first call, which imports torch._dynamo: a start-up
+cost as large as a short run's (docs/training-speed.md).
 
     optimizer = Adam(model.parameters(), lr=2e-3, weight_decay=0.1)
     loss.backward(); optimizer.step(); optimizer.zero_grad()

@@ -218,7 +218,7 @@ def _other_dataset_in(folder: Path, dataset: IdxDataset) -> str | None:
     """The name of another known data set whose label files FOLDER holds, else None. MNIST
     and Fashion-MNIST use the same file names, so a folder of one must not be read as the
     other (a user whose LATENT_EXPLORER_DATA names an MNIST folder, training Fashion-MNIST).
-    The label files are small (70 KB in all), so checking them costs about a millisecond."""
+    The label files are small, so checking them costs next to nothing."""
     for key in ("train-labels", "test-labels"):
         path = _find(folder, dataset.files[key])
         if path is None:

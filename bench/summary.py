@@ -21,6 +21,7 @@ ORDER = (
     "app_latency",
     "load",
     "sample_quality",
+    "sample_quality_fashion",
     "atlas_scale",
     "score_speed",
 )

@@ -23,8 +23,8 @@ from explorer.anomaly import (
     score_images,
 )
 from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
-from explorer.figures import atlas_figure, history_figure, selected_rows
-from explorer.history import history_csv, run_summary
+from explorer.figures import atlas_figure, history_figure, selected_rows, sharpen_history_figure
+from explorer.history import history_csv, run_summary, sharpen_command, sharpen_summary
 from explorer.latent import (
     clamp,
     inactive_dimensions,
@@ -266,10 +266,12 @@ def decoder_caption(folder: str, model: training.ConvVAE) -> str:
     return f"{kind} · {Path(folder).name}"
 
 
-def shown_decoders(folder: str, model: training.ConvVAE) -> list[tuple[str, training.ConvVAE]]:
+def shown_decoders(
+    folder: str, model: training.ConvVAE, pair: tuple[Path, Path] | None
+) -> list[tuple[str, training.ConvVAE]]:
     """(folder, model) of each decoder the page draws z with: the selected model's, and with
-    Compare on, its sharpened sibling's or its VAE parent's (the same latent space)."""
-    pair = sharpened_pair(folder, model.checkpoint_config)
+    Compare on, the other of its sharpened PAIR (explorer.models.sharpened_pair; the same
+    latent space)."""
     if pair is None or not state.get("compare", False):
         return [(folder, model)]
     other = str(pair[1] if Path(pair[0]).resolve() == Path(folder).resolve() else pair[0])
@@ -403,7 +405,7 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
             help="The same z through both decoders, side by side: the sharpened one was fine-tuned adversarially "
             "on this encoder, so z means the same in both.",
         )
-    decoders = shown_decoders(folder, model)
+    decoders = shown_decoders(folder, model, pair)
     live = state.live_decoding and state.live_unavailable is None
     if live:
         live_controls(decoders)
@@ -498,6 +500,9 @@ def training_view(folder: str, model: training.ConvVAE) -> None:
     """How the model was trained: its recipe in a sentence, the command that trains it again,
     and its history's curves (test figures at each evaluation, the training loss between)."""
     config = model.checkpoint_config
+    if "sharpen" in config:
+        sharpened_view(folder, config)
+        return
     if "train" in config:
         st.markdown(run_summary(config, training.read_metrics(folder)))
         st.code(train_command(config, f"runs/{Path(folder).name}"), language="bash", wrap_lines=True)
@@ -524,6 +529,27 @@ def training_view(folder: str, model: training.ConvVAE) -> None:
         f"{len(rows)} evaluations over {round(last['epoch'], 2):g} epochs. The training loss is each point's mean over "
         "the steps since the previous one, with one posterior sample per image, as trained (β-weighted); "
         "the test −ELBO also takes one sample, the MSE decodes the means."
+    )
+    st.download_button("Download the history (CSV)", history_csv(rows), f"{Path(folder).name}-history.csv", "text/csv")
+
+
+def sharpened_view(folder: str, config: dict) -> None:
+    """How a sharpened decoder was made: its recipe in a sentence, the command, its curves."""
+    st.markdown(sharpen_summary(config, training.read_metrics(folder)))
+    st.code(sharpen_command(config, f"runs/{Path(folder).name}"), language="bash", wrap_lines=True)
+    history_path = Path(folder) / HISTORY
+    try:
+        rows = training_history(folder, history_path.stat().st_mtime) if history_path.is_file() else []
+    except training.CheckpointError as error:
+        st.warning(str(error))
+        return
+    if not rows:
+        st.info("This checkpoint has no sharpening history (history.jsonl).")
+        return
+    st.plotly_chart(sharpen_history_figure(rows), key="history_chart", width="stretch")
+    st.caption(
+        f"{len(rows)} evaluations over {rows[-1]['step']:,} steps. Each loss is its mean over the steps since the "
+        "previous point; the test MSE decodes the encoder's means, as for the VAE."
     )
     st.download_button("Download the history (CSV)", history_csv(rows), f"{Path(folder).name}-history.csv", "text/csv")
 

@@ -140,3 +140,43 @@ def history_figure(rows: list[dict], height: int = 440) -> go.Figure:
         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
     )
     return figure
+
+
+def sharpen_history_figure(rows: list[dict], height: int = 480) -> go.Figure:
+    """A sharpened checkpoint's history (training/sharpen.py's rows) against the step: the
+    decoder's and the discriminator's mean losses since the previous row, and the test MSE."""
+    from plotly.subplots import make_subplots  # noqa: PLC0415 - this figure alone needs it
+
+    figure = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06)
+    steps = [row["step"] for row in rows]
+    series = (
+        (1, "decoder_loss", "decoder loss (mean since the previous point)", PALETTE[0], "%{y:.2f}", "decoder"),
+        (
+            2,
+            "disc_train_loss",
+            "discriminator hinge loss (mean since the previous point)",
+            PALETTE[1],
+            "%{y:.3f}",
+            "discriminator",
+        ),
+        (3, "test_mse_per_pixel", "test MSE of decode(μ)", PALETTE[2], "%{y:.5f}", "test MSE"),
+    )
+    for row_number, key, name, colour, value, axis in series:
+        figure.add_trace(
+            go.Scatter(
+                x=steps,
+                y=[row.get(key) for row in rows],
+                name=name,
+                mode="lines+markers",
+                line=dict(color=colour, width=2),
+                marker=dict(size=4),
+                connectgaps=False,
+                hovertemplate=f"{name}<br>step %{{x:,}}<br>{value}<extra></extra>",
+            ),
+            row=row_number,
+            col=1,
+        )
+        figure.update_yaxes(title_text=axis, row=row_number, col=1)
+    figure.update_xaxes(title_text="step", row=3, col=1)
+    figure.update_layout(height=height, margin=dict(l=60, r=20, t=30, b=40), legend=dict(orientation="h", y=1.08))
+    return figure

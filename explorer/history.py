@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import shlex
+from dataclasses import fields
 
+from training.sharpen import SharpenConfig
 from training.train import HISTORY_METRICS, saved_train_config
 
 # history.jsonl's columns in the order a spreadsheet shows them (training.train.history_row's);
@@ -64,3 +67,40 @@ def history_csv(rows: list[dict]) -> str:
     for row in rows:
         writer.writerow({key: "" if value is None else value for key, value in row.items()})
     return out.getvalue()
+
+
+def sharpen_summary(config: dict, metrics: dict) -> str:
+    """One sentence (markdown) of how a sharpened checkpoint (CONFIG: its config.json) was made
+    from its parent, and from METRICS where and how long."""
+    sharpened = config["sharpen"]
+    recipe = saved_sharpen_recipe(sharpened)
+    sentence = (
+        f"The decoder of **{sharpened.get('parent', '?')}**, sharpened adversarially with its encoder frozen: "
+        f"{recipe.steps:,} steps of batch {recipe.batch_size}, decoder lr {recipe.lr:g}, discriminator lr "
+        f"{recipe.disc_lr:g} (width {recipe.disc_width}), adversarial weight {recipe.adversarial_weight:g} "
+        f"(adaptive), feature weight {recipe.feature_weight:g}, noise scale {recipe.noise_scale:g}, seed {recipe.seed}"
+    )
+    if "train_seconds" in metrics and "device" in metrics:
+        sentence += f"; {metrics['device']}, {metrics['train_seconds'] / 60:.1f} minutes"
+    if "mse_per_pixel" in metrics and "parent_mse_per_pixel" in metrics:
+        sentence += f"; test MSE {metrics['mse_per_pixel']:.5f} (its parent's {metrics['parent_mse_per_pixel']:.5f})"
+    return sentence + "."
+
+
+def saved_sharpen_recipe(sharpened: dict) -> SharpenConfig:
+    """The SharpenConfig of a config.json's sharpen section: fields it predates take their defaults."""
+    known = {f.name for f in fields(SharpenConfig)}
+    return SharpenConfig(**{k: v for k, v in sharpened.get("recipe", {}).items() if k in known})
+
+
+def sharpen_command(config: dict, out: str) -> str:
+    """The `python -m training sharpen` command that makes a sharpened checkpoint (CONFIG) again
+    from its parent beside it, into OUT: a flag for every recipe field off its default."""
+    sharpened = config["sharpen"]
+    recipe, default = saved_sharpen_recipe(sharpened), SharpenConfig()
+    words = ["python", "-m", "training", "sharpen", f"checkpoints/{sharpened.get('parent', '?')}", "--out", out]
+    for f in fields(SharpenConfig):
+        value = getattr(recipe, f.name)
+        if value != getattr(default, f.name) and f.name != "device":
+            words += ["--" + f.name.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join(words)

@@ -20,14 +20,14 @@ def list_checkpoints(root: str | Path) -> list[str]:
 def sharpened_pair(folder: str | Path, config: dict) -> tuple[Path, Path] | None:
     """(the VAE's folder, its sharpened decoder's folder) when FOLDER, whose config.json is CONFIG,
     is one of such a pair and the other is in a folder beside it (for a sharpened checkpoint, its
-    parent by name or by the path it recorded); None otherwise. The two share their encoder, so
-    one z means the same in both."""
+    parent by name, or by the path it recorded relative to itself); None otherwise. The two
+    share their encoder, so one z means the same in both."""
     folder = Path(folder)
     sharpened = config.get("sharpen")
     if sharpened is not None:
         for candidate in (
             folder.parent / str(sharpened.get("parent", "")),
-            Path(str(sharpened.get("parent_path", ""))),
+            folder / str(sharpened.get("parent_path", "")),
         ):
             if candidate.name and (candidate / CONFIG).is_file() and candidate.resolve() != folder.resolve():
                 return candidate, folder
@@ -41,7 +41,8 @@ def sharpened_pair(folder: str | Path, config: dict) -> tuple[Path, Path] | None
             continue  # a broken folder beside it is not a sibling; the picker shows its error
         recorded = other.get("sharpen") if isinstance(other, dict) else None
         if isinstance(recorded, dict) and (
-            recorded.get("parent_path") == str(folder.resolve()) or recorded.get("parent") == folder.name
+            (sibling / str(recorded.get("parent_path", ""))).resolve() == folder.resolve()
+            or recorded.get("parent") == folder.name
         ):
             return folder, sibling
     return None

@@ -240,8 +240,10 @@ def test_the_picker_lists_every_bundled_model() -> None:
     app = run_app()
     assert app.sidebar.selectbox(key="model_choice").options == [
         "fashion-z8",
+        "fashion-z8-sharp",  # a sharpened decoder is an entry of its own
         "mnist-cvae-z8",
         "mnist-z8",
+        "mnist-z8-sharp",
         "photo-patches-rgb-z8",
     ]
 
@@ -481,3 +483,16 @@ def test_a_sharpened_models_anomaly_scores_use_its_parents_decoder(tiny_sharpene
     app.file_uploader(key="anomaly_upload").set_value(("square.png", png_file(square), "image/png")).run()
     assert not app.exception, app.exception
     assert "Scored with the parent's decoder (tiny), the calibrated likelihood" in app.markdown[-1].value
+
+
+def test_the_training_view_of_a_sharpened_model_shows_its_recipe_command_and_curves() -> None:
+    app = run_app({"model": "mnist-z8-sharp", "view": "training"})
+    assert any(m.value.startswith("The decoder of **mnist-z8**, sharpened adversarially") for m in app.markdown)
+    assert [c.value for c in app.code] == [
+        "python -m training sharpen checkpoints/mnist-z8 --out runs/mnist-z8-sharp --steps 6000 --disc-lr 0.0004 "
+        "--noise-scale 0 --adversarial-weight 0.8"
+    ]
+    figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    (curves,) = [f for f in figures if any(t.get("name") == "test MSE of decode(μ)" for t in f["data"])]
+    assert [len(t["x"]) for t in curves["data"]] == [24, 24, 24]  # an evaluation every 250 steps
+    assert any(c.value.startswith("24 evaluations over 6,000 steps.") for c in app.caption)

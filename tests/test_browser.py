@@ -16,6 +16,7 @@ import training
 from explorer.atlas import load_atlas, place_on_map
 from explorer.live import principal_plane
 from tests.browser_support import (
+    CANVAS_HASH_JS,
     CHROMIUM,
     CHROMIUM_ARGS,
     FRAME_SAMPLER_START_JS,
@@ -444,3 +445,22 @@ def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: o
         assert page.locator("[data-testid=stException]").count() == 0
     finally:
         browser.close()
+
+
+def test_compare_draws_both_decoders_live_while_dragging(page: object, server: str, tmp_path: Path) -> None:
+    """The bundled model and its sharpened sibling: both images redrawn on every drag frame."""
+    page.get_by_text("Compare with the sharpened decoder (mnist-z8-sharp)").click()
+    page.wait_for_function("() => (window.__latentExplorer.test.stats.compareDraws || 0) > 0", timeout=30_000)
+    page.wait_for_selector("text=VAE decoder · mnist-z8", timeout=15_000)
+    page.wait_for_selector("text=sharpened decoder · mnist-z8-sharp", timeout=15_000)
+    primary, compared = "canvas.lx-image:not(.lx-image-compare)", "canvas.lx-image-compare"
+    for selector in (primary, compared):
+        page.evaluate(FRAME_SAMPLER_START_JS, selector)
+    seconds = drag(page, page.get_by_role("slider", name="z1"), 0.2, 0.8)
+    changes = {selector: page.evaluate(FRAME_SAMPLER_STOP_JS, selector) for selector in (primary, compared)}
+    counts = {selector: len(frames) for selector, frames in changes.items()}
+    # both images were redrawn on many frames during the drag, not once at the release
+    assert all(count >= 10 for count in counts.values()), f"{counts} changed frames in a {seconds:.2f} s drag"
+    # and they differ: two decoders, one z
+    hashes = [page.evaluate(CANVAS_HASH_JS.replace("canvas.lx-image", s)) for s in (primary, compared)]
+    assert hashes[0] != hashes[1]

@@ -6,9 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import training
+from explorer.models import sharpened_pair
 from tests.conftest import BUNDLED
+from training.checkpoint import ENCODER_PREFIXES
 from training.data import load_dataset
 from training.evaluate import elbo_metrics, encode_dataset, knn_accuracy
 
@@ -88,3 +91,20 @@ def test_atlas_is_this_models_encoding_of_the_test_set(model: training.ConvVAE, 
     mu, _ = encode_dataset(model, test.images)
     np.testing.assert_allclose(atlas.means, mu.numpy(), atol=1e-4)
     np.testing.assert_array_equal(atlas.labels, test.labels.numpy())
+
+
+@pytest.mark.parametrize("parent", ["mnist-z8", "fashion-z8"])
+def test_the_bundled_sharpened_decoders_share_their_parents_latent_space(parent: str) -> None:
+    folder = BUNDLED.parent / parent
+    sharp = BUNDLED.parent / f"{parent}-sharp"
+    ours, theirs = load_file(str(sharp / "model.safetensors")), load_file(str(folder / "model.safetensors"))
+    encoder = [k for k in theirs if k.startswith(ENCODER_PREFIXES)]
+    assert encoder and all(torch.equal(ours[k], theirs[k]) for k in encoder)
+    for name in ("atlas.safetensors", "sampler.safetensors"):  # valid with the encoder, carried over
+        assert (sharp / name).read_bytes() == (folder / name).read_bytes()
+    model = training.load_model(sharp)
+    assert model.checkpoint_config["sharpen"]["parent"] == parent
+    metrics = json.loads((sharp / "metrics.json").read_text())
+    # sharp and still faithful: the reconstructions' error within 10% of the VAE's
+    assert metrics["mse_per_pixel"] <= 1.1 * metrics["parent_mse_per_pixel"]
+    assert sharpened_pair(sharp, model.checkpoint_config) == (folder, sharp)

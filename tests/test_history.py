@@ -22,6 +22,9 @@ from training.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = sorted(p.parent.name for p in (ROOT / "checkpoints").glob("*/config.json"))
+SHARPENED = [
+    name for name in BUNDLED if "sharpen" in json.loads((ROOT / "checkpoints" / name / "config.json").read_text())
+]
 
 
 def configs_of(command: str) -> tuple[ModelConfig, TrainConfig]:
@@ -145,7 +148,18 @@ def test_the_history_figure_plots_losses_above_and_mse_below_against_the_epoch()
     assert tuple(traces["test −ELBO"].customdata) == (8, 11)  # the step, in the hover
 
 
-@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("name", SHARPENED)
+def test_each_sharpened_history_has_a_row_per_evaluation_and_ends_at_its_metrics(name: str) -> None:
+    folder = ROOT / "checkpoints" / name
+    rows, metrics = read_history(folder), read_metrics(folder)
+    recipe = json.loads((folder / "config.json").read_text())["sharpen"]["recipe"]
+    every = recipe["eval_every"]
+    assert [row["step"] for row in rows] == list(range(every, recipe["steps"] + 1, every))
+    assert sum(row["train_steps"] for row in rows) == rows[-1]["step"] == metrics["step"]
+    assert rows[-1]["test_mse_per_pixel"] == pytest.approx(metrics["mse_per_pixel"], rel=1e-5)
+
+
+@pytest.mark.parametrize("name", [name for name in BUNDLED if name not in SHARPENED])
 def test_each_bundled_history_is_its_models_and_ends_at_its_metrics(name: str) -> None:
     folder = ROOT / "checkpoints" / name
     rows, metrics = read_history(folder), read_metrics(folder)

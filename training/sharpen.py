@@ -27,6 +27,7 @@ discriminator that wins outright) and stops with one sentence, the last good che
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import sys
 import time
@@ -281,7 +282,8 @@ def set_up(
         **{k: v for k, v in model.checkpoint_config.items() if k != "format"},
         "sharpen": {
             "parent": parent.name,
-            "parent_path": str(parent.resolve()),
+            # relative to this folder: found again wherever the two are moved together
+            "parent_path": os.path.relpath(parent.resolve(), out.resolve()),
             "encoder_sha256": encoder_sha256(model.state_dict()),
             "recipe": asdict(config),
             "versions": versions(),

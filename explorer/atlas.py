@@ -10,7 +10,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
-ATLAS = "atlas.safetensors"
+from training.atlas import ATLAS
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from tqdm import tqdm
 
 from training.adam import Adam
+from training.atlas import ATLAS
 from training.checkpoint import (
     METRICS,
     PARENT_DECODER,
@@ -76,7 +77,6 @@ from training.loop import (
 from training.model import ConvVAE, conv_sizes
 from training.sampler import SAMPLER, MixtureSampler, load_sampler
 
-ATLAS = "atlas.safetensors"
 # Collapse checks, at each evaluation: the test MSE may rise to this multiple of the parent's;
 # decodes of fixed mixture draws must keep this share of the parent's pixel spread; a
 # discriminator whose hinge loss stays under WINNING_LOSS for WINNING_EVALS evaluations has won.

@@ -22,7 +22,16 @@ from explorer.anomaly import (
     ranking_order,
     score_images,
 )
-from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
+from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, nearest_training, place_on_map
+from explorer.concept import (
+    SELECTED,
+    Concept,
+    concept_from_groups,
+    format_concept,
+    group_choices,
+    group_rows,
+    parse_concept,
+)
 from explorer.figures import atlas_figure, history_figure, selected_rows, sharpen_history_figure
 from explorer.history import history_csv, run_summary, sharpen_command, sharpen_summary
 from explorer.latent import (
@@ -42,8 +51,10 @@ from explorer.live import (
     latent_from_browser,
     live_payload,
     principal_plane,
+    thumbnails_bundle,
 )
 from explorer.models import list_checkpoints, sharpened_pair
+from explorer.neighbours import TrainingImages, find_training_images
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
 from explorer.preprocess import data_url_bytes, read_image_bytes
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
@@ -133,6 +144,22 @@ def browser_data(_model: training.ConvVAE, folder: str) -> tuple[str, bytes]:
     return browser_bundle(onnx_bytes, atlas.means, atlas.embedding)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def browser_thumbnails(folder: str, latent_dim: int) -> tuple[str, bytes] | None:
+    """(bundle id, bytes) of the atlas's thumbnail sheet for the map's hover cards, or None."""
+    atlas = atlas_or_none(folder, latent_dim)
+    if atlas is None or atlas.thumbnails is None:
+        return None
+    return thumbnails_bundle(atlas.thumbnails, atlas.thumbnail_columns, len(atlas))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the training images…")
+def get_training_images(folder: str, _model: training.ConvVAE, data_root: str | None) -> TrainingImages:
+    """The checkpoint's training images (explorer/neighbours.py), looked for where the training
+    commands look (DATA_ROOT: $LATENT_EXPLORER_DATA, part of the key); raises training.DataError."""
+    return find_training_images(_model.checkpoint_config["dataset"], _model.config.image_shape)
+
+
 @st.cache_resource(max_entries=16, show_spinner=False)
 def map_figure(
     _atlas: Atlas, folder: str, names: tuple[str, ...], marker: tuple[float, float] | None, path_bytes: bytes | None
@@ -181,6 +208,7 @@ def init_session() -> None:
         "model_choice": page.model,
         "view": page.view,
         "url_latent": st.query_params.get("z"),
+        "url_concept": st.query_params.get("concept"),
         "warnings": page.warnings,
         "active_folder": None,
         "rng_seed": 0,
@@ -245,6 +273,15 @@ def on_model_change(folder: str, model: training.ConvVAE) -> None:
         if parsed is not None:
             start = parsed
     state.set_latent(start)
+    state.map_selection = []
+    state.concept = None
+    state.drop("concept_from")
+    state.drop("concept_to")
+    url_concept = state.get("url_concept")
+    state.drop("url_concept")
+    if url_concept is not None:
+        state.concept, warnings = parse_concept(url_concept, low, high)
+        state.warnings.extend(warnings)
     # Start the interpolation between two test images (or the origin and a sample) so the
     # view shows something before the user picks endpoints.
     if atlas is not None and len(atlas) > 1:
@@ -313,10 +350,44 @@ def on_load_test_image(atlas: Atlas) -> None:
 
 
 def on_map_select(atlas: Atlas) -> None:
-    rows = selected_rows(atlas, state.atlas_map.selection.points)
-    if rows:
+    """A click loads the point's latent; a box or lasso selection is kept as a group for a
+    concept direction."""
+    selection = state.atlas_map.selection
+    rows = selected_rows(atlas, selection.points)
+    if selection.get("box") or selection.get("lasso"):
+        state.map_selection = rows
+    elif rows:
         state.test_index = int(atlas.index[rows[0]])
         load_atlas_row(atlas, rows[0])
+
+
+def on_concept_groups(atlas: Atlas, names: list[str]) -> None:
+    """A concept group was chosen: the direction between the two, once both are chosen."""
+    choices = state.get("concept_from"), state.get("concept_to")
+    state.concept = None
+    if None in choices:
+        return
+    if SELECTED in choices and not state.map_selection:
+        state.warnings.append(
+            "No points are selected on the map: pick the box or lasso tool above the map, select, then choose again."
+        )
+        return
+    a_rows, b_rows = (group_rows(atlas, choice, names, state.map_selection) for choice in choices)
+    try:
+        state.concept = concept_from_groups(atlas, a_rows, b_rows, f"{choices[0]} → {choices[1]}")
+    except ValueError as error:
+        state.warnings.append(f"No concept direction: {error}.")
+
+
+def on_concept_clear() -> None:
+    state.concept = None
+    state.concept_from = None
+    state.concept_to = None
+
+
+def on_concept_slider(concept: Concept) -> None:
+    """The server-side concept slider moved: z along the concept's direction."""
+    state.set_latent(concept.move(state.latent, state.concept_t))
 
 
 def on_slider(latent_dim: int) -> None:
@@ -463,19 +534,28 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
             ),
             key="atlas_map",
             on_select=lambda: on_map_select(atlas),
-            selection_mode="points",
+            selection_mode=("points", "box", "lasso"),
             width="stretch",
             theme=None,
         )  # the figure's own colours: Streamlit's dark theme greys its legend out
         st.caption(
-            f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
+            f"{len(atlas):,} encoded test images, laid out by UMAP. Point at the map to decode "
+            "where you point, click to keep it; the star is the current z, placed among its nearest neighbours."
+            if live
+            else f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
             "latent; the star is the current z, placed among its nearest neighbours."
         )
+        concept_controls(atlas, class_names(model), live)
+        nearest_training_view(folder, model, atlas, z)
 
     # the view is None while the user has deselected every view: keep the last one in the link
     shared = {"model": Path(folder).name, "z": format_latent(z)}
     if state.view in VIEWS:
         shared["view"] = state.view
+    if state.concept is not None:
+        shared["concept"] = format_concept(state.concept)
+    elif "concept" in st.query_params:
+        del st.query_params["concept"]
     st.query_params.update(shared)
     st.divider()
     view = st.segmented_control("View", VIEWS, key="view", format_func=str.capitalize)
@@ -487,6 +567,92 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
         anomaly_view(model, atlas)
     elif view == "training":
         training_view(folder, model)
+
+
+def concept_controls(atlas: Atlas, names: list[str], live: bool) -> None:
+    """Two groups, From and To, give a concept direction (explorer/concept.py): a class each,
+    or the points selected on the map. Live, its slider is under the 2-D pad."""
+    choices = group_choices(names)
+    with st.container(horizontal=True, vertical_alignment="bottom", gap="small", key="concept_row"):
+        for end, label in (("concept_from", "Concept direction from"), ("concept_to", "to")):
+            st.selectbox(
+                label,
+                choices,
+                index=None,
+                key=end,
+                placeholder="a class, or selected points",
+                on_change=on_concept_groups,
+                args=(atlas, names),
+                width=220,
+                help=f"Select points with the map's box or lasso tool, then choose '{SELECTED}' to make them a group.",
+            )
+        if state.concept is not None:
+            st.button("Clear", on_click=on_concept_clear, key="concept_clear")
+    concept = state.concept
+    if concept is None:
+        return
+    if live:
+        st.caption(
+            f"Concept {concept.name}: its slider t is under the 2-D pad (0 at the first group's mean, 1 at the "
+            "second's), with every test image's t drawn beneath it."
+        )
+        return
+    t = concept.projections(atlas.means)
+    low, high = float(min(t.min(), 0.0)), float(max(t.max(), 1.0))
+    state.concept_t = float(np.clip(concept.position(state.latent), low, high))
+    st.slider(
+        f"Concept {concept.name} (t: 0 at the first group's mean, 1 at the second's)",
+        low,
+        high,
+        key="concept_t",
+        step=(high - low) / 200,
+        on_change=on_concept_slider,
+        args=(concept,),
+    )
+
+
+def nearest_training_view(folder: str, model: training.ConvVAE, atlas: Atlas, z: np.ndarray) -> None:
+    """The 8 training images whose encoder means are nearest z: does a sample copy or compose?"""
+    if atlas.train_means is None:
+        return
+    if not st.toggle(
+        "Nearest training images",
+        key="show_neighbours",
+        help="The training images whose encoded means are nearest the current z, with their latent distances: "
+        "one very near means z decodes close to a copy of it.",
+    ):
+        return
+    rows, distances = nearest_training(atlas, z)
+    try:
+        source = get_training_images(folder, model, os.environ.get("LATENT_EXPLORER_DATA"))
+        images = to_uint8(source.images(rows))  # (k, H, W, C)
+    except training.DataError as error:
+        st.info(
+            f"The training images are not on this machine ({error}) Their rows in the training split and "
+            f"latent distances: {', '.join(f'#{r} ({d:.2f})' for r, d in zip(rows, distances))}."
+        )
+        return
+    with st.container(horizontal=True, gap="small", key="neighbours"):
+        for row, distance, image in zip(rows, distances, images):
+            st.image(
+                png_bytes(upscale(image, max(1, 84 // image.shape[0]))),
+                caption=f"#{row} · d {distance:.2f}",
+                width=84,
+                output_format="PNG",
+            )
+    st.caption(
+        "Training images (rows of the training split) nearest the current z in latent space, nearest first, "
+        "with their distances; the typical distance between neighbouring test images is "
+        f"{typical_spacing(folder, model.config.latent_dim):.2f}."
+    )
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def typical_spacing(folder: str, latent_dim: int) -> float:
+    """The median latent distance from a test image's mean to its nearest training mean."""
+    atlas = atlas_or_none(folder, latent_dim)
+    sample = atlas.means[:: max(1, len(atlas) // 500)]
+    return float(np.median([nearest_training(atlas, z, 1)[1][0] for z in sample]))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -561,6 +727,7 @@ def live_controls(decoders: list[tuple[str, training.ConvVAE]]) -> None:
     model_component, controls_component = live_components()
     bundle_id, bundle = browser_data(model, folder)
     model_component(data=bundle, key="decoder_model", height=1)
+    thumbnails = browser_thumbnails(folder, model.config.latent_dim)
     compare = None
     for other_folder, other in compared:  # its decoder too goes to the browser once per model
         other_id, other_bundle = browser_data(other, other_folder)
@@ -583,6 +750,8 @@ def live_controls(decoders: list[tuple[str, training.ConvVAE]]) -> None:
         unused=state.inactive,
         caption=decoder_caption(folder, model) if compared else "",
         compare=compare,
+        concept=None if state.concept is None else state.concept.to_json(),
+        thumbnails_id=None if thumbnails is None else thumbnails[0],
     )
     controls_component(
         data=payload,
@@ -591,9 +760,11 @@ def live_controls(decoders: list[tuple[str, training.ConvVAE]]) -> None:
         on_latent_change=on_live_latent,
         on_status_change=on_live_status,
     )
+    if thumbnails is not None:  # after the controls: the first image never waits for it
+        model_component(data=thumbnails[1], key="atlas_thumbnails", height=1)
     st.caption(
         "Decoded in your browser as you drag. The pad walks z across a plane: the two "
-        "principal directions of the encoded test set, or any two dimensions."
+        "principal directions of the encoded test set, or any two dimensions. Click a value to type it."
     )
 
 

@@ -6,6 +6,8 @@
 - live decoding: distinct frames per second while dragging a latent slider and the 2-D pad,
   a key step on a slider until the image changes (p50 / p95), one decode in the browser;
 - release -> Python: from releasing a drag to the new latent in the URL (the server has it);
+- hovering the map: distinct frames per second while the pointer sweeps across it (no button
+  pressed: each move decodes the latent under the pointer in the browser);
 - map click -> controls moved;
 - the fallback without WebAssembly: a server slider step until the new image (p50 / p95).
 
@@ -124,6 +126,43 @@ def live_measures(page: object, args: argparse.Namespace) -> dict:
     }
 
 
+# client pixels of N + 1 points evenly along the map from one corner of the points' box to the other
+MAP_SWEEP_JS = """n => {
+    const plot = document.querySelector('.st-key-atlas_map .js-plotly-plot');
+    const box = plot.getBoundingClientRect(), xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+    const b = window.__latentExplorer.test.active.bundle, e = b.embedding;
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (let i = 0; i < b.n; i++) {
+        x0 = Math.min(x0, e[2 * i]); x1 = Math.max(x1, e[2 * i]);
+        y0 = Math.min(y0, e[2 * i + 1]); y1 = Math.max(y1, e[2 * i + 1]);
+    }
+    const points = [];
+    for (let k = 0; k <= n; k++) {
+        const x = x0 + (x1 - x0) * (0.1 + 0.8 * k / n), y = y0 + (y1 - y0) * (0.1 + 0.8 * k / n);
+        points.push([box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)]);
+    }
+    return points;
+}"""
+
+
+def hover_measures(page: object, sweeps: int) -> list[float]:
+    """Distinct frames per second of the decoded image while the pointer sweeps the map."""
+    page.locator(".st-key-atlas_map").scroll_into_view_if_needed()
+    time.sleep(0.5)
+    path = page.evaluate(MAP_SWEEP_JS, 180)
+    rates = []
+    for k in range(sweeps):
+        points = path if k % 2 == 0 else path[::-1]
+        page.mouse.move(*points[0])
+        page.evaluate(FRAME_SAMPLER_START_JS)
+        for point in points:
+            page.mouse.move(*point)
+        rates.append(frames_per_second(page.evaluate(FRAME_SAMPLER_STOP_JS)))
+    page.mouse.move(5, 5)
+    time.sleep(0.5)
+    return rates
+
+
 def map_click_measures(page: object, clicks: int) -> dict | None:
     click_ms = []
     for k in range(clicks):
@@ -195,6 +234,7 @@ def main() -> None:
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             time.sleep(1.0)
             live = live_measures(page, args)
+            hover_fps = hover_measures(page, args.drags)
             clicks = map_click_measures(page, args.clicks)
             page.close()
             server_sliders = server_slider_measures(browser, url, args.steps // 2)
@@ -210,6 +250,7 @@ def main() -> None:
         "first_image_s": first_image_s,
         "first_browser_decode_s": first_live_s,
         **live,
+        "map_hover_fps": hover_fps,
         "map_click_to_controls": clicks,
         "server_slider_to_image": server_sliders,
     }
@@ -228,6 +269,8 @@ def main() -> None:
         f"| one decode in the browser (onnxruntime-web, 1 thread), p50 / p95 | "
         f"{live['browser_decode']['p50_ms']:.1f} / {live['browser_decode']['p95_ms']:.1f} ms |",
         f"| release → latent in Python (URL updated), p50 / p95 | {ms(live['release_to_python'])} |",
+        f"| distinct frames per second, hovering the map (decoding under the pointer) | "
+        f"{np.mean(hover_fps):.0f} (min {min(hover_fps):.0f}, n={len(hover_fps)} sweeps) |",
     ]
     if clicks:
         lines.append(f"| map click → controls moved, p50 / p95 | {ms(clicks)} |")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file
+from safetensors import SafetensorError, safe_open
 
 from training.atlas import ATLAS
 
@@ -20,6 +20,10 @@ class Atlas:
     embedding: np.ndarray  # (N, 2) float32, UMAP coordinates
     index: np.ndarray  # (N,) int64, position in the test set
     anomaly: np.ndarray | None = None  # (N,) float32, each image's anomaly score (nats, "complexity"), if built
+    thumbnails: bytes | None = None  # one PNG: the N test images as tiles, row by row, thumbnail_columns across
+    thumbnail_columns: int = 0
+    train_means: np.ndarray | None = None  # (M, D) float32, encoder means of the training split, in its order
+    names: tuple[str, ...] | None = None  # (N,) the test images' names (an image folder's file stems)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -36,35 +40,68 @@ def load_atlas(folder: str | os.PathLike, latent_dim: int) -> Atlas | None:
     if not path.is_file():
         return None
     try:
-        arrays = load_file(str(path))
+        with safe_open(str(path), framework="numpy") as f:
+            arrays = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open has no iterator
+            metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise AtlasError(f"{path} is not a valid safetensors file ({e}).") from e
     try:
+        names = json.loads(metadata["names"]) if "names" in metadata else None
         atlas = Atlas(
             means=arrays["means"].astype(np.float32),
             labels=arrays["labels"].astype(np.int64),
             embedding=arrays["embedding"].astype(np.float32),
             index=arrays["index"].astype(np.int64),
             anomaly=arrays["anomaly"].astype(np.float32) if "anomaly" in arrays else None,
+            thumbnails=arrays["thumbnails"].astype(np.uint8).tobytes() if "thumbnails" in arrays else None,
+            thumbnail_columns=int(metadata.get("thumbnail_columns", 0)),
+            train_means=arrays["train_means"].astype(np.float32) if "train_means" in arrays else None,
+            names=None if names is None else tuple(str(name) for name in names),
         )
     except KeyError as e:
         raise AtlasError(f"{path} lacks the array {e}; rebuild it with `python -m training atlas`.") from e
-    n = len(atlas.labels)
-    if atlas.means.shape != (n, latent_dim) or atlas.embedding.shape != (n, 2) or atlas.index.shape != (n,):
-        raise AtlasError(f"{path} does not match the model (latent size {latent_dim}); rebuild it.")
-    if atlas.anomaly is not None and atlas.anomaly.shape != (n,):
-        raise AtlasError(f"{path} does not match the model (latent size {latent_dim}); rebuild it.")
-    if not (np.isfinite(atlas.means).all() and np.isfinite(atlas.embedding).all()):
-        raise AtlasError(f"{path} holds NaN or infinite values; rebuild it.")
+    except (ValueError, TypeError) as e:  # metadata that is not what the atlas command writes
+        raise AtlasError(f"{path} has unreadable metadata ({e}); rebuild it.") from e
+    check_atlas(atlas, path, latent_dim)
     return atlas
+
+
+def check_atlas(atlas: Atlas, path: Path, latent_dim: int) -> None:
+    """Raise AtlasError unless ATLAS's arrays agree with each other and with LATENT_DIM."""
+    n = len(atlas.labels)
+    mismatch = atlas.means.shape != (n, latent_dim) or atlas.embedding.shape != (n, 2) or atlas.index.shape != (n,)
+    mismatch |= atlas.anomaly is not None and atlas.anomaly.shape != (n,)
+    train = atlas.train_means
+    mismatch |= train is not None and (train.ndim != 2 or train.shape[1] != latent_dim)
+    mismatch |= atlas.names is not None and len(atlas.names) != n
+    mismatch |= atlas.thumbnails is not None and atlas.thumbnail_columns < 1
+    if mismatch:
+        raise AtlasError(f"{path} does not match the model (latent size {latent_dim}); rebuild it.")
+    finite = np.isfinite(atlas.means).all() and np.isfinite(atlas.embedding).all()
+    if not finite or (train is not None and not np.isfinite(train).all()):
+        raise AtlasError(f"{path} holds NaN or infinite values; rebuild it.")
 
 
 def describe_point(atlas: Atlas, row: int, class_names: list[str]) -> str:
     """'test image #0 (7)': the test-set position of the atlas's row ROW and its class, named
-    by CLASS_NAMES where the checkpoint has them, else by number."""
+    by CLASS_NAMES where the checkpoint has them, else by number; a named image adds its name
+    ('test image #4, wave (People & Body)')."""
     label = int(atlas.labels[row])
     name = class_names[label] if 0 <= label < len(class_names) else str(label)
-    return f"test image #{int(atlas.index[row])} ({name})"
+    own = f", {atlas.names[row]}" if atlas.names is not None else ""
+    return f"test image #{int(atlas.index[row])}{own} ({name})"
+
+
+def nearest_training(atlas: Atlas, z: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of the training split (k,), their Euclidean distances in latent space (k,)),
+    nearest first: the training images whose encoder means are nearest Z (D,)."""
+    if atlas.train_means is None:
+        raise ValueError("this atlas has no training means; rebuild it with `python -m training atlas`")
+    d2 = np.sum((atlas.train_means - np.asarray(z, np.float32)) ** 2, axis=1)
+    k = min(k, len(d2))
+    nearest = np.argpartition(d2, k - 1)[:k]
+    nearest = nearest[np.lexsort((nearest, d2[nearest]))]  # by distance, ties by row
+    return nearest, np.sqrt(d2[nearest])
 
 
 def place_on_map(atlas: Atlas, z: np.ndarray, k: int = 8) -> tuple[float, float]:

@@ -41,11 +41,14 @@ def atlas_figure(
     height: int = 520,
 ) -> go.Figure:
     """A WebGL scatter of the atlas, one trace per class (so the legend filters classes),
-    customdata = atlas row, plus the current latent as a star and an optional path (P, 2)."""
+    customdata = (test-set position, atlas row), hovered with the image's name where the atlas
+    has names, plus the current latent as a star and an optional path (P, 2)."""
     figure = go.Figure()
     for rows in class_rows(atlas):
         label = int(atlas.labels[rows[0]])
         name = class_names[label] if label < len(class_names) else str(label)
+        named = atlas.names is not None
+        title = "%{text}</b><br>" + name if named else name + "</b>"
         figure.add_trace(
             go.Scattergl(
                 x=atlas.embedding[rows, 0],
@@ -55,8 +58,9 @@ def atlas_figure(
                 marker=dict(size=4, color=PALETTE[label % len(PALETTE)], opacity=0.7),
                 selected=dict(marker=dict(size=9, opacity=1.0)),
                 unselected=dict(marker=dict(opacity=0.7)),  # a click must not fade the map
-                customdata=atlas.index[rows],
-                hovertemplate=f"<b>{name}</b><br>test image #%{{customdata}}<extra></extra>",
+                customdata=np.stack([atlas.index[rows], rows], axis=1),
+                text=[atlas.names[row] for row in rows] if named else None,
+                hovertemplate=f"<b>{title}<br>test image #%{{customdata[0]}}<extra></extra>",
             )
         )
     if path is not None and len(path):

@@ -30,7 +30,15 @@ BUNDLE_MAGIC = b"LEXB"
 BUNDLE_HEADER_START = len(BUNDLE_MAGIC) + 4  # the JSON header follows the magic and its length
 BUNDLE_ALIGN = 4
 # The in-browser component's source, concatenated in this order (frontend/main.js says why)
-FRONTEND_FILES = ("runtime.js", "bundle.js", "latent.js", "map_marker.js", "controls.js", "main.js")
+FRONTEND_FILES = (
+    "runtime.js",
+    "bundle.js",
+    "latent.js",
+    "map_marker.js",
+    "map_explorer.js",
+    "controls.js",
+    "main.js",
+)
 ONNX_OPSET = 17
 
 
@@ -84,13 +92,25 @@ def browser_bundle(
 ) -> tuple[str, bytes]:
     """(bundle id, bytes) of what the browser needs once per checkpoint: the decoder as ONNX
     and, when the checkpoint has an atlas, the encoded means (N, D) and their map positions
-    (N, 2) as little-endian float32, so the map marker follows the sliders while dragging.
-    The id is a content hash: the controls find the bundle they were told to use, and Streamlit
-    sends an unchanged bundle to the browser once."""
+    (N, 2) as little-endian float32, so the map marker follows the sliders while dragging and
+    the map decodes where the pointer is. The id is a content hash: the controls find the bundle
+    they were told to use, and Streamlit sends an unchanged bundle to the browser once."""
     sections = [("onnx", onnx_bytes, None)]
     if means is not None and embedding is not None:
         sections.append(("means", np.ascontiguousarray(means, "<f4").tobytes(), list(means.shape)))
         sections.append(("embedding", np.ascontiguousarray(embedding, "<f4").tobytes(), list(embedding.shape)))
+    return pack_bundle(sections)
+
+
+def thumbnails_bundle(png: bytes, columns: int, count: int) -> tuple[str, bytes]:
+    """(bundle id, bytes) of the atlas's thumbnail sheet (a PNG of COUNT test images, COLUMNS
+    across, row by row): sent after the decoder, so that it never delays the first image."""
+    return pack_bundle([("thumbnails", png, [int(count), int(columns)])])
+
+
+def pack_bundle(sections: list[tuple[str, bytes, list[int] | None]]) -> tuple[str, bytes]:
+    """The magic, the JSON header's length (uint32 LE), the header {id, sections: name ->
+    offset, length, shape}, then each section BUNDLE_ALIGN-aligned."""
     body, table = bytearray(), {}
     for name, data, shape in sections:
         body += b"\0" * (-len(body) % BUNDLE_ALIGN)
@@ -176,6 +196,8 @@ def live_payload(
     unused: list[int] | None = None,
     caption: str = "",
     compare: dict | None = None,
+    concept: dict | None = None,
+    thumbnails_id: str | None = None,
 ) -> dict:
     """The JSON the live controls receive on each run. `revision` changes only when Python sets
     the latent (random, origin, map click), so the browser moves its controls then and keeps
@@ -183,7 +205,9 @@ def live_payload(
     size, is drawn until the browser's decoder has started. `unused`: the 0-based latents the
     model leaves unused (explorer.latent.inactive_dimensions), whose sliders are dimmed.
     `caption` names the decoded image; `compare`, {"bundle_id", "caption", "image"} of a second
-    decoder of the same latent space (compare_payload), decoded beside it on every input event."""
+    decoder of the same latent space (compare_payload), decoded beside it on every input event.
+    `concept`: explorer.concept.Concept.to_json(), the concept slider's direction; `thumbnails_id`:
+    the bundle of the atlas's thumbnail sheet (thumbnails_bundle), for the map's hover cards."""
     channels, height, width = image_shape
     return {
         "bundle_id": bundle_id,
@@ -200,6 +224,8 @@ def live_payload(
         "image": _png_url(image_png),
         "caption": caption,
         "compare": compare,
+        "concept": concept,
+        "thumbnails_id": thumbnails_id,
     }
 
 

@@ -38,6 +38,9 @@ class PageState:
     end_b: np.ndarray  # (D,) float32: its last endpoint
     end_a_label: str  # what end_a is ("test image #3 (0)", "a random sample")
     end_b_label: str
+    url_concept: str | None  # the concept direction as the URL gave it, until the first model takes it
+    concept: Any  # explorer.concept.Concept the concept slider moves z along, or None
+    map_selection: list  # atlas rows of the map's last box or lasso selection
     # --- values widgets own
     model_choice: str  # the bundled checkpoint picked in the sidebar
     model_path: str  # a checkpoint folder typed in the sidebar
@@ -46,7 +49,11 @@ class PageState:
     view: str | None  # the view below the map (explorer.params.VIEWS); None when none is selected
     class_label: int | None  # a conditional model's class, or None while the picker is cleared
     test_index: int  # the test image "Encode it" loads
-    atlas_map: Any  # the map's selection (points clicked)
+    atlas_map: Any  # the map's selection (points clicked, or boxed and lassoed)
+    concept_from: str | None  # the concept's first group: a class name or explorer.concept.SELECTED
+    concept_to: str | None  # its second group
+    concept_t: float  # the server-side concept slider's t
+    show_neighbours: bool  # "Nearest training images"
     live_latent: Any  # what the browser's controls sent: {"latent": [...], "status": str}
     source_a: str  # where "Set A" takes its endpoint: "current z", "random sample", "test image"
     source_b: str

@@ -16,6 +16,10 @@ function parseBundle(bytes) {
     return bytes.slice(body + s.offset, body + s.offset + s.length); // a copy: aligned for Float32Array
   };
   const bundle = { id: header.id, onnx: section("onnx") };
+  if (header.sections.thumbnails) { // the atlas's test images, one PNG sheet (explorer/live.py thumbnails_bundle)
+    const [count, columns] = header.sections.thumbnails.shape;
+    bundle.thumbnails = { png: section("thumbnails"), count, columns };
+  }
   if (header.sections.means && header.sections.embedding) {
     [bundle.n, bundle.d] = header.sections.means.shape;
     bundle.means = new Float32Array(section("means").buffer);

@@ -1,12 +1,15 @@
-// The controls: range inputs z1…zD and a 2-D pad whose every input event decodes in the browser
-// (runtime.js), drawn nearest-neighbour; the star on the map follows (map_marker.js). The latent
-// goes back to Python on release, snapped to the sliders' grid; Python moves the controls by
-// bumping `revision`.
+// The controls: range inputs z1…zD (a value can be typed: click the number), a 2-D pad and a
+// concept slider, whose every input event decodes in the browser (runtime.js), drawn
+// nearest-neighbour; the star on the map follows (map_marker.js) and the map decodes where the
+// pointer is (map_explorer.js). The latent goes back to Python on release, snapped to the
+// sliders' grid; Python moves the controls by bumping `revision`.
 
 const IMAGE_SIDE = 320; // CSS pixels of the decoded image
 const PAD_SIDE = 220;
 const PREVIEW_STEPS = 9; // the pad's background: a 9 × 9 grid of decoded points of the plane
 const COMMIT_DELAY_MS = 150;
+const STRIP_HEIGHT = 40; // the concept slider's strip of every test point's projection
+const GROUP_COLOURS = { a: "#4e79a7", b: "#f28e2b" };
 
 // (C, H, W) float32 in [0, 1] at `offset` -> RGBA pixels of an ImageData.
 function toImageData(values, offset, shape) {
@@ -48,6 +51,9 @@ class LiveLatent {
     // the compared decoder (a sharpened sibling's, or the VAE's), drawn beside on every decode
     this.compare = { modelId: null, decoder: null, canvas: null };
     this.marker = new MapMarker();
+    this.explorer = new MapExplorer(this);
+    this.hoverXY = null; // the map position under the pointer while it hovers the map
+    this.concept = null; // the concept direction's slider, when Python sent one
     this.box = el("div", { class: "lx" });
     // the size container of the CSS's @container rule: a narrow column shrinks the image
     root.append(el("div", { class: "lx-host" }, [this.box]));
@@ -72,16 +78,22 @@ class LiveLatent {
         el("figcaption", { class: "lx-figcaption" }, [data.compare.caption])]));
     }
     this.box.classList.toggle("lx-comparing", Boolean(data.compare));
-    const left = el("div", { class: "lx-left" }, [el("div", { class: "lx-figures" }, figures), this.status]);
+    this.farNote = el("div", { class: "lx-far-note", role: "status" });
+    this.farNote.hidden = true;
+    const left = el("div", { class: "lx-left" },
+      [el("div", { class: "lx-figures" }, figures), this.farNote, this.status]);
 
     this.inputs = [];
     this.outputs = [];
     const rows = [];
     for (let i = 0; i < dim; i++) {
       const input = el("input", { type: "range", step: "0.01", "aria-label": `z${i + 1}` });
-      const output = el("output", { class: "lx-value" });
+      const output = el("output", { class: "lx-value", tabindex: "0", title: "click to type a value",
+        "aria-label": `z${i + 1} value: click to type` });
       input.addEventListener("input", () => this.onSlide(i));
       input.addEventListener("change", () => this.commit());
+      output.addEventListener("click", (event) => { event.preventDefault(); this.startTyping(i); });
+      output.addEventListener("keydown", (event) => { if (event.key === "Enter") this.startTyping(i); });
       this.inputs.push(input);
       this.outputs.push(output);
       rows.push(el("label", { class: "lx-row" }, [el("span", { class: "lx-name" }, [`z${i + 1}`]), input, output]));
@@ -99,7 +111,12 @@ class LiveLatent {
     this.pad.addEventListener("keyup", (event) => { if (event.key.startsWith("Arrow")) this.commit(); });
     const padBox = el("div", { class: "lx-padbox" }, [
       el("label", { class: "lx-caption" }, ["2-D pad ", this.planeSelect]), this.pad]);
-    const right = el("div", { class: "lx-right" }, [el("div", { class: "lx-sliders" }, rows), padBox]);
+    this.typeNote = el("div", { class: "lx-type-note", role: "alert" });
+    this.typeNote.hidden = true;
+    this.conceptBox = el("div", { class: "lx-concept" });
+    this.conceptKey = null;
+    const right = el("div", { class: "lx-right" },
+      [el("div", { class: "lx-sliders" }, rows), this.typeNote, padBox, this.conceptBox]);
     this.box.append(left, right);
     this.dim = dim;
   }
@@ -129,8 +146,10 @@ class LiveLatent {
     if (data.revision !== this.revision || this.z === null) {
       this.revision = data.revision;
       this.z = Float32Array.from(data.latent);
+      this.explorer.recommit(this.z);
       this.showValues();
     }
+    this.updateConcept(data.concept);
     if (data.label !== this.label) { // a conditional model's class, picked in Python
       this.label = data.label;
       this.previewKey = null;
@@ -148,6 +167,8 @@ class LiveLatent {
         if (this.modelId !== wanted) return;
         this.bundle = bundle;
         this.placeMarker();
+        this.conceptKey = null; // its strip needs the bundle's means
+        this.updateConcept(this.data.concept);
       });
       getDecoder(wanted, this.dim, data.num_classes, assetUrl).then((decoder) => {
         if (this.modelId !== wanted) return;
@@ -227,14 +248,16 @@ class LiveLatent {
   showValues() {
     this.z.forEach((value, i) => {
       this.inputs[i].value = value;
-      this.outputs[i].textContent = value.toFixed(2);
+      if (!this.outputs[i].querySelector("input")) this.outputs[i].textContent = value.toFixed(2);
     });
+    this.showConcept();
     this.changed();
   }
 
   onSlide(i) {
     this.z[i] = parseFloat(this.inputs[i].value);
     this.outputs[i].textContent = this.z[i].toFixed(2);
+    this.showConcept();
     this.changed();
   }
 
@@ -252,9 +275,29 @@ class LiveLatent {
 
   placeMarker() {
     if (!this.bundle || !this.bundle.means || !this.z) return;
+    if (this.hoverXY) { // hovering the map: the star is under the pointer
+      this.marker.set(this.hoverXY);
+      return;
+    }
     const started = performance.now();
     this.marker.set(placeOnMap(this.bundle, this.z));
     hub().test.stats.lastPlaceMs = performance.now() - started;
+  }
+
+  // The map's hover (map_explorer.js) shows Z, the latent under the map position XY; XY null:
+  // back to the committed z. FAR_GAP: how many typical spacings away the nearest test point
+  // is, when that is far enough for the decode to be a guess (the image fades and says so).
+  hoverTo(z, xy, farGap) {
+    for (let k = 0; k < this.dim; k++) this.z[k] = Math.min(Math.max(z[k], this.low[k]), this.high[k]);
+    this.hoverXY = xy;
+    const far = farGap !== null;
+    this.image.classList.toggle("lx-far", far);
+    this.farNote.hidden = !far;
+    if (far) {
+      this.farNote.textContent = `Far from the data: the nearest test image is ${farGap.toFixed(1)}× the map's `
+        + "usual spacing away, so this image is a guess.";
+    }
+    this.showValues();
   }
 
   // Send z to Python once the user pauses (a key held down or tapped fast is one rerun).
@@ -291,11 +334,16 @@ class LiveLatent {
     }
   }
 
-  draw(pixels, canvas) {
+  // one decoded image (C·H·W values) onto CANVAS, scaled nearest-neighbour to its size
+  drawTo(pixels, canvas) {
     this.small.getContext("2d").putImageData(toImageData(pixels, 0, this.shape), 0, 0);
     const context = canvas.getContext("2d");
     context.imageSmoothingEnabled = false;
-    context.drawImage(this.small, 0, 0, IMAGE_SIDE, IMAGE_SIDE);
+    context.drawImage(this.small, 0, 0, canvas.width, canvas.height);
+  }
+
+  draw(pixels, canvas) {
+    this.drawTo(pixels, canvas);
     const stats = hub().test.stats;
     if (canvas === this.image) stats.draws += 1;
     else stats.compareDraws = (stats.compareDraws || 0) + 1;
@@ -436,9 +484,147 @@ class LiveLatent {
     this.drawPad();
   }
 
+  // ------------------------------------------------------------------ typed values
+
+  startTyping(i) {
+    const output = this.outputs[i];
+    if (output.querySelector("input")) return;
+    const field = el("input", { type: "text", class: "lx-type", "aria-label": `type z${i + 1}`,
+      value: this.z[i].toFixed(2), size: "5" });
+    let done = false;
+    const finish = (apply) => {
+      if (done) return;
+      done = true;
+      const text = field.value;
+      field.remove();
+      output.textContent = this.z[i].toFixed(2);
+      if (apply) this.typeValue(i, text);
+    };
+    field.addEventListener("keydown", (event) => {
+      event.stopPropagation();
+      if (event.key === "Enter") finish(true);
+      if (event.key === "Escape") finish(false);
+    });
+    field.addEventListener("blur", () => finish(true));
+    field.addEventListener("click", (event) => event.preventDefault());
+    output.replaceChildren(field);
+    field.focus();
+    field.select();
+  }
+
+  // TEXT typed for z_i: a finite number, clamped to the slider's range and snapped to its grid
+  // as Python does with the URL's values; anything else is refused with a sentence.
+  typeValue(i, text) {
+    const low = this.low[i], high = this.high[i];
+    const range = `from ${low.toFixed(2)} to ${high.toFixed(2)}`;
+    const trimmed = text.trim().replace(/^−/, "-"); // a typographic minus too
+    const value = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(trimmed) ? Number(trimmed) : NaN;
+    if (!Number.isFinite(value)) {
+      this.typeNote.textContent = `“${text.slice(0, 20)}” is not a number; type z${i + 1} as a number ${range}.`;
+      this.typeNote.hidden = false;
+      return;
+    }
+    const [snapped] = snapLatent([value], [low], [high]);
+    this.typeNote.hidden = snapped === value || Math.abs(snapped - value) < 0.005;
+    this.typeNote.textContent = `z${i + 1} = ${trimmed} is outside its range ${range}: set to ${snapped.toFixed(2)}.`;
+    this.z[i] = snapped;
+    this.showValues();
+    this.commit();
+  }
+
+  // ------------------------------------------------------------------ the concept slider
+
+  // CONCEPT: {name, origin (D), u (D), a_rows, b_rows} from Python (explorer/concept.py), or null.
+  // Its coordinate is t(z) = (z − origin)·u / |u|²: 0 at group A's mean, 1 at group B's.
+  updateConcept(concept) {
+    const key = concept ? JSON.stringify([concept.name, concept.u, concept.origin]) : null;
+    if (key === this.conceptKey) return;
+    this.conceptKey = key;
+    this.conceptBox.replaceChildren();
+    this.concept = null;
+    if (!concept) return;
+    const uu = concept.u.reduce((sum, x) => sum + x * x, 0);
+    if (!(uu > 0)) return;
+    const c = { ...concept, uu };
+    // every test point's t, for the strip and the slider's range
+    let t0 = 0, t1 = 1;
+    c.projections = null;
+    if (this.bundle && this.bundle.means) {
+      const { n, d, means } = this.bundle;
+      c.projections = new Float32Array(n);
+      for (let row = 0; row < n; row++) {
+        let t = 0;
+        for (let j = 0; j < d; j++) t += (means[row * d + j] - c.origin[j]) * c.u[j];
+        c.projections[row] = t / uu;
+        t0 = Math.min(t0, c.projections[row]);
+        t1 = Math.max(t1, c.projections[row]);
+      }
+    }
+    const pad = 0.05 * (t1 - t0);
+    c.range = [t0 - pad, t1 + pad];
+    c.input = el("input", { type: "range", min: c.range[0], max: c.range[1], step: (c.range[1] - c.range[0]) / 400,
+      "aria-label": `concept: ${concept.name}` });
+    c.output = el("output", { class: "lx-value" });
+    c.input.addEventListener("input", () => this.moveAlongConcept(parseFloat(c.input.value)));
+    c.input.addEventListener("change", () => this.commit());
+    c.strip = el("canvas", { class: "lx-concept-strip", width: PAD_SIDE, height: STRIP_HEIGHT,
+      "aria-label": `every test image's position along ${concept.name}` });
+    c.background = this.stripBackground(c);
+    this.conceptBox.append(el("div", { class: "lx-caption" }, [`Concept: ${concept.name}`]),
+      el("label", { class: "lx-row" }, [el("span", { class: "lx-name" }, ["t"]), c.input, c.output]), c.strip);
+    this.concept = c;
+    this.showConcept();
+  }
+
+  conceptT() {
+    const c = this.concept;
+    let t = 0;
+    for (let k = 0; k < this.dim; k++) t += (this.z[k] - c.origin[k]) * c.u[k];
+    return t / c.uu;
+  }
+
+  // z ← z + (t − t(z))·u, clamped to the sliders' ranges: every other direction of z is kept
+  moveAlongConcept(t) {
+    const c = this.concept, step = t - this.conceptT();
+    for (let k = 0; k < this.dim; k++) this.z[k] = Math.min(Math.max(this.z[k] + step * c.u[k], this.low[k]), this.high[k]);
+    this.showValues();
+  }
+
+  stripBackground(c) {
+    const canvas = el("canvas", { width: PAD_SIDE, height: STRIP_HEIGHT });
+    if (!c.projections) return canvas;
+    const context = canvas.getContext("2d");
+    const x = (t) => ((t - c.range[0]) / (c.range[1] - c.range[0])) * PAD_SIDE;
+    const jitter = (row) => ((Math.imul(row + 1, 2654435761) >>> 0) / 4294967296) * (STRIP_HEIGHT - 6) + 3;
+    context.fillStyle = "rgba(120, 120, 120, 0.25)";
+    c.projections.forEach((t, row) => context.fillRect(x(t), jitter(row), 1, 2));
+    for (const group of ["a", "b"]) {
+      context.fillStyle = GROUP_COLOURS[group];
+      for (const row of c[`${group}_rows`] || []) {
+        if (row < c.projections.length) context.fillRect(x(c.projections[row]), jitter(row), 1.5, 2.5);
+      }
+    }
+    return canvas;
+  }
+
+  showConcept() {
+    const c = this.concept;
+    if (!c || !this.z) return;
+    const t = this.conceptT();
+    c.input.value = t;
+    c.output.textContent = t.toFixed(2);
+    const context = c.strip.getContext("2d");
+    context.clearRect(0, 0, PAD_SIDE, STRIP_HEIGHT);
+    context.drawImage(c.background, 0, 0);
+    const x = ((t - c.range[0]) / (c.range[1] - c.range[0])) * PAD_SIDE;
+    context.fillStyle = "#ff4b4b";
+    context.fillRect(Math.min(Math.max(x, 0), PAD_SIDE - 2) - 1, 0, 2, STRIP_HEIGHT);
+  }
+
   destroy() {
     if (hub().test.active === this) hub().test.active = null;
     clearTimeout(this.commitTimer);
+    this.explorer.destroy();
     this.marker.destroy();
     this.decoder = null;
   }

@@ -30,9 +30,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, timeout_s: float = 60, options: tuple[str, ...] = ()) -> subprocess.Popen:
-    """`streamlit run app.py` on PORT (OPTIONS: more `--section.name value` flags); returns as
-    soon as its health check answers."""
+def start_server(
+    port: int, timeout_s: float = 60, options: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """`streamlit run app.py` on PORT (OPTIONS: more `--section.name value` flags; ENV: its
+    environment, else this process's); returns as soon as its health check answers."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -49,6 +51,7 @@ def start_server(port: int, timeout_s: float = 60, options: tuple[str, ...] = ()
             *options,
         ],
         cwd=ROOT,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -1,5 +1,6 @@
 """Shared fixtures and helpers: tiny synthetic IDX data sets, the real MNIST folder when
-present, the tiny model the CLI tests train, a reader of the browser bundle."""
+present, the tiny model the CLI tests train, a reader of the browser bundle, and the browser
+tests' server, chromium and page (one server per test module)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 from PIL import Image
 
 from explorer.live import BUNDLE_MAGIC
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server
 from training.data import write_idx
 from training.model import ModelConfig
 
@@ -130,3 +133,47 @@ def tiny_sharpened(tiny_parent: tuple[Path, Path]) -> Path:
     result = run_cli("sharpen", str(folder), "--out", str(out), "--steps", "12", *flags)
     assert result.returncode == 0, result.stderr
     return out
+
+
+# --------------------------------------------------------------------------- browser tests
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """A real `streamlit run app.py` on the bundled models, finding MNIST where the tests do
+    (for the nearest training images)."""
+    port = free_port()
+    mnist = real_mnist_dir()
+    process = start_server(port, env={**os.environ, "LATENT_EXPLORER_DATA": str(mnist)} if mnist else None)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only the browser tests need it
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: object) -> Iterator[object]:
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def page(browser: object, server: str) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1200}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(server)
+    page.wait_for_function(LIVE_READY_JS, timeout=60_000)  # the browser decoded its first image
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    yield page
+    try:  # whatever a test did, the page never shows a traceback
+        assert page.locator("[data-testid=stException]").count() == 0
+    finally:
+        context.close()

@@ -184,9 +184,9 @@ def test_deselecting_the_view_shows_neither_and_keeps_working() -> None:
 
 def live_payloads(app: AppTest) -> tuple[bytes, dict]:
     """(bundle bytes, controls JSON) sent to the in-browser decoder's two components."""
-    elements = {e.proto.component_name: e.proto for e in app.get("bidi_component")}
-    model = elements["latent_explorer.decoder_model"].bytes
-    return model, json.loads(elements["latent_explorer.live_latent"].json)
+    elements = [e.proto for e in app.get("bidi_component")]
+    model = next(e for e in elements if e.component_name == "latent_explorer.decoder_model").bytes  # the first
+    return model, json.loads(next(e for e in elements if e.component_name == "latent_explorer.live_latent").json)
 
 
 def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
@@ -203,6 +203,11 @@ def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
     assert payload["principal"]["name"] == "PC1 × PC2"
     assert payload["asset_url"] == "/app/static/ort/"
     assert payload["image"].startswith("data:image/png;base64,")
+    # the thumbnail sheet travels in a bundle of its own, after the controls: the map's hover cards
+    sheets = [e.proto.bytes for e in app.get("bidi_component") if e.proto.component_name.endswith("decoder_model")]
+    header, sections = read_bundle(sheets[-1])
+    assert header["id"] == payload["thumbnails_id"] and header["sections"]["thumbnails"]["shape"] == [10_000, 100]
+    assert Image.open(io.BytesIO(sections["thumbnails"])).size == (2800, 2800)
     # Random sets the latent from Python: a new revision tells the browser to move its controls.
     next(b for b in app.button if b.label == "Random").click().run()
     _, after = live_payloads(app)
@@ -496,3 +501,51 @@ def test_the_training_view_of_a_sharpened_model_shows_its_recipe_command_and_cur
     (curves,) = [f for f in figures if any(t.get("name") == "test MSE of decode(μ)" for t in f["data"])]
     assert [len(t["x"]) for t in curves["data"]] == [24, 24, 24]  # an evaluation every 250 steps
     assert any(c.value.startswith("24 evaluations over 6,000 steps.") for c in app.caption)
+
+
+def test_two_classes_make_a_concept_slider_that_moves_z_along_their_direction() -> None:
+    app = run_app()
+    app.selectbox(key="concept_from").set_value("1").run()
+    assert not any(s.label.startswith("Concept") for s in app.slider)  # one group is no direction yet
+    app.selectbox(key="concept_to").set_value("7").run()
+    slider = next(s for s in app.slider if s.label.startswith("Concept 1 → 7"))
+    concept = app.session_state["concept"]
+    assert app.query_params["concept"].count(";") == 1
+    before = np.array([s.value for s in latent_sliders(app)])
+    slider.set_value(round(slider.value + 0.5, 2)).run()
+    after = np.array([s.value for s in latent_sliders(app)])
+    u = concept.direction / np.linalg.norm(concept.direction)
+    moved = after - before
+    assert np.linalg.norm(moved) > 0.3 and np.abs(moved - (moved @ u) * u).max() < 0.02
+    # the link restores the direction; a broken one says so and the page keeps working
+    linked = run_app({"concept": app.query_params["concept"]})
+    np.testing.assert_allclose(linked.session_state["concept"].direction, concept.direction, atol=2e-3)
+    assert any(s.label.startswith("Concept the link's direction") for s in linked.slider)
+    broken = run_app({"concept": "1,2;3"})
+    assert broken.session_state["concept"] is None
+    assert any("concept direction in the link was left out" in w.value for w in broken.warning)
+
+
+def test_selected_points_are_a_group_and_choosing_them_before_selecting_says_what_to_do() -> None:
+    app = run_app()
+    app.selectbox(key="concept_from").set_value("points selected on the map").run()
+    app.selectbox(key="concept_to").set_value("0").run()
+    assert app.session_state["concept"] is None
+    assert any("No points are selected on the map" in w.value for w in app.warning)
+
+
+def test_the_nearest_training_images_are_shown_with_their_distances(mnist_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LATENT_EXPLORER_DATA", str(mnist_dir))
+    app = run_app()
+    app.number_input(key="test_index").set_value(5).run()
+    next(b for b in app.button if b.label == "Encode it").click().run()
+    app.toggle(key="show_neighbours").set_value(True).run()
+    captions = [caption for _, caption in images(app) if caption.startswith("#")]
+    assert len(captions) == 8 and all(" · d " in c for c in captions)
+    distances = [float(c.split(" · d ")[1]) for c in captions]
+    assert distances == sorted(distances)
+    monkeypatch.setenv("LATENT_EXPLORER_DATA", str(mnist_dir.parent / "nowhere"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(mnist_dir.parent / "nowhere"))
+    elsewhere = run_app()
+    elsewhere.toggle(key="show_neighbours").set_value(True).run()
+    assert any("The training images are not on this machine" in i.value for i in elsewhere.info)

@@ -3,6 +3,7 @@ folder; umap-learn here, RAPIDS cuML where it is installed beside a GPU."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import types
@@ -11,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors import safe_open
 
 import training
-from explorer.atlas import load_atlas
+from explorer.atlas import load_atlas, nearest_training
 from tests.conftest import ENV, ROOT, TINY_FLAGS, synthetic_digits, write_tiny_mnist
 from training.atlas import (
     ATLAS,
@@ -89,6 +91,23 @@ def test_atlas_command_encodes_the_test_set_and_maps_it(tiny_run: tuple[Path, Pa
     np.fill_diagonal(distances, np.inf)
     assert (atlas.labels[distances.argmin(axis=1)] == atlas.labels).mean() >= 0.9
     assert umap_metadata(out).startswith("umap-learn: n_components=2, n_neighbors=15")
+    # beside the map: every test image in the thumbnail sheet, tile by tile, and the training
+    # split's encoder means for the nearest training images
+    sheet = np.asarray(Image.open(io.BytesIO(atlas.thumbnails)))
+    columns = atlas.thumbnail_columns
+    assert columns == 8 and sheet.shape == (8 * 28, 8 * 28)
+    for row in (0, 9, 63):
+        tile = sheet[(row // columns) * 28 : (row // columns + 1) * 28, (row % columns) * 28 : (row % columns + 1) * 28]
+        np.testing.assert_array_equal(tile, images[row])
+    train_images, _ = synthetic_digits(256, seed=1)
+    with torch.no_grad():
+        train_mu, _ = model.encode(torch.from_numpy(train_images).float().div(255).unsqueeze(1))
+    assert atlas.train_means.shape == (256, 8)
+    np.testing.assert_allclose(atlas.train_means, train_mu.numpy(), atol=1e-4)
+    rows, distances = nearest_training(atlas, atlas.means[5], k=8)
+    brute = np.linalg.norm(atlas.train_means - atlas.means[5], axis=1)
+    assert rows[0] == brute.argmin() and np.all(np.diff(distances) >= 0)
+    np.testing.assert_allclose(distances, np.sort(brute)[:8], rtol=1e-5)
 
 
 class StandInUMAP:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image, ImageDraw
 
 import training
 from explorer.atlas import load_atlas, place_on_map
+from explorer.latent import latent_ranges, snap_latent
 from explorer.live import principal_plane
 from tests.browser_support import (
     CANVAS_HASH_JS,
@@ -27,8 +27,6 @@ from tests.browser_support import (
     ROOT,
     SCRIPT_IDLE_JS,
     drag,
-    free_port,
-    start_server,
 )
 from training.checkpoint import save_model
 from training.model import ConvVAE, ModelConfig
@@ -36,44 +34,6 @@ from training.model import ConvVAE, ModelConfig
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)"
 )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    port = free_port()
-    process = start_server(port)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: object) -> Iterator[object]:
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield b
-    b.close()
-
-
-@pytest.fixture
-def page(browser: object, server: str) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1200}, accept_downloads=True)
-    page = context.new_page()
-    page.goto(server)
-    page.wait_for_function(LIVE_READY_JS, timeout=60_000)  # the browser decoded its first image
-    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
-    yield page
-    try:  # whatever a test did, the page never shows a traceback
-        assert page.locator("[data-testid=stException]").count() == 0
-    finally:
-        context.close()
 
 
 def latent_values(page: object) -> list[float]:
@@ -229,24 +189,24 @@ def test_the_map_holds_every_test_image(page: object) -> None:
     assert len(counts) == 10 and sum(counts) == 10_000
 
 
-def test_clicking_a_point_moves_the_sliders(page: object) -> None:
+def test_clicking_a_point_loads_its_latent(page: object) -> None:
     # Pixel position of one point of class 1, from plotly's own axis transforms.
     target = page.evaluate("""() => {
         const plot = document.querySelector('.js-plotly-plot');
         const t = plot._fullData.find(t => t.name === '1');
         const box = plot.querySelector('.nsewdrag').getBoundingClientRect();
         const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-        return {x: box.left + xa.l2p(t.x[0]), y: box.top + ya.l2p(t.y[0])};
+        return {x: box.left + xa.l2p(t.x[0]), y: box.top + ya.l2p(t.y[0]), row: t.customdata[0][1]};
     }""")
-    before = latent_values(page)
     page.mouse.move(target["x"] - 5, target["y"] - 5)
     page.mouse.move(target["x"], target["y"])  # plotly selects the point under the hover
     page.wait_for_function("() => (document.querySelector('.js-plotly-plot')._hoverdata || []).length > 0")
     page.mouse.click(target["x"], target["y"])
-    page.wait_for_function(
-        f"before => ({LATENT_VALUES_JS})().some((x, i) => x !== before[i])", arg=before, timeout=15_000
-    )
-    assert latent_values(page) != before
+    page.mouse.move(5, 5)  # off the map: the hover gives way to what the click committed
+    atlas = load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8)
+    low, high = latent_ranges(atlas.means, 8)
+    expected = snap_latent(atlas.means[target["row"]], low, high).tolist()
+    page.wait_for_function(f"v => JSON.stringify(({LATENT_VALUES_JS})()) === JSON.stringify(v)", arg=expected)
     assert page.locator("[data-testid=stException]").count() == 0
 
 

@@ -1,6 +1,7 @@
 """Unit tests of explorer/: the math, the atlas, the images, the URL state."""
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +169,13 @@ def test_figure_has_one_trace_per_class_plus_marker_and_path() -> None:
     assert sum(len(t.x) for t in figure.data[:10]) == 200
     assert figure.data[0].type == "scattergl"
     first = figure.data[0]
-    assert all(atlas.labels[int(index)] == 0 for index in first.customdata)  # index == row here
+    assert all(atlas.labels[int(row)] == 0 and atlas.index[int(row)] == index for index, row in first.customdata)
+    assert first.text is None and "test image #%{customdata[0]}" in first.hovertemplate
+    # an atlas with names (an image folder's files) hovers with each image's name
+    named = replace(atlas, names=tuple(f"img{row}" for row in range(len(atlas))))
+    trace = atlas_figure(named, [str(i) for i in range(10)]).data[3]
+    assert list(trace.text) == [f"img{int(row)}" for _, row in trace.customdata]
+    assert trace.hovertemplate.startswith("<b>%{text}</b><br>3<br>test image #")
 
 
 def test_selection_points_map_back_to_atlas_rows() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from explorer.atlas import Atlas, place_on_map
 from explorer.latent import snap_latent
-from explorer.live import FRONTEND_FILES, browser_bundle, frontend_script
+from explorer.live import FRONTEND_FILES, browser_bundle, frontend_script, thumbnails_bundle
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import ROOT
 
@@ -83,3 +83,62 @@ def test_the_star_lands_where_python_places_it(page) -> None:
     )
     expected = [place_on_map(atlas, z) for z in latents]
     assert np.allclose(browser, expected, atol=1e-4)
+
+
+def test_the_maps_grid_finds_the_same_nearest_points_as_a_full_search(page) -> None:
+    rng = np.random.default_rng(2)
+    # clusters and empty space between them, like a UMAP map; queries inside, between and outside
+    embedding = np.concatenate([rng.normal(c, 0.3, size=(300, 2)) for c in ((0, 0), (6, 1), (2, 7))]).astype(np.float32)
+    queries = np.concatenate([rng.uniform(-3, 10, size=(40, 2)), embedding[:5], [[40.0, -40.0]]])
+    browser = run_script(
+        page,
+        "const index = new MapIndex(Float32Array.from(arg[0].flat()), arg[0].length);"
+        "return arg[1].map(([x, y]) => index.nearest(x, y, 8).map(([, row]) => row));",
+        [embedding.tolist(), queries.tolist()],
+    )
+    for query, rows in zip(queries, browser):
+        distances = np.linalg.norm(embedding.astype(np.float64) - query, axis=1)
+        assert np.allclose(np.sort(distances)[:8], distances[rows], atol=1e-5)
+
+
+def test_the_latent_under_a_map_position_is_the_weighted_mean_of_its_neighbours(page) -> None:
+    rng = np.random.default_rng(3)
+    means = rng.normal(size=(500, 8)).astype(np.float32)
+    embedding = rng.uniform(-10, 10, size=(500, 2)).astype(np.float32)
+    _, data = browser_bundle(b"x", means, embedding)
+    queries = [[0.5, 0.5], [-9.0, 9.5], embedding[7].tolist(), [30.0, 0.0]]
+    found = run_script(
+        page,
+        """const b = parseBundle(new Uint8Array(arg[0])); const index = new MapIndex(b.embedding, b.n);
+        return {spacing: index.spacing,
+                at: arg[1].map(([x, y]) => { const f = latentAtMapPoint(b, index, x, y);
+                                               return {z: Array.from(f.z), gap: f.gap}; })};""",
+        [list(data), queries],
+    )
+    gaps = []
+    for row in range(500):
+        d = np.linalg.norm(embedding - embedding[row], axis=1)
+        d[row] = np.inf
+        gaps.append(d.min())
+    assert found["spacing"] == pytest.approx(np.median(gaps), rel=0.02)
+    for query, result in zip(queries, found["at"]):
+        d2 = np.sum((embedding.astype(np.float64) - query) ** 2, axis=1)
+        nearest = np.argsort(d2)[:8]
+        if d2[nearest[0]] < 1e-12:  # on a point: exactly its mean
+            np.testing.assert_array_equal(np.array(result["z"], np.float32), means[nearest[0]])
+        else:
+            weights = 1 / d2[nearest]
+            np.testing.assert_allclose(result["z"], weights @ means[nearest] / weights.sum(), atol=1e-5)
+        assert result["gap"] == pytest.approx(np.sqrt(d2[nearest[0]]) / found["spacing"], rel=1e-4)
+    assert found["at"][3]["gap"] > 3  # far outside the map: a sparse region
+
+
+def test_the_browser_reads_the_thumbnail_sheet_bundle(page) -> None:
+    bundle_id, data = thumbnails_bundle(b"\x89PNG sheet", 7, 45)
+    parsed = run_script(
+        page,
+        """const b = parseBundle(new Uint8Array(arg)); return {id: b.id, onnx: b.onnx,
+           png: Array.from(b.thumbnails.png), count: b.thumbnails.count, columns: b.thumbnails.columns};""",
+        list(data),
+    )
+    assert parsed == {"id": bundle_id, "onnx": None, "png": list(b"\x89PNG sheet"), "count": 45, "columns": 7}

@@ -4,24 +4,36 @@ start-up).
 
     atlas.safetensors   means (N, D) float32, logvars (N, D) float32, labels (N,) int64,
                         embedding (N, 2) float32, index (N,) int64 (position in the test set),
-                        neg_elbo and anomaly (N,) float32 (training.anomaly's scores)
-    metadata            dataset, count, UMAP backend and parameters, seconds taken
+                        neg_elbo and anomaly (N,) float32 (training.anomaly's scores),
+                        thumbnails (B,) uint8: one PNG, the N test images as tiles of a
+                          sheet, row by row, thumbnail_columns across (the map's hover cards),
+                        train_means (M, D) float32: the encoder means of the training split, in
+                          its order (the page's nearest training images)
+    metadata            dataset, count, UMAP backend and parameters, seconds taken,
+                        thumbnail_columns, and for an image folder the test images' names
+                        (JSON list of file stems, the map's hover labels)
 
 UMAP runs on the GPU with RAPIDS cuML when it is installed, with umap-learn otherwise.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import math
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from training.anomaly import anomaly_scores
 from training.checkpoint import atomic_save_tensors
+from training.data import FOLDER, Split
 from training.evaluate import checkpoint_data, encode_dataset, load_for_batches
+from training.images import names_of_test_split
 
 ATLAS = "atlas.safetensors"
 
@@ -54,13 +66,43 @@ def umap_embedding(points: np.ndarray, seed: int = 0, backend: str | None = None
     return umap.UMAP(**UMAP_PARAMETERS, random_state=seed).fit_transform(points).astype(np.float32)
 
 
+def thumbnail_sheet(images: torch.Tensor) -> tuple[bytes, int]:
+    """(PNG bytes, columns): IMAGES (N, C, H, W) in [0, 1] as tiles of one sheet, row by row,
+    ceil(√N) across; gray stays one channel (a PNG compresses it best)."""
+    count, channels, height, width = images.shape
+    columns = max(1, math.ceil(math.sqrt(count)))
+    rows = math.ceil(count / columns)
+    pixels = images.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    sheet = np.zeros((rows * columns, height, width, channels), np.uint8)
+    sheet[:count] = pixels
+    sheet = sheet.reshape(rows, columns, height, width, channels).transpose(0, 2, 1, 3, 4)
+    sheet = sheet.reshape(rows * height, columns * width, channels)
+    png = io.BytesIO()
+    Image.fromarray(sheet[..., 0] if channels == 1 else sheet).save(png, format="PNG", optimize=True)
+    return png.getvalue(), columns
+
+
+def atlas_extras(
+    model: torch.nn.Module, train: Split, test_images: torch.Tensor, names: list[str] | None
+) -> tuple[dict, dict]:
+    """(tensors, metadata) the page needs beside the map: the test images' thumbnail sheet, the
+    training split's encoder means, and the test images' NAMES where they have them."""
+    png, columns = thumbnail_sheet(test_images)
+    train_means, _ = encode_dataset(model, train.images, train.labels)
+    tensors = {"thumbnails": torch.frombuffer(bytearray(png), dtype=torch.uint8), "train_means": train_means}
+    metadata = {"thumbnail_columns": str(columns)}
+    if names is not None:
+        metadata["names"] = json.dumps(names)
+    return tensors, metadata
+
+
 def build_atlas(
     checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None, limit: int = 0, seed: int = 0
 ) -> Path:
     started = time.perf_counter()
     model = load_for_batches(checkpoint, likelihood=True)  # its encoder is the model's own in any case
     dataset = model.checkpoint_config["dataset"]["name"]
-    _, test = checkpoint_data(model, data_dir)
+    train, test = checkpoint_data(model, data_dir)
     count = min(limit, len(test)) if limit else len(test)
     mu, logvar = encode_dataset(model, test.images[:count], test.labels[:count])
     # each image's anomaly scores, so the app can rank a new image without the data; scored as
@@ -69,6 +111,11 @@ def build_atlas(
     scores = anomaly_scores(model, test.images[:count])
     backend = umap_backend()
     embedding = umap_embedding(mu.numpy(), seed=seed, backend=backend)
+    names = None
+    if dataset == FOLDER:  # what the map calls each point: its file's name
+        record = model.checkpoint_config["dataset"]
+        names = names_of_test_split(data_dir or record["path"], record.get("split_seed", 0))[:count]
+    extras, extra_metadata = atlas_extras(model, train, test.images[:count], names)
     path = Path(checkpoint) / ATLAS
     atomic_save_tensors(
         path,
@@ -80,6 +127,7 @@ def build_atlas(
             "neg_elbo": scores["elbo"],
             "anomaly": scores["complexity"],
             "index": torch.arange(count),
+            **extras,
         },
         metadata={
             "dataset": dataset,
@@ -88,6 +136,7 @@ def build_atlas(
             "umap": f"{backend}: "
             + ", ".join(f"{k}={v}" for k, v in {**UMAP_PARAMETERS, "random_state": seed}.items()),
             "seconds": f"{time.perf_counter() - started:.1f}",
+            **extra_metadata,
         },
     )
     return path

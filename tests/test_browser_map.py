@@ -1,0 +1,226 @@
+"""The map as an instrument, in a real browser against a real server on the bundled mnist-z8:
+hovering decodes where the pointer is and leaving restores z, a click commits, a point shows
+its test image beside its reconstruction, a concept slider moves z along its direction, the
+nearest training images of an encoded test image, typed slider values."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import training
+from explorer.atlas import load_atlas, nearest_training
+from explorer.figures import class_rows
+from explorer.latent import latent_ranges, snap_latent
+from tests.browser_support import (
+    CANVAS_HASH_JS,
+    CHROMIUM,
+    FRAME_SAMPLER_START_JS,
+    FRAME_SAMPLER_STOP_JS,
+    LATENT_VALUES_JS,
+    ROOT,
+    SCRIPT_IDLE_JS,
+    drag,
+)
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)"
+)
+FOLDER = ROOT / "checkpoints" / "mnist-z8"
+ATLAS = load_atlas(FOLDER, 8)
+
+# The client pixel of map positions [[x, y], ...], from plotly's own axis transforms.
+MAP_PIXELS_JS = """points => {
+    const plot = document.querySelector('.st-key-atlas_map .js-plotly-plot');
+    const box = plot.getBoundingClientRect(), xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+    return points.map(([x, y]) => [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)]);
+}"""
+# The map position of the pixel at the middle of the plotting area, and the area's extent.
+MAP_VIEW_JS = """() => {
+    const plot = document.querySelector('.st-key-atlas_map .js-plotly-plot');
+    const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+    return [xa.range, ya.range];
+}"""
+
+
+def latent_values(page: object) -> list[float]:
+    return page.evaluate(LATENT_VALUES_JS)
+
+
+def map_pixels(page: object, points: np.ndarray) -> list[tuple[float, float]]:
+    page.locator(".st-key-atlas_map").scroll_into_view_if_needed()
+    return [tuple(p) for p in page.evaluate(MAP_PIXELS_JS, np.asarray(points, np.float64).tolist())]
+
+
+def empty_spot(page: object) -> np.ndarray:
+    """A map position inside the view far from every test image."""
+    (x0, x1), (y0, y1) = page.evaluate(MAP_VIEW_JS)
+    xs, ys = np.meshgrid(np.linspace(x0, x1, 40)[3:-3], np.linspace(min(y0, y1), max(y0, y1), 40)[3:-3])
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    gaps = np.min(np.linalg.norm(grid[:, None] - ATLAS.embedding[None], axis=-1), axis=1)
+    return grid[gaps.argmax()]
+
+
+def url_z(page: object) -> str:
+    return parse_qs(urlparse(page.url).query).get("z", [""])[0]
+
+
+def test_hovering_the_map_decodes_every_move_and_leaving_restores_z(page: object) -> None:
+    before_values, before_hash, before_url = latent_values(page), page.evaluate(CANVAS_HASH_JS), url_z(page)
+    one, seven = (ATLAS.embedding[class_rows(ATLAS)[label]].mean(axis=0) for label in (1, 7))
+    path = map_pixels(page, [one + (seven - one) * k / 60 for k in range(61)])
+    page.mouse.move(*path[0])
+    page.evaluate(FRAME_SAMPLER_START_JS)
+    for pixel in path:  # no button pressed: a hover, not a drag
+        page.mouse.move(*pixel)
+    changes = page.evaluate(FRAME_SAMPLER_STOP_JS)
+    assert len(changes) >= 20  # the image followed the pointer, frame after frame
+    hovered = latent_values(page)
+    assert hovered != before_values  # the sliders followed too
+    stats = page.evaluate("() => window.__latentExplorer.test.stats")
+    assert stats["hoverMoves"] >= 55
+    # over 7's points the decode is a 7's: the hovered z is among the sevens' means
+    assert np.linalg.norm(ATLAS.means[class_rows(ATLAS)[7]] - hovered, axis=1).min() < 1.0
+    page.mouse.move(5, 5)  # off the map
+    page.wait_for_function(f"v => JSON.stringify(({LATENT_VALUES_JS})()) === JSON.stringify(v)", arg=before_values)
+    page.wait_for_function(f"h => ({CANVAS_HASH_JS})() === h", arg=before_hash, timeout=5_000)
+    assert url_z(page) == before_url  # hovering never reran the script
+
+
+def test_a_sparse_region_says_so_and_a_click_there_commits_the_hovered_z(page: object) -> None:
+    spot = map_pixels(page, [empty_spot(page)])[0]
+    page.mouse.move(spot[0] - 3, spot[1])
+    page.mouse.move(*spot)
+    note = page.locator(".lx-far-note")
+    note.wait_for(state="visible", timeout=5_000)
+    assert re.search(
+        r"Far from the data: the nearest test image is [0-9.]+× the map's usual spacing", note.inner_text()
+    )
+    assert page.evaluate("() => window.__latentExplorer.test.stats.lastHoverGap") > 3
+    hovered = latent_values(page)
+    page.mouse.click(*spot)
+    page.mouse.move(5, 5)
+    time.sleep(0.5)
+    expected = ",".join(f"{v:.3f}" for v in hovered)
+    page.wait_for_function("v => new URLSearchParams(location.search).get('z') === v", arg=expected, timeout=15_000)
+    assert latent_values(page) == hovered  # kept after leaving: committed
+    assert note.is_hidden()
+
+
+def test_hovering_a_point_shows_its_test_image_beside_its_reconstruction(page: object) -> None:
+    row = int(class_rows(ATLAS)[3][10])
+    x, y = map_pixels(page, [ATLAS.embedding[row]])[0]
+    page.mouse.move(x - 4, y - 4)
+    page.mouse.move(x, y)
+    page.wait_for_function(
+        "r => window.__latentExplorer.test.stats.cards > 0 && document.querySelector('.lx-map-card')?.dataset.row == r",
+        arg=row,
+        timeout=10_000,
+    )
+    pixels = page.evaluate("""() => {
+        const card = document.querySelector('.lx-map-card');
+        const read = c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+        return [read(card.querySelector('.lx-card-image')), read(card.querySelector('.lx-card-reconstruction')),
+                card.querySelector('.lx-card-image').width, card.style.display];
+    }""")
+    original, reconstruction, side, display = pixels
+    assert display == "flex" and side == 56
+    shown = np.array(original, np.uint8).reshape(56, 56, 4)[::2, ::2, 0]  # 2× nearest-neighbour: one per pixel
+    sheet = np.asarray(Image.open(io.BytesIO(ATLAS.thumbnails)))
+    columns = ATLAS.thumbnail_columns
+    tile = sheet[(row // columns) * 28 : (row // columns + 1) * 28, (row % columns) * 28 : (row % columns + 1) * 28]
+    np.testing.assert_array_equal(shown, tile)
+    model = training.load_model(FOLDER)
+    with torch.no_grad():
+        decoded = model.decode(torch.from_numpy(ATLAS.means[row : row + 1]))[0, 0].numpy()
+    drawn = np.array(reconstruction, np.float32).reshape(56, 56, 4)[::2, ::2, 0] / 255
+    assert np.abs(drawn - decoded).max() < 1 / 255 + 1e-6
+    page.mouse.move(5, 5)
+    page.wait_for_function("() => document.querySelector('.lx-map-card').style.display === 'none'")
+
+
+def choose(page: object, label: str, option: str) -> None:
+    page.wait_for_function(SCRIPT_IDLE_JS, timeout=15_000)
+    box = page.get_by_role("combobox", name=label)
+    box.scroll_into_view_if_needed()
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+
+
+def test_a_concept_slider_between_two_classes_moves_z_along_their_direction(page: object) -> None:
+    choose(page, "Concept direction from", "1")
+    choose(page, "to", "7")
+    slider = page.get_by_role("slider", name="concept: 1 → 7")
+    slider.wait_for(timeout=15_000)
+    page.wait_for_function("() => new URLSearchParams(location.search).has('concept')", timeout=15_000)
+    slider.scroll_into_view_if_needed()
+    before = np.array(latent_values(page))
+    drag(page, slider, 0.3, 0.7, moves=30)
+    after = np.array(latent_values(page))
+    moved = after - before
+    u = ATLAS.means[class_rows(ATLAS)[7]].mean(axis=0) - ATLAS.means[class_rows(ATLAS)[1]].mean(axis=0)
+    u /= np.linalg.norm(u)
+    assert np.linalg.norm(moved) > 0.5
+    assert np.abs(moved - (moved @ u) * u).max() < 0.02  # along the direction; the controls round to 0.01
+    assert page.locator("canvas.lx-concept-strip").is_visible()
+    # the link carries the direction: a fresh page from it has the same slider
+    link = page.url
+    page.goto(link)
+    page.get_by_role("slider", name="concept: the link's direction").wait_for(timeout=30_000)
+
+
+def test_the_nearest_training_images_of_an_encoded_test_image(page: object) -> None:
+    page.get_by_label("Test image #", exact=True).fill("5")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Encode it").click()
+    page.get_by_text("Nearest training images").click()
+    captions = page.locator(".st-key-neighbours [data-testid=stImageCaption]")
+    info = page.get_by_text("The training images are not on this machine")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.st-key-neighbours [data-testid=stImageCaption]').length === 8"
+        " || document.body.innerText.includes('The training images are not on this machine')",
+        timeout=30_000,
+    )
+    text = " ".join(captions.all_inner_texts()) if captions.count() else info.inner_text()
+    rows = [int(r) for r in re.findall(r"#(\d+)", text)]
+    low, high = latent_ranges(ATLAS.means, 8)
+    z = snap_latent(ATLAS.means[5], low, high)
+    expected_rows, expected_distances = nearest_training(ATLAS, z)
+    assert rows == expected_rows.tolist()
+    # the test image's own nearest training image, by its exact mean, is among them
+    own = nearest_training(ATLAS, ATLAS.means[5], k=1)[0][0]
+    assert own in rows
+    assert f"d {expected_distances[0]:.2f}" in text or f"({expected_distances[0]:.2f})" in text
+
+
+def test_a_typed_value_is_checked_clamped_and_committed(page: object) -> None:
+    before = latent_values(page)
+    value = page.locator("output.lx-value").nth(2)
+    value.click()
+    page.keyboard.type("abc")
+    page.keyboard.press("Enter")
+    note = page.locator(".lx-type-note")
+    note.wait_for(state="visible", timeout=5_000)
+    assert "“abc” is not a number; type z3 as a number from" in note.inner_text()
+    assert latent_values(page) == before
+    value.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("1.234")
+    page.keyboard.press("Enter")
+    assert latent_values(page)[2] == 1.23 and note.is_hidden()
+    page.wait_for_function("() => new URLSearchParams(location.search).get('z').split(',')[2] === '1.230'")
+    low, high = latent_ranges(ATLAS.means, 8)
+    value.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("99")
+    page.keyboard.press("Enter")
+    assert latent_values(page)[2] == pytest.approx(float(snap_latent(high, low, high)[2]))
+    assert "is outside its range" in note.inner_text()

@@ -1,4 +1,4 @@
-"""python -m training {train,sharpen,evaluate,atlas,anomaly,score,sampler,patches} ...
+"""python -m training {train,sharpen,evaluate,atlas,anomaly,score,sampler,patches,emoji} ...
 
 Errors a user can cause (a bad file, a bad flag, no network) print one line and exit non-zero;
 --debug shows the traceback as well."""
@@ -185,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=64)
     s.add_argument("--stride", type=int, default=16)
     s.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    j = sub.add_parser("emoji", help="write the Noto emoji (npm's emoji-datasource-google) as a folder per category")
+    j.add_argument("out", help="folder to write (one subfolder per category)")
+    j.add_argument("--cache", help="where the npm package is kept (default: the user cache)")
+    j.add_argument("--debug", action="store_true", help="show tracebacks")
 
     o = sub.add_parser(
         "anomaly", help="how well anomaly scores tell the checkpoint's test set from another data set's (AUROC)"
@@ -459,6 +464,15 @@ def cmd_patches(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_emoji(args: argparse.Namespace) -> int:
+    from training.data import default_data_root
+    from training.emoji import fetch_package, write_emoji_folder
+
+    tarball = fetch_package(args.cache or default_data_root() / "npm")
+    print(f"wrote {write_emoji_folder(tarball, args.out)} emoji to {args.out}")
+    return 0
+
+
 def cmd_anomaly(args: argparse.Namespace) -> int:
     from training.anomaly import METHODS, anomaly_scores, auroc
     from training.data import load_data
@@ -603,7 +617,7 @@ def _report_unreadable(unreadable: list[tuple[Path, str]], total: int) -> None:
 
 
 # flags and arguments that name files or folders
-PATH_ARGUMENTS = ("out", "checkpoint", "data_dir", "ood_data_dir", "csv", "sheet", "paths")
+PATH_ARGUMENTS = ("out", "cache", "checkpoint", "data_dir", "ood_data_dir", "csv", "sheet", "paths")
 
 
 def _expand_home(args: argparse.Namespace) -> None:
@@ -627,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         "atlas": cmd_atlas,
         "anomaly": cmd_anomaly,
         "patches": cmd_patches,
+        "emoji": cmd_emoji,
         "sampler": cmd_sampler,
         "score": cmd_score,
     }[args.command]

@@ -36,6 +36,7 @@ SUFFIXES = (".png", ".jpg", ".jpeg")
 FORMATS = ("PNG", "JPEG")
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger files are refused before decoding
 TEST_FRACTION = 0.1
+VARIANT_MARK = "~"  # NAME~VARIANT.png is a variant of NAME.png: the split keeps them together
 INK_BOX = 20  # MNIST's digits fit a 20 × 20 box inside the 28 × 28 image
 DIGIT_DATASETS = ("mnist",)  # data sets whose images were made by MNIST's recipe (mnist_like)
 
@@ -133,11 +134,44 @@ def available_memory() -> int | None:
     return None
 
 
+def variant_groups(files: list[Path]) -> np.ndarray:
+    """(N,) int64: the group of each file, numbered in order of first appearance; files in one
+    folder whose names agree up to VARIANT_MARK ("wave~1F3FB.png" and "wave.png") are one."""
+    keys = [(p.parent.as_posix(), p.stem.split(VARIANT_MARK)[0]) for p in files]
+    numbers: dict[tuple[str, str], int] = {}
+    return np.array([numbers.setdefault(key, len(numbers)) for key in keys], np.int64)
+
+
+def split_rows(files: list[Path], seed: int, test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, test rows) of FILES: whole variant groups, in a seeded random order, go to
+    the test split until it holds TEST_FRACTION of the files (at least one group). Without
+    variants this is a seeded permutation of the files, its first TEST_FRACTION the test set."""
+    groups = variant_groups(files)
+    members: list[list[int]] = [[] for _ in range(groups.max() + 1)]
+    for row, group in enumerate(groups):
+        members[group].append(row)
+    permuted = np.random.default_rng(seed).permutation(len(members))
+    order = np.array([row for group in permuted for row in members[group]], np.int64)
+    ends = np.cumsum([len(members[group]) for group in permuted])  # files in the first k groups
+    wanted = max(1, round(len(files) * test_fraction))
+    if len(ends) == 1:  # all the files are one image's variants: split the files themselves
+        n_test = wanted
+    else:  # the fewest first groups that hold WANTED files, leaving at least one for training
+        n_test = min(int(ends[np.searchsorted(ends, wanted)]), int(ends[-2]))
+    return order[n_test:], order[:n_test]
+
+
+def names_of_test_split(folder: str | os.PathLike, seed: int = 0) -> list[str]:
+    """The test split's file names (stems, in the split's order): what the map names a point by."""
+    files = find_images(folder)[0]
+    return [files[row].stem for row in split_rows(files, seed)[1]]
+
+
 def load_image_folder(
     folder: str | os.PathLike, image_size: int, channels: int, seed: int = 0, test_fraction: float = TEST_FRACTION
 ) -> tuple[Split, Split, tuple[str, ...]]:
-    """(train, test, class names) from a folder of images; the test split is a seeded random
-    TEST_FRACTION of the files (at least one), the same for every command given the seed."""
+    """(train, test, class names) from a folder of images; the test split is split_rows': a
+    seeded random TEST_FRACTION of the files, variants of one image on the same side."""
     files, labels, class_names = find_images(folder)
     if len(files) < 2:
         raise DataError(f"{folder}: holds only {len(files)} image; a data set needs at least 2.")
@@ -156,9 +190,7 @@ def load_image_folder(
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         pixels = np.stack(list(pool.map(lambda p: load_image(p, image_size, channels), files)))
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0)  # (N, C, H, W) in [0, 1]
-    order = np.random.default_rng(seed).permutation(len(files))
-    n_test = max(1, round(len(files) * test_fraction))
-    test_rows, train_rows = torch.from_numpy(order[:n_test]), torch.from_numpy(order[n_test:])
+    train_rows, test_rows = (torch.from_numpy(rows) for rows in split_rows(files, seed, test_fraction))
     targets = torch.from_numpy(labels)
     return (
         Split(images[train_rows].contiguous(), targets[train_rows]),

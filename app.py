@@ -45,15 +45,15 @@ from explorer.latent import (
 )
 from explorer.live import (
     browser_bundle,
+    cached_decoder_onnx,
     compare_payload,
-    export_decoder_onnx,
     frontend_script,
     latent_from_browser,
     live_payload,
     principal_plane,
     thumbnails_bundle,
 )
-from explorer.models import list_checkpoints, sharpened_pair
+from explorer.models import available_checkpoints, hide_paths, public_mode, sharpened_pair
 from explorer.neighbours import TrainingImages, find_training_images
 from explorer.params import VIEWS, format_latent, parse_latent, parse_page_state
 from explorer.preprocess import data_url_bytes, read_image_bytes
@@ -61,6 +61,7 @@ from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, t
 from explorer.state import PageState
 from training.checkpoint import HISTORY, load_likelihood_model
 from training.cli import train_command
+from training.data import default_data_root
 from training.images import model_input, uses_digit_recipe
 from training.sampler import MixtureSampler, load_sampler
 
@@ -101,7 +102,7 @@ def get_sampler(folder: str, latent_dim: int) -> MixtureSampler | None:
     try:
         return load_sampler(folder, latent_dim)
     except training.CheckpointError as error:
-        st.sidebar.warning(str(error))
+        st.sidebar.warning(say(str(error)))
         return None
 
 
@@ -138,7 +139,7 @@ def sketch_component():
 def browser_data(_model: training.ConvVAE, folder: str) -> tuple[str, bytes]:
     """(bundle id, bytes): the folder's decoder as ONNX and its atlas, for the browser."""
     atlas = atlas_or_none(folder, _model.config.latent_dim)
-    onnx_bytes = export_decoder_onnx(_model)
+    onnx_bytes = cached_decoder_onnx(_model, default_data_root() / "onnx")
     if atlas is None:
         return browser_bundle(onnx_bytes)
     return browser_bundle(onnx_bytes, atlas.means, atlas.embedding)
@@ -177,13 +178,32 @@ def pad_plane_json(folder: str, latent_dim: int) -> dict | None:
     return None if atlas is None else principal_plane(atlas.means).to_json()
 
 
+# --------------------------------------------------------------------------- public mode
+
+
+def public() -> bool:
+    """$LATENT_EXPLORER_PUBLIC=1: the page for visitors (no path field, no server path shown)."""
+    return public_mode(os.environ)
+
+
+def checkpoints() -> dict[str, Path]:
+    """The picker's {name: folder}: the bundled checkpoints and $LATENT_EXPLORER_CHECKPOINTS's."""
+    return available_checkpoints(CHECKPOINTS, os.environ.get("LATENT_EXPLORER_CHECKPOINTS", ""))
+
+
+def say(text: str) -> str:
+    """TEXT as the page shows it: in public mode, without any server path."""
+    return hide_paths(text, checkpoints()) if public() else text
+
+
 # --------------------------------------------------------------------------- state helpers
 
 
 def shell_path(folder: str) -> str:
-    """FOLDER as one would type it in a shell at the project's root (where `make app` runs)."""
+    """FOLDER as one would type it in a shell at the project's root (where `make app` runs); in
+    public mode a folder outside the project is not named."""
     path = Path(folder).resolve()
-    return shlex.quote(str(path.relative_to(HERE)) if path.is_relative_to(HERE) else str(path))
+    return shlex.quote(str(path.relative_to(HERE)) if path.is_relative_to(HERE) else say(str(path)))
 
 
 def current_latent() -> np.ndarray:
@@ -201,7 +221,7 @@ def init_session() -> None:
     """First run of a session: read the URL once, remember warnings to show."""
     if state.has("initialised"):
         return
-    names = list_checkpoints(CHECKPOINTS)
+    names = list(checkpoints())
     default = DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else None)
     page = parse_page_state(st.query_params.to_dict(), names, default)
     defaults = {
@@ -224,16 +244,19 @@ def init_session() -> None:
 def choose_model() -> tuple[str, training.ConvVAE]:
     """Sidebar picker. A checkpoint that fails to load shows its error and the page stays on
     the previous model."""
-    names = list_checkpoints(CHECKPOINTS)
+    available = checkpoints()
+    names = list(available)
     st.sidebar.header("Model")
     if names:
-        st.sidebar.selectbox("Bundled checkpoints", names, key="model_choice")
-    custom = st.sidebar.text_input(
-        "…or a checkpoint folder on this machine", key="model_path", placeholder="/path/to/checkpoint"
-    )
-    # "~/runs/my-model" as a shell would read it: the page gets the text before any shell does
-    typed = os.path.expanduser(custom.strip()) if custom.strip() else ""
-    wanted = typed or (str(CHECKPOINTS / state.model_choice) if names else "")
+        st.sidebar.selectbox("Checkpoints" if public() else "Bundled checkpoints", names, key="model_choice")
+    typed = ""
+    if not public():  # a visitor of a shared server chooses among the listed ones only
+        custom = st.sidebar.text_input(
+            "…or a checkpoint folder on this machine", key="model_path", placeholder="/path/to/checkpoint"
+        )
+        # "~/runs/my-model" as a shell would read it: the page gets the text before any shell does
+        typed = os.path.expanduser(custom.strip()) if custom.strip() else ""
+    wanted = typed or (str(available[state.model_choice]) if state.get("model_choice") in available else "")
     previous = state.active_folder
     try:
         if not wanted:
@@ -243,9 +266,9 @@ def choose_model() -> tuple[str, training.ConvVAE]:
         model = get_model(wanted)
         folder = wanted
     except training.CheckpointError as error:
-        st.sidebar.error(str(error))
+        st.sidebar.error(say(str(error)))
         if previous is None:
-            st.error(f"No model could be loaded: {error}")
+            st.error(say(f"No model could be loaded: {error}"))
             st.stop()
         folder, model = previous, get_model(previous)
     if folder != previous:
@@ -315,7 +338,7 @@ def shown_decoders(
     try:
         return [(folder, model), (other, get_model(other))]
     except training.CheckpointError as error:
-        st.warning(f"The compared decoder cannot be loaded: {error}")
+        st.warning(say(f"The compared decoder cannot be loaded: {error}"))
         return [(folder, model)]
 
 
@@ -515,7 +538,7 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
     if atlas is None:
         st.info(
             "This checkpoint has no atlas yet. Build one with "
-            f"`python -m training atlas {folder}` to see the encoded test set here."
+            f"`python -m training atlas {shell_path(folder)}` to see the encoded test set here."
         )
     else:
         # Live, the browser draws the star over the map as z moves (and the chart, unchanged,
@@ -628,8 +651,10 @@ def nearest_training_view(folder: str, model: training.ConvVAE, atlas: Atlas, z:
         images = to_uint8(source.images(rows))  # (k, H, W, C)
     except training.DataError as error:
         st.info(
-            f"The training images are not on this machine ({error}) Their rows in the training split and "
-            f"latent distances: {', '.join(f'#{r} ({d:.2f})' for r, d in zip(rows, distances))}."
+            say(
+                f"The training images are not on this machine ({error}) Their rows in the training split and "
+                f"latent distances: {', '.join(f'#{r} ({d:.2f})' for r, d in zip(rows, distances))}."
+            )
         )
         return
     with st.container(horizontal=True, gap="small", key="neighbours"):
@@ -671,7 +696,7 @@ def training_view(folder: str, model: training.ConvVAE) -> None:
         return
     if "train" in config:
         st.markdown(run_summary(config, training.read_metrics(folder)))
-        st.code(train_command(config, f"runs/{Path(folder).name}"), language="bash", wrap_lines=True)
+        st.code(say(train_command(config, f"runs/{Path(folder).name}")), language="bash", wrap_lines=True)
     else:  # saved by save_model from Python with the model's config alone
         st.info("This checkpoint does not record how it was trained (its config.json has no train section).")
     history_path = Path(folder) / HISTORY
@@ -684,7 +709,7 @@ def training_view(folder: str, model: training.ConvVAE) -> None:
     try:
         rows = training_history(folder, history_path.stat().st_mtime)
     except training.CheckpointError as error:
-        st.warning(str(error))
+        st.warning(say(str(error)))
         return
     if not rows:
         st.info("The training history is empty.")
@@ -702,12 +727,12 @@ def training_view(folder: str, model: training.ConvVAE) -> None:
 def sharpened_view(folder: str, config: dict) -> None:
     """How a sharpened decoder was made: its recipe in a sentence, the command, its curves."""
     st.markdown(sharpen_summary(config, training.read_metrics(folder)))
-    st.code(sharpen_command(config, f"runs/{Path(folder).name}"), language="bash", wrap_lines=True)
+    st.code(say(sharpen_command(config, f"runs/{Path(folder).name}")), language="bash", wrap_lines=True)
     history_path = Path(folder) / HISTORY
     try:
         rows = training_history(folder, history_path.stat().st_mtime) if history_path.is_file() else []
     except training.CheckpointError as error:
-        st.warning(str(error))
+        st.warning(say(str(error)))
         return
     if not rows:
         st.info("This checkpoint has no sharpening history (history.jsonl).")
@@ -1118,7 +1143,7 @@ def main() -> None:
             )
     st.title("latent-explorer")
     for warning in state.warnings:
-        st.warning(warning)
+        st.warning(say(warning))
     workbench(folder, model)
 
 

@@ -3,6 +3,9 @@
 
 - first image: from starting the server to a decoded image on screen (the server's decode,
   drawn until the browser's decoder runs), and to the browser's first own decode;
+- first image from page open: a fresh browser opening the page of a freshly started server
+  (timed from its health check answering; the decoder's ONNX cache empty on the first run, kept
+  on the others) and of a warm one (a second fresh browser), medians of --runs servers;
 - live decoding: distinct frames per second while dragging a latent slider and the 2-D pad,
   a key step on a slider until the image changes (p50 / p95), one decode in the browser;
 - release -> Python: from releasing a drag to the new latent in the URL (the server has it);
@@ -11,7 +14,7 @@
 - map click -> controls moved;
 - the fallback without WebAssembly: a server slider step until the new image (p50 / p95).
 
-    python bench/app_latency.py [--steps 60] [--drags 3] [--clicks 10]
+    python bench/app_latency.py [--steps 60] [--drags 3] [--clicks 10] [--runs 3]
 
 Writes bench/results/app_latency.json and .md.
 """
@@ -19,9 +22,11 @@ Writes bench/results/app_latency.json and .md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -184,6 +189,49 @@ def map_click_measures(page: object, clicks: int) -> dict | None:
     return percentiles(click_ms) if click_ms else None
 
 
+FIRST_IMAGE_JS = "() => window.__latentExplorer && window.__latentExplorer.test.timing.placeholder !== null"
+FIRST_DECODE_JS = "() => window.__latentExplorer && window.__latentExplorer.test.stats.draws > 0"
+
+
+def page_open_to_image(browser: object, url: str) -> tuple[float, float]:
+    """(s to the first decoded image on screen, s to the browser's own first decode) from
+    opening URL in a fresh browser context."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    page = context.new_page()
+    started = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function(f"() => ({FIRST_IMAGE_JS})() || ({FIRST_DECODE_JS})()", timeout=60_000, polling="raf")
+    first = time.perf_counter() - started
+    page.wait_for_function(FIRST_DECODE_JS, timeout=60_000, polling="raf")
+    decoded = time.perf_counter() - started
+    context.close()
+    return first, decoded
+
+
+def first_image_measures(browser: object, runs: int) -> dict:
+    """Page open → first image on freshly started servers and on warm ones (module docstring)."""
+    fresh, warm = [], []
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "XDG_CACHE_HOME": cache}  # empty at first: the first run exports the decoder
+        for _ in range(runs):
+            port = free_port()
+            server = start_server(port, env=env)
+            try:
+                fresh.append(page_open_to_image(browser, f"http://127.0.0.1:{port}"))
+                warm.append(page_open_to_image(browser, f"http://127.0.0.1:{port}"))
+            finally:
+                server.terminate()
+                server.wait(timeout=10)
+    median = lambda values: float(np.median(values))  # noqa: E731
+    return {
+        "fresh_server_cold_cache_s": list(fresh[0]),
+        "fresh_server_s": [median([f[0] for f in fresh[1:]] or [fresh[0][0]]),
+                           median([f[1] for f in fresh[1:]] or [fresh[0][1]])],
+        "warm_server_s": [median([w[0] for w in warm]), median([w[1] for w in warm])],
+        "runs": runs,
+    }  # fmt: skip
+
+
 def server_slider_measures(browser: object, url: str, steps: int) -> dict:
     """The fallback page (no WebAssembly): Streamlit's sliders, decoded on the server."""
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
@@ -211,6 +259,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--drags", type=int, default=3)
     parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3, help="freshly started servers for the page-open figures")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
 
@@ -239,9 +288,12 @@ def main() -> None:
             page.close()
             server_sliders = server_slider_measures(browser, url, args.steps // 2)
         finally:
-            browser.close()
             server.terminate()
             server.wait(timeout=10)
+        try:
+            opened = first_image_measures(browser, args.runs)
+        finally:
+            browser.close()
 
     cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     result = {
@@ -249,6 +301,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {cores} cores, headless chromium {browser.version}",
         "first_image_s": first_image_s,
         "first_browser_decode_s": first_live_s,
+        "page_open_to_first_image": opened,
         **live,
         "map_hover_fps": hover_fps,
         "map_click_to_controls": clicks,
@@ -263,6 +316,12 @@ def main() -> None:
         "|---|---|",
         f"| server start → first decoded image on screen | {first_image_s:.2f} s |",
         f"| server start → first image decoded in the browser | {first_live_s:.2f} s |",
+        "| page open → first image / browser's own decode, freshly started server, decoder not yet cached | "
+        f"{opened['fresh_server_cold_cache_s'][0]:.2f} / {opened['fresh_server_cold_cache_s'][1]:.2f} s |",
+        f"| page open → first image / browser's own decode, freshly started server (median of {opened['runs']}) | "
+        f"{opened['fresh_server_s'][0]:.2f} / {opened['fresh_server_s'][1]:.2f} s |",
+        f"| page open → first image / browser's own decode, warm server (median of {opened['runs']}) | "
+        f"{opened['warm_server_s'][0]:.2f} / {opened['warm_server_s'][1]:.2f} s |",
         f"| distinct frames per second, dragging a slider | {fps(live['slider_drag_fps'])} |",
         f"| distinct frames per second, dragging the 2-D pad | {fps(live['pad_drag_fps'])} |",
         f"| slider key step → new image, p50 / p95 | {ms(live['key_step_to_image'])} |",

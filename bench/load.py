@@ -1,16 +1,19 @@
-"""Load: N simultaneous browser sessions (default 20) against one local `streamlit run app.py`,
+"""Load: N simultaneous browser sessions (default 30) against one local `streamlit run app.py`,
 each dragging latent sliders for S seconds (default 60), in R rounds (default 2).
 
 Each session, in its own browser context (its own Streamlit session), loops: drag a random
 slider (decoded live in the browser), wait until the server has the released latent (it shows
-in the URL), then one arrow-key step, timed until the image changes. Reported: errors
+in the URL), then one arrow-key step, timed until the image changes; every third time it also
+switches to another view, and in the anomaly view uploads three images and waits for their
+ranking. Reported: errors
 (page errors, exceptions shown on the page, waits that timed out), the release -> server and
 key step -> image latencies under load (p50 / p95), and the server's resident memory before,
 at the peak of, and after each round (sessions are closed, and the server is started with
 --server.disconnectedSessionTTL 5 so it may free them within seconds rather than the default
-2 minutes). Memory "back to flat" means: after each round, within a few MB of after the first.
+2 minutes). Memory is also read after one session alone has run every view (before the
+rounds): "bounded" means that after each round it is back within 20% of that.
 
-    python bench/load.py [--sessions 20] [--seconds 60] [--rounds 2]
+    python bench/load.py [--sessions 30] [--seconds 60] [--rounds 2]
 
 Writes bench/results/load.json and .md.
 """
@@ -24,10 +27,12 @@ import platform
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
 
@@ -87,7 +92,41 @@ async def drag_and_step(page: object, rng: random.Random, record: dict) -> None:
     record["drags"] += 1
 
 
-async def session(browser: object, url: str, seconds: float, k: int, record: dict) -> None:
+VIEWS = ("Interpolate", "Traverse", "Anomaly", "Training")
+
+
+def write_uploads(folder: Path) -> list[str]:
+    """Three PNGs for the anomaly view: a stroke, a ring, noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    shapes = {
+        "stroke.png": lambda d: d.line([(60, 20), (70, 180)], fill=0, width=18),
+        "ring.png": lambda d: d.ellipse([40, 40, 160, 160], outline=0, width=16),
+    }
+    paths = []
+    for name, draw in shapes.items():
+        image = Image.new("L", (200, 200), 255)
+        draw(ImageDraw.Draw(image))
+        image.save(folder / name)
+        paths.append(str(folder / name))
+    Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(folder / "noise.png")
+    return [*paths, str(folder / "noise.png")]
+
+
+async def visit_view(page: object, view: str, uploads: list[str], record: dict) -> None:
+    """Switch to VIEW; in the anomaly view, upload UPLOADS and wait for their ranking."""
+    await page.get_by_role("radio", name=view).click()
+    if view == "Anomaly":
+        await page.get_by_text("upload", exact=True).click()
+        await page.locator("input[type=file]").set_input_files(uploads)
+        await page.locator("[data-testid=stDataFrame]").wait_for(timeout=60_000)
+        record["uploads"] += len(uploads)
+    record["views"] += 1
+
+
+async def session(
+    browser: object, url: str, seconds: float, k: int, record: dict, uploads: list[str], every_view: bool = False
+) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 1100})
     context.set_default_timeout(60_000)
     page = await context.new_page()
@@ -98,10 +137,16 @@ async def session(browser: object, url: str, seconds: float, k: int, record: dic
         await page.goto(url)
         await page.wait_for_function(LIVE_READY_JS, timeout=300_000)
         record["ready_s"].append(time.perf_counter() - started)
+        for view in VIEWS if every_view else ():
+            await visit_view(page, view, uploads, record)
         deadline = time.monotonic() + seconds
+        turn = 0
         while time.monotonic() < deadline:
             try:
                 await drag_and_step(page, rng, record)
+                turn += 1
+                if turn % 3 == 0:
+                    await visit_view(page, rng.choice(VIEWS), uploads, record)
             except PlaywrightTimeout:  # the harness waited too long on a saturated machine: counted
                 record["timeouts"] += 1
             await asyncio.sleep(rng.uniform(0.2, 0.6))
@@ -123,27 +168,39 @@ async def run(args: argparse.Namespace) -> dict:
     url = f"http://127.0.0.1:{port}"
     server = start_server(port, options=("--server.disconnectedSessionTTL", "5"))
     rounds = []
+    uploads = write_uploads(Path(tempfile.mkdtemp()) / "uploads")
+    new_record = lambda: {  # noqa: E731
+        "errors": [],
+        "ready_s": [],
+        "release_ms": [],
+        "key_ms": [],
+        "timeouts": 0,
+        "drags": 0,
+        "views": 0,
+        "uploads": 0,
+        "exceptions_shown": 0,
+    }
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             version = browser.version
+            # one session alone through every view: the level memory must come back to
+            first = new_record()
+            await session(browser, url, 5, 0, first, uploads, every_view=True)
+            await asyncio.sleep(args.settle)
+            after_first = rss_mb(server.pid)
             for r in range(args.rounds):
                 before = rss_mb(server.pid)
-                record = {
-                    "errors": [],
-                    "ready_s": [],
-                    "release_ms": [],
-                    "key_ms": [],
-                    "timeouts": 0,
-                    "drags": 0,
-                    "exceptions_shown": 0,
-                }
+                record = new_record()
                 samples: list[float] = []
                 stop = asyncio.Event()
                 sampler = asyncio.create_task(sample_memory(server.pid, samples, stop))
                 started = time.perf_counter()
                 await asyncio.gather(
-                    *(session(browser, url, args.seconds, k + 100 * r, record) for k in range(args.sessions))
+                    *(
+                        session(browser, url, args.seconds, k + 100 * r + 1, record, uploads)
+                        for k in range(args.sessions)
+                    )
                 )
                 wall = time.perf_counter() - started
                 stop.set()
@@ -154,6 +211,8 @@ async def run(args: argparse.Namespace) -> dict:
                         "round": r + 1,
                         "wall_s": wall,
                         "drags": record["drags"],
+                        "views": record["views"],
+                        "uploads": record["uploads"],
                         "errors": record["errors"],
                         "timeouts": record["timeouts"],
                         "exceptions_shown": record["exceptions_shown"],
@@ -177,13 +236,14 @@ async def run(args: argparse.Namespace) -> dict:
         "machine": f"{platform.machine()}, {cores} cores, headless chromium {version}",
         "sessions": args.sessions,
         "seconds": args.seconds,
+        "first_session": {"errors": first["errors"], "timeouts": first["timeouts"], "rss_mb_after": after_first},
         "rounds": rounds,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--sessions", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
@@ -194,17 +254,19 @@ def main() -> None:
     result = asyncio.run(run(args))
     lines = [
         f"Load, {result['date']}, {result['machine']}: {args.sessions} sessions × {args.seconds:.0f} s, "
-        f"{args.rounds} rounds",
+        f"{args.rounds} rounds; server RSS after one session alone through every view: "
+        f"{result['first_session']['rss_mb_after']:.0f} MB",
         "",
-        "| round | drags | errors | timeouts | page ready (median / max) | release → server p50 / p95 | "
-        "key step → image p50 / p95 | server RSS before / peak / after |",
-        "|---|---|---|---|---|---|---|---|",
+        "| round | drags | views (uploads) | errors | timeouts | page ready (median / max) | "
+        "release → server p50 / p95 | key step → image p50 / p95 | server RSS before / peak / after |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rounds"]:
         ms = lambda p: "n/a" if p["n"] == 0 else f"{p['p50_ms']:.0f} / {p['p95_ms']:.0f} ms"  # noqa: E731
         ready = r["ready_s"]
         lines.append(
-            f"| {r['round']} | {r['drags']} | {len(r['errors']) + r['exceptions_shown']} | {r['timeouts']} | "
+            f"| {r['round']} | {r['drags']} | {r['views']} ({r['uploads']}) | "
+            f"{len(r['errors']) + r['exceptions_shown']} | {r['timeouts']} | "
             f"{ready['median']:.1f} / {ready['max']:.1f} s | {ms(r['release_to_server'])} | "
             f"{ms(r['key_step_to_image'])} | {r['rss_mb']['before']:.0f} / {r['rss_mb']['peak']:.0f} / "
             f"{r['rss_mb']['after']:.0f} MB |"

@@ -32,10 +32,14 @@ from explorer.atlas import load_atlas  # noqa: E402
 from training.atlas import UMAP_PARAMETERS  # noqa: E402
 
 GRID = 60
+# (k, power); the page's, in frontend/latent.js latentAtMapPoint, is (32, 1)
+IDW_VARIANTS = ((8, 2), (16, 2), (32, 2), (16, 1), (32, 1), (64, 1))
 
 
-def idw_inverse(embedding: np.ndarray, means: np.ndarray, positions: np.ndarray, k: int = 8) -> np.ndarray:
-    """(P, 2) map positions -> (P, D): latentAtMapPoint's rule, 1/d² weights over the k nearest."""
+def idw_inverse(
+    embedding: np.ndarray, means: np.ndarray, positions: np.ndarray, k: int = 8, power: float = 2
+) -> np.ndarray:
+    """(P, 2) map positions -> (P, D): latentAtMapPoint's rule, 1/d^power weights over the k nearest."""
     out = np.empty((len(positions), means.shape[1]), np.float64)
     for i, position in enumerate(positions):
         d2 = np.sum((embedding - position) ** 2, axis=1)
@@ -43,7 +47,7 @@ def idw_inverse(embedding: np.ndarray, means: np.ndarray, positions: np.ndarray,
         if d2[nearest].min() < 1e-18:
             out[i] = means[nearest[np.argmin(d2[nearest])]]
             continue
-        weights = 1.0 / d2[nearest]
+        weights = d2[nearest] ** (-power / 2)
         out[i] = weights @ means[nearest] / weights.sum()
     return out
 
@@ -92,8 +96,11 @@ def main() -> None:
     xs, ys = np.meshgrid(np.linspace(low[0], high[0], GRID), np.linspace(low[1], high[1], GRID))
     grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
     rows = [
-        measure("inverse-distance weights, k = 8 (the page's)", lambda p: idw_inverse(embedding, means[kept], p),
-                held_positions, means[held], grid),
+        measure(f"inverse-distance weights 1/d^{power:g}, k = {k}",
+                lambda p, k=k, power=power: idw_inverse(embedding, means[kept], p, k, power),
+                held_positions, means[held], grid)
+        for k, power in IDW_VARIANTS
+    ] + [
         measure("umap-learn inverse_transform", lambda p: np.asarray(reducer.inverse_transform(p), np.float64),
                 held_positions, means[held], grid),
     ]  # fmt: skip

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import struct
 import warnings
 from dataclasses import dataclass
@@ -85,6 +86,36 @@ def export_decoder_onnx(model: nn.Module) -> bytes:
             dynamic_axes={**{name: {0: "batch"} for name in names}, "image": {0: "batch"}},
         )
     return buffer.getvalue()
+
+
+def decoder_key(model: nn.Module) -> str:
+    """SHA-256 of what an exported decoder depends on: the decoder's weights (bytes, in order),
+    the model's config, the opset and torch's version. A changed weight is another key."""
+    digest = hashlib.sha256(json.dumps([model.config.to_dict(), ONNX_OPSET, torch.__version__]).encode())
+    for name, tensor in model.decoder.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cached_decoder_onnx(model: nn.Module, cache: Path) -> bytes:
+    """export_decoder_onnx(MODEL), kept in CACHE as <decoder_key>.onnx: a freshly started
+    server exports each decoder once per weights, not once per process. An unwritable cache
+    is no error (the export is then redone next time)."""
+    path = Path(cache) / f"{decoder_key(model)}.onnx"
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    onnx_bytes = export_decoder_onnx(model)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(onnx_bytes)
+        partial.replace(path)  # atomic: two servers exporting at once never read half a file
+    except OSError:
+        pass
+    return onnx_bytes
 
 
 def browser_bundle(

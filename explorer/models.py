@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from training.checkpoint import CONFIG, WEIGHTS
@@ -15,6 +18,36 @@ def list_checkpoints(root: str | Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / CONFIG).is_file() and (p / WEIGHTS).is_file())
+
+
+def available_checkpoints(root: str | Path, listed: str = "") -> dict[str, Path]:
+    """{name: folder} of the picker: ROOT's checkpoints (list_checkpoints), then each checkpoint
+    folder of LISTED, a path-separated list (an operator's $LATENT_EXPLORER_CHECKPOINTS), named by
+    its folder; a listed folder whose name is taken, or that holds no checkpoint, is left out."""
+    available = {name: Path(root) / name for name in list_checkpoints(root)}
+    for entry in listed.split(os.pathsep):
+        folder = Path(entry.strip()).expanduser()
+        if entry.strip() and (folder / CONFIG).is_file() and (folder / WEIGHTS).is_file():
+            available.setdefault(folder.name, folder)
+    return available
+
+
+def public_mode(environ: Mapping[str, str]) -> bool:
+    """Whether $LATENT_EXPLORER_PUBLIC asks for the public page (1, true, yes, on)."""
+    return environ.get("LATENT_EXPLORER_PUBLIC", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hide_paths(text: str, folders: Mapping[str, Path]) -> str:
+    """TEXT with every server path taken out, for the public page: a checkpoint folder of
+    FOLDERS ({name: folder}) becomes its name, any other absolute path "a folder on the server"."""
+    for name, folder in sorted(folders.items(), key=lambda item: -len(str(item[1]))):
+        for spelling in {str(folder), str(Path(folder).resolve())}:
+            text = text.replace(spelling, name)
+    return _ABSOLUTE_PATH.sub("a folder on the server", text)
+
+
+# an absolute path (POSIX, ~, or a Windows drive) not inside a word or a URL
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~])(?:~|[A-Za-z]:)?[\\/](?:[^\s\\/:;,'\"()`]+[\\/]?)+")
 
 
 def sharpened_pair(folder: str | Path, config: dict) -> tuple[Path, Path] | None:

@@ -126,9 +126,11 @@ class MapIndex {
 }
 
 // The latent under a map position, the inverse of placeOnMap: the inverse-distance-weighted
-// (1/d²) mean of the encoded means of the k points nearest (x, y) on the map; exactly a point's
-// mean on it. Also how far the nearest point is, in units of the map's typical spacing.
-function latentAtMapPoint(bundle, index, x, y, k = 8) {
+// (1/d) mean of the encoded means of the k points nearest (x, y) on the map; exactly a point's
+// mean on it. k = 32 and 1/d: closer to held-out images' means and smoother than 1/d² with k = 8
+// or umap-learn's inverse_transform (bench/map_inverse.py). Also how far the nearest point is,
+// in units of the map's typical spacing.
+function latentAtMapPoint(bundle, index, x, y, k = 32) {
   const { d, means } = bundle;
   const near = index.nearest(x, y, k);
   const z = new Float32Array(d);
@@ -138,7 +140,7 @@ function latentAtMapPoint(bundle, index, x, y, k = 8) {
   } else {
     let total = 0;
     for (const [d2, row] of near) {
-      const w = 1 / d2;
+      const w = 1 / Math.sqrt(d2);
       for (let j = 0; j < d; j++) z[j] += w * means[row * d + j];
       total += w;
     }

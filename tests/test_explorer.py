@@ -5,8 +5,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 from PIL import Image
 from safetensors.numpy import save_file
 
@@ -317,3 +319,33 @@ def test_the_bundled_fashion_model_leaves_z7_unused_and_its_decoder_ignores_it()
             images = model.decode(z)
             change.append(float((images[0] - images[1]).abs().mean()))
     assert change[6] < 0.01 and min(change[:6] + change[7:]) > 0.1  # measured: 0.0018 against 0.12-0.48
+
+
+def test_the_onnx_decoder_is_cached_by_its_weights_and_rewritten_weights_are_exported_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import explorer.live as live  # noqa: PLC0415 - its export is counted
+
+    exports = []
+    real_export = live.export_decoder_onnx
+    monkeypatch.setattr(live, "export_decoder_onnx", lambda model: exports.append(1) or real_export(model))
+    config = ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)
+    torch.manual_seed(0)
+    save_model(tmp_path / "ckpt", ConvVAE(config).eval(), {"model": config.to_dict()})
+    model = training.load_model(tmp_path / "ckpt")
+    first = live.cached_decoder_onnx(model, tmp_path / "cache")
+    assert live.cached_decoder_onnx(training.load_model(tmp_path / "ckpt"), tmp_path / "cache") == first
+    assert len(exports) == 1 and len(list((tmp_path / "cache").glob("*.onnx"))) == 1  # a new process: no export
+    # the weights rewritten in place: another key, a new export with the new weights in it
+    torch.manual_seed(1)
+    save_model(tmp_path / "ckpt", ConvVAE(config).eval(), {"model": config.to_dict()})
+    changed = training.load_model(tmp_path / "ckpt")
+    second = live.cached_decoder_onnx(changed, tmp_path / "cache")
+    assert len(exports) == 2 and second != first and second == real_export(changed)
+    weights = changed.decoder.state_dict()
+    first_weight = next(tensor for name, tensor in weights.items() if name.endswith("weight"))
+    initialisers = onnx.load_from_string(second).graph.initializer
+    assert any(np.array_equal(numpy_helper.to_array(i), first_weight.numpy()) for i in initialisers)
+    # a cache that cannot be written is no error
+    (tmp_path / "file").write_text("x")
+    assert live.cached_decoder_onnx(changed, tmp_path / "file" / "cache") == second

@@ -7,15 +7,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/mnist) $(LATENT_EXPLORER_DATA))
 
-.PHONY: app test lint chromium train train-fashion train-cvae train-rgb sharpen sharpen-fashion anomaly atlas bench vendor-ort clean
+.PHONY: app test lint chromium train train-fashion train-cvae train-emoji sharpen sharpen-fashion anomaly atlas bench vendor-ort clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $(STAMP)
 
+# DATA_DIR, where there is one, is where the page finds the training images nearest z; ARGS go
+# to streamlit (`make app ARGS="--server.address 0.0.0.0"`)
 app: $(STAMP)
-	$(VENV)/bin/streamlit run app.py
+	$(if $(DATA_DIR),LATENT_EXPLORER_DATA=$(DATA_DIR)) $(VENV)/bin/streamlit run app.py $(ARGS)
 
 # Debian's chromium for the browser tests (Playwright's own browser download does not work offline).
 chromium:
@@ -40,7 +42,7 @@ train: $(STAMP)
 	$(PY) -m training atlas checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training sampler checkpoints/mnist-z8 --components 100 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-# The three below train on two threads, as their bundled models were: deterministic too, so on
+# The two below train on two threads, as their bundled models were: deterministic too, so on
 # the same kind of CPU each gives its committed weights bit for bit.
 # The bundled Fashion-MNIST model (Debian's dataset-fashion-mnist, or downloaded to the user cache).
 train-fashion: $(STAMP)
@@ -56,14 +58,17 @@ train-cvae: $(STAMP)
 	$(PY) -m training atlas checkpoints/mnist-cvae-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training sampler checkpoints/mnist-cvae-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-# The bundled RGB model: patches of the two photographs scikit-learn ships, nothing to download.
-train-rgb: $(STAMP)
-	$(PY) -m training patches data/sample-patches
-	$(PY) -m training train --dataset folder --data-dir data/sample-patches --image-size 64 --channels 3 \
-	  --out checkpoints/photo-patches-rgb-z8 --epochs 80
-	$(PY) -m training evaluate checkpoints/photo-patches-rgb-z8 --write
-	$(PY) -m training atlas checkpoints/photo-patches-rgb-z8
-	$(PY) -m training sampler checkpoints/photo-patches-rgb-z8
+# The bundled RGB model: the Noto emoji of npm's emoji-datasource-google@16.0.0 (fetched by
+# `npm pack`, kept in the user cache), 3,781 images of 64 × 64 in nine categories, every
+# skin-tone variant of an emoji on the same side of the split. One thread, as it was trained.
+EMOJI_DIR ?= data/emoji
+train-emoji: $(STAMP)
+	$(PY) -m training emoji $(EMOJI_DIR)
+	OMP_NUM_THREADS=1 $(PY) -m training train --dataset folder --data-dir $(EMOJI_DIR) --image-size 64 --channels 3 \
+	  --conv-channels 32,64,128,128 --out checkpoints/emoji-rgb-z8 --epochs 100 --eval-every 10
+	OMP_NUM_THREADS=1 $(PY) -m training evaluate checkpoints/emoji-rgb-z8 --write
+	OMP_NUM_THREADS=1 $(PY) -m training atlas checkpoints/emoji-rgb-z8
+	OMP_NUM_THREADS=1 $(PY) -m training sampler checkpoints/emoji-rgb-z8 --components 100
 
 # The bundled sharpened decoders: mnist-z8's and fashion-z8's decoders fine-tuned adversarially
 # with their encoders frozen (training/sharpen.py), then evaluated; the atlas and the sampler

@@ -2,9 +2,10 @@
 the page with test image #3 encoded into the sliders (docs/page.png), the anomaly view
 ranking seven uploads (docs/anomaly.png): four digits the bundled model drew, written as dark
 ink on light paper like scans, white noise, a photograph and a blank page; and the training
-view, the bundled model's recipe and history (docs/training.png).
+view, the bundled model's recipe and history (docs/training.png); and the map as an instrument
+(docs/map.png): a concept slider from 1 to 7, the pointer on a point of class 7, its card.
 
-    python docs/screenshot.py            # writes docs/page.png, docs/anomaly.png, docs/training.png
+    python docs/screenshot.py   # writes docs/page.png, docs/anomaly.png, docs/training.png, docs/map.png
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ sys.path.insert(0, str(ROOT))
 
 import training  # noqa: E402
 from explorer.atlas import load_atlas  # noqa: E402
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server  # noqa: E402
+from tests.browser_support import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LIVE_READY_JS,
+    SCRIPT_IDLE_JS,
+    free_port,
+    start_server,
+)
 
 
 def upload_files(folder: Path) -> list[Path]:
@@ -60,6 +68,37 @@ def shoot_from_view(page: object, view: str, path: Path) -> None:
     page.screenshot(path=str(path))
 
 
+def map_picture(browser: object, url: str, path: Path) -> None:
+    """The concept 1 → 7 chosen, the pointer resting on a point of class 7: decoded and carded."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(url)
+    page.wait_for_function(LIVE_READY_JS, timeout=60_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    for label, option in (("Concept direction from", "1"), ("to", "7")):
+        page.wait_for_function(SCRIPT_IDLE_JS, timeout=30_000)
+        box = page.get_by_role("combobox", name=label)
+        box.scroll_into_view_if_needed()
+        box.click()
+        page.get_by_role("option", name=option, exact=True).click()
+    page.get_by_role("slider", name="concept: 1 → 7").wait_for(timeout=30_000)
+    page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollTo(0, 0)")
+    time.sleep(1)
+    atlas = load_atlas(ROOT / "checkpoints" / "mnist-z8", 8)
+    row = int(np.flatnonzero(atlas.labels == 7)[40])
+    x, y = page.evaluate(
+        """([x, y]) => { const plot = document.querySelector('.st-key-atlas_map .js-plotly-plot');
+        const b = plot.getBoundingClientRect(), xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+        return [b.left + xa._offset + xa.l2p(x), b.top + ya._offset + ya.l2p(y)]; }""",
+        atlas.embedding[row].tolist(),
+    )
+    page.mouse.move(x - 6, y - 6)
+    page.mouse.move(x, y)
+    page.wait_for_function("() => document.querySelector('.lx-map-card')?.style.display === 'flex'", timeout=15_000)
+    time.sleep(1.5)
+    page.screenshot(path=str(path))
+    page.close()
+
+
 def main() -> None:
     out = ROOT / "docs" / "page.png"
     port = free_port()
@@ -93,11 +132,12 @@ def main() -> None:
             chart.wait_for(timeout=30_000)
             time.sleep(2)
             shoot_from_view(page, "Training", ROOT / "docs" / "training.png")
+            map_picture(browser, f"http://127.0.0.1:{port}", ROOT / "docs" / "map.png")
             browser.close()
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print(f"wrote {out}, {ROOT / 'docs' / 'anomaly.png'} and {ROOT / 'docs' / 'training.png'}")
+    print(f"wrote {out} and anomaly.png, training.png, map.png beside it")
 
 
 if __name__ == "__main__":

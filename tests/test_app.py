@@ -225,7 +225,7 @@ def test_switching_live_decoding_off_shows_the_server_sliders() -> None:
 
 @pytest.mark.parametrize("view", ["interpolate", "traverse", "anomaly"])
 def test_every_view_works_on_the_bundled_rgb_model(view: str) -> None:
-    app = run_app({"model": "photo-patches-rgb-z8", "view": view})
+    app = run_app({"model": "emoji-rgb-z8", "view": view})
     assert any("3×64×64" in c.value for c in app.sidebar.caption)
     assert len(latent_sliders(app)) == 8
     next(b for b in app.button if b.label == "Random").click().run()
@@ -234,7 +234,7 @@ def test_every_view_works_on_the_bundled_rgb_model(view: str) -> None:
         assert app.radio(key="anomaly_source").options == ["upload"]
         # and the view names the command that ranks a whole folder with this model
         assert any(
-            "`python -m training score checkpoints/photo-patches-rgb-z8 FOLDER --sheet worst.png`" in c.value
+            "`python -m training score checkpoints/emoji-rgb-z8 FOLDER --sheet worst.png`" in c.value
             for c in app.caption
         )
     else:
@@ -244,12 +244,13 @@ def test_every_view_works_on_the_bundled_rgb_model(view: str) -> None:
 def test_the_picker_lists_every_bundled_model() -> None:
     app = run_app()
     assert app.sidebar.selectbox(key="model_choice").options == [
+        "emoji-rgb-z8",
+        "emoji-rgb-z8-sharp",
         "fashion-z8",
         "fashion-z8-sharp",  # a sharpened decoder is an entry of its own
         "mnist-cvae-z8",
         "mnist-z8",
         "mnist-z8-sharp",
-        "photo-patches-rgb-z8",
     ]
 
 
@@ -549,3 +550,68 @@ def test_the_nearest_training_images_are_shown_with_their_distances(mnist_dir: P
     elsewhere = run_app()
     elsewhere.toggle(key="show_neighbours").set_value(True).run()
     assert any("The training images are not on this machine" in i.value for i in elsewhere.info)
+
+
+def test_public_mode_hides_the_path_field_and_takes_models_by_listed_name_only(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LATENT_EXPLORER_PUBLIC", "1")
+    app = run_app()
+    assert not [t for t in app.sidebar.text_input if "folder" in t.label]
+    assert app.sidebar.selectbox(key="model_choice").value == "mnist-z8"
+    # a link naming a path, or a model that is not listed, shows the default and no path
+    for wanted in ("/root", "../checkpoints/mnist-z8", "not-here"):
+        app = run_app({"model": wanted})
+        assert app.sidebar.selectbox(key="model_choice").value == "mnist-z8"
+        assert any("names a model that is not here" in w.value for w in app.warning)
+    # an operator's folder joins the list by its name, and the URL may choose it by that name
+    listed = tmp_path / "class-model"
+    shutil.copytree(ROOT / "checkpoints" / "mnist-z8", listed)
+    monkeypatch.setenv("LATENT_EXPLORER_CHECKPOINTS", str(listed))
+    app = run_app({"model": "class-model"})
+    assert "class-model" in app.sidebar.selectbox(key="model_choice").options
+    assert app.query_params["model"] == "class-model"
+
+
+def test_in_public_mode_no_message_shows_a_server_path(monkeypatch, tmp_path: Path) -> None:
+    """A listed checkpoint whose atlas is broken and whose config records where its data were:
+    every sentence the page shows names the model, never a folder of the server."""
+    broken = tmp_path / "secret-place" / "broken-model"
+    shutil.copytree(ROOT / "checkpoints" / "mnist-z8", broken)
+    (broken / "atlas.safetensors").write_bytes(b"not safetensors")
+    config = json.loads((broken / "config.json").read_text())
+    config["dataset"]["path"] = str(tmp_path / "secret-place" / "data")
+    (broken / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("LATENT_EXPLORER_PUBLIC", "1")
+    monkeypatch.setenv("LATENT_EXPLORER_CHECKPOINTS", str(broken))
+    monkeypatch.setenv("LATENT_EXPLORER_DATA", str(tmp_path / "secret-place" / "nothing"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "secret-place" / "cache"))
+    app = run_app({"model": "broken-model", "view": "training"})
+    shown = [e.value for kind in ("warning", "error", "info", "caption", "markdown", "code") for e in app.get(kind)]
+    shown += [e.value for e in app.sidebar.get("warning")] + [e.value for e in app.sidebar.get("error")]
+    assert any("broken-model/atlas.safetensors is not a valid safetensors file" in text for text in shown)
+    assert not [text for text in shown if str(tmp_path) in text or "secret-place" in text]
+
+
+def test_the_emoji_map_is_coloured_by_category_and_names_each_emoji() -> None:
+    app = run_app({"model": "emoji-rgb-z8"})
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    traces = [t for t in figure["data"] if t["type"] == "scattergl"]
+    assert [t["name"] for t in traces] == [
+        "Activities",
+        "Animals & Nature",
+        "Flags",
+        "Food & Drink",
+        "Objects",
+        "People & Body",
+        "Smileys & Emotion",
+        "Symbols",
+        "Travel & Places",
+    ]
+    names = [name for t in traces for name in t["text"]]
+    assert len(names) == 378 and all(t["hovertemplate"].startswith("<b>%{text}</b><br>") for t in traces)
+    people = next(t for t in traces if t["name"] == "People & Body")["text"]
+    assert any("~" in name for name in people)  # a skin-tone variant, by its emoji's short name
+    # every variant of an emoji is on one side of the split: those in the test set come with all theirs
+    counts = {}
+    for name in people:
+        counts[name.split("~")[0]] = counts.get(name.split("~")[0], 0) + 1
+    assert set(counts.values()) <= {1, 2, 6, 26}  # an emoji alone, with 1 or 5 tones, or a 25-tone pair

@@ -25,7 +25,7 @@ from training.scoring import atlas_scores, contact_sheet, score_files
 
 BUNDLED = ROOT / "checkpoints" / "mnist-z8"
 CVAE = ROOT / "checkpoints" / "mnist-cvae-z8"
-RGB = ROOT / "checkpoints" / "photo-patches-rgb-z8"
+RGB = ROOT / "checkpoints" / "emoji-rgb-z8"
 
 
 def decoded_digits(folder: Path, count: int) -> list[Path]:

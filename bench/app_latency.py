@@ -150,8 +150,9 @@ MAP_SWEEP_JS = """n => {
 }"""
 
 
-def hover_measures(page: object, sweeps: int) -> list[float]:
-    """Distinct frames per second of the decoded image while the pointer sweeps the map."""
+def hover_measures(page: object, sweeps: int) -> tuple[list[float], float]:
+    """(distinct frames per second of the decoded image while the pointer sweeps the map, mean
+    ms of finding the latent under the pointer)."""
     page.locator(".st-key-atlas_map").scroll_into_view_if_needed()
     time.sleep(0.5)
     path = page.evaluate(MAP_SWEEP_JS, 180)
@@ -165,7 +166,8 @@ def hover_measures(page: object, sweeps: int) -> list[float]:
         rates.append(frames_per_second(page.evaluate(FRAME_SAMPLER_STOP_JS)))
     page.mouse.move(5, 5)
     time.sleep(0.5)
-    return rates
+    stats = page.evaluate("() => window.__latentExplorer.test.stats")
+    return rates, stats["hoverMs"] / stats["hoverMoves"]
 
 
 def map_click_measures(page: object, clicks: int) -> dict | None:
@@ -283,7 +285,7 @@ def main() -> None:
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             time.sleep(1.0)
             live = live_measures(page, args)
-            hover_fps = hover_measures(page, args.drags)
+            hover_fps, hover_ms = hover_measures(page, args.drags)
             clicks = map_click_measures(page, args.clicks)
             page.close()
             server_sliders = server_slider_measures(browser, url, args.steps // 2)
@@ -304,6 +306,7 @@ def main() -> None:
         "page_open_to_first_image": opened,
         **live,
         "map_hover_fps": hover_fps,
+        "map_hover_latent_ms": hover_ms,
         "map_click_to_controls": clicks,
         "server_slider_to_image": server_sliders,
     }
@@ -330,6 +333,7 @@ def main() -> None:
         f"| release → latent in Python (URL updated), p50 / p95 | {ms(live['release_to_python'])} |",
         f"| distinct frames per second, hovering the map (decoding under the pointer) | "
         f"{np.mean(hover_fps):.0f} (min {min(hover_fps):.0f}, n={len(hover_fps)} sweeps) |",
+        f"| the latent under the pointer, found in the browser (mean per move) | {hover_ms:.2f} ms |",
     ]
     if clicks:
         lines.append(f"| map click → controls moved, p50 / p95 | {ms(clicks)} |")

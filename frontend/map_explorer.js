@@ -92,6 +92,7 @@ class MapExplorer {
     const stats = hub().test.stats;
     stats.hoverMoves = (stats.hoverMoves || 0) + 1;
     stats.lastHoverMs = performance.now() - started;
+    stats.hoverMs = (stats.hoverMs || 0) + stats.lastHoverMs;
     stats.lastHoverGap = found.gap;
   }
 

@@ -472,9 +472,11 @@ def test_a_sharpened_model_is_compared_with_its_parent_on_the_same_z(tiny_sharpe
     app.session_state["live_decoding"] = True
     app.run()
     components = [e.proto for e in app.get("bidi_component")]
-    bundles = [read_bundle(p.bytes)[0]["id"] for p in components if p.component_name.endswith("decoder_model")]
+    headers = [read_bundle(p.bytes)[0] for p in components if p.component_name.endswith("decoder_model")]
+    bundles = [h["id"] for h in headers if "onnx" in h["sections"]]  # the decoders' (the other: thumbnails)
     (controls,) = [json.loads(p.json) for p in components if p.component_name.endswith("live_latent")]
     assert len(bundles) == 2 and bundles[0] == controls["bundle_id"] and bundles[1] == controls["compare"]["bundle_id"]
+    assert [h["id"] for h in headers if "thumbnails" in h["sections"]] == [controls["thumbnails_id"]]
     assert controls["caption"] == "sharpened decoder · tiny-sharp"
     assert controls["compare"]["caption"] == "VAE decoder · tiny"
     assert controls["compare"]["image"].startswith("data:image/png;base64,")

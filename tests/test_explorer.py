@@ -1,6 +1,7 @@
 """Unit tests of explorer/: the math, the atlas, the images, the URL state."""
 
 import io
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -349,3 +350,29 @@ def test_the_onnx_decoder_is_cached_by_its_weights_and_rewritten_weights_are_exp
     # a cache that cannot be written is no error
     (tmp_path / "file").write_text("x")
     assert live.cached_decoder_onnx(changed, tmp_path / "file" / "cache") == second
+
+
+def test_the_picker_adds_an_operators_folders_by_name_and_public_text_names_no_path(tmp_path: Path) -> None:
+    from explorer.models import available_checkpoints, hide_paths, public_mode  # noqa: PLC0415
+
+    root, extra = tmp_path / "bundled", tmp_path / "elsewhere" / "class-run"
+    for folder in (root / "a", extra, tmp_path / "elsewhere" / "a"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        (folder / "model.safetensors").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    listed = os.pathsep.join([str(extra), str(tmp_path / "elsewhere" / "a"), str(tmp_path / "empty"), ""])
+    found = available_checkpoints(root, listed)
+    assert found == {"a": root / "a", "class-run": extra}  # a taken name and a folder with no checkpoint left out
+    assert [public_mode({"LATENT_EXPLORER_PUBLIC": v}) for v in ("1", "true", "On", "0", "", "no")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    text = f"{extra}/atlas.safetensors is broken; {tmp_path}/secret/x.png too, see https://example.org/a/b, 3/4"
+    assert hide_paths(text, found) == (
+        "class-run/atlas.safetensors is broken; a folder on the server too, see https://example.org/a/b, 3/4"
+    )

@@ -164,7 +164,8 @@ def test_each_bundled_history_is_its_models_and_ends_at_its_metrics(name: str) -
     folder = ROOT / "checkpoints" / name
     rows, metrics = read_history(folder), read_metrics(folder)
     config = json.loads((folder / "config.json").read_text())
-    assert [row["epoch"] for row in rows] == [float(e) for e in range(1, config["train"]["epochs"] + 1)]
+    every, epochs = config["train"].get("eval_every", 1), config["train"]["epochs"]
+    assert [row["epoch"] for row in rows] == [float(e) for e in range(every, epochs + 1, every)]
     assert sum(row["train_steps"] for row in rows) == rows[-1]["step"] == metrics["step"]
     for key in ("neg_elbo_nats", "reconstruction_nats", "kl_nats", "mse_per_pixel", "knn5_accuracy"):
         assert rows[-1][f"test_{key}"] == metrics[key], key  # evaluate --write recomputed them: the same weights

@@ -62,7 +62,7 @@ def percentiles(values: list[float]) -> dict:
 async def drag_and_step(page: object, rng: random.Random, record: dict) -> None:
     """Drag a random slider, wait for the server to have the latent, then time one key step."""
     name = f"z{rng.randint(1, 8)}"
-    box = await page.get_by_role("slider", name=name).bounding_box()
+    box = await page.get_by_role("slider", name=name, exact=True).bounding_box()
     y = box["y"] + box["height"] / 2
     a, b = rng.uniform(0.1, 0.45), rng.uniform(0.55, 0.9)
     a, b = (a, b) if rng.random() < 0.5 else (b, a)
@@ -78,7 +78,7 @@ async def drag_and_step(page: object, rng: random.Random, record: dict) -> None:
         record["release_ms"].append((time.perf_counter() - released) * 1000)
     except PlaywrightTimeout:  # counted, reported
         record["timeouts"] += 1
-    await page.get_by_role("slider", name=name).focus()
+    await page.get_by_role("slider", name=name, exact=True).focus()
     image_before = await page.evaluate(CANVAS_HASH_JS)
     pressed = time.perf_counter()
     await page.keyboard.press("ArrowRight" if b < 0.5 else "ArrowLeft")

@@ -11,6 +11,10 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from training.atlas import ATLAS
+from training.images import VARIANT_MARK
+
+# Unicode's names of the five skin-tone modifiers, by code point (the emoji folder's variants)
+SKIN_TONES = {"1F3FB": "light", "1F3FC": "medium-light", "1F3FD": "medium", "1F3FE": "medium-dark", "1F3FF": "dark"}
 
 
 @dataclass(frozen=True)
@@ -82,13 +86,25 @@ def check_atlas(atlas: Atlas, path: Path, latent_dim: int) -> None:
         raise AtlasError(f"{path} holds NaN or infinite values; rebuild it.")
 
 
+def display_name(name: str) -> str:
+    """An image's name as a reader wants it: 'wave~1F3FB' -> 'wave, light skin tone',
+    'couple~1F3FF-1F3FB' -> 'couple, dark and light skin tones'; another variant stays 'name (variant)'."""
+    base, mark, variant = name.partition(VARIANT_MARK)
+    if not mark:
+        return name
+    tones = [SKIN_TONES.get(code.upper()) for code in variant.split("-")]
+    if None in tones:
+        return f"{base} ({variant})"
+    return f"{base}, {' and '.join(tones)} skin tone{'s' if len(tones) > 1 else ''}"
+
+
 def describe_point(atlas: Atlas, row: int, class_names: list[str]) -> str:
     """'test image #0 (7)': the test-set position of the atlas's row ROW and its class, named
     by CLASS_NAMES where the checkpoint has them, else by number; a named image adds its name
     ('test image #4, wave (People & Body)')."""
     label = int(atlas.labels[row])
     name = class_names[label] if 0 <= label < len(class_names) else str(label)
-    own = f", {atlas.names[row]}" if atlas.names is not None else ""
+    own = f", {display_name(atlas.names[row])}" if atlas.names is not None else ""
     return f"test image #{int(atlas.index[row])}{own} ({name})"
 
 

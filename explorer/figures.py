@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from explorer.atlas import Atlas
+from explorer.atlas import Atlas, display_name
 
 # Tableau-10: distinct, colour-blind-aware class colours.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
@@ -59,7 +59,7 @@ def atlas_figure(
                 selected=dict(marker=dict(size=9, opacity=1.0)),
                 unselected=dict(marker=dict(opacity=0.7)),  # a click must not fade the map
                 customdata=np.stack([atlas.index[rows], rows], axis=1),
-                text=[atlas.names[row] for row in rows] if named else None,
+                text=[display_name(atlas.names[row]) for row in rows] if named else None,
                 hovertemplate=f"<b>{title}<br>test image #%{{customdata[0]}}<extra></extra>",
             )
         )

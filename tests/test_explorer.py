@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import training
-from explorer.atlas import Atlas, AtlasError, describe_point, load_atlas, place_on_map
+from explorer.atlas import Atlas, AtlasError, describe_point, display_name, load_atlas, place_on_map
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, inactive_dimensions, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
 from explorer.models import list_checkpoints
@@ -102,6 +102,22 @@ def test_a_point_is_described_by_its_test_image_and_class() -> None:
     assert describe_point(atlas, 0, names) == "test image #4 (Ankle boot)"
     assert describe_point(atlas, 1, []) == "test image #70 (0)"  # a checkpoint without class names
     assert describe_point(atlas, 2, names) == "test image #9000 (12)"  # a label the names do not cover
+
+
+def test_variant_names_read_as_their_skin_tones() -> None:
+    assert display_name("wave") == "wave"
+    assert display_name("wave~1F3FB") == "wave, light skin tone"
+    assert display_name("couple_with_heart~1F3FF-1F3FC") == "couple_with_heart, dark and medium-light skin tones"
+    assert display_name("cat~night") == "cat (night)"  # a variant that is no skin tone keeps its mark's text
+    named = Atlas(
+        means=np.zeros((1, 2), np.float32),
+        labels=np.array([0]),
+        embedding=np.zeros((1, 2), np.float32),
+        index=np.array([7]),
+        names=("+1~1F3FE",),
+    )
+    assert describe_point(named, 0, ["People & Body"]) == "test image #7, +1, medium-dark skin tone (People & Body)"
+    assert list(atlas_figure(named, ["People & Body"]).data[0].text) == ["+1, medium-dark skin tone"]
 
 
 def test_atlas_round_trip_and_refusals(tmp_path: Path) -> None:

@@ -332,21 +332,28 @@ def test_too_many_uploads_are_refused_with_the_command_for_a_folder() -> None:
     assert not app.dataframe
 
 
-def test_uploads_are_decoded_once_not_on_every_rerun(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uploads_are_decoded_and_scored_once_not_on_every_rerun(monkeypatch: pytest.MonkeyPatch) -> None:
     # Decoding a 12-megapixel photograph takes 0.1-0.3 s and the page reruns on every release
-    # of a slider: each upload is decoded once, then served from the cache.
+    # of a slider or click of a button: each upload is decoded and scored once, then served
+    # from the cache, however many clicks follow.
     import streamlit as st
 
+    import explorer.anomaly
     import training.images
 
-    decoded = []
-    original = training.images.model_input
+    decoded, scored = [], []
+    original, original_score = training.images.model_input, explorer.anomaly.score_images
 
     def counting(image, channels, size, mnist):
         decoded.append(image.size)
         return original(image, channels, size, mnist)
 
+    def counting_scores(model, x):
+        scored.append(len(x))
+        return original_score(model, x)
+
     monkeypatch.setattr(training.images, "model_input", counting)
+    monkeypatch.setattr(explorer.anomaly, "score_images", counting_scores)
     st.cache_data.clear()
     app = run_app({"view": "anomaly"})
     app.radio(key="anomaly_source").set_value("upload").run()
@@ -361,6 +368,7 @@ def test_uploads_are_decoded_once_not_on_every_rerun(monkeypatch: pytest.MonkeyP
         next(b for b in app.button if b.label == "Origin").click().run()
         assert not app.exception
     assert len(app.dataframe) == 1 and sorted(decoded) == [(40, 40), (41, 40), (42, 40)]
+    assert scored == [3]
 
 
 def test_a_conditional_model_scores_an_upload_as_the_class_that_explains_it_best() -> None:

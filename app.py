@@ -90,12 +90,15 @@ def get_likelihood_model(folder: str) -> training.ConvVAE:
     return load_likelihood_model(folder, device="cpu")
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+# What every session reads and none writes is a cache_resource: one object shared, where
+# cache_data would unpickle a copy of its megabytes on every run of every session.
+@st.cache_resource(max_entries=8, show_spinner=False)
 def get_atlas(folder: str, latent_dim: int) -> Atlas | None:
+    """The checkpoint's atlas (read-only arrays), shared by every session."""
     return load_atlas(folder, latent_dim)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def get_sampler(folder: str, latent_dim: int) -> MixtureSampler | None:
     """The checkpoint's mixture fitted to its aggregate posterior; None when it has none or an
     unusable one (its error is shown in the sidebar)."""
@@ -135,7 +138,7 @@ def sketch_component():
     )
 
 
-@st.cache_data(max_entries=8, show_spinner="Exporting the decoder for the browser…")
+@st.cache_resource(max_entries=8, show_spinner="Exporting the decoder for the browser…")
 def browser_data(_model: training.ConvVAE, folder: str) -> tuple[str, bytes]:
     """(bundle id, bytes): the folder's decoder as ONNX and its atlas, for the browser."""
     atlas = atlas_or_none(folder, _model.config.latent_dim)
@@ -145,7 +148,7 @@ def browser_data(_model: training.ConvVAE, folder: str) -> tuple[str, bytes]:
     return browser_bundle(onnx_bytes, atlas.means, atlas.embedding)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def browser_thumbnails(folder: str, latent_dim: int) -> tuple[str, bytes] | None:
     """(bundle id, bytes) of the atlas's thumbnail sheet for the map's hover cards, or None."""
     atlas = atlas_or_none(folder, latent_dim)

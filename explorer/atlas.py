@@ -29,6 +29,12 @@ class Atlas:
     train_means: np.ndarray | None = None  # (M, D) float32, encoder means of the training split, in its order
     names: tuple[str, ...] | None = None  # (N,) the test images' names (an image folder's file stems)
 
+    def __post_init__(self) -> None:
+        # one Atlas is shared by every session of the page: its arrays cannot be written
+        for array in (self.means, self.labels, self.embedding, self.index, self.anomaly, self.train_means):
+            if array is not None:
+                array.setflags(write=False)
+
     def __len__(self) -> int:
         return len(self.labels)
 

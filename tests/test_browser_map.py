@@ -140,7 +140,7 @@ def test_hovering_a_point_shows_its_test_image_beside_its_reconstruction(page: o
     np.testing.assert_array_equal(shown, tile)
     model = training.load_model(FOLDER)
     with torch.no_grad():
-        decoded = model.decode(torch.from_numpy(ATLAS.means[row : row + 1]))[0, 0].numpy()
+        decoded = model.decode(torch.from_numpy(np.array(ATLAS.means[row : row + 1])))[0, 0].numpy()
     drawn = np.array(reconstruction, np.float32).reshape(56, 56, 4)[::2, ::2, 0] / 255
     assert np.abs(drawn - decoded).max() < 1 / 255 + 1e-6
     page.mouse.move(5, 5)

@@ -32,7 +32,7 @@ from explorer.concept import (
     group_rows,
     parse_concept,
 )
-from explorer.figures import atlas_figure, history_figure, selected_rows, sharpen_history_figure
+from explorer.figures import MAP_HEIGHT, atlas_figure, history_figure, selected_rows, sharpen_history_figure
 from explorer.history import history_csv, run_summary, sharpen_command, sharpen_summary
 from explorer.latent import (
     clamp,
@@ -237,6 +237,7 @@ def init_session() -> None:
         "rng_seed": 0,
         "live_decoding": True,
         "live_unavailable": None,
+        "first_image_shown": False,
     }
     for name, value in defaults.items():
         if not state.has(name):
@@ -429,6 +430,11 @@ def on_live_latent() -> None:
         state.latent = z
 
 
+def on_live_shown() -> None:
+    """The browser drew its first image: the map goes to it on this rerun (see workbench)."""
+    state.first_image_shown = True
+
+
 def on_live_status() -> None:
     """The browser could not start its decoder (no WebAssembly, …): use the server's sliders."""
     status = state.live_latent.get("status")
@@ -550,20 +556,26 @@ def workbench(folder: str, model: training.ConvVAE) -> None:
         # the path belongs to the Interpolate view; under the others it would be a stray line
         show_path = path is not None and state.view == "interpolate"
         path_xy = np.array([place_on_map(atlas, p) for p in path]) if show_path else None
-        st.plotly_chart(
-            map_figure(
-                atlas,
-                folder,
-                tuple(class_names(model)),
-                None if marker is None else tuple(marker),
-                None if path_xy is None else path_xy.tobytes(),
-            ),
-            key="atlas_map",
-            on_select=lambda: on_map_select(atlas),
-            selection_mode=("points", "box", "lasso"),
-            width="stretch",
-            theme=None,
-        )  # the figure's own colours: Streamlit's dark theme greys its legend out
+        if live and not state.first_image_shown:
+            # Plotly's script holds the browser's main thread for about a second: the map comes
+            # on the rerun the controls ask for once their first image is drawn (on_live_shown).
+            with st.container(height=MAP_HEIGHT, border=False, key="atlas_map_pending"):
+                st.caption("Drawing the map…")
+        else:
+            st.plotly_chart(
+                map_figure(
+                    atlas,
+                    folder,
+                    tuple(class_names(model)),
+                    None if marker is None else tuple(marker),
+                    None if path_xy is None else path_xy.tobytes(),
+                ),
+                key="atlas_map",
+                on_select=lambda: on_map_select(atlas),
+                selection_mode=("points", "box", "lasso"),
+                width="stretch",
+                theme=None,
+            )  # the figure's own colours: Streamlit's dark theme greys its legend out
         st.caption(
             f"{len(atlas):,} encoded test images, laid out by UMAP. Point at the map to decode "
             "where you point, click to keep it; the star is the current z, placed among its nearest neighbours."
@@ -754,12 +766,10 @@ def live_controls(decoders: list[tuple[str, training.ConvVAE]]) -> None:
     (folder, model), compared = decoders[0], decoders[1:]
     model_component, controls_component = live_components()
     bundle_id, bundle = browser_data(model, folder)
-    model_component(data=bundle, key="decoder_model", height=1)
     thumbnails = browser_thumbnails(folder, model.config.latent_dim)
-    compare = None
+    compare, other_bundle = None, None
     for other_folder, other in compared:  # its decoder too goes to the browser once per model
         other_id, other_bundle = browser_data(other, other_folder)
-        model_component(data=other_bundle, key="decoder_model_compare", height=1)
         image = png_bytes(decode_latents(other, state.latent, chosen_label(other))[0])
         compare = compare_payload(other_id, decoder_caption(other_folder, other), image)
     low, high = state.ranges
@@ -784,11 +794,16 @@ def live_controls(decoders: list[tuple[str, training.ConvVAE]]) -> None:
     controls_component(
         data=payload,
         key="live_latent",
-        default={"latent": None, "status": None},
+        default={"latent": None, "status": None, "shown": None},
         on_latent_change=on_live_latent,
         on_status_change=on_live_status,
+        on_shown_change=on_live_shown,
     )
-    if thumbnails is not None:  # after the controls: the first image never waits for it
+    # the bundles after the controls, which draw the server's image while they travel
+    model_component(data=bundle, key="decoder_model", height=1)
+    if other_bundle is not None:
+        model_component(data=other_bundle, key="decoder_model_compare", height=1)
+    if thumbnails is not None:
         model_component(data=thumbnails[1], key="atlas_thumbnails", height=1)
     st.caption(
         "Decoded in your browser as you drag. The pad walks z across a plane: the two "

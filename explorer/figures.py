@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from explorer.atlas import Atlas, display_name
 
 # Tableau-10: distinct, colour-blind-aware class colours.
+MAP_HEIGHT = 520  # px, the map's figure
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 
 
@@ -38,7 +39,7 @@ def atlas_figure(
     class_names: tuple[str, ...] | list[str],
     marker: tuple[float, float] | None = None,
     path: np.ndarray | None = None,
-    height: int = 520,
+    height: int = MAP_HEIGHT,
 ) -> go.Figure:
     """A WebGL scatter of the atlas, one trace per class (so the legend filters classes),
     customdata = (test-set position, atlas row), hovered with the image's name where the atlas

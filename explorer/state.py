@@ -34,6 +34,7 @@ class PageState:
     warnings: list  # sentences shown at the top of the page (URL values refused, a broken atlas)
     rng_seed: int  # draws so far: each random draw uses the next seed
     live_unavailable: str | None  # why the browser's decoder could not start; None while it runs
+    first_image_shown: bool  # the browser's controls drew their first image: the map may follow
     end_a: np.ndarray  # (D,) float32: the interpolation's first endpoint
     end_b: np.ndarray  # (D,) float32: its last endpoint
     end_a_label: str  # what end_a is ("test image #3 (0)", "a random sample")

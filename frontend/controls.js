@@ -349,6 +349,15 @@ class LiveLatent {
     else stats.compareDraws = (stats.compareDraws || 0) + 1;
     if (hub().test.timing.firstDraw === null) hub().test.timing.firstDraw = performance.now();
     hub().test.active = this;
+    this.shown();
+  }
+
+  // The first image is on screen: Python sends the map now. Plotly's script holds the main
+  // thread for about a second; sent with the controls, it would hold up the first image.
+  shown() {
+    if (this.shownSent) return;
+    this.shownSent = true;
+    this.setStateValue("shown", true);
   }
 
   // The server's decode of the latent (a PNG data URL), drawn on CANVAS until its decoder runs.
@@ -360,6 +369,7 @@ class LiveLatent {
       context.imageSmoothingEnabled = false;
       context.drawImage(picture, 0, 0, IMAGE_SIDE, IMAGE_SIDE);
       if (hub().test.timing.placeholder === null) hub().test.timing.placeholder = performance.now();
+      this.shown();
     };
     picture.src = url;
   }

@@ -52,6 +52,31 @@ def test_page_loads_with_eight_live_sliders_and_no_error(page: object, tmp_path:
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
 
+# Run before the page's scripts: the page time (ms) the map's plotly chart first appears.
+MAP_SHOWN_AT_JS = """(() => {
+    window.__mapShownAt = null;
+    new MutationObserver((_, observer) => {
+        if (!document.querySelector('.js-plotly-plot')) return;
+        window.__mapShownAt = performance.now();
+        observer.disconnect();
+    }).observe(document, {childList: true, subtree: true});
+})()"""
+
+
+def test_the_first_image_is_on_screen_before_the_map_is_sent(browser: object, server: str) -> None:
+    # plotly's script holds the main thread for about a second: it must not delay the first image
+    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    page = context.new_page()
+    page.add_init_script(MAP_SHOWN_AT_JS)
+    page.goto(server)
+    page.locator(".st-key-atlas_map .js-plotly-plot").wait_for(timeout=60_000)
+    timing = page.evaluate("() => window.__latentExplorer.test.timing")
+    first_image = min(t for t in (timing["placeholder"], timing["firstDraw"]) if t is not None)
+    assert first_image < page.evaluate("() => window.__mapShownAt")
+    assert page.get_by_text("Drawing the map…").count() == 0  # the space kept for it is gone
+    context.close()
+
+
 BUTTON_LABELS = ["Random", "Random (fitted)", "Origin", "Encode it"]
 # The labels among NAMES whose button does not show them whole (cut with an ellipsis).
 CUT_LABELS_JS = """names => names.filter(name => {

@@ -15,9 +15,10 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 # DATA_DIR, where there is one, is where the page finds the training images nearest z; ARGS go
-# to streamlit (`make app ARGS="--server.address 0.0.0.0"`)
+# to streamlit (`make app ARGS="--server.address 0.0.0.0"`); serve.py is `streamlit run app.py` with
+# the page's imports (torch) done before the server answers
 app: $(STAMP)
-	$(if $(DATA_DIR),LATENT_EXPLORER_DATA=$(DATA_DIR)) $(VENV)/bin/streamlit run app.py $(ARGS)
+	$(if $(DATA_DIR),LATENT_EXPLORER_DATA=$(DATA_DIR)) $(PY) serve.py $(ARGS)
 
 # Debian's chromium for the browser tests (Playwright's own browser download does not work offline).
 chromium:

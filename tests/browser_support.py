@@ -33,15 +33,12 @@ def free_port() -> int:
 def start_server(
     port: int, timeout_s: float = 60, options: tuple[str, ...] = (), env: dict[str, str] | None = None
 ) -> subprocess.Popen:
-    """`streamlit run app.py` on PORT (OPTIONS: more `--section.name value` flags; ENV: its
+    """`python serve.py` (`streamlit run app.py`) on PORT (OPTIONS: more `--section.name value` flags; ENV: its
     environment, else this process's); returns as soon as its health check answers."""
     process = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
+            str(ROOT / "serve.py"),  # what `make app` runs: streamlit run app.py, imports done first
             "--server.port",
             str(port),
             "--server.address",

@@ -626,3 +626,11 @@ def test_the_emoji_map_is_coloured_by_category_and_names_each_emoji() -> None:
     for name in people:
         counts[name.split(", ")[0]] = counts.get(name.split(", ")[0], 0) + 1
     assert set(counts.values()) <= {1, 2, 6, 26}  # an emoji alone, with 1 or 5 tones, or a 25-tone pair
+
+
+def test_the_launcher_imports_what_app_py_imports_before_the_server_answers() -> None:
+    import serve  # noqa: PLC0415 - the launcher `make app` runs
+
+    source = "from __future__ import annotations\nimport os, numpy as np\nfrom . import near\nfrom training import x"
+    assert serve.imported_modules(source) == ["os", "numpy", "training"]
+    assert {"training", "streamlit", "plotly.graph_objects"} <= set(serve.imported_modules(Path(APP).read_text()))

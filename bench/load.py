@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import platform
 import random
@@ -62,7 +63,9 @@ def percentiles(values: list[float]) -> dict:
 async def drag_and_step(page: object, rng: random.Random, record: dict) -> None:
     """Drag a random slider, wait for the server to have the latent, then time one key step."""
     name = f"z{rng.randint(1, 8)}"
-    box = await page.get_by_role("slider", name=name, exact=True).bounding_box()
+    slider = page.get_by_role("slider", name=name, exact=True).first  # .first: a remount briefly shows two
+    await slider.scroll_into_view_if_needed()  # a view switch scrolls the page: the mouse must hit it
+    box = await slider.bounding_box()
     y = box["y"] + box["height"] / 2
     a, b = rng.uniform(0.1, 0.45), rng.uniform(0.55, 0.9)
     a, b = (a, b) if rng.random() < 0.5 else (b, a)
@@ -77,8 +80,8 @@ async def drag_and_step(page: object, rng: random.Random, record: dict) -> None:
         await page.wait_for_function(f"b => ({URL_Z_JS})() !== b", arg=before, timeout=30_000)
         record["release_ms"].append((time.perf_counter() - released) * 1000)
     except PlaywrightTimeout:  # counted, reported
-        record["timeouts"] += 1
-    await page.get_by_role("slider", name=name, exact=True).focus()
+        record["timeouts"]["release"] += 1
+    await slider.focus()
     image_before = await page.evaluate(CANVAS_HASH_JS)
     pressed = time.perf_counter()
     await page.keyboard.press("ArrowRight" if b < 0.5 else "ArrowLeft")
@@ -88,7 +91,7 @@ async def drag_and_step(page: object, rng: random.Random, record: dict) -> None:
         )
         record["key_ms"].append((time.perf_counter() - pressed) * 1000)
     except PlaywrightTimeout:  # counted, reported
-        record["timeouts"] += 1
+        record["timeouts"]["key step"] += 1
     record["drags"] += 1
 
 
@@ -147,8 +150,8 @@ async def session(
                 turn += 1
                 if turn % 3 == 0:
                     await visit_view(page, rng.choice(VIEWS), uploads, record)
-            except PlaywrightTimeout:  # the harness waited too long on a saturated machine: counted
-                record["timeouts"] += 1
+            except PlaywrightTimeout as error:  # the harness waited too long on a saturated machine: counted
+                record["timeouts"][str(error).splitlines()[0][:80]] += 1
             await asyncio.sleep(rng.uniform(0.2, 0.6))
         record["exceptions_shown"] += await page.locator("[data-testid=stException]").count()
     except Exception as error:  # noqa: BLE001 - a session that fails is an error of the run, not of the script
@@ -174,7 +177,7 @@ async def run(args: argparse.Namespace) -> dict:
         "ready_s": [],
         "release_ms": [],
         "key_ms": [],
-        "timeouts": 0,
+        "timeouts": collections.Counter(),
         "drags": 0,
         "views": 0,
         "uploads": 0,
@@ -214,7 +217,7 @@ async def run(args: argparse.Namespace) -> dict:
                         "views": record["views"],
                         "uploads": record["uploads"],
                         "errors": record["errors"],
-                        "timeouts": record["timeouts"],
+                        "timeouts": dict(record["timeouts"]),
                         "exceptions_shown": record["exceptions_shown"],
                         "ready_s": {
                             "max": max(record["ready_s"], default=None),
@@ -236,9 +239,16 @@ async def run(args: argparse.Namespace) -> dict:
         "machine": f"{platform.machine()}, {cores} cores, headless chromium {version}",
         "sessions": args.sessions,
         "seconds": args.seconds,
-        "first_session": {"errors": first["errors"], "timeouts": first["timeouts"], "rss_mb_after": after_first},
+        "first_session": {"errors": first["errors"], "timeouts": dict(first["timeouts"]), "rss_mb_after": after_first},
         "rounds": rounds,
     }
+
+
+def timeouts(counts: dict[str, int]) -> str:
+    """'3 (release 2, key step 1)': the waits that ran out, by which."""
+    if not counts:
+        return "0"
+    return f"{sum(counts.values())} ({', '.join(f'{name} {n}' for name, n in counts.items())})"
 
 
 def main() -> None:
@@ -266,7 +276,7 @@ def main() -> None:
         ready = r["ready_s"]
         lines.append(
             f"| {r['round']} | {r['drags']} | {r['views']} ({r['uploads']}) | "
-            f"{len(r['errors']) + r['exceptions_shown']} | {r['timeouts']} | "
+            f"{len(r['errors']) + r['exceptions_shown']} | {timeouts(r['timeouts'])} | "
             f"{ready['median']:.1f} / {ready['max']:.1f} s | {ms(r['release_to_server'])} | "
             f"{ms(r['key_step_to_image'])} | {r['rss_mb']['before']:.0f} / {r['rss_mb']['peak']:.0f} / "
             f"{r['rss_mb']['after']:.0f} MB |"

@@ -245,22 +245,24 @@ def init_session() -> None:
     state.initialised = True
 
 
-def choose_model() -> tuple[str, training.ConvVAE]:
-    """Sidebar picker. A checkpoint that fails to load shows its error and the page stays on
-    the previous model."""
-    available = checkpoints()
-    names = list(available)
-    st.sidebar.header("Model")
-    if names:
-        st.sidebar.selectbox("Checkpoints" if public() else "Bundled checkpoints", names, key="model_choice")
-    typed = ""
+def model_picker(available: dict[str, Path]) -> None:
+    """The sidebar's model picker; choose_model reads its values before it is drawn."""
+    st.header("Model")
+    if available:
+        st.selectbox("Checkpoints" if public() else "Bundled checkpoints", list(available), key="model_choice")
     if not public():  # a visitor of a shared server chooses among the listed ones only
-        custom = st.sidebar.text_input(
-            "…or a checkpoint folder on this machine", key="model_path", placeholder="/path/to/checkpoint"
-        )
-        # "~/runs/my-model" as a shell would read it: the page gets the text before any shell does
-        typed = os.path.expanduser(custom.strip()) if custom.strip() else ""
-    wanted = typed or (str(available[state.model_choice]) if state.get("model_choice") in available else "")
+        st.text_input("…or a checkpoint folder on this machine", key="model_path", placeholder="/path/to/checkpoint")
+
+
+def choose_model(picker: object) -> tuple[str, training.ConvVAE]:
+    """The model the picker names. Its widgets are drawn into PICKER (a sidebar container)
+    after the workbench, so the first image does not wait for them. A checkpoint that fails
+    to load shows its error and the page stays on the previous model."""
+    available = checkpoints()
+    typed = "" if public() else (state.get("model_path") or "").strip()
+    # "~/runs/my-model" as a shell would read it: the page gets the text before any shell does
+    wanted = os.path.expanduser(typed) if typed else ""
+    wanted = wanted or (str(available[state.model_choice]) if state.get("model_choice") in available else "")
     previous = state.active_folder
     try:
         if not wanted:
@@ -272,6 +274,8 @@ def choose_model() -> tuple[str, training.ConvVAE]:
     except training.CheckpointError as error:
         st.sidebar.error(say(str(error)))
         if previous is None:
+            with picker:
+                model_picker(available)
             st.error(say(f"No model could be loaded: {error}"))
             st.stop()
         folder, model = previous, get_model(previous)
@@ -1133,7 +1137,14 @@ def scored_images(_model: training.ConvVAE, folder: str, x_bytes: bytes, count: 
 def main() -> None:
     st.set_page_config(page_title="latent-explorer", page_icon="🧭", layout="wide")
     init_session()
-    folder, model = choose_model()
+    picker = st.sidebar.container()  # first in the sidebar, filled after the workbench
+    folder, model = choose_model(picker)
+    st.title("latent-explorer")
+    for warning in state.warnings:
+        st.warning(say(warning))
+    workbench(folder, model)
+    with picker:
+        model_picker(checkpoints())
     metrics = training.read_metrics(folder)
     with st.sidebar:
         st.caption(
@@ -1159,10 +1170,6 @@ def main() -> None:
                 f"{unused_latents_sentence(inactive, model.config.latent_dim)} The encoder gives {it} "
                 f"nearly the same value for every test image, so the decoder ignores {it}."
             )
-    st.title("latent-explorer")
-    for warning in state.warnings:
-        st.warning(say(warning))
-    workbench(folder, model)
 
 
 main()

@@ -203,13 +203,17 @@ def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
     assert payload["principal"]["name"] == "PC1 × PC2"
     assert payload["asset_url"] == "/app/static/ort/"
     assert payload["image"].startswith("data:image/png;base64,")
+    # the map waits for the browser's first image (plotly would hold it up), in a box of its size
+    assert not app.get("plotly_chart") and any(c.value == "Drawing the map…" for c in app.caption)
     # the thumbnail sheet travels in a bundle of its own, after the controls: the map's hover cards
     sheets = [e.proto.bytes for e in app.get("bidi_component") if e.proto.component_name.endswith("decoder_model")]
     header, sections = read_bundle(sheets[-1])
     assert header["id"] == payload["thumbnails_id"] and header["sections"]["thumbnails"]["shape"] == [10_000, 100]
     assert Image.open(io.BytesIO(sections["thumbnails"])).size == (2800, 2800)
     # Random sets the latent from Python: a new revision tells the browser to move its controls.
+    app.session_state["first_image_shown"] = True  # what the controls' `shown` sets
     next(b for b in app.button if b.label == "Random").click().run()
+    assert len(app.get("plotly_chart")) == 1 and not any(c.value == "Drawing the map…" for c in app.caption)
     _, after = live_payloads(app)
     assert after["revision"] == payload["revision"] + 1
     assert after["latent"] != payload["latent"]

@@ -215,26 +215,27 @@ def test_the_map_holds_every_test_image(page: object) -> None:
 
 
 def test_clicking_a_point_loads_its_latent(page: object) -> None:
-    # Pixel position of one point of class 1, from plotly's own axis transforms.
+    # Pixel position and atlas row of one point of class 1, from plotly's own axis transforms.
     target = page.evaluate("""() => {
         const plot = document.querySelector('.js-plotly-plot');
         const t = plot._fullData.find(t => t.name === '1');
         const box = plot.querySelector('.nsewdrag').getBoundingClientRect();
         const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-        return {x: box.left + xa.l2p(t.x[0]), y: box.top + ya.l2p(t.y[0])};
+        return {x: box.left + xa.l2p(t.x[0]), y: box.top + ya.l2p(t.y[0]), row: t.customdata[0][1]};
     }""")
     page.mouse.move(target["x"] - 5, target["y"] - 5)
-    page.mouse.move(target["x"], target["y"])  # plotly selects the point under the hover
-    page.wait_for_function("() => (document.querySelector('.js-plotly-plot')._hoverdata || []).length > 0")
-    # the point plotly clicks: the target, or one drawn over it within a pixel or two
-    page.evaluate("""() => document.querySelector('.js-plotly-plot')
-        .on('plotly_click', (event) => { window.clickedRow = Number(event.points[0].customdata[1]); })""")
+    page.mouse.move(target["x"], target["y"])
+    # plotly's hover follows the pointer a frame or more late, and a click selects the point
+    # hovered then: click once the hover is on the target, not on a neighbour it passed
+    page.wait_for_function(
+        "row => ((document.querySelector('.js-plotly-plot')._hoverdata || [])[0] || {}).customdata?.[1] === row",
+        arg=target["row"],
+    )
     page.mouse.click(target["x"], target["y"])
     page.mouse.move(5, 5)  # off the map: the hover gives way to what the click committed
-    clicked = page.wait_for_function("() => window.clickedRow !== undefined && [window.clickedRow]").json_value()[0]
     atlas = load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8)
     low, high = latent_ranges(atlas.means, 8)
-    expected = snap_latent(atlas.means[clicked], low, high).tolist()
+    expected = snap_latent(atlas.means[target["row"]], low, high).tolist()
     page.wait_for_function(f"v => JSON.stringify(({LATENT_VALUES_JS})()) === JSON.stringify(v)", arg=expected)
     assert page.locator("[data-testid=stException]").count() == 0
 

@@ -34,7 +34,7 @@ def decoded_digits(folder: Path, count: int) -> list[Path]:
     model = training.load_model(BUNDLED)
     means = load_atlas(str(BUNDLED), model.config.latent_dim).means[:count]
     with torch.inference_mode():
-        images = model.decode(torch.from_numpy(means))[:, 0].numpy()
+        images = model.decode(torch.from_numpy(np.array(means)))[:, 0].numpy()  # the atlas is read-only
     folder.mkdir(parents=True)
     paths = []
     for i, image in enumerate(images):

@@ -254,15 +254,15 @@ def model_picker(available: dict[str, Path]) -> None:
         st.text_input("…or a checkpoint folder on this machine", key="model_path", placeholder="/path/to/checkpoint")
 
 
-def choose_model(picker: object) -> tuple[str, training.ConvVAE]:
-    """The model the picker names. Its widgets are drawn into PICKER (a sidebar container)
-    after the workbench, so the first image does not wait for them. A checkpoint that fails
-    to load shows its error and the page stays on the previous model."""
-    available = checkpoints()
+def choose_model(available: dict[str, Path], picker: object) -> tuple[str, training.ConvVAE]:
+    """The model the picker names among AVAILABLE. Its widgets are drawn into PICKER (a sidebar
+    container) after the workbench, so the first image does not wait for them. A checkpoint that
+    fails to load shows its error and the page stays on the previous model."""
     typed = "" if public() else (state.get("model_path") or "").strip()
-    # "~/runs/my-model" as a shell would read it: the page gets the text before any shell does
-    wanted = os.path.expanduser(typed) if typed else ""
-    wanted = wanted or (str(available[state.model_choice]) if state.get("model_choice") in available else "")
+    if typed:  # "~/runs/my-model" as a shell would read it: the page gets the text before any shell does
+        wanted = os.path.expanduser(typed)
+    else:
+        wanted = str(available[state.model_choice]) if state.get("model_choice") in available else ""
     previous = state.active_folder
     try:
         if not wanted:
@@ -1137,14 +1137,15 @@ def scored_images(_model: training.ConvVAE, folder: str, x_bytes: bytes, count: 
 def main() -> None:
     st.set_page_config(page_title="latent-explorer", page_icon="🧭", layout="wide")
     init_session()
+    available = checkpoints()
     picker = st.sidebar.container()  # first in the sidebar, filled after the workbench
-    folder, model = choose_model(picker)
+    folder, model = choose_model(available, picker)
     st.title("latent-explorer")
     for warning in state.warnings:
         st.warning(say(warning))
     workbench(folder, model)
     with picker:
-        model_picker(checkpoints())
+        model_picker(available)
     metrics = training.read_metrics(folder)
     with st.sidebar:
         st.caption(

@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 
 from explorer.atlas import Atlas, display_name
 
-# Tableau-10: distinct, colour-blind-aware class colours.
 MAP_HEIGHT = 520  # px, the map's figure
+# Tableau-10: distinct, colour-blind-aware class colours.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 
 

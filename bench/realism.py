@@ -1,0 +1,242 @@
+"""How real a decoder's images look: a classifier two-sample test (Lopez-Paz & Oquab 2017).
+
+A small CNN, the critic, is trained from scratch to tell real training images from a decoder's
+images; its accuracy on held-out pairs it never saw (real test images against fresh decodes, as
+many of each) says how far apart the two distributions are: 0.5 when they cannot be told
+apart, 1.0 when every image is told. The critic is neither the sharpening discriminator nor the
+feature classifier of sample_quality.py, and it is the same, with the same training, for every
+model. Each decode set is measured with several seeds (the critic's initialisation, its data
+order and the latents), reported as mean ± standard deviation:
+
+- draws from the mixture fitted to the training set's encoder means (`python -m training sampler`),
+- draws from the prior N(0, I),
+- reconstructions: decodes of the encoder's means (of training images to train the critic, of
+  test images to test it).
+
+A conditional model's draws get uniformly drawn classes; its reconstructions their own.
+Given several checkpoints of one data set (a VAE and its sharpened sibling), every seed uses the
+same latents and the same real images for all of them.
+
+    python bench/realism.py checkpoints/mnist-z8 checkpoints/mnist-z8-sharp --data-dir ../shared/data/mnist
+    python bench/realism.py checkpoints/emoji-rgb-z8 checkpoints/emoji-rgb-z8-sharp --name realism_emoji
+
+Writes bench/results/realism.json and .md (or NAME.json and .md with --name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import training  # noqa: E402
+from bench.report import write_report  # noqa: E402
+from training.data import Split  # noqa: E402
+from training.evaluate import checkpoint_data  # noqa: E402
+from training.sampler import load_sampler  # noqa: E402
+
+MIXTURE, PRIOR, RECONSTRUCTIONS = "mixture draws", "prior draws N(0, I)", "reconstructions"
+DECODE_SETS = (MIXTURE, PRIOR, RECONSTRUCTIONS)
+DECODE_BATCH = 500
+
+
+class Critic(nn.Module):
+    """Four convolutions (the first at full resolution, then three of stride 2), LeakyReLU, an
+    adaptive average pool to 4 × 4 and a linear logit: x (N, C, H, W) in [0, 1] -> (N,) logits
+    that an image is real. No normalisation layers, so a batch's make-up cannot leak."""
+
+    def __init__(self, channels: int, width: int = 32) -> None:
+        super().__init__()
+        widths = (width, 2 * width, 4 * width, 4 * width)
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 3, padding=1), nn.LeakyReLU(0.2)]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.head = nn.Linear(widths[-1] * 16, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x * 2 - 1)).squeeze(1)
+
+
+@dataclass(frozen=True)
+class CriticRecipe:
+    """How every critic is trained: Adam at LR over EPOCHS passes of the real and decoded
+    training images, in batches of BATCH (half real, half decoded)."""
+
+    epochs: int = 4
+    batch: int = 64
+    lr: float = 5e-4
+    width: int = 32
+    train_images: int = 6000  # real training images (and as many decodes) the critic learns from
+    test_images: int = 2000  # held-out real test images (and as many decodes) it is scored on
+
+
+def critic_accuracy(
+    real_train: Tensor, fake_train: Tensor, real_test: Tensor, fake_test: Tensor, recipe: CriticRecipe, seed: int
+) -> float:
+    """Held-out accuracy of a critic trained on REAL_TRAIN against FAKE_TRAIN (each (N, C, H, W)
+    in [0, 1]), on REAL_TEST and FAKE_TEST (as many of each): 0.5 is chance."""
+    torch.manual_seed(seed)
+    critic = Critic(real_train.shape[1], recipe.width)
+    optimizer = torch.optim.Adam(critic.parameters(), lr=recipe.lr, betas=(0.5, 0.999))
+    half = recipe.batch // 2
+    n = min(len(real_train), len(fake_train))
+    targets = torch.cat([torch.ones(half), torch.zeros(half)])
+    for _ in range(recipe.epochs):
+        real_order, fake_order = torch.randperm(len(real_train))[:n], torch.randperm(len(fake_train))[:n]
+        for start in range(0, n - half + 1, half):
+            x = torch.cat([real_train[real_order[start : start + half]], fake_train[fake_order[start : start + half]]])
+            loss = nn.functional.binary_cross_entropy_with_logits(critic(x), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    critic.eval()
+    with torch.inference_mode():
+        real_right = sum(int((critic(real_test[i : i + 1000]) > 0).sum()) for i in range(0, len(real_test), 1000))
+        fake_right = sum(int((critic(fake_test[i : i + 1000]) <= 0).sum()) for i in range(0, len(fake_test), 1000))
+    return (real_right + fake_right) / (len(real_test) + len(fake_test))
+
+
+@torch.inference_mode()
+def decode(model: training.ConvVAE, z: Tensor, y: Tensor | None) -> Tensor:
+    """MODEL's images (N, C, H, W) of latents Z (N, D) and, for a conditional model, classes Y."""
+    parts = []
+    for start in range(0, len(z), DECODE_BATCH):
+        labels = None if y is None else y[start : start + DECODE_BATCH]
+        parts.append(model.decode(z[start : start + DECODE_BATCH], labels))
+    return torch.cat(parts)
+
+
+@dataclass(frozen=True)
+class Latents:
+    """The latents (and classes, None for an unconditional model) of one decode set, for the
+    critic's training side and its held-out side."""
+
+    train_z: Tensor
+    train_y: Tensor | None
+    test_z: Tensor
+    test_y: Tensor | None
+
+
+def draw_latents(
+    model: training.ConvVAE, kind: str, train: Split, test: Split, rows: tuple[Tensor, Tensor], seed: int
+) -> Latents:
+    """The latents of decode set KIND for one seed; ROWS: the training and test images used."""
+    train_rows, test_rows = rows
+    conditional = model.config.num_classes > 0
+    if kind == RECONSTRUCTIONS:
+        y_train, y_test = train.labels[train_rows], test.labels[test_rows]
+        train_z, _ = training.encode_dataset(model, train.images[train_rows], y_train if conditional else None)
+        test_z, _ = training.encode_dataset(model, test.images[test_rows], y_test if conditional else None)
+        return Latents(train_z, y_train if conditional else None, test_z, y_test if conditional else None)
+    rng = np.random.default_rng(seed)
+    counts = (len(train_rows), len(test_rows))
+    if kind == MIXTURE:
+        sampler = load_sampler(model.checkpoint_path, model.config.latent_dim)
+        if sampler is None:
+            raise SystemExit(f"{model.checkpoint_path} has no sampler; run `python -m training sampler` on it first.")
+        train_z, test_z = (torch.from_numpy(sampler.sample(rng, n)) for n in counts)
+    else:
+        train_z, test_z = (
+            torch.from_numpy(rng.standard_normal((n, model.config.latent_dim), np.float32)) for n in counts
+        )
+    if not conditional:
+        return Latents(train_z, None, test_z, None)
+    train_y, test_y = (torch.from_numpy(rng.integers(model.config.num_classes, size=n)) for n in counts)
+    return Latents(train_z, train_y, test_z, test_y)
+
+
+def measure(
+    models: list[training.ConvVAE], train: Split, test: Split, recipe: CriticRecipe, seeds: list[int]
+) -> dict[str, dict[str, list[float]]]:
+    """{checkpoint: {decode set: [accuracy per seed]}}, every model on the same latents and
+    real images for each seed; the latents are the first model's (they share an encoder)."""
+    results = {m.checkpoint_path: {kind: [] for kind in DECODE_SETS} for m in models}
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        train_rows = torch.randperm(len(train.images), generator=generator)[: recipe.train_images]
+        test_rows = torch.randperm(len(test.images), generator=generator)[: recipe.test_images]
+        real_train, real_test = train.images[train_rows], test.images[test_rows]
+        for kind in DECODE_SETS:
+            latents = draw_latents(models[0], kind, train, test, (train_rows, test_rows), seed)
+            for model in models:
+                fake_train = decode(model, latents.train_z, latents.train_y)
+                fake_test = decode(model, latents.test_z, latents.test_y)
+                accuracy = critic_accuracy(real_train, fake_train, real_test, fake_test, recipe, seed)
+                results[model.checkpoint_path][kind].append(accuracy)
+                print(f"seed {seed}, {kind}, {Path(model.checkpoint_path).name}: {accuracy:.3f}", flush=True)
+    return results
+
+
+def summary(accuracies: list[float]) -> str:
+    """'0.912 ± 0.008' (mean ± standard deviation over the seeds)."""
+    spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    return f"{statistics.mean(accuracies):.3f} ± {spread:.3f}"
+
+
+def report_lines(dataset: str, names: list[str], results: dict, recipe: CriticRecipe, seeds: list[int]) -> list[str]:
+    lines = [
+        f"Critic accuracy on {dataset}, {time.strftime('%Y-%m-%d')} (0.5: indistinguishable from real images; "
+        f"mean ± sd over {len(seeds)} seeds; each critic trained on {recipe.train_images:,} real training images "
+        f"against as many decodes for {recipe.epochs} epochs, tested on up to {recipe.test_images:,} real test "
+        "images against as many fresh decodes)",
+        "",
+        "| decodes of | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for kind in DECODE_SETS:
+        lines.append(f"| {kind} | " + " | ".join(summary(results[path][kind]) for path in results) + " |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+", help="checkpoints of one data set sharing an encoder")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=CriticRecipe.epochs, help="critic training epochs")
+    parser.add_argument("--train-images", type=int, default=CriticRecipe.train_images)
+    parser.add_argument("--test-images", type=int, default=CriticRecipe.test_images)
+    parser.add_argument("--name", default="realism", help="the results' file name")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    models = []
+    for path in args.checkpoints:
+        model = training.load_model(path)
+        model.checkpoint_path = path
+        models.append(model)
+    train, test = checkpoint_data(models[0], args.data_dir)
+    recipe = CriticRecipe(epochs=args.epochs, train_images=args.train_images, test_images=args.test_images)
+    seeds = list(range(args.seeds))
+    results = measure(models, train, test, recipe, seeds)
+
+    record = models[0].checkpoint_config["dataset"]
+    dataset = record["name"] if record["name"] != "folder" else Path(record.get("path", "folder")).name
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "dataset": dataset,
+        "recipe": recipe.__dict__,
+        "seeds": seeds,
+        "accuracy": results,
+        "mean": {path: {kind: statistics.mean(v) for kind, v in rows.items()} for path, rows in results.items()},
+        "seconds": time.perf_counter() - started,
+    }
+    names = [Path(path).name for path in args.checkpoints]
+    write_report(args.out, args.name, result, report_lines(dataset, names, results, recipe, seeds))
+    return result
+
+
+if __name__ == "__main__":
+    main()

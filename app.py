@@ -60,14 +60,15 @@ from explorer.preprocess import data_url_bytes, read_image_bytes
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
 from explorer.state import PageState
 from training.checkpoint import HISTORY, load_likelihood_model
-from training.cli import train_command
+from training.commands.train import train_command
 from training.data import default_data_root
 from training.images import model_input, uses_digit_recipe
 from training.sampler import MixtureSampler, load_sampler
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINTS = HERE / "checkpoints"
-DEFAULT_MODEL = "mnist-z8"
+# the page opens on the first of these it has: the sharpened decoder, else its VAE
+DEFAULT_MODELS = ("mnist-z8-sharp", "mnist-z8")
 IMAGE_PIXELS = 336  # side of the decoded image as sent (nearest-neighbour upscaled)
 ORT_ASSETS = "app/static/ort/"  # vendored onnxruntime-web, served by server.enableStaticServing
 # the session's state, every key declared in explorer/state.py (a view of st.session_state)
@@ -225,7 +226,7 @@ def init_session() -> None:
     if state.has("initialised"):
         return
     names = list(checkpoints())
-    default = DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else None)
+    default = next((name for name in DEFAULT_MODELS if name in names), names[0] if names else None)
     page = parse_page_state(st.query_params.to_dict(), names, default)
     defaults = {
         "model_choice": page.model,
@@ -245,13 +246,37 @@ def init_session() -> None:
     state.initialised = True
 
 
-def model_picker(available: dict[str, Path]) -> None:
-    """The sidebar's model picker; choose_model reads its values before it is drawn."""
+def model_picker(available: dict[str, Path], pair: tuple[Path, Path] | None) -> None:
+    """The sidebar's model picker, and for a model with a sharpened sibling (PAIR) the switch
+    between the two decoders; choose_model reads their values before they are drawn."""
     st.header("Model")
     if available:
         st.selectbox("Checkpoints" if public() else "Bundled checkpoints", list(available), key="model_choice")
     if not public():  # a visitor of a shared server chooses among the listed ones only
         st.text_input("…or a checkpoint folder on this machine", key="model_path", placeholder="/path/to/checkpoint")
+    if pair is None:
+        return
+    state.decoder_kind = "sharpened" if Path(state.active_folder).resolve() == pair[1].resolve() else "VAE"
+    st.segmented_control(
+        "Decoder",
+        ["sharpened", "VAE"],
+        key="decoder_kind",
+        on_change=on_decoder_switch,
+        args=(available, pair),
+        help="The sharpened decoder was trained adversarially on this model's encoder, so z means the same in "
+        "both; the VAE's draws the average of the images a latent leaves open.",
+    )
+
+
+def on_decoder_switch(available: dict[str, Path], pair: tuple[Path, Path]) -> None:
+    """The Decoder switch: the other checkpoint of the pair, by its picker name where it has one."""
+    wanted = pair[1] if state.get("decoder_kind") == "sharpened" else pair[0]
+    name = next((n for n, folder in available.items() if folder.resolve() == wanted.resolve()), None)
+    if name is not None:
+        state.model_choice = name
+        state.model_path = ""
+    elif not public():
+        state.model_path = str(wanted)
 
 
 def choose_model(available: dict[str, Path], picker: object) -> tuple[str, training.ConvVAE]:
@@ -275,7 +300,7 @@ def choose_model(available: dict[str, Path], picker: object) -> tuple[str, train
         st.sidebar.error(say(str(error)))
         if previous is None:
             with picker:
-                model_picker(available)
+                model_picker(available, None)
             st.error(say(f"No model could be loaded: {error}"))
             st.stop()
         folder, model = previous, get_model(previous)
@@ -1145,7 +1170,7 @@ def main() -> None:
         st.warning(say(warning))
     workbench(folder, model)
     with picker:
-        model_picker(available)
+        model_picker(available, sharpened_pair(folder, model.checkpoint_config))
     metrics = training.read_metrics(folder)
     with st.sidebar:
         st.caption(

@@ -74,11 +74,20 @@ def sharpen_summary(config: dict, metrics: dict) -> str:
     from its parent, and from METRICS where and how long."""
     sharpened = config["sharpen"]
     recipe = saved_sharpen_recipe(sharpened)
+    widths = config.get("model", {}).get("decoder_channels") or []
+    decoder = (
+        f"a residual decoder ({', '.join(map(str, widths))} channels) distilled from it for "
+        f"{recipe.adversarial_start:,} steps, then sharpened adversarially"
+        if recipe.decoder == "residual"
+        else "sharpened adversarially"
+    )
+    augment = ", ".join(recipe.augment) if recipe.augment else "none"
     sentence = (
-        f"The decoder of **{sharpened.get('parent', '?')}**, sharpened adversarially with its encoder frozen: "
+        f"The decoder of **{sharpened.get('parent', '?')}**, {decoder} with its encoder frozen: "
         f"{recipe.steps:,} steps of batch {recipe.batch_size}, decoder lr {recipe.lr:g}, discriminator lr "
-        f"{recipe.disc_lr:g} (width {recipe.disc_width}), adversarial weight {recipe.adversarial_weight:g} "
-        f"(adaptive), feature weight {recipe.feature_weight:g}, noise scale {recipe.noise_scale:g}, seed {recipe.seed}"
+        f"{recipe.disc_lr:g} (two-scale patches, width {recipe.disc_width}, R1 γ {recipe.r1_gamma:g}, "
+        f"augmentation: {augment}), adversarial weight {recipe.adversarial_weight:g} (adaptive), feature weight "
+        f"{recipe.feature_weight:g}, weights averaged (EMA {recipe.ema:g}), seed {recipe.seed}"
     )
     if "train_seconds" in metrics and "device" in metrics:
         sentence += f"; {metrics['device']}, {metrics['train_seconds'] / 60:.1f} minutes"
@@ -102,5 +111,14 @@ def sharpen_command(config: dict, out: str) -> str:
     for f in fields(SharpenConfig):
         value = getattr(recipe, f.name)
         if value != getattr(default, f.name) and f.name != "device":
-            words += ["--" + f.name.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
+            words += ["--" + f.name.replace("_", "-"), command_value(value)]
     return shlex.join(words)
+
+
+def command_value(value: object) -> str:
+    """A recipe value as its flag takes it: 0.0004, 128,64,32 for a tuple, none for no policy."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return str(value)

@@ -45,6 +45,7 @@ class PageState:
     # --- values widgets own
     model_choice: str  # the bundled checkpoint picked in the sidebar
     model_path: str  # a checkpoint folder typed in the sidebar
+    decoder_kind: str | None  # "sharpened" or "VAE": which of a sharpened pair the page shows
     live_decoding: bool  # "Decode in the browser"
     compare: bool  # "Compare": the same z through the model's sharpened sibling (or its VAE parent) too
     view: str | None  # the view below the map (explorer.params.VIEWS); None when none is selected

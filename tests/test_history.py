@@ -1,5 +1,5 @@
 """How a checkpoint was trained, as the page's Training view shows it: the command that trains
-it again (training.cli.train_command), its recipe in a sentence and its history's curves and
+it again (training.commands.train.train_command), its recipe in a sentence and its history's curves and
 CSV (explorer/history.py, explorer/figures.py)."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 from explorer.figures import history_figure
 from explorer.history import HISTORY_COLUMNS, history_csv, run_summary
 from training.checkpoint import read_history, read_metrics
-from training.cli import _configs_from_args, build_parser, train_command
+from training.cli import build_parser
+from training.commands.train import configs_from_args, train_command
 from training.model import ModelConfig
 from training.train import TrainConfig
 
@@ -31,7 +32,7 @@ def configs_of(command: str) -> tuple[ModelConfig, TrainConfig]:
     """The configs `python -m training train ...` COMMAND would train with."""
     words = shlex.split(command)
     assert words[:4] == ["python", "-m", "training", "train"]
-    return _configs_from_args(build_parser().parse_args(words[3:]))
+    return configs_from_args(build_parser().parse_args(words[3:]))
 
 
 @pytest.mark.parametrize("name", BUNDLED)

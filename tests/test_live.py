@@ -15,11 +15,26 @@ from training.model import ConvVAE, ModelConfig
 
 @pytest.mark.parametrize(
     "config",
-    [ModelConfig(), ModelConfig(latent_dim=4, channels=3, image_size=64, conv_channels=(8, 16, 16), hidden_dim=32)],
+    [
+        ModelConfig(),
+        ModelConfig(latent_dim=4, channels=3, image_size=64, conv_channels=(8, 16, 16), hidden_dim=32),
+        # the larger decoders of sharpened checkpoints: upsampling, residual blocks, odd sides
+        ModelConfig(decoder="residual", decoder_channels=(32, 16, 8, 8)),
+        ModelConfig(
+            channels=3,
+            image_size=64,
+            conv_channels=(8, 16, 16, 16),
+            decoder="residual",
+            decoder_channels=(16, 8, 8, 4, 4),
+        ),
+    ],
 )
 def test_the_exported_decoder_computes_what_torch_does(config: ModelConfig) -> None:
     torch.manual_seed(0)
     model = ConvVAE(config).eval()
+    with torch.no_grad():  # no layer left at its zero start, so that each one is checked
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
     onnx_model = onnx.load_from_string(export_decoder_onnx(model))
     onnx.checker.check_model(onnx_model)
     graph = onnx_model.graph

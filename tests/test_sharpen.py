@@ -16,10 +16,27 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import training
+import training.sharpen as sharpen_module
 from tests.conftest import ENV, ROOT, TINY_FLAGS, run_cli
+from training.augment import diff_augment
 from training.checkpoint import ENCODER_PREFIXES, PARENT_DECODER, load_likelihood_model
+from training.discriminator import Discriminator, r1_penalty
+from training.sharpen import SharpenConfig, Sharpening, set_up, sharpen_step
 
-SHARPEN_FLAGS = ["--batch-size", "16", "--eval-every", "5", "--disc-width", "8", "--quiet"]
+# a small residual decoder, distilled for 4 steps, then sharpened: both phases in a few steps
+SHARPEN_FLAGS = [
+    "--batch-size",
+    "16",
+    "--eval-every",
+    "5",
+    "--disc-width",
+    "8",
+    "--decoder-channels",
+    "16,8,8,4",
+    "--adversarial-start",
+    "4",
+    "--quiet",
+]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -44,14 +61,15 @@ def test_sharpening_keeps_the_encoder_bit_for_bit_and_describes_itself(parent: t
     mine, theirs = weights(out), weights(folder)
     encoder = [name for name in theirs if name.startswith(ENCODER_PREFIXES)]
     assert encoder and all(torch.equal(mine[name], theirs[name]) for name in encoder)
-    assert any(not torch.equal(mine[name], theirs[name]) for name in theirs if name.startswith("decoder."))
+    # the decoder is a new network: the residual one, with the widths asked for
+    assert "decoder.to_pixels.weight" in mine and "decoder.to_pixels.weight" not in theirs
+    assert mine["decoder.stages.0.conv1.weight"].shape == (16, 16, 3, 3)
     # the folder says what it is, carries what stays valid, and loads like any checkpoint
     config = json.loads((out / "config.json").read_text())
+    parent_model = json.loads((folder / "config.json").read_text())["model"]
     assert config["sharpen"]["parent"] == "tiny" and config["sharpen"]["recipe"]["steps"] == 12
-    assert (
-        len(config["sharpen"]["encoder_sha256"]) == 64
-        and config["model"] == json.loads((folder / "config.json").read_text())["model"]
-    )
+    assert len(config["sharpen"]["encoder_sha256"]) == 64 and config["sharpen"]["parent_model"] == parent_model
+    assert config["model"] == {**parent_model, "decoder": "residual", "decoder_channels": [16, 8, 8, 4]}
     for name in ("atlas.safetensors", "sampler.safetensors"):
         assert (out / name).read_bytes() == (folder / name).read_bytes()
     metrics = json.loads((out / "metrics.json").read_text())
@@ -91,7 +109,7 @@ def test_a_resumed_sharpening_ends_where_an_uninterrupted_one_does(parent: tuple
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a if k.startswith("disc."))
     # a resumed run keeps its recipe: another value is refused, not silently ignored
     refused = cli("sharpen", str(folder), "--out", str(tmp_path / "resumed"), "--resume", "--lr", "0.5", *flags)
-    assert refused.returncode == 2 and "--lr 0.5 (saved: 0.0001)" in refused.stderr
+    assert refused.returncode == 2 and "--lr 0.5 (saved: 0.0002)" in refused.stderr
 
 
 def test_ctrl_c_mid_run_saves_a_resumable_state(parent: tuple, tmp_path: Path) -> None:
@@ -174,3 +192,93 @@ def test_sharpening_is_refused_without_a_sampler_or_onto_itself(parent: tuple, t
     assert result.returncode == 0, result.stderr
     no_sampler = cli("sharpen", str(bare), "--out", str(tmp_path / "x"), "--steps", "2", "--data-dir", str(data))
     assert no_sampler.returncode == 2 and f"python -m training sampler {bare}" in no_sampler.stderr
+
+
+def test_the_mirror_decoder_is_the_parents_own_fine_tuned(parent: tuple, tmp_path: Path) -> None:
+    folder, data = parent
+    out = tmp_path / "mirror"
+    flags = ["--batch-size", "16", "--eval-every", "5", "--disc-width", "8", "--adversarial-start", "0", "--quiet"]
+    result = cli(
+        "sharpen",
+        str(folder),
+        "--out",
+        str(out),
+        "--steps",
+        "6",
+        "--decoder",
+        "mirror",
+        *flags,
+        "--data-dir",
+        str(data),
+    )
+    assert result.returncode == 0, result.stderr
+    mine, theirs = weights(out), weights(folder)
+    assert mine.keys() == theirs.keys()
+    assert any(not torch.equal(mine[name], theirs[name]) for name in theirs if name.startswith("decoder."))
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == config["sharpen"]["parent_model"]
+
+
+def in_process_run(parent: tuple, tmp_path: Path, **recipe: object) -> Sharpening:
+    """A sharpening run set up in this process, in its adversarial phase from the first step."""
+    folder, data = parent
+    config = SharpenConfig(batch_size=16, disc_width=8, decoder_channels=(16, 8, 8, 4), adversarial_start=0, **recipe)
+    return set_up(folder, config, tmp_path / "run", data, False, False, torch.device("cpu"))
+
+
+def test_the_discriminator_judges_real_and_decoded_images_through_the_same_augmentation(
+    parent: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = in_process_run(parent, tmp_path)
+    augmented: list[tuple[torch.Tensor, torch.Tensor]] = []  # (input, output) of each augmentation
+
+    def augment_spy(x: torch.Tensor, policy: tuple[str, ...], generator: torch.Generator) -> torch.Tensor:
+        assert policy == ("color", "translation", "cutout")
+        out = diff_augment(x, policy, generator)
+        augmented.append((x, out))
+        return out
+
+    judged: list[torch.Tensor] = []
+    forward = Discriminator.forward
+    monkeypatch.setattr(sharpen_module, "diff_augment", augment_spy)
+    monkeypatch.setattr(Discriminator, "forward", lambda self, x, y=None: judged.append(x) or forward(self, x, y))
+    rows = torch.arange(16)
+    sharpen_step(run, rows)  # step 0: with the R1 penalty too
+    x = run.data["x_train"][rows]
+    outputs = [out for _, out in augmented]
+    plain = [image for image in judged if not any(image is out for out in outputs)]
+    # augmented: the decoder's two adversarial terms, the discriminator's three, R1's real images
+    assert len(judged) == 8 and len(augmented) == 6
+    # the only images judged as they are: the feature-matching pair, a decoded batch and its real one
+    assert len(plain) == 2 and sum(torch.equal(image, x) for image in plain) == 1
+    inputs = [source.detach() for source, _ in augmented]
+    assert sum(torch.equal(source, x) for source in inputs) == 2  # the real images, in D's step and R1's
+    assert all(source.shape == x.shape for source in inputs)
+    # differentiable: the decoder's adversarial gradient flows back through the augmentation
+    assert all(out.requires_grad for source, out in augmented if source.requires_grad)
+
+
+def test_the_r1_penalty_is_the_gradient_norm_on_real_images(
+    parent: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = in_process_run(parent, tmp_path, r1_every=2)
+    calls: list[torch.Tensor] = []
+    monkeypatch.setattr(
+        sharpen_module,
+        "r1_penalty",
+        lambda disc, real, y, augment: calls.append(real) or r1_penalty(disc, real, y, augment),
+    )
+    for step in range(4):
+        sharpen_step(run, torch.arange(16) + 16 * step)
+        run.step += 1
+    # every r1_every steps, on that step's real training images
+    assert len(calls) == 2
+    assert torch.equal(calls[0], run.data["x_train"][:16]) and torch.equal(calls[1], run.data["x_train"][32:48])
+    # its value: the mean over images of |d mean-logit / dx|², here with no augmentation
+    x = run.data["x_train"][:8].clone().requires_grad_(True)
+    logits, _ = run.disc(x)
+    (grad,) = torch.autograd.grad(logits.mean(dim=1).sum(), x)
+    expected = grad.pow(2).flatten(1).sum(1).mean()
+    assert float(r1_penalty(run.disc, run.data["x_train"][:8], None, lambda images: images).detach()) == pytest.approx(
+        float(expected), rel=1e-5
+    )

@@ -178,10 +178,11 @@ def test_seed_recipe_sets_the_write_up_values(tiny_mnist: Path, tmp_path: Path) 
 
 
 def test_fast_recipe_sets_its_values_and_typed_flags_override_them() -> None:
-    from training.cli import _configs_from_args, build_parser
+    from training.cli import build_parser
+    from training.commands.train import configs_from_args
 
     def configs(*flags: str) -> tuple[ModelConfig, TrainConfig]:
-        return _configs_from_args(build_parser().parse_args(["train", "--out", "r", *flags]))
+        return configs_from_args(build_parser().parse_args(["train", "--out", "r", *flags]))
 
     model_config, train_config = configs("--recipe", "fast")
     assert model_config == ModelConfig()  # the bundled model's architecture
@@ -383,7 +384,8 @@ def test_a_data_set_larger_than_the_gpus_free_memory_is_refused_before_it_is_cop
 def test_other_commands_say_the_gpu_ran_out_of_memory_in_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from training import cli, evaluate
+    from training import cli
+    from training.commands import evaluate
 
     def out_of_memory(*args: object, **kwargs: object) -> None:
         raise torch.OutOfMemoryError(TORCH_OOM)

@@ -240,12 +240,20 @@ def load_likelihood_model(folder: str | os.PathLike, device: str | torch.device 
     path = Path(folder) / PARENT_DECODER
     tensors = read_tensors(path)
     decoder = {k.removeprefix("decoder."): v.float() for k, v in tensors.items() if k.startswith("decoder.")}
-    try:
-        model.decoder.load_state_dict(decoder)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path} does not match the model ({str(e).splitlines()[0]}).") from e
     if not all(torch.isfinite(v).all() for v in decoder.values()):
         raise CheckpointError(f"{path} holds NaN or infinite values.")
+    encoder = {k: v for k, v in model.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
+    try:
+        # the parent's decoder may be another network than the sharpened one: parent_model says which
+        parent = ConvVAE(ModelConfig.from_dict(dict(sharpened.get("parent_model", model.config.to_dict()))))
+        parent.load_state_dict(encoder, strict=False)
+        parent.decoder.load_state_dict(decoder)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} does not match the model ({str(e).splitlines()[0]}).") from e
+    if encoder_sha256(parent.state_dict()) != sharpened.get("encoder_sha256"):
+        raise CheckpointError(f"{folder / CONFIG}: its parent_model does not take the checkpoint's encoder.")
+    parent.checkpoint_config = model.checkpoint_config
+    model = parent
     model.likelihood_decoder = str(sharpened.get("parent"))
     return model.to(device).eval()
 

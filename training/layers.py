@@ -1,13 +1,19 @@
-"""UpConv: the decoder's transposed convolution, in the form oneDNN's CPU kernels run fast.
+"""The decoders' building blocks.
 
-It computes what nn.ConvTranspose2d(k=3, s=2, p=1) computes, with the same weights and names;
-only the odd output side and, when training on a CPU, the weight gradient take another route
+UpConv: the VAE decoder's transposed convolution, in the form oneDNN's CPU kernels run fast. It
+computes what nn.ConvTranspose2d(k=3, s=2, p=1) computes, with the same weights and names; only
+the odd output side and, when training on a CPU, the weight gradient take another route
 (docs/training-speed.md has the measurements). Inference, ONNX export and CUDA use the plain op.
+
+ResidualDecoder: the larger decoder a sharpened checkpoint may have (ModelConfig.decoder =
+"residual"): residual blocks, and nearest-neighbour upsampling followed by a convolution, which
+draws no checkerboard as transposed convolutions can (Odena et al. 2016).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -79,3 +85,59 @@ class UpConv(nn.ConvTranspose2d):
         # A dense copy, not a view: an in-place ReLU on a view makes autograd clone and
         # scatter the whole gradient (CopySlices) in backward.
         return y[..., : self.out_size, : self.out_size].contiguous(memory_format=_memory_format(y))
+
+
+class ResidualBlock(nn.Module):
+    """x + conv(act(conv(act(x)))), 3 × 3 convolutions keeping the width; the second starts at
+    zero, so a new block is the identity and a deep decoder trains from the start."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> (N, C, H, W)
+        return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour upsampling to a side of SIZE pixels, then a 3 × 3 convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C_in, n, n) -> (N, C_out, size, size)
+        return self.conv(F.interpolate(F.leaky_relu(x, 0.2), size=(self.size, self.size), mode="nearest"))
+
+
+class ResidualDecoder(nn.Module):
+    """h (N, IN_FEATURES): a latent and, for a conditional model, its one-hot class -> pixel
+    logits (N, CHANNELS, SIZES[-1], SIZES[-1]).
+
+    Two dense layers give a WIDTHS[0] × SIZES[0]² map; then, for each further side in SIZES, a
+    residual block and an upsampling to that side with the next width; a last residual block
+    and a 3 × 3 convolution to the image's channels."""
+
+    def __init__(self, in_features: int, hidden: int, widths: tuple[int, ...], sizes: list[int], channels: int) -> None:
+        super().__init__()
+        if len(widths) != len(sizes):
+            raise ValueError(f"one width per side: {len(widths)} widths for sides {sizes}")
+        self.start = (widths[0], sizes[0], sizes[0])
+        self.dense = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, widths[0] * sizes[0] * sizes[0]),
+        )
+        stages: list[nn.Module] = []
+        for i in range(1, len(widths)):
+            stages += [ResidualBlock(widths[i - 1]), Upsample(widths[i - 1], widths[i], sizes[i])]
+        self.stages = nn.Sequential(*stages, ResidualBlock(widths[-1]))
+        self.to_pixels = nn.Conv2d(widths[-1], channels, 3, padding=1)
+
+    def forward(self, h: Tensor) -> Tensor:
+        x = self.stages(self.dense(h).view(-1, *self.start))
+        return self.to_pixels(F.leaky_relu(x, 0.2))

@@ -1,14 +1,18 @@
-"""What every training loop here shares: its errors, the device, signals, saving and resuming.
+"""What every training loop here shares: its errors, the device, signals, the progress bar,
+the clock, the history, saving and resuming.
 
-`train.py` trains a VAE with these; a second loop (sharpening a decoder) uses the same pieces,
-so that Ctrl-C, a full disk, a diverging loss or a GPU out of memory read the same everywhere:
+`train.py` trains a VAE with these; a second loop (`sharpen.py`, a decoder) uses the same
+pieces, so that Ctrl-C, a full disk, a diverging loss or a GPU out of memory read the same
+everywhere:
 
     device = pick_device(name)
     check_writable(out, needed_bytes)
+    saved = read_saved_run(out)              # --resume: weights, state, step, seconds, history
     with deferred_signals() as signals:      # SIGINT/SIGTERM become a flag checked between steps
-        ...                                  # steps; LossWindow keeps the loss since the last row
+        for _ in progress_bar(range(n), "epoch 1/30", enabled):
+            ...                              # steps; LossWindow keeps the loss since the last row
         save_state(out, model, config, tensors, meta)   # weights + config, then the state, atomically
-    weights, tensors, meta = read_state(out)  # --resume
+        record_history(out, history, row)    # a row per evaluation, history.jsonl rewritten whole
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ import math
 import re
 import shutil
 import signal
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from training.checkpoint import (
     STATE,
@@ -32,9 +40,11 @@ from training.checkpoint import (
     atomic_save_tensors,
     atomic_write_json,
     read_config,
+    read_history,
     read_json,
     read_tensors,
     save_model,
+    write_history,
 )
 
 
@@ -186,6 +196,30 @@ class LossWindow:
         return self.total / self.steps if self.steps else None
 
 
+def progress_bar(steps: range, description: str, enabled: bool) -> tqdm:
+    """A progress bar over STEPS on stderr, kept when done; silent when not ENABLED."""
+    return tqdm(
+        steps, desc=description, unit="step", disable=not enabled, leave=True, dynamic_ncols=True, file=sys.stderr
+    )
+
+
+@dataclass
+class Clock:
+    """A run's training time in seconds: BEFORE a resume, and since STARTED."""
+
+    before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+
+def record_history(out: Path, history: list[dict], row: dict) -> None:
+    """ROW added to HISTORY (add_history_row), and history.jsonl in OUT rewritten whole."""
+    add_history_row(history, row)
+    write_history(out, history)
+
+
 def add_history_row(history: list[dict], row: dict) -> None:
     """ROW appended to HISTORY, or, when the last row is at the same step (a finished run
     resumed, which only evaluates again), in its place with the training facts of the steps
@@ -203,6 +237,34 @@ def save_state(folder: Path, model: nn.Module, config: dict, tensors: dict[str, 
     save_model(folder, model, config)
     atomic_save_tensors(folder / STATE, tensors)
     atomic_write_json(folder / STATE_JSON, meta)
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """What --resume reads back from a run's folder: its weights, its state tensors and
+    state.json (META), and the history rows up to the saved step (rows past it, from a save
+    that stopped between its files, are not this run's past)."""
+
+    weights: dict[str, Tensor]
+    tensors: dict[str, Tensor]
+    meta: dict
+    history: list[dict]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+    @property
+    def clock(self) -> Clock:
+        """The clock going on from the seconds the run had trained."""
+        return Clock(before=float(self.meta.get("elapsed_s", 0.0)))
+
+
+def read_saved_run(out: Path) -> SavedRun:
+    """OUT's saved run, for --resume; CheckpointError when it has no state or a broken one."""
+    weights, tensors, meta = read_state(out)
+    step = int(meta["step"])
+    return SavedRun(weights, tensors, meta, [row for row in read_history(out) if row["step"] <= step])
 
 
 def read_state(out: Path) -> tuple[dict[str, Tensor], dict[str, Tensor], dict]:

@@ -8,6 +8,8 @@ Encoder: three stride-2 convolutions, flatten, a dense hidden layer, then two de
 the mean and the log-variance of q(z|x). Decoder: the mirror image, dense layers then three
 transposed convolutions giving logits; decode() applies the sigmoid so that images come out
 in [0, 1], while the loss works on the logits (stable, and NaN propagates instead of raising).
+A sharpened checkpoint may replace the mirror with a larger residual decoder (decoder =
+"residual", training/layers.py's ResidualDecoder) on the same encoder.
 
     model = ConvVAE(ModelConfig())
     mu, logvar = model.encode(x)          # x: (N, C, H, W) in [0, 1] -> (N, D), (N, D)
@@ -25,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.layers import UpConv
+from training.layers import ResidualDecoder, UpConv
 
 LOSSES = ("bce", "mse")
+DECODERS = ("mirror", "residual")
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,15 @@ class ModelConfig:
     conv_channels: tuple[int, ...] = (32, 64, 64)
     hidden_dim: int = 256
     num_classes: int = 0  # > 0: a conditional VAE, encoder and decoder also see the label
+    # "mirror": the encoder's mirror image; "residual": ResidualDecoder with DECODER_CHANNELS,
+    # the widths from its smallest side to the image's (each side double the one before)
+    decoder: str = "mirror"
+    decoder_channels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the dataclass hashable and comparable.
         object.__setattr__(self, "conv_channels", tuple(int(c) for c in self.conv_channels))
+        object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
         if not 1 <= self.latent_dim <= 1024:
             raise ValueError(f"latent_dim must be in 1..1024, got {self.latent_dim}")
         if self.channels not in (1, 3):
@@ -58,6 +66,14 @@ class ModelConfig:
             raise ValueError(f"hidden_dim must be positive, got {self.hidden_dim}")
         if not 0 <= self.num_classes <= 10_000:
             raise ValueError(f"num_classes must be 0 (unconditional) or a class count, got {self.num_classes}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if (self.decoder == "residual") != bool(self.decoder_channels):
+            raise ValueError("decoder_channels are the residual decoder's widths: give them for it alone")
+        if any(c < 1 for c in self.decoder_channels):
+            raise ValueError(f"decoder_channels must be positive widths, got {self.decoder_channels}")
+        if self.image_size < 2 ** (len(self.decoder_channels) - 1):
+            raise ValueError(f"image_size {self.image_size} is too small for {len(self.decoder_channels)} sides")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -108,6 +124,12 @@ class ConvVAE(nn.Module):
         self.to_mu = nn.Linear(config.hidden_dim + labels, config.latent_dim)
         self.to_logvar = nn.Linear(config.hidden_dim + labels, config.latent_dim)
 
+        if config.decoder == "residual":
+            sides = conv_sizes(config.image_size, len(config.decoder_channels) - 1)[::-1]
+            self.decoder = ResidualDecoder(
+                config.latent_dim + labels, config.hidden_dim, config.decoder_channels, sides, config.channels
+            )
+            return
         decoder: list[nn.Module] = [
             nn.Linear(config.latent_dim + labels, config.hidden_dim),
             nn.ReLU(inplace=True),
@@ -122,6 +144,11 @@ class ConvVAE(nn.Module):
             if i < len(rev_widths) - 2:
                 decoder.append(nn.ReLU(inplace=True))
         self.decoder = nn.Sequential(*decoder)
+
+    @property
+    def last_decoder_layer(self) -> nn.Module:
+        """The convolution that gives the pixel logits."""
+        return self.decoder.to_pixels if self.config.decoder == "residual" else self.decoder[-1]
 
     def _with_label(self, h: Tensor, y: Tensor | None) -> Tensor:
         """h (N, F) with the one-hot label appended for a conditional model; an unconditional

@@ -1,23 +1,22 @@
 """Sharpen a trained VAE's decoder adversarially, with its encoder frozen.
 
 A VAE's decoder draws the average of the images a latent leaves open, so its images are soft.
-This loop fine-tunes a copy of the decoder as a VAE-GAN's (Larsen et al. 2016) against a small
-discriminator, and leaves the encoder as it is, as Stable Diffusion's sd-vae-ft-mse decoder
-was made: the same z means the same thing, bit for bit, so the parent's atlas, fitted sampler
-and anomaly scores stay valid and are carried over.
+This loop trains a decoder for the frozen encoder's latents as a VAE-GAN's (Larsen et al.
+2016) against a discriminator, as Stable Diffusion's sd-vae-ft-mse decoder was made: the same z
+means the same thing, bit for bit, so the parent's atlas, fitted sampler and anomaly scores
+stay valid and are carried over. The decoder may outgrow its parent's: by default it is a
+larger residual one (training/layers.py), first distilled from the parent, then sharpened.
 
     python -m training sharpen checkpoints/mnist-z8 --out checkpoints/mnist-z8-sharp
 
-Each step takes a batch of training images x, their latents z = μ(x) + s·σ(x)·ε (the frozen
-encoder's μ and σ are computed once; s is noise_scale) and as many draws z' from the parent's
-fitted mixture:
-
-    decoder:        rec + w · adv
-        rec = BCE(dec(z), x) + feature_weight · |D_f(dec(z)) − D_f(x)|²   (nats and features, per image)
-        adv = −D(dec(z)) − mixture_weight · D(dec(z'))                     (hinge generator loss)
-        w   = adversarial_weight · ‖∇_L rec‖ / ‖∇_L adv‖ at the decoder's last layer L
-              (Esser et al. 2021), 0 for the first adversarial_start steps
-    discriminator:  relu(1 − D(x)) + relu(1 + D(dec(z))) + relu(1 + D(dec(z')))   (spectral norm)
+Each step takes a batch of training images x with their latents z = μ(x) + s·σ(x)·ε (the frozen
+encoder's μ and σ are computed once; s is noise_scale) and as many drawn latents z': half
+draws from the parent's fitted mixture, half points on the segments between two such draws
+(the box the sliders span between the modes). The losses are sharpening_losses' (below): a
+reconstruction, an adversarial term on decodes of z and z' through differentiable augmentation
+(training/augment.py) against a two-scale patch discriminator (training/discriminator.py) with
+an R1 penalty; the first adversarial_start steps distil the parent instead. The checkpoint's
+decoder is an exponential moving average of the trained one's weights.
 
 At every evaluation the loop checks for the ways adversarial training fails (a non-finite
 loss, reconstructions that drift from their inputs, decodes that collapse onto one mode, a
@@ -26,23 +25,23 @@ discriminator that wins outright) and stops with one sentence, the last good che
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import shutil
 import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
-from tqdm import tqdm
+from torch import Tensor
 
 from training.adam import Adam
 from training.atlas import ATLAS
+from training.augment import POLICIES, diff_augment
 from training.checkpoint import (
+    ENCODER_PREFIXES,
     METRICS,
     PARENT_DECODER,
     STATE_JSON,
@@ -52,17 +51,16 @@ from training.checkpoint import (
     encoder_sha256,
     load_model,
     read_config,
-    read_history,
     versions,
-    write_history,
 )
 from training.data import Split
+from training.discriminator import Discriminator, r1_penalty
 from training.evaluate import EVAL_BATCH, checkpoint_data, encode_dataset, test_metrics
 from training.loop import (
+    Clock,
     LossWindow,
     TrainingError,
     TrainingInterrupted,
-    add_history_row,
     check_writable,
     deferred_signals,
     device_name,
@@ -71,15 +69,18 @@ from training.loop import (
     kept,
     out_of_memory,
     pick_device,
-    read_state,
+    progress_bar,
+    read_saved_run,
+    record_history,
     save_state,
 )
-from training.model import ConvVAE, conv_sizes
+from training.model import DECODERS, ConvVAE, ModelConfig
 from training.sampler import SAMPLER, MixtureSampler, load_sampler
 
-# Collapse checks, at each evaluation: the test MSE may rise to this multiple of the parent's;
-# decodes of fixed mixture draws must keep this share of the parent's pixel spread; a
-# discriminator whose hinge loss stays under WINNING_LOSS for WINNING_EVALS evaluations has won.
+# Collapse checks, at each evaluation once the adversarial term is on: the test MSE may rise to
+# this multiple of the parent's; decodes of fixed mixture draws must keep this share of the
+# parent's pixel spread; a discriminator whose hinge loss stays under WINNING_LOSS for
+# WINNING_EVALS evaluations has won.
 DRIFT_FACTOR = 1.6
 SPREAD_FLOOR = 0.5
 WINNING_LOSS = 0.05
@@ -89,39 +90,61 @@ DIVERSITY_SAMPLES = 1000
 
 @dataclass(frozen=True)
 class SharpenConfig:
-    steps: int = 3000
+    steps: int = 4000
     batch_size: int = 64
-    lr: float = 1e-4  # the decoder's
+    lr: float = 2e-4  # the decoder's, once the adversarial term is on
+    distill_lr: float = 1e-3  # the decoder's while it distils the parent's
     disc_lr: float = 2e-4
     # weight of the discriminator-feature reconstruction term beside the pixel BCE
     feature_weight: float = 1.0
     # the reconstructions' latents: μ + noise_scale·σ·ε (1: posterior samples, as the VAE trained;
     # 0: the posterior means, where the test MSE is measured)
-    noise_scale: float = 1.0
-    adversarial_weight: float = 0.5  # the adaptive weight's factor
-    # the adversarial term on mixture draws against the one on reconstructions: the draws
+    noise_scale: float = 0.0
+    adversarial_weight: float = 0.8  # the adaptive weight's factor
+    # the adversarial term on drawn latents against the one on reconstructions: the draws
     # answer to no input image, so they can be pushed harder without raising the test MSE
     mixture_weight: float = 1.0
-    adversarial_start: int = 0  # steps of reconstruction alone before the adversarial term
-    disc_width: int = 64  # channels of the discriminator's first convolution
+    adversarial_start: int = 500  # steps of distillation alone before the adversarial term
+    disc_width: int = 32  # channels of each patch discriminator's first convolution
+    # "residual": a new, larger decoder (DECODER_CHANNELS wide, () for residual_widths'); "mirror": the parent's
+    decoder: str = "residual"
+    decoder_channels: tuple[int, ...] = ()
+    augment: tuple[str, ...] = POLICIES  # DiffAugment's, on every image the discriminator sees
+    r1_gamma: float = 1.0  # the R1 penalty's γ: γ/2 · E‖∇D(x)‖² on real images
+    r1_every: int = 4  # steps between R1 penalties, each weighted by this (lazy regularisation)
+    ema: float = 0.999  # the checkpoint's decoder: this moving average of the trained one's weights
     seed: int = 0
     eval_every: int = 250  # steps between evaluations and checkpoints (and after the last)
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "disc_width", "eval_every"):
+        # JSON gives lists; keep the dataclass hashable and comparable.
+        object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
+        object.__setattr__(self, "augment", tuple(self.augment))
+        for name in ("steps", "batch_size", "disc_width", "eval_every", "r1_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("lr", "disc_lr"):
+        for name in ("lr", "distill_lr", "disc_lr"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive number, got {value}")
-        for name in ("feature_weight", "adversarial_weight", "noise_scale", "mixture_weight"):
+        for name in ("feature_weight", "adversarial_weight", "noise_scale", "mixture_weight", "r1_gamma"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be 0 or a positive number, got {value}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.adversarial_start < 0:
             raise ValueError(f"adversarial_start must be 0 or positive, got {self.adversarial_start}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.decoder == "mirror" and self.decoder_channels:
+            raise ValueError("decoder_channels are the residual decoder's widths; the mirror decoder has its parent's")
+        if any(c < 1 for c in self.decoder_channels):
+            raise ValueError(f"decoder_channels must be positive widths, got {self.decoder_channels}")
+        unknown = set(self.augment) - set(POLICIES)
+        if unknown:
+            raise ValueError(f"augment takes {', '.join(POLICIES)}, got {', '.join(sorted(unknown))}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -135,31 +158,18 @@ def saved_sharpen_config(out: str | Path) -> SharpenConfig:
         raise CheckpointError(f"{Path(out) / 'config.json'} holds no valid sharpening recipe ({e}).") from e
 
 
-class Discriminator(nn.Module):
-    """Three stride-2 convolutions and a linear head, each spectrally normalised (Miyato et al.
-    2018): x (N, C, H, W) in [0, 1] -> (logits (N,), features (N, F) of the last convolution)."""
-
-    def __init__(self, channels: int, image_size: int, width: int) -> None:
-        super().__init__()
-        widths = (channels, width, 2 * width, 2 * width)
-        layers: list[nn.Module] = []
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
-            layers += [spectral_norm(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)), nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        side = conv_sizes(image_size, 3)[-1]
-        self.head = spectral_norm(nn.Linear(widths[-1] * side * side, 1))
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = self.features(x * 2 - 1)
-        return self.head(features).squeeze(1), features
+def residual_widths(parent: ModelConfig) -> tuple[int, ...]:
+    """The residual decoder's default widths for PARENT's images: a side per encoder convolution
+    and the image's, 128 channels at the smallest, halving with each doubling of the side (at
+    least 8)."""
+    return tuple(max(8, 128 >> i) for i in range(len(parent.conv_channels) + 1))
 
 
-def adaptive_weight(rec: Tensor, adv: Tensor, last_weight: Tensor) -> Tensor:
-    """‖∇ rec‖ / ‖∇ adv‖ at LAST_WEIGHT, detached: the adversarial term gets as much say over the
-    decoder's output layer as the reconstruction has (taming-transformers' calculate_adaptive_weight)."""
-    (rec_grad,) = torch.autograd.grad(rec, last_weight, retain_graph=True)
-    (adv_grad,) = torch.autograd.grad(adv, last_weight, retain_graph=True)
-    return (rec_grad.norm() / (adv_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
+def sharpened_model_config(parent: ModelConfig, config: SharpenConfig) -> ModelConfig:
+    """The sharpened checkpoint's ModelConfig: the parent's encoder, CONFIG's decoder."""
+    if config.decoder == "mirror":
+        return replace(parent, decoder="mirror", decoder_channels=())
+    return replace(parent, decoder="residual", decoder_channels=config.decoder_channels or residual_widths(parent))
 
 
 def sample_mixture(sampler: MixtureSampler, n: int, generator: torch.Generator) -> Tensor:
@@ -172,6 +182,30 @@ def sample_mixture(sampler: MixtureSampler, n: int, generator: torch.Generator) 
     return (means[components] + torch.einsum("nij,nj->ni", cholesky[components], noise)).float()
 
 
+def drawn_latents(sampler: MixtureSampler, n: int, generator: torch.Generator) -> Tensor:
+    """(N, D): the first half draws from SAMPLER, the rest points uniformly placed on the
+    segments between two further draws."""
+    half = n // 2
+    ends = sample_mixture(sampler, 2 * (n - half), generator)
+    t = torch.rand(n - half, 1, generator=generator)
+    between = ends[: n - half] + t * (ends[n - half :] - ends[: n - half])
+    return torch.cat([sample_mixture(sampler, half, generator), between])
+
+
+@dataclass
+class CollapseWatch:
+    """What the collapse checks compare with (check_collapse)."""
+
+    eval_z: Tensor  # (DIVERSITY_SAMPLES, D) fixed mixture draws, whose decodes must stay diverse
+    eval_y: Tensor  # (DIVERSITY_SAMPLES,) their classes, for a conditional model
+    parent_mse: float  # the parent's test MSE
+    parent_spread: float  # the spread of the parent's decodes of eval_z
+    # the parent's figures, or the distilled decoder's where they are worse, measured as the
+    # adversarial phase begins (None before): what it may worsen only so far
+    baseline: dict[str, float] | None = None
+    winning_evals: int = 0  # evaluations in a row the discriminator has won outright
+
+
 @dataclass
 class Sharpening:
     """What the loop's phases share. The data and the frozen encoder's posteriors are on DEVICE."""
@@ -181,34 +215,31 @@ class Sharpening:
     out: Path
     progress: bool
     device: torch.device
-    model: ConvVAE  # the parent's encoder (frozen) and the decoder being sharpened
+    model: ConvVAE  # the parent's encoder (frozen) and the decoder being trained
+    average: ConvVAE  # the same encoder, the moving average of the decoder: what is saved
+    teacher: ConvVAE  # the parent, whose decodes the first steps distil
     disc: Discriminator
     g_optimizer: Adam
     d_optimizer: Adam
-    generator: torch.Generator  # every draw of the loop: noise, mixture samples
+    generator: torch.Generator  # every draw of the loop: noise, mixture samples, augmentation
     sampler: MixtureSampler
     train_split: Split
     test_split: Split
-    x_train: Tensor
-    y_train: Tensor
-    mu_train: Tensor
-    sigma_train: Tensor
-    mu_test: Tensor
-    eval_z: Tensor  # (DIVERSITY_SAMPLES, D) fixed mixture draws for the collapse check
-    eval_y: Tensor
-    parent_mse: float
-    parent_spread: float
+    # on DEVICE: "x_train", "y_train", "x_test", "y_test", and the frozen encoder's "mu_train",
+    # "sigma_train" and "mu_test"
+    data: dict[str, Tensor]
+    watch: CollapseWatch
     run_config: dict
-    history: list[dict]
+    history: list[dict] = field(default_factory=list)
     step: int = 0
-    elapsed_before: float = 0.0
-    started: float = field(default_factory=time.perf_counter)
+    clock: Clock = field(default_factory=Clock)  # seconds of training, a resumed run's before it too
     d_losses: LossWindow = field(default_factory=LossWindow)
     g_losses: LossWindow = field(default_factory=LossWindow)
-    winning_evals: int = 0
 
-    def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.started
+    @property
+    def adversarial(self) -> bool:
+        """Whether the adversarial phase has begun (the distillation is over)."""
+        return self.step >= self.config.adversarial_start
 
 
 def sharpen(
@@ -237,7 +268,71 @@ def sharpen(
 
 
 # ---------------------------------------------------------------------------------------------
-# Set up: the parent's model and posteriors, the discriminator, a resumed run's past
+# Set up: the parent and the new decoder, the posteriors, the discriminator, a resumed run's past
+
+
+def check_parent(parent: Path, out: Path, resume: bool) -> tuple[ConvVAE, MixtureSampler]:
+    """The parent model and its fitted sampler, once OUT is known to be a fit place to write."""
+    if out.resolve() == parent.resolve():
+        raise TrainingError(f"--out {out} is the checkpoint being sharpened; choose another folder.")
+    teacher = load_model(parent)
+    if "sharpen" in teacher.checkpoint_config:
+        raise TrainingError(f"{parent} is already a sharpened decoder; sharpen its parent instead.")
+    sampler = load_sampler(parent, teacher.config.latent_dim)
+    if sampler is None:
+        raise TrainingError(f"{parent} has no fitted mixture; run `python -m training sampler {parent}` first.")
+    if not resume and (out / STATE_JSON).exists():
+        raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out.")
+    return teacher, sampler
+
+
+def student_model(teacher: ConvVAE, config: SharpenConfig) -> ConvVAE:
+    """The model to train: TEACHER's encoder, frozen, and CONFIG's decoder: the parent's own
+    weights for the mirror decoder, a fresh one (seeded) for the residual decoder."""
+    torch.manual_seed(config.seed)
+    model = ConvVAE(sharpened_model_config(teacher.config, config))
+    weights = teacher.state_dict()
+    if config.decoder != "mirror":
+        weights = {k: v for k, v in weights.items() if k.startswith(ENCODER_PREFIXES)}
+    model.load_state_dict(weights, strict=False)  # strict for the mirror; the new decoder keeps its own
+    for name, p in model.named_parameters():
+        p.requires_grad_(not name.startswith(ENCODER_PREFIXES))
+    model.checkpoint_config = teacher.checkpoint_config
+    return model
+
+
+def encoded_data(teacher: ConvVAE, train: Split, test: Split, device: torch.device) -> dict[str, Tensor]:
+    """Sharpening.data: the images and labels, the frozen encoder's means and standard
+    deviations of the training images and its means of the test images, on DEVICE."""
+    mu_train, logvar_train = encode_dataset(teacher, train.images, train.labels)
+    mu_test, _ = encode_dataset(teacher, test.images, test.labels)
+    tensors = {
+        "x_train": train.images,
+        "y_train": train.labels,
+        "x_test": test.images,
+        "y_test": test.labels,
+        "mu_train": mu_train,
+        "sigma_train": torch.exp(0.5 * logvar_train),
+        "mu_test": mu_test,
+    }
+    return {name: tensor.to(device) for name, tensor in tensors.items()}
+
+
+def sharpened_run_config(teacher: ConvVAE, model: ConvVAE, parent: Path, out: Path, config: SharpenConfig) -> dict:
+    """config.json of the sharpened checkpoint: the parent's, its own model, and how it was made."""
+    return {
+        **{k: v for k, v in teacher.checkpoint_config.items() if k not in ("format", "model")},
+        "model": model.config.to_dict(),
+        "sharpen": {
+            "parent": parent.name,
+            # relative to this folder: found again wherever the two are moved together
+            "parent_path": os.path.relpath(parent.resolve(), out.resolve()),
+            "parent_model": teacher.config.to_dict(),  # the architecture of parent_decoder.safetensors
+            "encoder_sha256": encoder_sha256(teacher.state_dict()),
+            "recipe": asdict(config),
+            "versions": versions(),
+        },
+    }
 
 
 def set_up(
@@ -249,83 +344,57 @@ def set_up(
     progress: bool,
     device: torch.device,
 ) -> Sharpening:
-    if out.resolve() == parent.resolve():
-        raise TrainingError(f"--out {out} is the checkpoint being sharpened; choose another folder.")
-    model = load_model(parent, device)
-    if "sharpen" in model.checkpoint_config:
-        raise TrainingError(f"{parent} is already a sharpened decoder; sharpen its parent instead.")
-    sampler = load_sampler(parent, model.config.latent_dim)
-    if sampler is None:
-        raise TrainingError(f"{parent} has no fitted mixture; run `python -m training sampler {parent}` first.")
-    if not resume and (out / STATE_JSON).exists():
-        raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out.")
-    check_writable(out, needed_bytes=8 * sum(p.numel() * 4 for p in model.parameters()) + (1 << 20))
-    torch.manual_seed(config.seed)
-    disc = Discriminator(model.config.channels, model.config.image_size, config.disc_width).to(device)
-    for p in [*model.encoder.parameters(), *model.to_mu.parameters(), *model.to_logvar.parameters()]:
-        p.requires_grad_(False)
-    g_optimizer = Adam(model.decoder.parameters(), lr=config.lr, betas=(0.5, 0.9))
-    d_optimizer = Adam(disc.parameters(), lr=config.disc_lr, betas=(0.5, 0.9))
-    generator = torch.Generator().manual_seed(config.seed)
-
-    train_split, test_split = checkpoint_data(model, data_dir)
-    mu_train, logvar_train = encode_dataset(model, train_split.images, train_split.labels)
-    mu_test, _ = encode_dataset(model, test_split.images, test_split.labels)
-    eval_z = sample_mixture(sampler, DIVERSITY_SAMPLES, torch.Generator().manual_seed(12345)).to(device)
-    classes = model.config.num_classes
-    eval_y = torch.arange(DIVERSITY_SAMPLES, device=device) % max(classes, 1)
-    x_test = test_split.images.to(device)
-    parent_mse = reconstruction_mse(model, x_test, mu_test.to(device), test_split.labels.to(device))
-    parent_spread = decode_spread(model, eval_z, eval_y)
-
-    run_config = {
-        **{k: v for k, v in model.checkpoint_config.items() if k != "format"},
-        "sharpen": {
-            "parent": parent.name,
-            # relative to this folder: found again wherever the two are moved together
-            "parent_path": os.path.relpath(parent.resolve(), out.resolve()),
-            "encoder_sha256": encoder_sha256(model.state_dict()),
-            "recipe": asdict(config),
-            "versions": versions(),
-        },
-    }
+    teacher, sampler = check_parent(parent, out, resume)
+    model = student_model(teacher, config).to(device)
+    check_writable(out, needed_bytes=12 * sum(p.numel() * 4 for p in model.parameters()) + (1 << 20))
+    teacher = teacher.to(device).requires_grad_(False)
+    disc = Discriminator(model.config.channels, config.disc_width, model.config.num_classes).to(device)
+    train_split, test_split = checkpoint_data(teacher, data_dir)
+    data = encoded_data(teacher, train_split, test_split, device)
     run = Sharpening(
-        config,
-        parent,
-        out,
-        progress,
-        device,
-        model,
-        disc,
-        g_optimizer,
-        d_optimizer,
-        generator,
-        sampler,
-        train_split,
-        test_split,
-        train_split.images.to(device),
-        train_split.labels.to(device),
-        mu_train.to(device),
-        torch.exp(0.5 * logvar_train).to(device),
-        mu_test.to(device),
-        eval_z,
-        eval_y,
-        parent_mse,
-        parent_spread,
-        run_config,
-        [],
+        config=config,
+        parent=parent,
+        out=out,
+        progress=progress,
+        device=device,
+        model=model,
+        average=copy.deepcopy(model).requires_grad_(False),
+        teacher=teacher,
+        disc=disc,
+        g_optimizer=Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr, betas=(0.5, 0.99)),
+        d_optimizer=Adam(disc.parameters(), lr=config.disc_lr, betas=(0.5, 0.99)),
+        generator=torch.Generator().manual_seed(config.seed),
+        sampler=sampler,
+        train_split=train_split,
+        test_split=test_split,
+        data=data,
+        watch=collapse_watch(teacher, sampler, data),
+        run_config=sharpened_run_config(teacher, model, parent, out, config),
     )
     if resume:
         _resume_into(run)
     else:
-        _copy_from_parent(parent, out, model)
+        _copy_from_parent(parent, out, teacher)
     return run
 
 
-def _copy_from_parent(parent: Path, out: Path, model: ConvVAE) -> None:
+def collapse_watch(teacher: ConvVAE, sampler: MixtureSampler, data: dict[str, Tensor]) -> CollapseWatch:
+    """The collapse checks' references: fixed mixture draws, and the parent's figures on them."""
+    device = data["x_test"].device
+    eval_z = sample_mixture(sampler, DIVERSITY_SAMPLES, torch.Generator().manual_seed(12345)).to(device)
+    eval_y = torch.arange(DIVERSITY_SAMPLES, device=device) % max(teacher.config.num_classes, 1)
+    return CollapseWatch(
+        eval_z=eval_z,
+        eval_y=eval_y,
+        parent_mse=reconstruction_mse(teacher, data["x_test"], data["mu_test"], data["y_test"]),
+        parent_spread=decode_spread(teacher, eval_z, eval_y),
+    )
+
+
+def _copy_from_parent(parent: Path, out: Path, teacher: ConvVAE) -> None:
     """What stays valid with the encoder: the atlas and the sampler; and the parent's decoder,
     the calibrated likelihood that anomaly scores use."""
-    decoder = {f"decoder.{k}": v for k, v in model.decoder.state_dict().items()}
+    decoder = {f"decoder.{k}": v for k, v in teacher.decoder.state_dict().items()}
     atomic_save_tensors(out / PARENT_DECODER, {k: v.detach().cpu().contiguous() for k, v in decoder.items()})
     for name in (ATLAS, SAMPLER):
         if (parent / name).is_file():
@@ -333,33 +402,46 @@ def _copy_from_parent(parent: Path, out: Path, model: ConvVAE) -> None:
 
 
 def _resume_into(run: Sharpening) -> None:
-    weights, state, meta = read_state(run.out)
+    saved = read_saved_run(run.out)
+
+    def part(prefix: str) -> dict[str, Tensor]:
+        return {k.removeprefix(prefix): v for k, v in saved.tensors.items() if k.startswith(prefix)}
+
     try:
-        run.model.load_state_dict(weights)
-        run.disc.load_state_dict({k.removeprefix("disc."): v for k, v in state.items() if k.startswith("disc.")})
-        run.g_optimizer.load_state_tensors({k.removeprefix("g."): v for k, v in state.items() if k.startswith("g.")})
-        run.d_optimizer.load_state_tensors({k.removeprefix("d."): v for k, v in state.items() if k.startswith("d.")})
+        run.average.load_state_dict(saved.weights)
+        run.model.load_state_dict(saved.weights)
+        run.model.decoder.load_state_dict(part("trained."))
+        run.disc.load_state_dict(part("disc."))
+        run.g_optimizer.load_state_tensors(part("g."))
+        run.d_optimizer.load_state_tensors(part("d."))
     except (RuntimeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{run.out} does not match this sharpening run ({str(e).splitlines()[0]}).") from e
     if encoder_sha256(run.model.state_dict()) != run.run_config["sharpen"]["encoder_sha256"]:
         raise CheckpointError(f"{run.out} was sharpened from another encoder than {run.parent}'s.")
-    run.generator.set_state(state["rng"])
-    run.step, run.elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
-    run.winning_evals = int(meta.get("winning_evals", 0))
-    run.history = [row for row in read_history(run.out) if row["step"] <= run.step]
+    run.generator.set_state(saved.tensors["rng"])
+    run.step, run.clock, run.history = saved.step, saved.clock, saved.history
+    run.watch.winning_evals = int(saved.meta.get("winning_evals", 0))
+    run.watch.baseline = saved.meta.get("baseline")
 
 
 def save(run: Sharpening) -> None:
-    """The sharpened checkpoint, then the state --resume needs (the discriminator and both
-    optimizers: the page never reads them); each file atomically."""
+    """The sharpened checkpoint (the averaged decoder), then the state --resume needs (the
+    trained decoder, the discriminator and both optimizers: the page never reads them); each
+    file atomically."""
     tensors = {
+        **{f"trained.{k}": v.detach().contiguous() for k, v in run.model.decoder.state_dict().items()},
         **{f"disc.{k}": v.detach().contiguous() for k, v in run.disc.state_dict().items()},
         **{f"g.{k}": v for k, v in run.g_optimizer.state_tensors().items()},
         **{f"d.{k}": v for k, v in run.d_optimizer.state_tensors().items()},
         "rng": run.generator.get_state(),
     }
-    meta = {"step": run.step, "elapsed_s": run.elapsed(), "winning_evals": run.winning_evals}
-    save_state(run.out, run.model, run.run_config, tensors, meta)
+    meta = {
+        "step": run.step,
+        "elapsed_s": run.clock.elapsed(),
+        "winning_evals": run.watch.winning_evals,
+        "baseline": run.watch.baseline,
+    }
+    save_state(run.out, run.average, run.run_config, tensors, meta)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,23 +451,17 @@ def save(run: Sharpening) -> None:
 def train_steps(run: Sharpening, signals: list[int], count: int) -> None:
     """COUNT steps, a progress bar over them; TrainingInterrupted (after saving) on a signal,
     TrainingError at a non-finite loss."""
-    config, n = run.config, len(run.x_train)
+    config, n = run.config, len(run.data["x_train"])
     steps_per_epoch = n // config.batch_size
     if steps_per_epoch == 0:
         raise TrainingError(f"--batch-size {config.batch_size} is larger than the {n} training images.")
-    bar = tqdm(
-        range(count),
-        desc=f"sharpen {run.step}/{config.steps}",
-        unit="step",
-        disable=not run.progress,
-        leave=True,
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
+    bar = progress_bar(range(count), f"sharpen {run.step}/{config.steps}", run.progress)
     run.model.train()
     run.disc.train()
     permutation, permutation_epoch = None, None
     for _ in bar:
+        if run.step == config.adversarial_start:
+            set_baseline(run)
         epoch, b = divmod(run.step, steps_per_epoch)
         if epoch != permutation_epoch:
             permutation, permutation_epoch = epoch_permutation(config.seed, epoch, n).to(run.device), epoch
@@ -404,44 +480,155 @@ def train_steps(run: Sharpening, signals: list[int], count: int) -> None:
     bar.close()
 
 
-def sharpen_step(run: Sharpening, rows: Tensor) -> tuple[float, float]:
-    """One decoder step and one discriminator step on training images ROWS; their losses."""
-    config, model, disc = run.config, run.model, run.disc
-    x, y = run.x_train[rows], run.y_train[rows]
-    eps = torch.randn(len(rows), model.config.latent_dim, generator=run.generator).to(run.device)
-    z = run.mu_train[rows] + config.noise_scale * run.sigma_train[rows] * eps
-    z_mix = sample_mixture(run.sampler, len(rows), run.generator).to(run.device)
-    y_mix = torch.randint(max(model.config.num_classes, 1), (len(rows),), generator=run.generator).to(run.device)
+@dataclass(frozen=True)
+class Batch:
+    """One step's images and latents, on the run's device: training images X (N, C, H, W) with
+    labels Y and latents Z (N, D); drawn latents Z_DRAWN (N, D) with labels Y_DRAWN."""
 
-    # the decoder: reconstruction in pixels and in the discriminator's features, plus the adversarial term
-    disc.requires_grad_(False)
-    logits = model.decode_logits(z, y)
-    fake, fake_mix = torch.sigmoid(logits), model.decode(z_mix, y_mix)
-    fake_logits, fake_features = disc(fake)
-    mix_logits, _ = disc(fake_mix)
-    with torch.no_grad():
-        _, real_features = disc(x)
-    pixels = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
-    rec = pixels + config.feature_weight * (fake_features - real_features).pow(2).sum(1).mean()
-    adv = -(fake_logits.mean() + config.mixture_weight * mix_logits.mean())
-    weight = torch.zeros(())
-    if run.step >= config.adversarial_start and config.adversarial_weight > 0:
-        weight = config.adversarial_weight * adaptive_weight(rec, adv, model.decoder[-1].weight)
-    g_loss = rec + weight * adv
+    x: Tensor
+    y: Tensor
+    z: Tensor
+    z_drawn: Tensor
+    y_drawn: Tensor
+
+
+def draw_batch(run: Sharpening, rows: Tensor) -> Batch:
+    """The images at ROWS of the training split, their latents, and as many drawn latents."""
+    classes, n, device, data = run.model.config.num_classes, len(rows), run.device, run.data
+    eps = torch.randn(n, run.model.config.latent_dim, generator=run.generator).to(device)
+    return Batch(
+        x=data["x_train"][rows],
+        y=data["y_train"][rows],
+        z=data["mu_train"][rows] + run.config.noise_scale * data["sigma_train"][rows] * eps,
+        z_drawn=drawn_latents(run.sampler, n, run.generator).to(device),
+        # the two ends of a segment share their class: the same random class for the whole draw
+        y_drawn=torch.randint(max(classes, 1), (n,), generator=run.generator).to(device),
+    )
+
+
+def sharpen_step(run: Sharpening, rows: Tensor) -> tuple[float, float]:
+    """One decoder step and, once the adversarial phase has begun, one discriminator step, on
+    training images ROWS; their losses (the discriminator's 0 before)."""
+    batch = draw_batch(run, rows)
+    augment = augmenter(run)
+    run.disc.requires_grad_(False)
+    g_loss, fakes = decoder_loss(run, batch, augment)
     run.g_optimizer.zero_grad()
     g_loss.backward()
+    run.g_optimizer.lr = run.config.lr if run.adversarial else run.config.distill_lr
     run.g_optimizer.step()
-    disc.requires_grad_(True)
-
-    # the discriminator: real images against both kinds of decodes (hinge)
-    real_logits, _ = disc(x)
-    fake_logits, _ = disc(fake.detach())
-    mix_logits, _ = disc(fake_mix.detach())
-    d_loss = F.relu(1 - real_logits).mean() + 0.5 * (F.relu(1 + fake_logits).mean() + F.relu(1 + mix_logits).mean())
+    update_average(run)
+    if not run.adversarial:
+        return float(g_loss.detach()), 0.0
+    run.disc.requires_grad_(True)
+    d_loss = discriminator_loss(run.disc, batch, fakes, augment)
+    if run.config.r1_gamma > 0 and run.step % run.config.r1_every == 0:
+        # lazy regularisation (Karras et al. 2020): every r1_every steps, weighted by as many
+        d_loss = d_loss + run.config.r1_every * run.config.r1_gamma / 2 * r1_penalty(
+            run.disc, batch.x, batch.y, augment
+        )
     run.d_optimizer.zero_grad()
     d_loss.backward()
     run.d_optimizer.step()
     return float(g_loss.detach()), float(d_loss.detach())
+
+
+def augmenter(run: Sharpening):
+    """The step's augmentation, a function of the images: DiffAugment with the run's generator."""
+    return lambda images: diff_augment(images, run.config.augment, run.generator)
+
+
+# ---------------------------------------------------------------------------------------------
+# The losses
+
+
+def sharpening_losses(
+    disc: Discriminator,
+    logits: Tensor,
+    drawn: Tensor,
+    batch: Batch,
+    augment,
+    feature_weight: float,
+    mixture_weight: float,
+) -> tuple[Tensor, Tensor]:
+    """The decoder's two losses, per image, from the pixel LOGITS (N, C, H, W) of its decodes of
+    BATCH.z and its images DRAWN of BATCH.z_drawn:
+
+        rec = BCE(dec(z), x) + feature_weight · |D_f(dec(z)) − D_f(x)|²          (nats and features)
+        adv = −mean D(aug(dec(z))) − mixture_weight · mean D(aug(dec(z')))     (hinge generator loss)
+
+    D_f: the discriminator's full-scale features; aug: the same augmentation as its own step's."""
+    fake = torch.sigmoid(logits)
+    _, fake_features = disc(fake, batch.y)
+    with torch.no_grad():
+        _, real_features = disc(batch.x, batch.y)
+    pixels = F.binary_cross_entropy_with_logits(logits, batch.x, reduction="none").flatten(1).sum(1).mean()
+    rec = pixels + feature_weight * (fake_features - real_features).pow(2).sum(1).mean()
+    fake_logits, _ = disc(augment(fake), batch.y)
+    drawn_logits, _ = disc(augment(drawn), batch.y_drawn)
+    adv = -(fake_logits.mean() + mixture_weight * drawn_logits.mean())
+    return rec, adv
+
+
+def distillation_loss(logits: Tensor, x: Tensor, drawn_logits: Tensor, taught: Tensor) -> Tensor:
+    """The first steps' loss, per image: BCE(dec(z), x) + BCE(dec(z'), parent(z')), the images
+    and, for the drawn latents, the parent's decodes, whose regions between the modes the
+    reconstructions alone would leave unlearned."""
+    pixels = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
+    return pixels + F.binary_cross_entropy_with_logits(drawn_logits, taught, reduction="none").flatten(1).sum(1).mean()
+
+
+def decoder_loss(run: Sharpening, batch: Batch, augment) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """The decoder's loss for BATCH, and its decodes (of z, of the drawn latents) for the
+    discriminator's step: distillation first, then rec + w · adv with the adaptive weight
+    w = adversarial_weight · ‖∇_L rec‖ / ‖∇_L adv‖ at the decoder's last layer L (Esser et al. 2021)."""
+    config, model = run.config, run.model
+    logits = model.decode_logits(batch.z, batch.y)
+    drawn_logits = model.decode_logits(batch.z_drawn, batch.y_drawn)
+    fakes = (torch.sigmoid(logits).detach(), torch.sigmoid(drawn_logits).detach())
+    if not run.adversarial:
+        with torch.no_grad():
+            taught = run.teacher.decode(batch.z_drawn, batch.y_drawn)
+        return distillation_loss(logits, batch.x, drawn_logits, taught), fakes
+    rec, adv = sharpening_losses(
+        run.disc, logits, torch.sigmoid(drawn_logits), batch, augment, config.feature_weight, config.mixture_weight
+    )
+    weight = torch.zeros(())
+    if config.adversarial_weight > 0:
+        weight = config.adversarial_weight * adaptive_weight(rec, adv, model.last_decoder_layer.weight)
+    return rec + weight * adv, fakes
+
+
+def discriminator_loss(disc: Discriminator, batch: Batch, fakes: tuple[Tensor, Tensor], augment) -> Tensor:
+    """Hinge loss, real images against both kinds of decodes, all through the same augmentation:
+    relu(1 − D(aug(x))) + ½ relu(1 + D(aug(dec(z)))) + ½ relu(1 + D(aug(dec(z'))))."""
+    fake, drawn = fakes
+    real_logits, _ = disc(augment(batch.x), batch.y)
+    fake_logits, _ = disc(augment(fake), batch.y)
+    drawn_logits, _ = disc(augment(drawn), batch.y_drawn)
+    return F.relu(1 - real_logits).mean() + 0.5 * (F.relu(1 + fake_logits).mean() + F.relu(1 + drawn_logits).mean())
+
+
+def adaptive_weight(rec: Tensor, adv: Tensor, last_weight: Tensor) -> Tensor:
+    """‖∇ rec‖ / ‖∇ adv‖ at LAST_WEIGHT, detached: the adversarial term gets as much say over the
+    decoder's output layer as the reconstruction has (taming-transformers' calculate_adaptive_weight)."""
+    (rec_grad,) = torch.autograd.grad(rec, last_weight, retain_graph=True)
+    (adv_grad,) = torch.autograd.grad(adv, last_weight, retain_graph=True)
+    return (rec_grad.norm() / (adv_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
+
+
+@torch.no_grad()
+def update_average(run: Sharpening) -> None:
+    """The saved decoder's weights move towards the trained one's: a copy during distillation,
+    then an exponential moving average with decay config.ema (ramped up over the first
+    adversarial steps, as StyleGAN's is, so early weights fade fast)."""
+    if not run.adversarial:
+        decay = 0.0
+    else:
+        since = run.step - run.config.adversarial_start
+        decay = min(run.config.ema, (1 + since) / (10 + since))
+    for average, trained in zip(run.average.decoder.parameters(), run.model.decoder.parameters()):
+        average.lerp_(trained, 1 - decay)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,46 +654,61 @@ def decode_spread(model: ConvVAE, z: Tensor, y: Tensor) -> float:
 
 @torch.no_grad()
 def evaluation(run: Sharpening) -> dict:
-    """The figures an evaluation records, and the discriminator's verdict on a test batch."""
-    run.model.eval()
+    """The figures an evaluation records (of the averaged decoder), and the discriminator's
+    verdict on a test batch."""
+    run.average.eval()
     run.disc.eval()
-    x_test, y_test = run.test_split.images.to(run.device), run.test_split.labels.to(run.device)
+    x_test, y_test, mu_test = run.data["x_test"], run.data["y_test"], run.data["mu_test"]
     figures = {
-        "test_mse_per_pixel": reconstruction_mse(run.model, x_test, run.mu_test, y_test),
-        "decode_spread": decode_spread(run.model, run.eval_z, run.eval_y),
+        "test_mse_per_pixel": reconstruction_mse(run.average, x_test, mu_test, y_test),
+        "decode_spread": decode_spread(run.average, run.watch.eval_z, run.watch.eval_y),
     }
     batch = slice(0, min(EVAL_BATCH, len(x_test)))
-    real_logits, _ = run.disc(x_test[batch])
-    fake_logits, _ = run.disc(run.model.decode(run.mu_test[batch], y_test[batch]))
+    real_logits, _ = run.disc(x_test[batch], y_test[batch])
+    fake_logits, _ = run.disc(run.average.decode(mu_test[batch], y_test[batch]), y_test[batch])
     figures["disc_loss"] = float(F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean())
     figures["disc_real_logit"], figures["disc_fake_logit"] = float(real_logits.mean()), float(fake_logits.mean())
     return figures
 
 
+def set_baseline(run: Sharpening) -> None:
+    """CollapseWatch.baseline, as the adversarial phase begins."""
+    figures, watch = evaluation(run), run.watch
+    watch.baseline = {
+        "mse": max(watch.parent_mse, figures["test_mse_per_pixel"]),
+        "spread": min(watch.parent_spread, figures["decode_spread"]),
+    }
+    run.model.train()
+    run.disc.train()
+
+
 def check_collapse(run: Sharpening, figures: dict) -> None:
-    """TrainingError, naming what it saw and what to lower, when the decoder has collapsed."""
+    """TrainingError, naming what it saw and what to lower, when the decoder has collapsed; the
+    distillation's decoder is still learning, and only its numbers are checked."""
     stop = f"stopped at step {run.step} without saving, {kept(run.out)}"
-    mse, spread = figures["test_mse_per_pixel"], figures["decode_spread"]
+    mse, spread, watch = figures["test_mse_per_pixel"], figures["decode_spread"], run.watch
     if not (math.isfinite(mse) and math.isfinite(spread)):
         raise TrainingError(f"The sharpened decoder's images became non-finite; {stop} (try a lower --lr).")
-    if mse > DRIFT_FACTOR * run.parent_mse:
+    if watch.baseline is None:
+        return
+    if mse > DRIFT_FACTOR * watch.baseline["mse"]:
         raise TrainingError(
-            f"The sharpened decoder's test MSE rose to {mse:.4f} (the parent's: {run.parent_mse:.4f}): its images "
+            f"The sharpened decoder's test MSE rose to {mse:.4f} (from {watch.baseline['mse']:.4f}): its images "
             f"no longer follow their latents; {stop} (lower --adversarial-weight than "
             f"{run.config.adversarial_weight:g} or --lr than {run.config.lr:g})."
         )
-    if spread < SPREAD_FLOOR * run.parent_spread:
+    if spread < SPREAD_FLOOR * watch.baseline["spread"]:
         raise TrainingError(
             f"The sharpened decoder's images collapsed towards one mode (their spread across mixture samples fell to "
-            f"{spread:.3f} from the parent's {run.parent_spread:.3f}); {stop} (lower --adversarial-weight than "
+            f"{spread:.3f} from {watch.baseline['spread']:.3f}); {stop} (lower --adversarial-weight than "
             f"{run.config.adversarial_weight:g})."
         )
-    run.winning_evals = run.winning_evals + 1 if figures["disc_loss"] < WINNING_LOSS else 0
-    if run.winning_evals >= WINNING_EVALS:
+    watch.winning_evals = watch.winning_evals + 1 if figures["disc_loss"] < WINNING_LOSS else 0
+    if watch.winning_evals >= WINNING_EVALS:
         raise TrainingError(
             f"The discriminator has told every real image from every decoded one for {WINNING_EVALS} evaluations "
             f"(its hinge loss {figures['disc_loss']:.3f}), so it no longer teaches the decoder; {stop} (lower "
-            f"--disc-lr than {run.config.disc_lr:g})."
+            f"--disc-lr than {run.config.disc_lr:g} or raise --r1-gamma above {run.config.r1_gamma:g})."
         )
 
 
@@ -516,27 +718,26 @@ def evaluate_and_save(run: Sharpening) -> dict:
     save(run)
     row = {
         "step": run.step,
-        "seconds": round(run.elapsed(), 3),
+        "seconds": round(run.clock.elapsed(), 3),
         "decoder_loss": run.g_losses.mean,
         "disc_train_loss": run.d_losses.mean,
         "train_steps": run.g_losses.steps,
         **figures,
     }
-    add_history_row(run.history, row)
-    write_history(run.out, run.history)
+    record_history(run.out, run.history, row)
     atomic_write_json(
         run.out / METRICS,
         {
             "mse_per_pixel": figures["test_mse_per_pixel"],
             "step": run.step,
             "final": False,
-            "parent_mse_per_pixel": run.parent_mse,
+            "parent_mse_per_pixel": run.watch.parent_mse,
         },
     )
     run.g_losses, run.d_losses = LossWindow(), LossWindow()
     if run.progress:
         print(
-            f"step {run.step}: test MSE {figures['test_mse_per_pixel']:.5f} (parent {run.parent_mse:.5f}), "
+            f"step {run.step}: test MSE {figures['test_mse_per_pixel']:.5f} (parent {run.watch.parent_mse:.5f}), "
             f"spread {figures['decode_spread']:.3f}, discriminator loss {figures['disc_loss']:.3f}",
             file=sys.stderr,
         )
@@ -545,12 +746,12 @@ def evaluate_and_save(run: Sharpening) -> dict:
 
 def finish(run: Sharpening) -> dict:
     """The last evaluation and checkpoint, with the evaluate figures of the sharpened model."""
-    seconds = run.elapsed()
+    seconds = run.clock.elapsed()
     evaluate_and_save(run)
-    run.model.eval()
-    loss = run.model.checkpoint_config["train"]["loss"]
+    run.average.eval()
+    loss = run.average.checkpoint_config["train"]["loss"]
     metrics = test_metrics(
-        run.model, run.train_split.images, run.train_split.labels, run.test_split.images, run.test_split.labels, loss
+        run.average, run.train_split.images, run.train_split.labels, run.test_split.images, run.test_split.labels, loss
     )
     metrics.update(
         {
@@ -558,7 +759,7 @@ def finish(run: Sharpening) -> dict:
             "final": True,
             "train_seconds": seconds,
             "device": device_name(run.device),
-            "parent_mse_per_pixel": run.parent_mse,
+            "parent_mse_per_pixel": run.watch.parent_mse,
         }
     )
     atomic_write_json(run.out / METRICS, metrics)

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from training import distributed
 from training.adam import Adam
@@ -29,19 +28,18 @@ from training.checkpoint import (
     CheckpointError,
     atomic_write_json,
     read_config,
-    read_history,
     versions,
-    write_history,
 )
 from training.data import DATASET_NAMES, FOLDER, Split, load_data
 from training.evaluate import check_same_files, elbo_metrics, test_metrics
 from training.graphed import GraphedSteps
 from training.images import files_fingerprint
 from training.loop import (
+    Clock,
     LossWindow,
+    SavedRun,
     TrainingError,
     TrainingInterrupted,
-    add_history_row,
     bf16_autocast,
     check_fits_on_gpu,
     check_writable,
@@ -52,7 +50,9 @@ from training.loop import (
     kept,
     out_of_memory,
     pick_device,
-    read_state,
+    progress_bar,
+    read_saved_run,
+    record_history,
     save_state,
 )
 from training.model import LOSSES, ConvVAE, ModelConfig, vae_loss
@@ -265,10 +265,20 @@ def save_training_state(
 # A run: what its phases share
 
 
+@dataclass(frozen=True)
+class RunData:
+    """The splits, and the arrays the steps and evaluations read, on the training device."""
+
+    train_split: Split
+    test_split: Split
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+
+
 @dataclass
 class Run:
-    """Everything a training run holds between its phases. STEP counts optimizer steps taken;
-    the data (X_TRAIN, Y_TRAIN, X_TEST) live on the training device."""
+    """Everything a training run holds between its phases. STEP counts optimizer steps taken."""
 
     model_config: ModelConfig
     config: TrainConfig
@@ -280,20 +290,15 @@ class Run:
     stepper: nn.Module  # the model, or its DistributedDataParallel wrapper
     optimizer: Adam
     generator: torch.Generator  # the reparameterization noise of the kernel-by-kernel steps
-    train_split: Split
-    test_split: Split
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
+    data: RunData
     steps_per_epoch: int
     total_steps: int
     run_config: dict  # config.json
     bf16: bool
-    graphed: GraphedSteps | None
-    history: list[dict]  # history.jsonl's rows, rewritten whole at each save
+    graphed: GraphedSteps | None = None
+    history: list[dict] = field(default_factory=list)  # history.jsonl's rows, rewritten whole at each save
     step: int = 0
-    elapsed_before: float = 0.0  # seconds of training before a resume
-    started: float = field(default_factory=time.perf_counter)
+    clock: Clock = field(default_factory=Clock)  # seconds of training, a resumed run's before it too
     images_seen: int = 0
     # each epoch's steps alone, not evaluation or saving, for images/s (a GPU's first epoch
     # includes capturing the graph)
@@ -309,9 +314,6 @@ class Run:
         """This process's slice of each global batch."""
         local = self.batch // self.processes.world
         return slice(self.processes.rank * local, (self.processes.rank + 1) * local)
-
-    def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.started
 
     def save(self, seconds: float) -> None:
         save_training_state(self.out, self.model, self.optimizer, self.generator, self.step, self.run_config, seconds)
@@ -362,93 +364,110 @@ def set_up(
     processes: distributed.Processes,
     device: torch.device,
 ) -> Run:
-    torch.manual_seed(train_config.seed)
-    model = ConvVAE(model_config)
-    if train_config.init == "kaiming" and not resume:  # drawn on the CPU: the same start on any device
-        init_kaiming(model)
-    # channels-last (NHWC): the layout oneDNN's and the tensor cores' fast convolutions want
-    model = model.to(device, memory_format=torch.channels_last)
+    model = new_model(model_config, train_config, resume, device)
     if processes.main:
         check_writable(out, needed_bytes=4 * sum(p.numel() * 4 for p in model.parameters()) + (1 << 20))
     # fused: one kernel for all parameters instead of a dozen element-wise passes per tensor
     optimizer = Adam(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
-    step, elapsed_before, history = 0, 0.0, []
-    if resume:
-        step, elapsed_before = _resume_into(out, model, optimizer, generator)
-        # rows past the saved step (a save that stopped between its files) are not this run's past
-        history = [row for row in read_history(out) if row["step"] <= step]
-        if train_config.dataset == FOLDER:  # the images it was training on, split as they were
-            saved = read_config(out)["dataset"]
-            data_dir = data_dir or saved.get("path")
-            if data_dir:
-                check_same_files(data_dir, saved)
+    saved = _resume_into(out, model, optimizer, generator) if resume else None
+    if saved is not None and train_config.dataset == FOLDER:  # the images it was training on, split as they were
+        recorded = read_config(out)["dataset"]
+        data_dir = data_dir or recorded.get("path")
+        if data_dir:
+            check_same_files(data_dir, recorded)
+    data, dataset = device_data(model_config, train_config, data_dir, device)
+    if saved is None:
+        init_output_bias(model, data.x_train)
+    steps_per_epoch = check_batches(len(data.x_train), train_config.batch_size, processes)
+    total_steps = planned_steps(train_config, steps_per_epoch)
+    bf16 = bf16_autocast(train_config.precision, device)
+    run = Run(
+        model_config=model_config,
+        config=train_config,
+        out=out,
+        progress=progress,
+        processes=processes,
+        device=device,
+        model=model,
+        stepper=DistributedDataParallel(model) if processes.parallel else model,
+        optimizer=optimizer,
+        generator=generator,
+        data=data,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        run_config=run_config(model_config, train_config, dataset, steps_per_epoch),
+        bf16=bf16,
+    )
+    if saved is not None:
+        run.step, run.clock, run.history = saved.step, saved.clock, saved.history
+    if use_graphed_steps(train_config, device, processes):
+        run.graphed = graphed_steps(run)
+    return run
 
-    train_split, test_split, dataset = _load_data(model_config, train_config, data_dir)
-    check_fits_on_gpu(train_split.images.nbytes + test_split.images.nbytes, device)
-    x_train = train_split.images.to(device)
-    if not resume:
-        init_output_bias(model, x_train)
-    y_train = train_split.labels.to(device)
-    n, batch = len(x_train), train_config.batch_size
+
+def new_model(model_config: ModelConfig, train_config: TrainConfig, resume: bool, device: torch.device) -> ConvVAE:
+    """The seeded model on DEVICE, channels-last (NHWC): the layout oneDNN's and the tensor
+    cores' fast convolutions want."""
+    torch.manual_seed(train_config.seed)
+    model = ConvVAE(model_config)
+    if train_config.init == "kaiming" and not resume:  # drawn on the CPU: the same start on any device
+        init_kaiming(model)
+    return model.to(device, memory_format=torch.channels_last)
+
+
+def check_batches(n: int, batch: int, processes: distributed.Processes) -> int:
+    """The steps of an epoch over N images in batches of BATCH, split over the PROCESSES."""
     if batch % processes.world:
         raise TrainingError(f"--batch-size {batch} does not split evenly over {processes.world} processes.")
-    stepper = DistributedDataParallel(model) if processes.parallel else model
-    steps_per_epoch = n // batch
-    if steps_per_epoch == 0:
+    if n // batch == 0:
         raise TrainingError(f"--batch-size {batch} is larger than the {n} training images.")
-    total_steps = planned_steps(train_config, steps_per_epoch)
+    return n // batch
 
-    run_config = {
+
+def run_config(model_config: ModelConfig, train_config: TrainConfig, dataset: dict, steps_per_epoch: int) -> dict:
+    """config.json of the run."""
+    return {
         "model": model_config.to_dict(),
         "train": asdict(train_config),
         "dataset": dataset,
         "versions": versions(),
         "steps_per_epoch": steps_per_epoch,
     }
-    bf16 = bf16_autocast(train_config.precision, device)
-    graphed = None
-    if use_graphed_steps(train_config, device, processes):
-        schedule = learning_rates(train_config, total_steps, device)
-        graphed = GraphedSteps(
-            model,
-            optimizer,
-            x_train,
-            y_train,
-            batch,
-            schedule,
-            steps_per_epoch,
-            train_config.loss,
-            train_config.beta,
-            bf16,
-            vae_loss,
-        )
-    x_test = test_split.images.to(device)  # evaluated every eval_every epochs: copied once
-    return Run(
-        model_config,
-        train_config,
-        out,
-        progress,
-        processes,
-        device,
-        model,
-        stepper,
-        optimizer,
-        generator,
-        train_split,
-        test_split,
-        x_train,
-        y_train,
-        x_test,
-        steps_per_epoch,
-        total_steps,
-        run_config,
-        bf16,
-        graphed,
-        history,
-        step,
-        elapsed_before,
+
+
+def graphed_steps(run: Run) -> GraphedSteps:
+    """The run's step captured as a CUDA graph, with the whole schedule on the device."""
+    config = run.config
+    return GraphedSteps(
+        run.model,
+        run.optimizer,
+        run.data.x_train,
+        run.data.y_train,
+        config.batch_size,
+        learning_rates(config, run.total_steps, run.device),
+        run.steps_per_epoch,
+        config.loss,
+        config.beta,
+        run.bf16,
+        vae_loss,
     )
+
+
+def device_data(
+    model_config: ModelConfig, train_config: TrainConfig, data_dir: str | Path | None, device: torch.device
+) -> tuple[RunData, dict]:
+    """The data set on DEVICE, and config.json's "dataset" (_load_data)."""
+    train_split, test_split, dataset = _load_data(model_config, train_config, data_dir)
+    check_fits_on_gpu(train_split.images.nbytes + test_split.images.nbytes, device)
+    data = RunData(
+        train_split=train_split,
+        test_split=test_split,
+        x_train=train_split.images.to(device),
+        y_train=train_split.labels.to(device),
+        x_test=test_split.images.to(device),  # evaluated every eval_every epochs: copied once
+    )
+    return data, dataset
 
 
 def _load_data(
@@ -476,18 +495,19 @@ def _load_data(
     return train_split, test_split, dataset
 
 
-def _resume_into(out: Path, model: ConvVAE, optimizer: Adam, generator: torch.Generator) -> tuple[int, float]:
-    weights, state, meta = read_state(out)
+def _resume_into(out: Path, model: ConvVAE, optimizer: Adam, generator: torch.Generator) -> SavedRun:
+    """OUT's saved run, its weights, moments and noise loaded into MODEL, OPTIMIZER and GENERATOR."""
+    saved = read_saved_run(out)
     try:
-        model.load_state_dict(weights)
-        optimizer.load_state_tensors(state)
+        model.load_state_dict(saved.weights)
+        optimizer.load_state_tensors(saved.tensors)
     except (RuntimeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{out} does not match the model being resumed ({str(e).splitlines()[0]}).") from e
-    if meta.get("noise_device") == str(generator.device):
-        generator.set_state(state["rng.noise"])
+    if saved.meta.get("noise_device") == str(generator.device):
+        generator.set_state(saved.tensors["rng.noise"])
     else:  # resumed on another kind of device: its generator state does not carry over
-        generator.manual_seed(int(meta["step"]) + 1)
-    return int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+        generator.manual_seed(saved.step + 1)
+    return saved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,21 +520,15 @@ def train_epoch(run: Run, signals: list[int]) -> None:
     config, processes = run.config, run.processes
     epoch = run.step // run.steps_per_epoch
     epoch_started = time.perf_counter()
-    permutation = epoch_permutation(config.seed, epoch, len(run.x_train))
+    permutation = epoch_permutation(config.seed, epoch, len(run.data.x_train))
     if run.graphed is not None:  # copied into the graph's buffer
         run.graphed.start_epoch(permutation, config.seed, epoch, run.step)
     else:
         permutation = permutation.to(run.device)
     first = run.step % run.steps_per_epoch
     last = min(run.steps_per_epoch, first + run.total_steps - run.step)
-    bar = tqdm(
-        range(first, last),
-        desc=f"epoch {epoch + 1}/{math.ceil(run.total_steps / run.steps_per_epoch)}",
-        unit="step",
-        disable=not run.progress,
-        leave=True,
-        dynamic_ncols=True,
-        file=sys.stderr,
+    bar = progress_bar(
+        range(first, last), f"epoch {epoch + 1}/{math.ceil(run.total_steps / run.steps_per_epoch)}", run.progress
     )
     window: list[Tensor] = []  # the kernel-by-kernel steps' summed losses since the window began
     window_start, window_time = run.step, time.perf_counter()
@@ -548,7 +562,7 @@ def train_epoch(run: Run, signals: list[int]) -> None:
             window, window_start, window_time = [], run.step, now
         if signals and (window_end or not processes.parallel):
             if processes.main:
-                run.save(run.elapsed())
+                run.save(run.clock.elapsed())
             distributed.wait_for_all(processes)  # every process stops at this step, after the save
             bar.close()
             raise TrainingInterrupted(signals[0], run.step, run.out)
@@ -559,7 +573,7 @@ def train_epoch(run: Run, signals: list[int]) -> None:
 def _eager_step(run: Run, permutation: Tensor, b: int) -> Tensor:
     """Step B of the epoch, kernel by kernel, on this process's slice of the global batch."""
     rows = permutation[b * run.batch : (b + 1) * run.batch][run.mine]
-    x, y = run.x_train[rows].contiguous(memory_format=torch.channels_last), run.y_train[rows]
+    x, y = run.data.x_train[rows].contiguous(memory_format=torch.channels_last), run.data.y_train[rows]
     # the whole global batch's noise, so N processes add what one process would
     eps = torch.randn((run.batch, run.model_config.latent_dim), generator=run.generator, device=run.device)[run.mine]
     # per-process mean; DistributedDataParallel averages over processes: the global mean
@@ -579,13 +593,13 @@ def evaluate_and_save(run: Run) -> None:
     metrics = None
     if run.processes.main:
         run.model.eval()
-        metrics = elbo_metrics(run.model, run.x_test, run.config.loss, run.test_split.labels)
-    stop_if_encoder_dead(metrics, run.x_test, run.step, run.config, run.out, run.processes, run.device)
+        metrics = elbo_metrics(run.model, run.data.x_test, run.config.loss, run.data.test_split.labels)
+    stop_if_encoder_dead(metrics, run.data.x_test, run.step, run.config, run.out, run.processes, run.device)
     if not run.processes.main:
         return
-    run.save(run.elapsed())
+    run.save(run.clock.elapsed())
     atomic_write_json(run.out / METRICS, {**metrics, "step": run.step, "final": False})
-    _write_history_row(run, run.elapsed(), metrics)
+    _write_history_row(run, run.clock.elapsed(), metrics)
     if run.progress:
         print(
             f"step {run.step}: test -ELBO {metrics['neg_elbo_nats']:.2f} nats "
@@ -598,19 +612,15 @@ def evaluate_and_save(run: Run) -> None:
 def finish(run: Run) -> dict:
     """The final evaluation (with kNN-5 over the training set), checkpoint, metrics.json and
     history row; the metrics on process 0, {} on the others."""
-    train_seconds = run.elapsed()
+    train_seconds = run.clock.elapsed()
     metrics = None
+    train_split, test_split = run.data.train_split, run.data.test_split
     if run.processes.main:
         run.model.eval()
         metrics = test_metrics(
-            run.model,
-            run.train_split.images,
-            run.train_split.labels,
-            run.test_split.images,
-            run.test_split.labels,
-            run.config.loss,
+            run.model, train_split.images, train_split.labels, test_split.images, test_split.labels, run.config.loss
         )
-    stop_if_encoder_dead(metrics, run.test_split.images, run.step, run.config, run.out, run.processes, run.device)
+    stop_if_encoder_dead(metrics, test_split.images, run.step, run.config, run.out, run.processes, run.device)
     if not run.processes.main:
         return {}
     metrics.update(
@@ -632,10 +642,8 @@ def finish(run: Run) -> dict:
 
 
 def _write_history_row(run: Run, seconds: float, metrics: dict) -> None:
-    add_history_row(
-        run.history, history_row(run.step, run.steps_per_epoch, seconds, run.optimizer.lr, run.losses, metrics)
-    )
-    write_history(run.out, run.history)
+    row = history_row(run.step, run.steps_per_epoch, seconds, run.optimizer.lr, run.losses, metrics)
+    record_history(run.out, run.history, row)
     run.losses = LossWindow()
 
 

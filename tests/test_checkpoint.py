@@ -61,6 +61,24 @@ def test_torch_save_zip_is_refused(checkpoint: Path) -> None:
     _expect_error(checkpoint, "pickle or zip archive")
 
 
+def test_a_safetensors_header_whose_length_looks_like_a_pickle_still_loads(tmp_path: Path) -> None:
+    # the header length's first byte is 0x80 (a pickle's first byte) for one length in 256, and
+    # "PK" (a zip's) for another: such a file is safetensors all the same
+    from safetensors.torch import save_file
+
+    from training.checkpoint import read_tensors
+
+    for first, paddings in ((b"\x80", range(600)), (b"PK", range(19_000, 19_600))):
+        for padding in paddings:
+            path = tmp_path / "weights.safetensors"
+            save_file({"w": torch.ones(2)}, str(path), metadata={"pad": "x" * padding})
+            if path.read_bytes()[: len(first)] == first:
+                break
+        else:
+            raise AssertionError(f"no header length starting with {first!r}")
+        assert torch.equal(read_tensors(path)["w"], torch.ones(2))
+
+
 def test_only_model_pt_is_refused(checkpoint: Path) -> None:
     (checkpoint / WEIGHTS).unlink()
     torch.save(ConvVAE(SMALL).state_dict(), checkpoint / "model.pt")

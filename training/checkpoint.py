@@ -176,8 +176,10 @@ def read_tensors(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path.name} is missing from {path.parent}.")
     with open(path, "rb") as f:
-        head = f.read(2)
-    if head[:1] == b"\x80" or head == b"PK":
+        head = f.read(9)
+    # safetensors: an 8-byte header length, then the JSON header; a pickle starts with its
+    # protocol's 0x80 and a torch.save zip with PK, which a header length can begin with too
+    if head[8:9] != b"{" and (head[:1] == b"\x80" or head[:2] == b"PK"):
         raise CheckpointError(
             f"{path} is a pickle or zip archive (a torch.save file), not safetensors; it was not "
             "opened because loading a pickle can run code."

@@ -1,7 +1,7 @@
 """Concept directions, after Latent Space Cartography (Liu et al. 2019): two groups of encoded
 test images, A and B (two classes, or points picked on the map), give the axis
 u = mean(B) − mean(A). A slider moves z along it, z ← z + (t − t(z))·u, where
-t(z) = (z − mean(A))·u / |u|² is 0 at A's mean and 1 at B's (frontend/controls.js), and every
+t(z) = (z − mean(A))·u / |u|² is 0 at A's mean and 1 at B's (twinned in frontend/latent.js), and every
 test image's t is drawn beside it. In the URL: ?concept=<mean A>;<mean B>, validated like z.
 """
 

@@ -34,6 +34,26 @@ def selected_rows(atlas: Atlas, points: list[dict]) -> list[int]:
     return rows
 
 
+def class_trace(atlas: Atlas, rows: np.ndarray, class_names: tuple[str, ...] | list[str]) -> go.Scattergl:
+    """The points of one class (ROWS of the atlas), coloured and hovered as the map shows them."""
+    label = int(atlas.labels[rows[0]])
+    name = class_names[label] if label < len(class_names) else str(label)
+    named = atlas.names is not None
+    title = "%{text}</b><br>" + name if named else name + "</b>"
+    return go.Scattergl(
+        x=atlas.embedding[rows, 0],
+        y=atlas.embedding[rows, 1],
+        mode="markers",
+        name=name,
+        marker=dict(size=4, color=PALETTE[label % len(PALETTE)], opacity=0.7),
+        selected=dict(marker=dict(size=9, opacity=1.0)),
+        unselected=dict(marker=dict(opacity=0.7)),  # a click must not fade the map
+        customdata=np.stack([atlas.index[rows], rows], axis=1),
+        text=[display_name(atlas.names[row]) for row in rows] if named else None,
+        hovertemplate=f"<b>{title}<br>test image #%{{customdata[0]}}<extra></extra>",
+    )
+
+
 def atlas_figure(
     atlas: Atlas,
     class_names: tuple[str, ...] | list[str],
@@ -44,26 +64,7 @@ def atlas_figure(
     """A WebGL scatter of the atlas, one trace per class (so the legend filters classes),
     customdata = (test-set position, atlas row), hovered with the image's name where the atlas
     has names, plus the current latent as a star and an optional path (P, 2)."""
-    figure = go.Figure()
-    for rows in class_rows(atlas):
-        label = int(atlas.labels[rows[0]])
-        name = class_names[label] if label < len(class_names) else str(label)
-        named = atlas.names is not None
-        title = "%{text}</b><br>" + name if named else name + "</b>"
-        figure.add_trace(
-            go.Scattergl(
-                x=atlas.embedding[rows, 0],
-                y=atlas.embedding[rows, 1],
-                mode="markers",
-                name=name,
-                marker=dict(size=4, color=PALETTE[label % len(PALETTE)], opacity=0.7),
-                selected=dict(marker=dict(size=9, opacity=1.0)),
-                unselected=dict(marker=dict(opacity=0.7)),  # a click must not fade the map
-                customdata=np.stack([atlas.index[rows], rows], axis=1),
-                text=[display_name(atlas.names[row]) for row in rows] if named else None,
-                hovertemplate=f"<b>{title}<br>test image #%{{customdata[0]}}<extra></extra>",
-            )
-        )
+    figure = go.Figure([class_trace(atlas, rows, class_names) for rows in class_rows(atlas)])
     if path is not None and len(path):
         figure.add_trace(
             go.Scatter(

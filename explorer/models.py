@@ -1,4 +1,4 @@
-"""Finding checkpoint folders for the model picker."""
+"""Finding checkpoint folders for the model picker, and what a checkpoint calls its classes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from training.checkpoint import CONFIG, WEIGHTS
+from training.model import ConvVAE
 
 
 def list_checkpoints(root: str | Path) -> list[str]:
@@ -79,3 +80,9 @@ def sharpened_pair(folder: str | Path, config: dict) -> tuple[Path, Path] | None
         ):
             return folder, sibling
     return None
+
+
+def class_names(model: ConvVAE) -> list[str]:
+    """The checkpoint's class names; a conditional model without them gets its class numbers."""
+    names = list(model.checkpoint_config.get("dataset", {}).get("class_names", []))
+    return names or [str(k) for k in range(model.config.num_classes)]

@@ -1,8 +1,7 @@
 """The training images nearest a latent: whether a sample copies one image or composes many.
-The atlas holds the training split's encoder means (training/atlas.py, 1.9 MB for MNIST's
-60,000); the images themselves are read from the data set when first asked for, never bundled:
-an IDX set's training file (47 MB of bytes for MNIST, read once), or an image folder's files,
-only those shown."""
+The atlas holds the training split's encoder means (training/atlas.py); the images themselves
+are read from the data set when first asked for, never bundled: an IDX set's training file (read
+once), or an image folder's files, only those shown."""
 
 from __future__ import annotations
 

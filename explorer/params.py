@@ -15,7 +15,9 @@ MAX_PARAM_CHARS = 2000
 
 
 @dataclass
-class PageState:
+class Link:
+    """What a link asks for: a model by name, a view, and the warnings for what it got wrong."""
+
     model: str | None
     z: np.ndarray | None  # (D,) float32 within the slider ranges, or None for the default
     view: str
@@ -48,7 +50,7 @@ def parse_latent(text: str, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarr
     return clamped.astype(np.float32), warnings
 
 
-def parse_page_state(params: dict[str, str], model_names: list[str], default_model: str | None) -> PageState:
+def parse_link(params: dict[str, str], model_names: list[str], default_model: str | None) -> Link:
     """Model and view from the URL. A model is chosen by name only from MODEL_NAMES: no path
     from a URL is ever opened. The latent is parsed later, once the model's ranges are known."""
     warnings: list[str] = []
@@ -60,4 +62,4 @@ def parse_page_state(params: dict[str, str], model_names: list[str], default_mod
     if view not in VIEWS:
         warnings.append(f"Unknown view {view[:40]!r} in the link; showing {VIEWS[0]}.")
         view = VIEWS[0]
-    return PageState(model=model or default_model, z=None, view=view, warnings=warnings)
+    return Link(model=model or default_model, z=None, view=view, warnings=warnings)

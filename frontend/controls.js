@@ -353,7 +353,7 @@ class LiveLatent {
   }
 
   // The first image is on screen: Python sends the map now. Plotly's script holds the main
-  // thread for about a second; sent with the controls, it would hold up the first image.
+  // thread a while; sent with the controls, it would hold up the first image.
   shown() {
     if (this.shownSent) return;
     this.shownSent = true;
@@ -553,21 +553,17 @@ class LiveLatent {
     this.conceptBox.replaceChildren();
     this.concept = null;
     if (!concept) return;
-    const uu = concept.u.reduce((sum, x) => sum + x * x, 0);
-    if (!(uu > 0)) return;
-    const c = { ...concept, uu };
+    if (!(concept.u.some((x) => x !== 0))) return;
+    const c = { ...concept };
     // every test point's t, for the strip and the slider's range
     let t0 = 0, t1 = 1;
     c.projections = null;
     if (this.bundle && this.bundle.means) {
       const { n, d, means } = this.bundle;
-      c.projections = new Float32Array(n);
-      for (let row = 0; row < n; row++) {
-        let t = 0;
-        for (let j = 0; j < d; j++) t += (means[row * d + j] - c.origin[j]) * c.u[j];
-        c.projections[row] = t / uu;
-        t0 = Math.min(t0, c.projections[row]);
-        t1 = Math.max(t1, c.projections[row]);
+      c.projections = conceptProjections(means, n, d, c.origin, c.u);
+      for (const t of c.projections) {
+        t0 = Math.min(t0, t);
+        t1 = Math.max(t1, t);
       }
     }
     const pad = 0.05 * (t1 - t0);
@@ -587,16 +583,12 @@ class LiveLatent {
   }
 
   conceptT() {
-    const c = this.concept;
-    let t = 0;
-    for (let k = 0; k < this.dim; k++) t += (this.z[k] - c.origin[k]) * c.u[k];
-    return t / c.uu;
+    return conceptPosition(this.z, this.concept.origin, this.concept.u);
   }
 
-  // z ← z + (t − t(z))·u, clamped to the sliders' ranges: every other direction of z is kept
   moveAlongConcept(t) {
-    const c = this.concept, step = t - this.conceptT();
-    for (let k = 0; k < this.dim; k++) this.z[k] = Math.min(Math.max(this.z[k] + step * c.u[k], this.low[k]), this.high[k]);
+    const moved = conceptMove(this.z, t, this.concept.origin, this.concept.u, this.low, this.high);
+    for (let k = 0; k < this.dim; k++) this.z[k] = moved[k];
     this.showValues();
   }
 

@@ -12,6 +12,31 @@ function snapLatent(z, low, high) {
   });
 }
 
+// A concept direction's coordinate t(z) = (z − origin)·u / |u|²: 0 at group A's mean (ORIGIN),
+// 1 at group B's (origin + u); the twin of explorer/concept.py Concept.position.
+function conceptPosition(z, origin, u) {
+  let t = 0, uu = 0;
+  for (let k = 0; k < u.length; k++) {
+    t += (z[k] - origin[k]) * u[k];
+    uu += u[k] * u[k];
+  }
+  return t / uu;
+}
+
+// t of each of the N means (a flat N × D array), as Float32Array(N): Concept.projections' twin.
+function conceptProjections(means, n, d, origin, u) {
+  const projections = new Float32Array(n);
+  for (let row = 0; row < n; row++) projections[row] = conceptPosition(means.subarray(row * d, (row + 1) * d), origin, u);
+  return projections;
+}
+
+// z moved along u until its t is T, z + (t − t(z))·u, clamped to [low, high]: every other
+// direction of z is kept (Concept.move, then the sliders' clamp).
+function conceptMove(z, t, origin, u, low, high) {
+  const step = t - conceptPosition(z, origin, u);
+  return Array.from(z, (value, k) => Math.min(Math.max(value + step * u[k], low[k]), high[k]));
+}
+
 // Map position of z: the inverse-distance-weighted (1/d²) mean of the map positions of its
 // k nearest encoded means; exactly the point's position on a point (explorer/atlas.py).
 function placeOnMap(bundle, z, k = 8) {

@@ -53,7 +53,7 @@ function loadOrt(assetUrl) {
       if (typeof WebAssembly !== "object") {
         throw new Error("this browser has WebAssembly turned off");
       }
-      // Fetch the 14 MB runtime ourselves: Streamlit gzips /app/static/ responses on the fly
+      // Fetch the runtime ourselves: Streamlit gzips /app/static/ responses on the fly
       // but passes a Range request through as is.
       const [ort, , wasm] = await Promise.all([
         import(assetUrl + "ort.wasm.min.mjs"),

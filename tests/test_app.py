@@ -53,7 +53,7 @@ def test_page_shows_eight_sliders_and_the_decoded_image() -> None:
     captions = [caption for _, caption in images(app)]
     assert captions[0] == "decoder(z)"
     assert any("steps, slerp" in c for c in captions)  # the interpolation strip
-    assert app.query_params["model"] == "mnist-z8"
+    assert app.query_params["model"] == "mnist-z8-sharp"  # the sharpened decoder, where a model has one
 
 
 def test_a_slider_change_changes_the_image() -> None:
@@ -326,7 +326,7 @@ def test_several_uploads_are_ranked_and_the_picked_one_is_inspected() -> None:
 
 
 def test_too_many_uploads_are_refused_with_the_command_for_a_folder() -> None:
-    app = run_app({"view": "anomaly"})
+    app = run_app({"view": "anomaly", "model": "mnist-z8"})
     app.radio(key="anomaly_source").set_value("upload").run()
     blank = png_file(Image.new("L", (28, 28)))
     app.file_uploader(key="anomaly_upload").set_value([(f"{i}.png", blank, "image/png") for i in range(101)]).run()
@@ -342,22 +342,21 @@ def test_uploads_are_decoded_and_scored_once_not_on_every_rerun(monkeypatch: pyt
     # from the cache, however many clicks follow.
     import streamlit as st
 
-    import explorer.anomaly
-    import training.images
+    from ui.views import anomaly
 
     decoded, scored = [], []
-    original, original_score = training.images.model_input, explorer.anomaly.score_images
+    original, original_score = anomaly.model_input, anomaly.score_images
 
-    def counting(image, channels, size, mnist):
+    def counting(image, channels, size, digits):
         decoded.append(image.size)
-        return original(image, channels, size, mnist)
+        return original(image, channels, size, digits)
 
     def counting_scores(model, x):
         scored.append(len(x))
         return original_score(model, x)
 
-    monkeypatch.setattr(training.images, "model_input", counting)
-    monkeypatch.setattr(explorer.anomaly, "score_images", counting_scores)
+    monkeypatch.setattr(anomaly, "model_input", counting)
+    monkeypatch.setattr(anomaly, "score_images", counting_scores)
     st.cache_data.clear()
     app = run_app({"view": "anomaly"})
     app.radio(key="anomaly_source").set_value("upload").run()
@@ -570,11 +569,11 @@ def test_public_mode_hides_the_path_field_and_takes_models_by_listed_name_only(m
     monkeypatch.setenv("LATENT_EXPLORER_PUBLIC", "1")
     app = run_app()
     assert not [t for t in app.sidebar.text_input if "folder" in t.label]
-    assert app.sidebar.selectbox(key="model_choice").value == "mnist-z8"
+    assert app.sidebar.selectbox(key="model_choice").value == "mnist-z8-sharp"
     # a link naming a path, or a model that is not listed, shows the default and no path
     for wanted in ("/root", "../checkpoints/mnist-z8", "not-here"):
         app = run_app({"model": wanted})
-        assert app.sidebar.selectbox(key="model_choice").value == "mnist-z8"
+        assert app.sidebar.selectbox(key="model_choice").value == "mnist-z8-sharp"
         assert any("names a model that is not here" in w.value for w in app.warning)
     # an operator's folder joins the list by its name, and the URL may choose it by that name
     listed = tmp_path / "class-model"
@@ -637,4 +636,4 @@ def test_the_launcher_imports_what_app_py_imports_before_the_server_answers() ->
 
     source = "from __future__ import annotations\nimport os, numpy as np\nfrom . import near\nfrom training import x"
     assert serve.imported_modules(source) == ["os", "numpy", "training"]
-    assert {"training", "streamlit", "plotly.graph_objects"} <= set(serve.imported_modules(Path(APP).read_text()))
+    assert {"training", "streamlit", "plotly.graph_objects"} <= set(serve.page_modules())

@@ -454,3 +454,18 @@ def test_compare_draws_both_decoders_live_while_dragging(page: object, server: s
     # and they differ: two decoders, one z
     hashes = [page.evaluate(CANVAS_HASH_JS.replace("canvas.lx-image", s)) for s in (primary, compared)]
     assert hashes[0] != hashes[1]
+
+
+@pytest.mark.parametrize(("query", "view"), [("?view=anomaly", "Anomaly"), ("?model=fashion-z8", "Interpolate")])
+def test_the_view_control_shows_the_view_drawn_however_the_page_was_opened(
+    browser: object, server: str, query: str, view: str
+) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    page = context.new_page()
+    page.goto(server + "/" + query)
+    page.wait_for_function(LIVE_READY_JS, timeout=60_000)
+    page.locator(".st-key-atlas_map .js-plotly-plot").wait_for(timeout=60_000)  # the rerun that sends the map is done
+    page.wait_for_function(SCRIPT_IDLE_JS, timeout=30_000)
+    control = page.locator("[data-testid=stButtonGroup]").filter(has_text="Interpolate")
+    assert control.locator("button[aria-checked=true]").all_inner_texts() == [view]
+    context.close()

@@ -18,7 +18,7 @@ from explorer.atlas import Atlas, AtlasError, describe_point, display_name, load
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, inactive_dimensions, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
 from explorer.models import list_checkpoints
-from explorer.params import format_latent, parse_latent, parse_page_state
+from explorer.params import format_latent, parse_latent, parse_link
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
 from training.checkpoint import save_model
 from training.model import ConvVAE, ModelConfig
@@ -241,10 +241,10 @@ def test_latent_from_url_is_validated_and_clamped(text: str, ok: bool, warns: bo
 
 
 def test_page_state_refuses_unknown_models_and_paths() -> None:
-    state = parse_page_state({"model": "../../etc/passwd", "view": "<script>"}, ["mnist-z8"], "mnist-z8")
+    state = parse_link({"model": "../../etc/passwd", "view": "<script>"}, ["mnist-z8"], "mnist-z8")
     assert state.model == "mnist-z8" and state.view == "interpolate"
     assert len(state.warnings) == 2
-    state = parse_page_state({"model": "mnist-z8", "view": "traverse"}, ["mnist-z8"], "mnist-z8")
+    state = parse_link({"model": "mnist-z8", "view": "traverse"}, ["mnist-z8"], "mnist-z8")
     assert (state.model, state.view, state.warnings) == ("mnist-z8", "traverse", [])
 
 

@@ -1,5 +1,6 @@
 """frontend/'s pure functions against their Python twins, in headless chromium: the sliders'
-grid (latent.js snapLatent, explorer.latent.snap_latent), the bundle's reader (bundle.js against
+grid (latent.js snapLatent, explorer.latent.snap_latent), the concept slider's arithmetic (latent.js,
+explorer.concept), the bundle's reader (bundle.js against
 explorer.live.browser_bundle, with the constants Python writes) and the star's placement."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from explorer.atlas import Atlas, place_on_map
+from explorer.concept import Concept
 from explorer.latent import snap_latent
 from explorer.live import FRONTEND_FILES, browser_bundle, frontend_script, thumbnails_bundle
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS
@@ -50,6 +52,26 @@ def test_the_browser_snaps_a_latent_exactly_as_python_does(page) -> None:
         page, "return snapLatent(arg[0], arg[1], arg[2]);", [values.tolist(), low.tolist(), high.tolist()]
     )
     assert browser == snap_latent(values, low, high).tolist()  # bit for bit, halves to even included
+
+
+def test_the_browser_moves_along_a_concept_as_python_does(page) -> None:
+    rng = np.random.default_rng(1)
+    means = rng.normal(size=(50, 8)).astype(np.float32)
+    concept = Concept("a → b", means[:10].mean(axis=0), means[10:20].mean(axis=0))
+    low, high = np.full(8, -1.5), np.full(8, 1.5)
+    z = rng.uniform(-1, 1, 8)
+    origin, u = concept.to_json()["origin"], concept.to_json()["u"]
+    browser = run_script(
+        page,
+        "const [z, means, origin, u, low, high] = arg;"
+        "return {t: conceptPosition(z, origin, u), moved: conceptMove(z, 0.7, origin, u, low, high),"
+        " projections: Array.from(conceptProjections(Float32Array.from(means.flat()), 50, 8, origin, u))};",
+        [z.tolist(), means.tolist(), origin, u, low.tolist(), high.tolist()],
+    )
+    assert browser["t"] == pytest.approx(concept.position(z), abs=1e-9)
+    assert browser["moved"] == pytest.approx(np.clip(concept.move(z, 0.7), low, high).tolist(), abs=1e-9)
+    assert browser["projections"] == pytest.approx(concept.projections(means).tolist(), rel=1e-5, abs=1e-6)
+    assert concept.position(np.clip(concept.move(z, 0.7), -9, 9)) == pytest.approx(0.7)  # unclamped, t lands
 
 
 def test_the_browser_reads_pythons_bundle(page) -> None:

@@ -64,9 +64,9 @@ def test_uploads_are_checked_before_decoding() -> None:
 
 
 def test_model_input_for_digit_and_rgb_models() -> None:
-    x = model_input(a_one_on_paper(), channels=1, size=28, mnist=True)
+    x = model_input(a_one_on_paper(), channels=1, size=28, digits=True)
     assert x.shape == (1, 28, 28)
-    rgb = model_input(Image.new("RGB", (90, 60), (255, 0, 0)), channels=3, size=16, mnist=False)
+    rgb = model_input(Image.new("RGB", (90, 60), (255, 0, 0)), channels=3, size=16, digits=False)
     assert rgb.shape == (3, 16, 16) and rgb[0].min() == 1.0 and rgb[1].max() == 0.0
 
 
@@ -87,7 +87,7 @@ def test_a_scored_image_ranks_against_the_atlas() -> None:
 
     torch.manual_seed(0)
     model = ConvVAE(ModelConfig(conv_channels=(4, 8, 8), hidden_dim=16)).eval()
-    x = model_input(a_one_on_paper(), channels=1, size=28, mnist=True)
+    x = model_input(a_one_on_paper(), channels=1, size=28, digits=True)
     scored = score_image(model, x)
     assert scored.mu.shape == (8,) and scored.reconstruction.shape == (28, 28, 1)
     assert scored.neg_elbo > 0 and np.isfinite(scored.score)

@@ -97,14 +97,14 @@ def test_score_ranks_oddities_first_writes_csv_and_sheet_and_agrees_with_the_pag
     picture = np.asarray(Image.open(sheet).convert("L"))
     assert picture.shape == (8 + 84 + 34 + 8, 8 + 3 * (2 * 84 + 8))
     model = training.load_model(BUNDLED)
-    seen = model_input(open_image(odd["noise"], "noise", "L"), 1, 28, mnist=True)[0]
+    seen = model_input(open_image(odd["noise"], "noise", "L"), 1, 28, digits=True)[0]
     expected = np.kron((seen * 255).round(), np.ones((3, 3)))
     assert np.abs(picture[8 : 8 + 84, 8 : 8 + 84].astype(float) - expected).max() <= 1
 
     # the page's anomaly view gives the same score and percentile for the same file
     atlas = load_atlas(str(BUNDLED), model.config.latent_dim)
     for path in (odd["noise"], digits[0]):
-        page = score_image(model, model_input(open_image(path, path.name, "L"), 1, 28, mnist=True))
+        page = score_image(model, model_input(open_image(path, path.name, "L"), 1, 28, digits=True))
         assert page.score == pytest.approx(by_name[path.name]["score_nats"], abs=0.05)
         assert percentile_among_test_set(atlas, page.score) == pytest.approx(
             by_name[path.name]["test_set_below_percent"], abs=0.05
@@ -210,7 +210,7 @@ def test_an_rgb_model_scores_photographs_as_it_was_trained_and_shows_them_in_col
     assert sheet.shape == (8 + 128 + 34 + 8, 8 + 2 * 128 + 8, 3)  # 64-px images shown at 128
     # the input tile: the centred 100 × 100 square resized to 64, as --dataset folder made the
     # training images, upscaled twice; in colour, channels in order
-    seen = model_input(open_image(ranked[0].path, "patch", "RGB"), 3, 64, mnist=False)
+    seen = model_input(open_image(ranked[0].path, "patch", "RGB"), 3, 64, digits=False)
     expected = np.kron((seen.transpose(1, 2, 0) * 255).round(), np.ones((2, 2, 1)))
     assert np.abs(sheet[8 : 8 + 128, 8 : 8 + 128].astype(float) - expected).max() <= 1
 

@@ -36,7 +36,7 @@ IMAGES = "package/img/google/64/"  # the 64 × 64 PNGs inside the tarball
 INDEX = "package/emoji.json"
 LEFT_OUT = ("Component",)  # the five skin-tone swatches: colours, not emoji
 BACKGROUND = (255, 255, 255)  # emoji are drawn on white, as on a page
-MAX_MEMBER_BYTES = 50_000_000  # emoji.json is ~1.6 MB and each PNG a few KB: larger is not this package
+MAX_MEMBER_BYTES = 50_000_000  # far above emoji.json and any PNG of the package: larger is not this package
 
 
 def fetch_package(cache: str | os.PathLike) -> Path:

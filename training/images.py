@@ -268,10 +268,11 @@ def uses_digit_recipe(model: ConvVAE) -> bool:
     return config.channels == 1 and config.image_size == 28 and dataset in DIGIT_DATASETS
 
 
-def model_input(image: Image.Image, channels: int, size: int, mnist: bool) -> np.ndarray | None:
-    """A decoded image -> the model's input (C, size, size) float32 in [0, 1]: MNIST's recipe
-    for gray 28 × 28 digit models, else the centred square resized. None: no ink found."""
-    if mnist and channels == 1 and size == 28:
+def model_input(image: Image.Image, channels: int, size: int, digits: bool) -> np.ndarray | None:
+    """A decoded image -> the model's input (C, size, size) float32 in [0, 1]: for DIGITS (a gray
+    28 × 28 digit model, uses_digit_recipe) MNIST's recipe, else the centred square resized.
+    None: no ink found."""
+    if digits and channels == 1 and size == 28:
         digit = mnist_like(np.asarray(image.convert("L"), np.float32) / 255.0)
         return None if digit is None else digit[None]
     pixels = np.asarray(square_resize(image, size), np.float32) / 255.0

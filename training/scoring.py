@@ -35,7 +35,7 @@ from training.model import ConvVAE
 
 CHUNK = 500  # files decoded and scored at a time: memory stays flat however many there are
 TILE = 96  # about the side, in pixels, of an image on the contact sheet (a whole multiple, nearest-neighbour)
-MAX_SHEET = 200  # images on one contact sheet (4 across: 50 rows, about 6,700 px tall for 28-px images)
+MAX_SHEET = 200  # images on one contact sheet (4 across: 50 rows)
 ATLAS_KEYS = {"complexity": "anomaly", "elbo": "neg_elbo"}  # where the atlas keeps each method's test scores
 
 

@@ -132,8 +132,7 @@ class TrainConfig:
 
 
 # seed: the original project's recipe, 784·MSE + KL, Adam lr 5e-4, batch 32, 2000 iterations.
-# fast: the bundled model's quality (test MSE ≤ 0.012, kNN-5 ≥ 0.96) in the fewest steps
-# (docs/benchmarks.md).
+# fast: the bundled model's quality in the fewest steps (docs/benchmarks.md).
 RECIPES = {
     "seed": dict(
         loss="mse",

@@ -1,0 +1,4 @@
+"""The Streamlit page, a module per concern (app.py is its outline): resources.py (what is
+cached), session.py (the session's state and the model it shows), serving.py (public mode),
+controls.py (the latent's controls and decoded images), atlas_map.py (the map with its concept
+and neighbour panels), views/ (a module per view below the map, each with render(context))."""

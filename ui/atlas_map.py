@@ -1,0 +1,194 @@
+"""The map: the encoded test images laid out by UMAP, with the concept direction chosen under
+it and the training images nearest z."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import streamlit as st
+
+import training
+from explorer.atlas import Atlas, nearest_training, place_on_map
+from explorer.concept import SELECTED, Concept, concept_from_groups, group_choices, group_rows
+from explorer.figures import MAP_HEIGHT, selected_rows
+from explorer.models import class_names
+from explorer.render import png_bytes, to_uint8, upscale
+from ui.controls import load_atlas_row
+from ui.page_state import state
+from ui.resources import atlas_or_none, get_training_images, map_figure
+from ui.serving import shell_path, without_server_paths
+
+
+def atlas_map(folder: str, model: training.ConvVAE, atlas: Atlas | None, path: np.ndarray | None, live: bool) -> None:
+    """The map with the star at z (and the interpolation's PATH (P, D) when given), its caption,
+    and under it the concept direction and the nearest training images."""
+    if atlas is None:
+        st.info(
+            "This checkpoint has no atlas yet. Build one with "
+            f"`python -m training atlas {shell_path(folder)}` to see the encoded test set here."
+        )
+        return
+    names = tuple(class_names(model))
+    if live and not state.first_image_shown:
+        # Plotly's script holds the browser's main thread a while: the map comes on the rerun
+        # the controls ask for once their first image is drawn (on_live_shown).
+        with st.container(height=MAP_HEIGHT, border=False, key="atlas_map_pending"):
+            st.caption("Drawing the map…")
+    else:
+        # Live, the browser draws the star over the map as z moves (and the chart, unchanged,
+        # is not re-sent); the server's sliders need it in the figure.
+        marker = None if live else tuple(place_on_map(atlas, state.latent))
+        path_xy = None if path is None else np.array([place_on_map(atlas, p) for p in path]).tobytes()
+        st.plotly_chart(
+            map_figure(atlas, folder, names, marker, path_xy),
+            key="atlas_map",
+            on_select=lambda: on_map_select(atlas),
+            selection_mode=("points", "box", "lasso"),
+            width="stretch",
+            theme=None,
+        )  # the figure's own colours: Streamlit's dark theme greys its legend out
+    st.caption(
+        f"{len(atlas):,} encoded test images, laid out by UMAP. Point at the map to decode "
+        "where you point, click to keep it; the star is the current z, placed among its nearest neighbours."
+        if live
+        else f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
+        "latent; the star is the current z, placed among its nearest neighbours."
+    )
+    concept_controls(atlas, list(names), live)
+    nearest_training_view(folder, model, atlas, state.latent)
+
+
+def on_map_select(atlas: Atlas) -> None:
+    """A click loads the point's latent; a box or lasso selection is kept as a group for a
+    concept direction."""
+    selection = state.atlas_map.selection
+    rows = selected_rows(atlas, selection.points)
+    if selection.get("box") or selection.get("lasso"):
+        state.map_selection = rows
+    elif rows:
+        state.test_index = int(atlas.index[rows[0]])
+        load_atlas_row(atlas, rows[0])
+
+
+# --------------------------------------------------------------------------- concept directions
+
+
+def concept_controls(atlas: Atlas, names: list[str], live: bool) -> None:
+    """Two groups, From and To, give a concept direction (explorer/concept.py): a class each,
+    or the points selected on the map. Live, its slider is under the 2-D pad."""
+    choices = group_choices(names)
+    with st.container(horizontal=True, vertical_alignment="bottom", gap="small", key="concept_row"):
+        for end, label in (("concept_from", "Concept direction from"), ("concept_to", "to")):
+            st.selectbox(
+                label,
+                choices,
+                index=None,
+                key=end,
+                placeholder="a class, or selected points",
+                on_change=on_concept_groups,
+                args=(atlas, names),
+                width=220,
+                help=f"Select points with the map's box or lasso tool, then choose '{SELECTED}' to make them a group.",
+            )
+        if state.concept is not None:
+            st.button("Clear", on_click=on_concept_clear, key="concept_clear")
+    concept = state.concept
+    if concept is None:
+        return
+    if live:
+        st.caption(
+            f"Concept {concept.name}: its slider t is under the 2-D pad (0 at the first group's mean, 1 at the "
+            "second's), with every test image's t drawn beneath it."
+        )
+        return
+    t = concept.projections(atlas.means)
+    low, high = float(min(t.min(), 0.0)), float(max(t.max(), 1.0))
+    state.concept_t = float(np.clip(concept.position(state.latent), low, high))
+    st.slider(
+        f"Concept {concept.name} (t: 0 at the first group's mean, 1 at the second's)",
+        low,
+        high,
+        key="concept_t",
+        step=(high - low) / 200,
+        on_change=on_concept_slider,
+        args=(concept,),
+    )
+
+
+def on_concept_groups(atlas: Atlas, names: list[str]) -> None:
+    """A concept group was chosen: the direction between the two, once both are chosen."""
+    choices = state.get("concept_from"), state.get("concept_to")
+    state.concept = None
+    if None in choices:
+        return
+    if SELECTED in choices and not state.map_selection:
+        state.warnings.append(
+            "No points are selected on the map: pick the box or lasso tool above the map, select, then choose again."
+        )
+        return
+    a_rows, b_rows = (group_rows(atlas, choice, names, state.map_selection) for choice in choices)
+    try:
+        state.concept = concept_from_groups(atlas, a_rows, b_rows, f"{choices[0]} → {choices[1]}")
+    except ValueError as error:
+        state.warnings.append(f"No concept direction: {error}.")
+
+
+def on_concept_clear() -> None:
+    state.concept = None
+    state.concept_from = None
+    state.concept_to = None
+
+
+def on_concept_slider(concept: Concept) -> None:
+    """The server-side concept slider moved: z along the concept's direction."""
+    state.set_latent(concept.move(state.latent, state.concept_t))
+
+
+# --------------------------------------------------------------------------- nearest training images
+
+
+def nearest_training_view(folder: str, model: training.ConvVAE, atlas: Atlas, z: np.ndarray) -> None:
+    """The 8 training images whose encoder means are nearest z: does a sample copy or compose?"""
+    if atlas.train_means is None:
+        return
+    if not st.toggle(
+        "Nearest training images",
+        key="show_neighbours",
+        help="The training images whose encoded means are nearest the current z, with their latent distances: "
+        "one very near means z decodes close to a copy of it.",
+    ):
+        return
+    rows, distances = nearest_training(atlas, z)
+    try:
+        source = get_training_images(folder, model, os.environ.get("LATENT_EXPLORER_DATA"))
+        images = to_uint8(source.images(rows))  # (k, H, W, C)
+    except training.DataError as error:
+        st.info(
+            without_server_paths(
+                f"The training images are not on this machine ({error}) Their rows in the training split and "
+                f"latent distances: {', '.join(f'#{r} ({d:.2f})' for r, d in zip(rows, distances))}."
+            )
+        )
+        return
+    with st.container(horizontal=True, gap="small", key="neighbours"):
+        for row, distance, image in zip(rows, distances, images):
+            st.image(
+                png_bytes(upscale(image, max(1, 84 // image.shape[0]))),
+                caption=f"#{row} · d {distance:.2f}",
+                width=84,
+                output_format="PNG",
+            )
+    st.caption(
+        "Training images (rows of the training split) nearest the current z in latent space, nearest first, "
+        "with their distances; the typical distance between neighbouring test images is "
+        f"{typical_spacing(folder, model.config.latent_dim):.2f}."
+    )
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def typical_spacing(folder: str, latent_dim: int) -> float:
+    """The median latent distance from a test image's mean to its nearest training mean."""
+    atlas = atlas_or_none(folder, latent_dim)
+    sample = atlas.means[:: max(1, len(atlas) // 500)]
+    return float(np.median([nearest_training(atlas, z, 1)[1][0] for z in sample]))

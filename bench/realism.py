@@ -109,12 +109,14 @@ def critic_accuracy(
 
 @torch.inference_mode()
 def decode(model: training.ConvVAE, z: Tensor, y: Tensor | None) -> Tensor:
-    """MODEL's images (N, C, H, W) of latents Z (N, D) and, for a conditional model, classes Y."""
+    """MODEL's images (N, C, H, W) of latents Z (N, D) and, for a conditional model, classes Y,
+    as 8-bit images, the form the page shows them in and the real images have: unrounded, a
+    sigmoid's background of 0.0003 instead of 0 would tell them apart without a look at a shape."""
     parts = []
     for start in range(0, len(z), DECODE_BATCH):
         labels = None if y is None else y[start : start + DECODE_BATCH]
         parts.append(model.decode(z[start : start + DECODE_BATCH], labels))
-    return torch.cat(parts)
+    return torch.cat(parts).mul(255).round().div(255)
 
 
 @dataclass(frozen=True)

@@ -229,12 +229,12 @@ def in_process_run(parent: tuple, tmp_path: Path, **recipe: object) -> Sharpenin
 def test_the_discriminator_judges_real_and_decoded_images_through_the_same_augmentation(
     parent: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = in_process_run(parent, tmp_path)
+    run = in_process_run(parent, tmp_path, augment_target=0.0)  # DiffAugment's: every image augmented
     augmented: list[tuple[torch.Tensor, torch.Tensor]] = []  # (input, output) of each augmentation
 
-    def augment_spy(x: torch.Tensor, policy: tuple[str, ...], generator: torch.Generator) -> torch.Tensor:
-        assert policy == ("color", "translation", "cutout")
-        out = diff_augment(x, policy, generator)
+    def augment_spy(x: torch.Tensor, policy: tuple[str, ...], generator: torch.Generator, p: float) -> torch.Tensor:
+        assert policy == ("color", "translation", "cutout") and p == 1.0
+        out = diff_augment(x, policy, generator, p)
         augmented.append((x, out))
         return out
 

@@ -1,9 +1,11 @@
 """Differentiable augmentation for a discriminator trained on few images (DiffAugment, Zhao et
-al. 2020): the same random colour, translation and cutout are drawn for real and decoded
-images alike, and the discriminator only ever sees augmented images, so it cannot learn the
-training set by heart and keeps teaching; the decoder's gradient flows through the augmentation.
+al. 2020): random colour, translation and cutout, drawn alike for real and decoded images, so
+the discriminator cannot learn the training set by heart and keeps teaching; the decoder's
+gradient flows through the augmentation. Each image is augmented with probability P (each
+augmentation drawn apart), which the sharpening loop adapts to how much the discriminator
+overfits, as StyleGAN2-ADA does (Karras et al. 2020): P = 1 is DiffAugment's always.
 
-    x_aug = diff_augment(x, ("color", "translation", "cutout"), generator)   # (N, C, H, W) -> same
+    x_aug = diff_augment(x, ("color", "translation", "cutout"), generator, p)   # (N, C, H, W) -> same
 
 Every draw comes from GENERATOR (on the CPU), so a resumed run augments as the uninterrupted
 one would.
@@ -66,8 +68,12 @@ def cutout(x: Tensor, generator: torch.Generator) -> Tensor:
 AUGMENTATIONS = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def diff_augment(x: Tensor, policy: tuple[str, ...], generator: torch.Generator) -> Tensor:
-    """X (N, C, H, W) through the augmentations named in POLICY, in that order."""
+def diff_augment(x: Tensor, policy: tuple[str, ...], generator: torch.Generator, p: float = 1.0) -> Tensor:
+    """X (N, C, H, W) through the augmentations named in POLICY, in that order, each applied to
+    an image with probability P (the draws are made whatever P is, so that the generator's
+    sequence does not depend on it)."""
     for name in policy:
-        x = AUGMENTATIONS[name](x, generator)
+        augmented = AUGMENTATIONS[name](x, generator)
+        chosen = _uniform(len(x), generator, x) < p
+        x = torch.where(chosen, augmented, x)
     return x

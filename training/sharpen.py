@@ -14,7 +14,8 @@ encoder's μ and σ are computed once; s is noise_scale) and as many drawn laten
 draws from the parent's fitted mixture, half points on the segments between two such draws
 (the box the sliders span between the modes). The losses are sharpening_losses' (below): a
 reconstruction, an adversarial term on decodes of z and z' through differentiable augmentation
-(training/augment.py) against a two-scale patch discriminator (training/discriminator.py) with
+(training/augment.py), as often as the discriminator overfits, against a discriminator of
+patches and of the whole image (training/discriminator.py) with
 an R1 penalty; the first adversarial_start steps distil the parent instead. The checkpoint's
 decoder is an exponential moving average of the trained one's weights.
 
@@ -30,6 +31,7 @@ import math
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -86,6 +88,10 @@ SPREAD_FLOOR = 0.5
 WINNING_LOSS = 0.05
 WINNING_EVALS = 3
 DIVERSITY_SAMPLES = 1000
+# the adaptive augmentation (adapt_augmentation): p is adjusted every ADA_INTERVAL steps, by as
+# much as would take it from 0 to 1 over ADA_IMAGES real images
+ADA_INTERVAL = 4
+ADA_IMAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ class SharpenConfig:
     steps: int = 4000
     batch_size: int = 64
     lr: float = 2e-4  # the decoder's, once the adversarial term is on
-    distill_lr: float = 1e-3  # the decoder's while it distils the parent's
+    distill_lr: float = 1e-3  # the decoder's as it starts distilling the parent's, decaying to 0
     disc_lr: float = 2e-4
     # weight of the discriminator-feature reconstruction term beside the pixel BCE
     feature_weight: float = 1.0
@@ -109,8 +115,12 @@ class SharpenConfig:
     # "residual": a new, larger decoder (DECODER_CHANNELS wide, () for residual_widths'); "mirror": the parent's
     decoder: str = "residual"
     decoder_channels: tuple[int, ...] = ()
-    augment: tuple[str, ...] = POLICIES  # DiffAugment's, on every image the discriminator sees
-    r1_gamma: float = 1.0  # the R1 penalty's γ: γ/2 · E‖∇D(x)‖² on real images
+    augment: tuple[str, ...] = POLICIES  # DiffAugment's, on the images the discriminator sees
+    # StyleGAN2-ADA's target for E[sign D(real)]: the share of images augmented rises while
+    # the discriminator is surer of the real images than this, falls while it is less sure;
+    # 0: every image augmented, always (DiffAugment's way)
+    augment_target: float = 0.6
+    r1_gamma: float = 0.01  # the R1 penalty's γ: γ/2 · E‖∇D(x)‖² on real images
     r1_every: int = 4  # steps between R1 penalties, each weighted by this (lazy regularisation)
     ema: float = 0.999  # the checkpoint's decoder: this moving average of the trained one's weights
     seed: int = 0
@@ -134,6 +144,8 @@ class SharpenConfig:
                 raise ValueError(f"{name} must be 0 or a positive number, got {value}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if not 0 <= self.augment_target < 1:
+            raise ValueError(f"augment_target must be in [0, 1), got {self.augment_target}")
         if self.adversarial_start < 0:
             raise ValueError(f"adversarial_start must be 0 or positive, got {self.adversarial_start}")
         if self.decoder not in DECODERS:
@@ -193,6 +205,15 @@ def drawn_latents(sampler: MixtureSampler, n: int, generator: torch.Generator) -
 
 
 @dataclass
+class Augmentation:
+    """The adaptive augmentation's state: the share of images augmented, and the signs of the
+    discriminator's verdicts on real images since it last moved."""
+
+    p: float = 0.0
+    signs: LossWindow = field(default_factory=LossWindow)
+
+
+@dataclass
 class CollapseWatch:
     """What the collapse checks compare with (check_collapse)."""
 
@@ -235,6 +256,7 @@ class Sharpening:
     clock: Clock = field(default_factory=Clock)  # seconds of training, a resumed run's before it too
     d_losses: LossWindow = field(default_factory=LossWindow)
     g_losses: LossWindow = field(default_factory=LossWindow)
+    augmentation: Augmentation = field(default_factory=Augmentation)
 
     @property
     def adversarial(self) -> bool:
@@ -369,6 +391,7 @@ def set_up(
         test_split=test_split,
         data=data,
         watch=collapse_watch(teacher, sampler, data),
+        augmentation=Augmentation(p=augmentation_start(config)),
         run_config=sharpened_run_config(teacher, model, parent, out, config),
     )
     if resume:
@@ -422,6 +445,8 @@ def _resume_into(run: Sharpening) -> None:
     run.step, run.clock, run.history = saved.step, saved.clock, saved.history
     run.watch.winning_evals = int(saved.meta.get("winning_evals", 0))
     run.watch.baseline = saved.meta.get("baseline")
+    run.augmentation.p = float(saved.meta.get("augment_p", 0.0))
+    run.augmentation.signs.total, run.augmentation.signs.steps = saved.meta.get("augment_signs", [0.0, 0])
 
 
 def save(run: Sharpening) -> None:
@@ -440,6 +465,8 @@ def save(run: Sharpening) -> None:
         "elapsed_s": run.clock.elapsed(),
         "winning_evals": run.watch.winning_evals,
         "baseline": run.watch.baseline,
+        "augment_p": run.augmentation.p,  # JSON keeps a float exactly: the resumed run adapts on from it
+        "augment_signs": [run.augmentation.signs.total, run.augmentation.signs.steps],
     }
     save_state(run.out, run.average, run.run_config, tensors, meta)
 
@@ -515,13 +542,14 @@ def sharpen_step(run: Sharpening, rows: Tensor) -> tuple[float, float]:
     g_loss, fakes = decoder_loss(run, batch, augment)
     run.g_optimizer.zero_grad()
     g_loss.backward()
-    run.g_optimizer.lr = run.config.lr if run.adversarial else run.config.distill_lr
+    run.g_optimizer.lr = decoder_rate(run.config, run.step)
     run.g_optimizer.step()
     update_average(run)
     if not run.adversarial:
         return float(g_loss.detach()), 0.0
     run.disc.requires_grad_(True)
-    d_loss = discriminator_loss(run.disc, batch, fakes, augment)
+    d_loss, real_sign = discriminator_loss(run.disc, batch, fakes, augment)
+    adapt_augmentation(run, real_sign)
     if run.config.r1_gamma > 0 and run.step % run.config.r1_every == 0:
         # lazy regularisation (Karras et al. 2020): every r1_every steps, weighted by as many
         d_loss = d_loss + run.config.r1_every * run.config.r1_gamma / 2 * r1_penalty(
@@ -533,9 +561,39 @@ def sharpen_step(run: Sharpening, rows: Tensor) -> tuple[float, float]:
     return float(g_loss.detach()), float(d_loss.detach())
 
 
-def augmenter(run: Sharpening):
-    """The step's augmentation, a function of the images: DiffAugment with the run's generator."""
-    return lambda images: diff_augment(images, run.config.augment, run.generator)
+def decoder_rate(config: SharpenConfig, step: int) -> float:
+    """The decoder's learning rate at STEP: distill_lr decaying to 0 along a half cosine over
+    the distillation, then lr; a pure function of the step, so resuming needs no state."""
+    if step >= config.adversarial_start:
+        return config.lr
+    return 0.5 * config.distill_lr * (1 + math.cos(math.pi * step / config.adversarial_start))
+
+
+def augmenter(run: Sharpening) -> Callable[[Tensor], Tensor]:
+    """The step's augmentation, a function of the images: DiffAugment with the run's generator,
+    each image augmented with probability run.augmentation.p."""
+    return lambda images: diff_augment(images, run.config.augment, run.generator, run.augmentation.p)
+
+
+def augmentation_start(config: SharpenConfig) -> float:
+    """The share of images augmented at the first step: none for the adaptive rule, which
+    raises it as the discriminator needs; all for DiffAugment's (augment_target 0)."""
+    return 1.0 if config.augment and not config.augment_target else 0.0
+
+
+def adapt_augmentation(run: Sharpening, real_sign: float) -> None:
+    """StyleGAN2-ADA's rule: every ADA_INTERVAL steps, p moves by the images seen since over
+    ADA_IMAGES, up while the mean sign of the discriminator's verdicts on real images (REAL_SIGN
+    this step) is above augment_target (it is learning them by heart), down while below."""
+    ada = run.augmentation
+    if not (run.config.augment and run.config.augment_target):
+        return  # a fixed p (augmentation_start)
+    ada.signs.add([real_sign])
+    if ada.signs.steps < ADA_INTERVAL:
+        return
+    direction = math.copysign(1.0, ada.signs.mean - run.config.augment_target)
+    ada.p = min(max(ada.p + direction * ada.signs.steps * run.config.batch_size / ADA_IMAGES, 0.0), 1.0)
+    ada.signs = LossWindow()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,14 +657,18 @@ def decoder_loss(run: Sharpening, batch: Batch, augment) -> tuple[Tensor, tuple[
     return rec + weight * adv, fakes
 
 
-def discriminator_loss(disc: Discriminator, batch: Batch, fakes: tuple[Tensor, Tensor], augment) -> Tensor:
+def discriminator_loss(
+    disc: Discriminator, batch: Batch, fakes: tuple[Tensor, Tensor], augment: Callable[[Tensor], Tensor]
+) -> tuple[Tensor, float]:
     """Hinge loss, real images against both kinds of decodes, all through the same augmentation:
-    relu(1 − D(aug(x))) + ½ relu(1 + D(aug(dec(z)))) + ½ relu(1 + D(aug(dec(z'))))."""
+    relu(1 − D(aug(x))) + ½ relu(1 + D(aug(dec(z)))) + ½ relu(1 + D(aug(dec(z')))); and the
+    mean sign of its verdicts on the real images, for adapt_augmentation."""
     fake, drawn = fakes
     real_logits, _ = disc(augment(batch.x), batch.y)
     fake_logits, _ = disc(augment(fake), batch.y)
     drawn_logits, _ = disc(augment(drawn), batch.y_drawn)
-    return F.relu(1 - real_logits).mean() + 0.5 * (F.relu(1 + fake_logits).mean() + F.relu(1 + drawn_logits).mean())
+    loss = F.relu(1 - real_logits).mean() + 0.5 * (F.relu(1 + fake_logits).mean() + F.relu(1 + drawn_logits).mean())
+    return loss, float(real_logits.detach().mean(dim=1).sign().mean())
 
 
 def adaptive_weight(rec: Tensor, adv: Tensor, last_weight: Tensor) -> Tensor:
@@ -722,6 +784,7 @@ def evaluate_and_save(run: Sharpening) -> dict:
         "decoder_loss": run.g_losses.mean,
         "disc_train_loss": run.d_losses.mean,
         "train_steps": run.g_losses.steps,
+        "augment_p": run.augmentation.p,
         **figures,
     }
     record_history(run.out, run.history, row)

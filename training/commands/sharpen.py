@@ -79,6 +79,12 @@ def add_network_flags(parser: argparse.ArgumentParser) -> None:
         type=policy,
         help=f"DiffAugment's policy for the discriminator's images, of {','.join(POLICIES)} (default all), or none",
     )
+    parser.add_argument(
+        "--augment-target",
+        type=float,
+        help="adaptive augmentation's target for the discriminator's mean sign on real images (default 0.6); "
+        "0: augment every image",
+    )
     parser.add_argument("--r1-gamma", type=float, help="the R1 penalty's gamma on real images (0: none)")
     parser.add_argument("--r1-every", type=int, help="steps between R1 penalties (lazy regularisation)")
     parser.add_argument("--ema", type=float, help="decay of the saved decoder's moving average of the weights")

@@ -15,8 +15,9 @@
 - the fallback without WebAssembly: a server slider step until the new image (p50 / p95).
 
     python bench/app_latency.py [--steps 60] [--drags 3] [--clicks 10] [--runs 3]
+    python bench/app_latency.py --decoders   # each bundled decoder: a decode, a slider's frames/s
 
-Writes bench/results/app_latency.json and .md.
+Writes bench/results/app_latency.json and .md (app_latency_decoders with --decoders).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from tests.browser_support import (  # noqa: E402
     FRAME_SAMPLER_START_JS,
     FRAME_SAMPLER_STOP_JS,
     LATENT_VALUES_JS,
+    LIVE_READY_JS,
     NO_WEBASSEMBLY_JS,
     drag,
     free_port,
@@ -265,6 +267,67 @@ def server_slider_measures(browser: object, url: str, steps: int) -> dict:
     return percentiles(slider_ms)
 
 
+def decoder_measures(browser: object, url: str, names: list[str], drags: int) -> dict:
+    """For each checkpoint of NAMES: one decode in the browser (p50 / p95 of 50) and the
+    distinct frames per second dragging a slider, and for one with a sharpened sibling the same
+    drag with Compare on (both decoders run on every input event)."""
+    results = {}
+    for name in names:
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(f"{url}/?model={name}")
+        page.wait_for_function(LIVE_READY_JS, timeout=90_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        time.sleep(1.0)
+        row = {"decode": percentiles(page.evaluate(DECODE_MS_JS, 50))}
+        slider = page.get_by_role("slider", name="z1")
+        row["drag_fps"] = measure_drags(page, slider, drags)
+        compare = page.get_by_text("Compare with the", exact=False)
+        if compare.count():
+            compare.first.click()
+            page.wait_for_function("() => document.querySelectorAll('canvas.lx-image').length === 2", timeout=60_000)
+            time.sleep(1.0)
+            row["compare_drag_fps"] = measure_drags(page, page.get_by_role("slider", name="z1"), drags)
+        results[name] = row
+        page.close()
+    return results
+
+
+def decoders_main(args: argparse.Namespace) -> None:
+    """--decoders: decoder_measures of every bundled checkpoint, into app_latency_decoders."""
+    names = sorted(p.name for p in (ROOT / "checkpoints").iterdir() if (p / "config.json").is_file())
+    port = free_port()
+    server = start_server(port)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            results = decoder_measures(browser, f"http://127.0.0.1:{port}", names, args.drags)
+            version = browser.version
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    machine = f"{platform.machine()}, {cores} cores, headless chromium {version}"
+    lines = [
+        f"Each bundled decoder in the browser, {time.strftime('%Y-%m-%d')}, {machine}",
+        "",
+        "| checkpoint | one decode, p50 / p95 | frames/s dragging a slider | with Compare on (two decoders) |",
+        "|---|---|---|---|",
+    ]
+    for name, row in results.items():
+        compared = f"{np.mean(row['compare_drag_fps']):.0f}" if "compare_drag_fps" in row else ""
+        lines.append(
+            f"| {name} | {row['decode']['p50_ms']:.1f} / {row['decode']['p95_ms']:.1f} ms | "
+            f"{np.mean(row['drag_fps']):.0f} (min {min(row['drag_fps']):.0f}) | {compared} |"
+        )
+    write_report(
+        args.out,
+        "app_latency_decoders",
+        {"date": time.strftime("%Y-%m-%d"), "machine": machine, "decoders": results},
+        lines,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
@@ -272,7 +335,11 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3, help="freshly started servers for the page-open figures")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--decoders", action="store_true", help="only each bundled decoder's speed in the browser")
     args = parser.parse_args()
+    if args.decoders:
+        decoders_main(args)
+        return
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

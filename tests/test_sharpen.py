@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import training
 import training.sharpen as sharpen_module
-from tests.conftest import ENV, ROOT, TINY_FLAGS, run_cli
+from tests.conftest import ENV, ROOT, TINY_FLAGS, run_cli, write_tiny_mnist
 from training.augment import diff_augment
 from training.checkpoint import ENCODER_PREFIXES, PARENT_DECODER, load_likelihood_model
 from training.discriminator import Discriminator, r1_penalty
@@ -229,7 +229,7 @@ def in_process_run(parent: tuple, tmp_path: Path, **recipe: object) -> Sharpenin
 def test_the_discriminator_judges_real_and_decoded_images_through_the_same_augmentation(
     parent: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = in_process_run(parent, tmp_path, augment_target=0.0)  # DiffAugment's: every image augmented
+    run = in_process_run(parent, tmp_path, augment_target=0.0, feature_weight=1.0)  # every image augmented
     augmented: list[tuple[torch.Tensor, torch.Tensor]] = []  # (input, output) of each augmentation
 
     def augment_spy(x: torch.Tensor, policy: tuple[str, ...], generator: torch.Generator, p: float) -> torch.Tensor:
@@ -282,3 +282,22 @@ def test_the_r1_penalty_is_the_gradient_norm_on_real_images(
     assert float(r1_penalty(run.disc, run.data["x_train"][:8], None, lambda images: images).detach()) == pytest.approx(
         float(expected), rel=1e-5
     )
+
+
+def test_a_conditional_model_is_sharpened_against_a_projection_discriminator(tmp_path: Path) -> None:
+    data = write_tiny_mnist(tmp_path / "data")
+    parent = tmp_path / "checkpoints" / "cvae"
+    for command in (
+        ["train", "--out", str(parent), "--epochs", "1", "--batch-size", "32", "--conditional", *TINY_FLAGS],
+        ["sampler", str(parent), "--components", "2"],
+        ["sharpen", str(parent), "--out", str(tmp_path / "checkpoints" / "cvae-sharp"), "--steps", "8", *SHARPEN_FLAGS],
+    ):
+        result = cli(*command, "--data-dir", str(data))
+        assert result.returncode == 0, result.stderr
+    sharp = training.load_model(tmp_path / "checkpoints" / "cvae-sharp")
+    assert sharp.config.num_classes == 10 and sharp.config.decoder == "residual"
+    state = load_file(tmp_path / "checkpoints" / "cvae-sharp" / "state.safetensors")
+    assert state["disc.embed.weight"].shape == (10, 32)  # a class embedding: the projection term
+    # the same z drawn as two classes differs: the decoder takes the class
+    z = torch.zeros(1, 8)
+    assert not torch.equal(sharp.decode(z, torch.tensor([1])), sharp.decode(z, torch.tensor([7])))

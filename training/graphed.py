@@ -7,9 +7,9 @@ as a CUDA graph (PyTorch's "whole network capture"), a step is one replay: one l
 A graph replays fixed kernels on fixed addresses, so whatever changes from step to step lives
 in device memory that the graph reads, and the graph itself advances it:
 
-- the epoch's permutation of the training set and its reparameterization noise, in buffers
-  refilled once per epoch (both pure functions of the seed and the epoch, so a run resumed
-  mid-epoch sees what it would have seen);
+- the epoch's permutation of the training set, its reparameterization noise and, training on
+  handwriting's distortions, each image's draws, in buffers refilled once per epoch (pure
+  functions of the seed and the epoch, so a run resumed mid-epoch sees what it would have seen);
 - the step number, a device counter: it picks the batch out of the permutation and the
   learning rate out of the whole run's schedule, precomputed;
 - each step's loss, written to a per-epoch log that the loop reads once per logging window.
@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from training.adam import Adam
+from training.handwriting import PARAMETERS, Distortion, distort
 from training.model import ConvVAE, LossParts
 
 WARMUP_STEPS = 3  # eager steps before capture: cuDNN picks its kernels, the allocator sizes its pool
@@ -57,9 +58,11 @@ class GraphedSteps:
         bf16: bool,
         loss_fn: Callable[..., LossParts],
         capture: bool | None = None,
+        distortion: Distortion | None = None,
     ) -> None:
         """IMAGES (N, C, H, W) and LABELS (N,) on the training device; LR_SCHEDULE (S,) float32
-        there, one learning rate per step of the run. CAPTURE defaults to "on a CUDA device"."""
+        there, one learning rate per step of the run. CAPTURE defaults to "on a CUDA device".
+        DISTORTION: the handwriting distortions of each batch, their draws given per epoch."""
         device = images.device
         self.model, self.optimizer, self.images, self.labels = model, optimizer, images, labels
         self.batch, self.steps_per_epoch, self.loss, self.beta, self.bf16 = batch, steps_per_epoch, loss, beta, bf16
@@ -73,12 +76,19 @@ class GraphedSteps:
         self.step_number = torch.zeros((), dtype=torch.long, device=device)
         self.epoch_start = torch.zeros((), dtype=torch.long, device=device)
         self.offsets = torch.arange(batch, device=device)  # (B,)
+        self.distortion = distortion
+        self.distortions = torch.zeros(len(images), PARAMETERS, device=device) if distortion else None  # (N, P)
         self.graph: torch.cuda.CUDAGraph | None = None
 
-    def start_epoch(self, permutation: Tensor, seed: int, epoch: int, first_step: int) -> None:
-        """Load the epoch's PERMUTATION (N,), draw its noise and set the step counter to
-        FIRST_STEP, the run's step number to be taken next."""
+    def start_epoch(
+        self, permutation: Tensor, seed: int, epoch: int, first_step: int, distortions: Tensor | None = None
+    ) -> None:
+        """Load the epoch's PERMUTATION (N,) (and DISTORTIONS (N, PARAMETERS), the draws of each
+        image's distortion), draw its noise and set the step counter to FIRST_STEP, the run's
+        step number to be taken next."""
         self.permutation.copy_(permutation)
+        if self.distortions is not None:
+            self.distortions.copy_(distortions)
         generator = torch.Generator(device=self.device).manual_seed(epoch_noise_seed(seed, epoch))
         self.noise.normal_(generator=generator)
         self.step_number.fill_(first_step)
@@ -96,7 +106,10 @@ class GraphedSteps:
         position = self.step_number - self.epoch_start  # () this step's batch within the epoch
         index = position * self.batch + self.offsets  # (B,) into the permutation and the noise
         rows = self.permutation.index_select(0, index)
-        x = self.images.index_select(0, rows).contiguous(memory_format=torch.channels_last)
+        x = self.images.index_select(0, rows)
+        if self.distortion is not None:
+            x = distort(x, self.distortions.index_select(0, rows), self.distortion)
+        x = x.contiguous(memory_format=torch.channels_last)
         y = self.labels.index_select(0, rows)
         eps = self.noise.index_select(0, index)
         lr = self.lr_schedule.index_select(0, self.step_number.view(1)).view(())

@@ -92,6 +92,12 @@ DIVERSITY_SAMPLES = 1000
 # much as would take it from 0 to 1 over ADA_IMAGES real images
 ADA_INTERVAL = 4
 ADA_IMAGES = 100_000
+# the MSE budget (follow_budget): the average's decay per step, the rate the scale follows it
+# at (a ratio 0.05 off the budget moves the scale by e in 200 steps, slower than the weights'
+# average follows the decoder), and the scale's bounds
+BUDGET_AVERAGE = 0.95
+BUDGET_RATE = 0.1
+BUDGET_LIMITS = (0.01, 100.0)
 
 
 @dataclass(frozen=True)
@@ -101,12 +107,17 @@ class SharpenConfig:
     lr: float = 2e-4  # the decoder's, once the adversarial term is on
     distill_lr: float = 1e-3  # the decoder's as it starts distilling the parent's, decaying to 0
     disc_lr: float = 2e-4
-    # weight of the discriminator-feature reconstruction term beside the pixel BCE
-    feature_weight: float = 1.0
+    # weight of a discriminator-feature reconstruction term beside the pixel BCE: it pulls the
+    # reconstructions away from their pixels as the discriminator's features move, so none
+    feature_weight: float = 0.0
     # the reconstructions' latents: μ + noise_scale·σ·ε (1: posterior samples, as the VAE trained;
     # 0: the posterior means, where the test MSE is measured)
     noise_scale: float = 0.0
     adversarial_weight: float = 0.8  # the adaptive weight's factor
+    # the training reconstructions' MSE (the saved, averaged decoder's) the adversarial term may
+    # raise, as a multiple of the parent's: its weight is scaled up while the MSE is below, down while above
+    # (a Lagrange multiplier, as GECO's, Rezende & Viola 2018); 0: the weight stays fixed
+    mse_budget: float = 1.08
     # the adversarial term on drawn latents against the one on reconstructions: the draws
     # answer to no input image, so they can be pushed harder without raising the test MSE
     mixture_weight: float = 1.0
@@ -122,7 +133,7 @@ class SharpenConfig:
     augment_target: float = 0.6
     r1_gamma: float = 0.01  # the R1 penalty's γ: γ/2 · E‖∇D(x)‖² on real images
     r1_every: int = 4  # steps between R1 penalties, each weighted by this (lazy regularisation)
-    ema: float = 0.999  # the checkpoint's decoder: this moving average of the trained one's weights
+    ema: float = 0.995  # the checkpoint's decoder: this moving average of the trained one's weights
     seed: int = 0
     eval_every: int = 250  # steps between evaluations and checkpoints (and after the last)
     device: str = "auto"
@@ -138,7 +149,7 @@ class SharpenConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive number, got {value}")
-        for name in ("feature_weight", "adversarial_weight", "noise_scale", "mixture_weight", "r1_gamma"):
+        for name in ("feature_weight", "adversarial_weight", "noise_scale", "mixture_weight", "r1_gamma", "mse_budget"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be 0 or a positive number, got {value}")
@@ -214,12 +225,22 @@ class Augmentation:
 
 
 @dataclass
+class Budget:
+    """The MSE budget's state: the adversarial weight's scale, and the moving average of the
+    training batches' MSE as a multiple of the parent's."""
+
+    scale: float = 1.0
+    ratio: float | None = None
+
+
+@dataclass
 class CollapseWatch:
     """What the collapse checks compare with (check_collapse)."""
 
     eval_z: Tensor  # (DIVERSITY_SAMPLES, D) fixed mixture draws, whose decodes must stay diverse
     eval_y: Tensor  # (DIVERSITY_SAMPLES,) their classes, for a conditional model
     parent_mse: float  # the parent's test MSE
+    parent_train_mse: float  # and on the training images, the MSE budget's unit
     parent_spread: float  # the spread of the parent's decodes of eval_z
     # the parent's figures, or the distilled decoder's where they are worse, measured as the
     # adversarial phase begins (None before): what it may worsen only so far
@@ -257,6 +278,7 @@ class Sharpening:
     d_losses: LossWindow = field(default_factory=LossWindow)
     g_losses: LossWindow = field(default_factory=LossWindow)
     augmentation: Augmentation = field(default_factory=Augmentation)
+    budget: Budget = field(default_factory=Budget)
 
     @property
     def adversarial(self) -> bool:
@@ -410,6 +432,7 @@ def collapse_watch(teacher: ConvVAE, sampler: MixtureSampler, data: dict[str, Te
         eval_z=eval_z,
         eval_y=eval_y,
         parent_mse=reconstruction_mse(teacher, data["x_test"], data["mu_test"], data["y_test"]),
+        parent_train_mse=reconstruction_mse(teacher, data["x_train"], data["mu_train"], data["y_train"]),
         parent_spread=decode_spread(teacher, eval_z, eval_y),
     )
 
@@ -447,6 +470,7 @@ def _resume_into(run: Sharpening) -> None:
     run.watch.baseline = saved.meta.get("baseline")
     run.augmentation.p = float(saved.meta.get("augment_p", 0.0))
     run.augmentation.signs.total, run.augmentation.signs.steps = saved.meta.get("augment_signs", [0.0, 0])
+    run.budget.scale, run.budget.ratio = saved.meta.get("budget", [1.0, None])
 
 
 def save(run: Sharpening) -> None:
@@ -467,6 +491,7 @@ def save(run: Sharpening) -> None:
         "baseline": run.watch.baseline,
         "augment_p": run.augmentation.p,  # JSON keeps a float exactly: the resumed run adapts on from it
         "augment_signs": [run.augmentation.signs.total, run.augmentation.signs.steps],
+        "budget": [run.budget.scale, run.budget.ratio],
     }
     save_state(run.out, run.average, run.run_config, tensors, meta)
 
@@ -615,13 +640,14 @@ def sharpening_losses(
         rec = BCE(dec(z), x) + feature_weight · |D_f(dec(z)) − D_f(x)|²          (nats and features)
         adv = −mean D(aug(dec(z))) − mixture_weight · mean D(aug(dec(z')))     (hinge generator loss)
 
-    D_f: the discriminator's full-scale features; aug: the same augmentation as its own step's."""
+    D_f: the discriminator's pooled features; aug: the same augmentation as its own step's."""
     fake = torch.sigmoid(logits)
-    _, fake_features = disc(fake, batch.y)
-    with torch.no_grad():
-        _, real_features = disc(batch.x, batch.y)
-    pixels = F.binary_cross_entropy_with_logits(logits, batch.x, reduction="none").flatten(1).sum(1).mean()
-    rec = pixels + feature_weight * (fake_features - real_features).pow(2).sum(1).mean()
+    rec = F.binary_cross_entropy_with_logits(logits, batch.x, reduction="none").flatten(1).sum(1).mean()
+    if feature_weight:
+        _, fake_features = disc(fake, batch.y)
+        with torch.no_grad():
+            _, real_features = disc(batch.x, batch.y)
+        rec = rec + feature_weight * (fake_features - real_features).pow(2).sum(1).mean()
     fake_logits, _ = disc(augment(fake), batch.y)
     drawn_logits, _ = disc(augment(drawn), batch.y_drawn)
     adv = -(fake_logits.mean() + mixture_weight * drawn_logits.mean())
@@ -651,10 +677,26 @@ def decoder_loss(run: Sharpening, batch: Batch, augment) -> tuple[Tensor, tuple[
     rec, adv = sharpening_losses(
         run.disc, logits, torch.sigmoid(drawn_logits), batch, augment, config.feature_weight, config.mixture_weight
     )
+    with torch.no_grad():  # the budget holds for the decoder that is saved: the weights' average
+        follow_budget(run, float((run.average.decode(batch.z, batch.y) - batch.x).pow(2).mean()))
     weight = torch.zeros(())
     if config.adversarial_weight > 0:
-        weight = config.adversarial_weight * adaptive_weight(rec, adv, model.last_decoder_layer.weight)
+        factor = config.adversarial_weight * run.budget.scale
+        weight = factor * adaptive_weight(rec, adv, model.last_decoder_layer.weight)
     return rec + weight * adv, fakes
+
+
+def follow_budget(run: Sharpening, batch_mse: float) -> None:
+    """The adversarial weight's scale after a batch whose reconstructions' MSE is BATCH_MSE:
+    multiplied by exp(BUDGET_RATE · (mse_budget − r)), r the moving average (BUDGET_AVERAGE)
+    of the batches' MSE over the parent's, within BUDGET_LIMITS."""
+    budget, config = run.budget, run.config
+    if not config.mse_budget:
+        return
+    ratio = batch_mse / run.watch.parent_train_mse
+    budget.ratio = ratio if budget.ratio is None else BUDGET_AVERAGE * budget.ratio + (1 - BUDGET_AVERAGE) * ratio
+    scale = budget.scale * math.exp(BUDGET_RATE * (config.mse_budget - budget.ratio))
+    budget.scale = min(max(scale, BUDGET_LIMITS[0]), BUDGET_LIMITS[1])
 
 
 def discriminator_loss(
@@ -785,6 +827,7 @@ def evaluate_and_save(run: Sharpening) -> dict:
         "disc_train_loss": run.d_losses.mean,
         "train_steps": run.g_losses.steps,
         "augment_p": run.augmentation.p,
+        "adversarial_scale": run.budget.scale,
         **figures,
     }
     record_history(run.out, run.history, row)

@@ -33,6 +33,7 @@ from training.checkpoint import (
 from training.data import DATASET_NAMES, FOLDER, Split, load_data
 from training.evaluate import check_same_files, elbo_metrics, test_metrics
 from training.graphed import GraphedSteps
+from training.handwriting import Distortion, distort, epoch_distortions
 from training.images import files_fingerprint
 from training.loop import (
     Clock,
@@ -97,6 +98,26 @@ class TrainConfig:
     # on a GPU, one process: capture the training step as a CUDA graph and replay it
     # (training/graphed.py); False runs the same loop kernel by kernel
     cuda_graphs: bool = True
+    # handwriting's variety drawn on each training image as it is used (training/handwriting.py):
+    # the largest rotation (degrees), scale change, shear, shift (pixels), stroke thickening and
+    # elastic displacement (pixels); 0 turns a kind off
+    distort_rotation: float = 0.0
+    distort_scale: float = 0.0
+    distort_shear: float = 0.0
+    distort_shift: float = 0.0
+    distort_thickness: float = 0.0
+    distort_elastic: float = 0.0
+
+    def distortion(self) -> Distortion:
+        """The distortions as training/handwriting.py takes them (Distortion checks their ranges)."""
+        return Distortion(
+            rotation=self.distort_rotation,
+            scale=self.distort_scale,
+            shear=self.distort_shear,
+            shift=self.distort_shift,
+            thickness=self.distort_thickness,
+            elastic=self.distort_elastic,
+        )
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_NAMES:
@@ -129,6 +150,7 @@ class TrainConfig:
             raise ValueError(f"log_every must be positive, got {self.log_every}")
         if self.eval_every < 1:
             raise ValueError(f"eval_every must be a positive number of epochs, got {self.eval_every}")
+        self.distortion()
 
 
 # seed: the original project's recipe, 784·MSE + KL, Adam lr 5e-4, batch 32, 2000 iterations.
@@ -303,6 +325,7 @@ class Run:
     # includes capturing the graph)
     epoch_seconds: list[float] = field(default_factory=list)
     losses: LossWindow = field(default_factory=LossWindow)  # since the last history row
+    distortions: Tensor | None = None  # (N, PARAMETERS): this epoch's distortion of each image, if any
 
     @property
     def batch(self) -> int:
@@ -450,6 +473,7 @@ def graphed_steps(run: Run) -> GraphedSteps:
         config.beta,
         run.bf16,
         vae_loss,
+        distortion=config.distortion() if config.distortion().active else None,
     )
 
 
@@ -520,8 +544,11 @@ def train_epoch(run: Run, signals: list[int]) -> None:
     epoch = run.step // run.steps_per_epoch
     epoch_started = time.perf_counter()
     permutation = epoch_permutation(config.seed, epoch, len(run.data.x_train))
-    if run.graphed is not None:  # copied into the graph's buffer
-        run.graphed.start_epoch(permutation, config.seed, epoch, run.step)
+    distortion = config.distortion()
+    if distortion.active:  # each image's distortion this epoch, on the device
+        run.distortions = epoch_distortions(distortion, config.seed, epoch, len(run.data.x_train)).to(run.device)
+    if run.graphed is not None:  # copied into the graph's buffers
+        run.graphed.start_epoch(permutation, config.seed, epoch, run.step, run.distortions)
     else:
         permutation = permutation.to(run.device)
     first = run.step % run.steps_per_epoch
@@ -572,7 +599,10 @@ def train_epoch(run: Run, signals: list[int]) -> None:
 def _eager_step(run: Run, permutation: Tensor, b: int) -> Tensor:
     """Step B of the epoch, kernel by kernel, on this process's slice of the global batch."""
     rows = permutation[b * run.batch : (b + 1) * run.batch][run.mine]
-    x, y = run.data.x_train[rows].contiguous(memory_format=torch.channels_last), run.data.y_train[rows]
+    x, y = run.data.x_train[rows], run.data.y_train[rows]
+    if run.distortions is not None:
+        x = distort(x, run.distortions[rows], run.config.distortion())
+    x = x.contiguous(memory_format=torch.channels_last)
     # the whole global batch's noise, so N processes add what one process would
     eps = torch.randn((run.batch, run.model_config.latent_dim), generator=run.generator, device=run.device)[run.mine]
     # per-process mean; DistributedDataParallel averages over processes: the global mean

@@ -39,6 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--feature-weight", type=float, help="weight of the discriminator-feature reconstruction")
     parser.add_argument("--adversarial-weight", type=float, help="factor of the adaptive adversarial weight")
     parser.add_argument(
+        "--mse-budget",
+        type=float,
+        help="the training reconstructions' MSE the adversarial term may raise, as a multiple of the parent's "
+        "(default 1.08; the weight follows it); 0: a fixed weight",
+    )
+    parser.add_argument(
         "--mixture-weight",
         type=float,
         help="the adversarial term on drawn latents (mixture draws and points between them) against the one on "

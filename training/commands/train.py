@@ -44,9 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="'seed': the original project's 784·MSE+KL, "
         "Adam lr 5e-4, batch 32, 2000 iterations; 'fast': the bundled model's quality soonest, "
         "60 epochs of batch 256 from a Kaiming start (lr 3e-3, weight decay 0.1, evaluated every "
-        "10 epochs). Flags typed beside it override its values",
+        "10 epochs); 'handwriting': handwriting's distortions on every training image (the bundled "
+        "digit models'). Flags typed beside it override its values",
     )
     add_schedule_flags(parser)
+    add_distortion_flags(parser)
     add_model_flags(parser)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -94,6 +96,20 @@ def add_schedule_flags(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const=False,
         help="on a GPU, launch each kernel of a step instead of replaying the step as a CUDA graph",
+    )
+
+
+def add_distortion_flags(parser: argparse.ArgumentParser) -> None:
+    """The handwriting distortions drawn on the training images (training/handwriting.py)."""
+    parser.add_argument("--distort-rotation", type=float, help="largest rotation of a training image, degrees")
+    parser.add_argument("--distort-scale", type=float, help="largest change of its size, relative (0.1: ±10%%)")
+    parser.add_argument("--distort-shear", type=float, help="largest slant, shift per unit of height")
+    parser.add_argument("--distort-shift", type=float, help="largest shift, pixels")
+    parser.add_argument(
+        "--distort-thickness", type=float, help="largest thickening of its strokes, a share of a 3×3 dilation"
+    )
+    parser.add_argument(
+        "--distort-elastic", type=float, help="largest elastic displacement, pixels (Simard et al. 2003)"
     )
 
 

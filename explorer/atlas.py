@@ -126,6 +126,19 @@ def nearest_training(atlas: Atlas, z: np.ndarray, k: int = 8) -> tuple[np.ndarra
     return nearest, np.sqrt(d2[nearest])
 
 
+def nearest_class(atlas: Atlas, z: np.ndarray, k: int = 5) -> tuple[int, int]:
+    """(the class most of the K test images whose means are nearest Z (D,) have, how many of the K
+    have it): where the map places Z, by a vote of its neighbours; ties go to the nearer class."""
+    d2 = np.sum((atlas.means - np.asarray(z, np.float32)) ** 2, axis=1)
+    k = min(k, len(d2))
+    nearest = np.argpartition(d2, k - 1)[:k]
+    nearest = nearest[np.argsort(d2[nearest], kind="stable")]
+    labels = atlas.labels[nearest].tolist()
+    votes = {label: labels.count(label) for label in labels}
+    best = max(votes.values())
+    return next(label for label in labels if votes[label] == best), best
+
+
 def place_on_map(atlas: Atlas, z: np.ndarray, k: int = 8) -> tuple[float, float]:
     """Map position of a latent Z (D,) without running UMAP: the inverse-distance-weighted
     mean of the UMAP positions of its K nearest encoded test points (in latent space).

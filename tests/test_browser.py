@@ -313,23 +313,34 @@ def test_an_rgb_model_is_decoded_live_too(page: object, tmp_path: Path) -> None:
     assert colourful > 1000  # RGB pixels, not gray
 
 
-def test_a_drawn_digit_is_scored_and_placed_on_the_map(page: object) -> None:
+# a digit as the pointer draws it on the pad: one stroke through these points (of the pad's unit square)
+DRAWN_DIGITS = {
+    "1": [(0.5, 0.15), (0.45, 0.85)],
+    "7": [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)],
+}
+
+
+@pytest.mark.parametrize("digit", sorted(DRAWN_DIGITS))
+def test_a_drawn_digit_is_scored_and_lands_among_its_own_class(page: object, digit: str) -> None:
     page.get_by_role("radio", name="Anomaly").click()
     pad = page.locator("canvas.sk-canvas")
     pad.wait_for(timeout=15_000)
     pad.scroll_into_view_if_needed()
     box = pad.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    corners = DRAWN_DIGITS[digit]
+    page.mouse.move(box["x"] + box["width"] * corners[0][0], box["y"] + box["height"] * corners[0][1])
     page.mouse.down()
-    for k in range(1, 21):  # a vertical stroke: a one
-        page.mouse.move(
-            box["x"] + box["width"] * (0.5 - 0.05 * k / 20), box["y"] + box["height"] * (0.15 + 0.7 * k / 20)
-        )
+    for (x0, y0), (x1, y1) in zip(corners[:-1], corners[1:]):
+        for k in range(1, 21):
+            x, y = x0 + (x1 - x0) * k / 20, y0 + (y1 - y0) * k / 20
+            page.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * y)
     page.mouse.up()
     assert latent_values(page) == [0.0] * 8
     score = page.get_by_text("Anomaly score:")
     score.wait_for(timeout=15_000)
     assert "of the 10,000 test images" in score.inner_text()
+    # the map places it among its own class: its latent's nearest test images are of that digit
+    assert f"Its latent lies among the {digit} test images" in score.inner_text()
     # its latent is loaded at once: the controls (and the star) move there
     page.wait_for_function(f"() => ({LATENT_VALUES_JS})().some(x => x !== 0)", timeout=15_000)
     assert "view=anomaly" in page.url

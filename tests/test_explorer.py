@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import training
-from explorer.atlas import Atlas, AtlasError, describe_point, display_name, load_atlas, place_on_map
+from explorer.atlas import Atlas, AtlasError, describe_point, display_name, load_atlas, nearest_class, place_on_map
 from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, inactive_dimensions, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
 from explorer.models import list_checkpoints
@@ -89,6 +89,14 @@ def test_marker_is_exact_on_atlas_points_and_near_its_neighbours() -> None:
     z = atlas.means[5] + 0.01
     x, y = place_on_map(atlas, z)
     assert np.hypot(x - atlas.embedding[5, 0], y - atlas.embedding[5, 1]) < 0.5
+
+
+def test_the_nearest_class_is_the_vote_of_the_nearest_test_means() -> None:
+    means = np.array([[0, 0], [0.1, 0], [0.2, 0], [5, 5], [5.1, 5], [5.2, 5], [5.3, 5]], np.float32)
+    atlas = Atlas(means, np.array([3, 3, 7, 1, 1, 1, 2]), np.zeros((7, 2), np.float32), np.arange(7))
+    assert nearest_class(atlas, np.array([0.05, 0.0])) == (3, 2)  # 3, 3, 7 and two far 1s
+    assert nearest_class(atlas, np.array([5.0, 5.0])) == (1, 3)
+    assert nearest_class(atlas, np.array([0.0, 0.0]), k=1) == (3, 1)
 
 
 def test_a_point_is_described_by_its_test_image_and_class() -> None:

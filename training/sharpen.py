@@ -92,12 +92,16 @@ DIVERSITY_SAMPLES = 1000
 # much as would take it from 0 to 1 over ADA_IMAGES real images
 ADA_INTERVAL = 4
 ADA_IMAGES = 100_000
-# the MSE budget (follow_budget): the average's decay per step, the rate the scale follows it
-# at (a ratio 0.05 off the budget moves the scale by e in 200 steps, slower than the weights'
-# average follows the decoder), and the scale's bounds
+# the MSE budget (follow_budget): the average's decay per step; the rate the scale follows it
+# at, slow beside the lag of the weights' average (a ratio 0.05 off the budget moves the scale
+# by e in 670 steps); the scale's bounds; the training images its unit is measured on
 BUDGET_AVERAGE = 0.95
-BUDGET_RATE = 0.1
-BUDGET_LIMITS = (0.01, 100.0)
+BUDGET_RATE = 0.03
+BUDGET_LIMITS = (0.01, 4.0)
+BUDGET_IMAGES = 10_000
+# the scale the adversarial phase starts from: a discriminator that has yet to learn gives
+# noisy gradients, which the adaptive weight would otherwise scale up to the reconstruction's
+BUDGET_START = 0.2
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,10 @@ class SharpenConfig:
     # 0: the posterior means, where the test MSE is measured)
     noise_scale: float = 0.0
     adversarial_weight: float = 0.8  # the adaptive weight's factor
-    # the training reconstructions' MSE (the saved, averaged decoder's) the adversarial term may
-    # raise, as a multiple of the parent's: its weight is scaled up while the MSE is below, down while above
-    # (a Lagrange multiplier, as GECO's, Rezende & Viola 2018); 0: the weight stays fixed
+    # how far the adversarial term may raise the training reconstructions' MSE (the saved, averaged
+    # decoder's), as a multiple of the MSE the distillation left: its weight is scaled up while
+    # the MSE is below, down while above (a Lagrange multiplier, as GECO's, Rezende & Viola
+    # 2018); 0: the weight stays fixed
     mse_budget: float = 1.08
     # the adversarial term on drawn latents against the one on reconstructions: the draws
     # answer to no input image, so they can be pushed harder without raising the test MSE
@@ -229,7 +234,7 @@ class Budget:
     """The MSE budget's state: the adversarial weight's scale, and the moving average of the
     training batches' MSE as a multiple of the parent's."""
 
-    scale: float = 1.0
+    scale: float = BUDGET_START
     ratio: float | None = None
 
 
@@ -240,7 +245,6 @@ class CollapseWatch:
     eval_z: Tensor  # (DIVERSITY_SAMPLES, D) fixed mixture draws, whose decodes must stay diverse
     eval_y: Tensor  # (DIVERSITY_SAMPLES,) their classes, for a conditional model
     parent_mse: float  # the parent's test MSE
-    parent_train_mse: float  # and on the training images, the MSE budget's unit
     parent_spread: float  # the spread of the parent's decodes of eval_z
     # the parent's figures, or the distilled decoder's where they are worse, measured as the
     # adversarial phase begins (None before): what it may worsen only so far
@@ -432,7 +436,6 @@ def collapse_watch(teacher: ConvVAE, sampler: MixtureSampler, data: dict[str, Te
         eval_z=eval_z,
         eval_y=eval_y,
         parent_mse=reconstruction_mse(teacher, data["x_test"], data["mu_test"], data["y_test"]),
-        parent_train_mse=reconstruction_mse(teacher, data["x_train"], data["mu_train"], data["y_train"]),
         parent_spread=decode_spread(teacher, eval_z, eval_y),
     )
 
@@ -470,7 +473,7 @@ def _resume_into(run: Sharpening) -> None:
     run.watch.baseline = saved.meta.get("baseline")
     run.augmentation.p = float(saved.meta.get("augment_p", 0.0))
     run.augmentation.signs.total, run.augmentation.signs.steps = saved.meta.get("augment_signs", [0.0, 0])
-    run.budget.scale, run.budget.ratio = saved.meta.get("budget", [1.0, None])
+    run.budget.scale, run.budget.ratio = saved.meta.get("budget", [BUDGET_START, None])
 
 
 def save(run: Sharpening) -> None:
@@ -681,7 +684,7 @@ def decoder_loss(run: Sharpening, batch: Batch, augment) -> tuple[Tensor, tuple[
         follow_budget(run, float((run.average.decode(batch.z, batch.y) - batch.x).pow(2).mean()))
     weight = torch.zeros(())
     if config.adversarial_weight > 0:
-        factor = config.adversarial_weight * run.budget.scale
+        factor = config.adversarial_weight * (run.budget.scale if config.mse_budget else 1.0)
         weight = factor * adaptive_weight(rec, adv, model.last_decoder_layer.weight)
     return rec + weight * adv, fakes
 
@@ -689,11 +692,11 @@ def decoder_loss(run: Sharpening, batch: Batch, augment) -> tuple[Tensor, tuple[
 def follow_budget(run: Sharpening, batch_mse: float) -> None:
     """The adversarial weight's scale after a batch whose reconstructions' MSE is BATCH_MSE:
     multiplied by exp(BUDGET_RATE · (mse_budget − r)), r the moving average (BUDGET_AVERAGE)
-    of the batches' MSE over the parent's, within BUDGET_LIMITS."""
+    of the batches' MSE over the baseline's training MSE, within BUDGET_LIMITS."""
     budget, config = run.budget, run.config
-    if not config.mse_budget:
+    if not config.mse_budget or run.watch.baseline is None:  # no budget, or no unit for it yet
         return
-    ratio = batch_mse / run.watch.parent_train_mse
+    ratio = batch_mse / run.watch.baseline["train_mse"]
     budget.ratio = ratio if budget.ratio is None else BUDGET_AVERAGE * budget.ratio + (1 - BUDGET_AVERAGE) * ratio
     scale = budget.scale * math.exp(BUDGET_RATE * (config.mse_budget - budget.ratio))
     budget.scale = min(max(scale, BUDGET_LIMITS[0]), BUDGET_LIMITS[1])
@@ -778,9 +781,12 @@ def evaluation(run: Sharpening) -> dict:
 def set_baseline(run: Sharpening) -> None:
     """CollapseWatch.baseline, as the adversarial phase begins."""
     figures, watch = evaluation(run), run.watch
+    x, mu, y = (run.data[name][:BUDGET_IMAGES] for name in ("x_train", "mu_train", "y_train"))
     watch.baseline = {
         "mse": max(watch.parent_mse, figures["test_mse_per_pixel"]),
         "spread": min(watch.parent_spread, figures["decode_spread"]),
+        # the MSE budget's unit: the training reconstructions' MSE as the distillation left it
+        "train_mse": reconstruction_mse(run.average, x, mu, y),
     }
     run.model.train()
     run.disc.train()

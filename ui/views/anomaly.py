@@ -20,7 +20,7 @@ from explorer.anomaly import (
     ranking_order,
     score_images,
 )
-from explorer.atlas import Atlas
+from explorer.atlas import Atlas, nearest_class
 from explorer.models import class_names
 from explorer.preprocess import data_url_bytes, read_image_bytes
 from explorer.render import png_bytes, to_uint8, upscale
@@ -196,6 +196,10 @@ def show_scored(context: ViewContext, x: np.ndarray, scored: ScoredImage) -> Non
     if scored.label is not None:
         read_as = context.class_names[scored.label]
         line += f". The model reads it as a **{read_as}** (the class that explains it best)"
+    if atlas is not None:
+        label, votes = nearest_class(atlas, scored.mu)
+        near = context.class_names[label] if label < len(context.class_names) else str(label)
+        line += f". Its latent lies among the **{near}** test images ({votes} of the 5 nearest)"
     scorer = get_likelihood_model(context.folder).likelihood_decoder
     if scorer:  # an adversarial decoder is no likelihood: the parent's scores, and its reconstruction
         line += f". Scored with the parent's decoder ({scorer}), the calibrated likelihood"

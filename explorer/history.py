@@ -8,7 +8,7 @@ import io
 import shlex
 from dataclasses import fields
 
-from training.sharpen import SharpenConfig
+from training.sharpen import SharpenConfig, recipe_from_saved
 from training.train import HISTORY_METRICS, saved_train_config
 
 # history.jsonl's columns in the order a spreadsheet shows them (training.train.history_row's);
@@ -82,12 +82,13 @@ def sharpen_summary(config: dict, metrics: dict) -> str:
         else "sharpened adversarially"
     )
     augment = ", ".join(recipe.augment) if recipe.augment else "none"
+    averaged = f", weights averaged (EMA {recipe.ema:g})" if recipe.ema else ""
     sentence = (
         f"The decoder of **{sharpened.get('parent', '?')}**, {decoder} with its encoder frozen: "
         f"{recipe.steps:,} steps of batch {recipe.batch_size}, decoder lr {recipe.lr:g}, discriminator lr "
-        f"{recipe.disc_lr:g} (two-scale patches, width {recipe.disc_width}, R1 γ {recipe.r1_gamma:g}, "
-        f"augmentation: {augment}), adversarial weight {recipe.adversarial_weight:g} (adaptive), feature weight "
-        f"{recipe.feature_weight:g}, weights averaged (EMA {recipe.ema:g}), seed {recipe.seed}"
+        f"{recipe.disc_lr:g} (width {recipe.disc_width}, R1 γ {recipe.r1_gamma:g}, augmentation: {augment}), "
+        f"adversarial weight {recipe.adversarial_weight:g} (adaptive), feature weight {recipe.feature_weight:g}"
+        f"{averaged}, seed {recipe.seed}"
     )
     if "train_seconds" in metrics and "device" in metrics:
         sentence += f"; {metrics['device']}, {metrics['train_seconds'] / 60:.1f} minutes"
@@ -97,9 +98,8 @@ def sharpen_summary(config: dict, metrics: dict) -> str:
 
 
 def saved_sharpen_recipe(sharpened: dict) -> SharpenConfig:
-    """The SharpenConfig of a config.json's sharpen section: fields it predates take their defaults."""
-    known = {f.name for f in fields(SharpenConfig)}
-    return SharpenConfig(**{k: v for k, v in sharpened.get("recipe", {}).items() if k in known})
+    """The SharpenConfig of a config.json's sharpen section (training.sharpen.recipe_from_saved)."""
+    return recipe_from_saved(sharpened.get("recipe", {}))
 
 
 def sharpen_command(config: dict, out: str) -> str:

@@ -508,8 +508,9 @@ def test_the_training_view_of_a_sharpened_model_shows_its_recipe_command_and_cur
     app = run_app({"model": "mnist-z8-sharp", "view": "training"})
     assert any(m.value.startswith("The decoder of **mnist-z8**, sharpened adversarially") for m in app.markdown)
     assert [c.value for c in app.code] == [
-        "python -m training sharpen checkpoints/mnist-z8 --out runs/mnist-z8-sharp --steps 6000 --disc-lr 0.0004 "
-        "--noise-scale 0 --adversarial-weight 0.8"
+        "python -m training sharpen checkpoints/mnist-z8 --out runs/mnist-z8-sharp --steps 6000 --lr 0.0001 "
+        "--disc-lr 0.0004 --feature-weight 1 --mse-budget 0 --adversarial-start 0 --disc-width 64 --decoder mirror "
+        "--augment none --r1-gamma 0 --ema 0"
     ]
     figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
     (curves,) = [f for f in figures if any(t.get("name") == "test MSE of decode(μ)" for t in f["data"])]

@@ -196,10 +196,11 @@ def test_random_from_python_moves_the_live_controls(page: object) -> None:
 
 
 def test_the_browser_decodes_like_torch(page: object) -> None:
-    """100 random latents through onnxruntime-web in the page and through torch: equal to 1e-4."""
+    """100 random latents through onnxruntime-web in the page and through torch: equal to 1e-4,
+    for the sharpened decoder the page opens on."""
     latents = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
     browser = np.array(page.evaluate("z => window.__latentExplorer.test.decode(z)", latents.tolist()), np.float32)
-    model = training.load_model(ROOT / "checkpoints" / "mnist-z8")
+    model = training.load_model(ROOT / "checkpoints" / "mnist-z8-sharp")
     with torch.no_grad():
         expected = model.decode(torch.from_numpy(latents)).reshape(100, -1).numpy()
     assert browser.shape == expected.shape == (100, 784)
@@ -258,6 +259,7 @@ def test_traversal_grid_view(page: object) -> None:
 
 
 def test_the_training_view_draws_the_bundled_models_history_with_its_axes(page: object) -> None:
+    page.get_by_role("radio", name="VAE", exact=True).click()  # the VAE's own training, not its sharpening
     page.get_by_role("radio", name="Training").click()
     page.get_by_text("Trained on mnist, 90 epochs of batch 128 (42,120 steps)").wait_for(timeout=15_000)
     page.get_by_text("python -m training train --out runs/mnist-z8 --epochs 90 --weight-decay 0.1").wait_for()
@@ -449,8 +451,8 @@ def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: o
 
 
 def test_compare_draws_both_decoders_live_while_dragging(page: object, server: str, tmp_path: Path) -> None:
-    """The bundled model and its sharpened sibling: both images redrawn on every drag frame."""
-    page.get_by_text("Compare with the sharpened decoder (mnist-z8-sharp)").click()
+    """The bundled sharpened model and its VAE: both images redrawn on every drag frame."""
+    page.get_by_text("Compare with the VAE decoder (mnist-z8)").click()
     page.wait_for_function("() => (window.__latentExplorer.test.stats.compareDraws || 0) > 0", timeout=30_000)
     page.wait_for_selector("text=VAE decoder · mnist-z8", timeout=15_000)
     page.wait_for_selector("text=sharpened decoder · mnist-z8-sharp", timeout=15_000)

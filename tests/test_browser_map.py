@@ -36,6 +36,7 @@ pytestmark = pytest.mark.skipif(
 )
 FOLDER = ROOT / "checkpoints" / "mnist-z8"
 ATLAS = load_atlas(FOLDER, 8)
+SHOWN_DECODER = ROOT / "checkpoints" / "mnist-z8-sharp"  # the page opens on the sharpened decoder
 
 # The client pixel of map positions [[x, y], ...], from plotly's own axis transforms.
 MAP_PIXELS_JS = """points => {
@@ -138,7 +139,7 @@ def test_hovering_a_point_shows_its_test_image_beside_its_reconstruction(page: o
     columns = ATLAS.thumbnail_columns
     tile = sheet[(row // columns) * 28 : (row // columns + 1) * 28, (row % columns) * 28 : (row % columns + 1) * 28]
     np.testing.assert_array_equal(shown, tile)
-    model = training.load_model(FOLDER)
+    model = training.load_model(SHOWN_DECODER)
     with torch.no_grad():
         decoded = model.decode(torch.from_numpy(np.array(ATLAS.means[row : row + 1])))[0, 0].numpy()
     drawn = np.array(reconstruction, np.float32).reshape(56, 56, 4)[::2, ::2, 0] / 255

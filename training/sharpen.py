@@ -32,7 +32,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -175,6 +175,19 @@ class SharpenConfig:
             raise ValueError(f"augment takes {', '.join(POLICIES)}, got {', '.join(sorted(unknown))}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+
+# what a recipe saved before a field existed did instead: the parent's own decoder, fine-tuned
+# with no augmentation, no R1 penalty, no weight averaging and a fixed adversarial weight
+PREDATED = {"decoder": "mirror", "augment": (), "r1_gamma": 0.0, "ema": 0.0, "mse_budget": 0.0}
+
+
+def recipe_from_saved(recipe: dict) -> SharpenConfig:
+    """A config.json's sharpening RECIPE as a SharpenConfig: fields it predates take PREDATED's
+    values, else their defaults; fields it has that this version lacks are dropped."""
+    known = {f.name for f in fields(SharpenConfig)}
+    values = {name: value for name, value in PREDATED.items() if name not in recipe}
+    return SharpenConfig(**values, **{k: v for k, v in recipe.items() if k in known})
 
 
 def saved_sharpen_config(out: str | Path) -> SharpenConfig:

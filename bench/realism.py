@@ -47,6 +47,7 @@ from training.sampler import load_sampler  # noqa: E402
 
 MIXTURE, PRIOR, RECONSTRUCTIONS = "mixture draws", "prior draws N(0, I)", "reconstructions"
 DECODE_SETS = (MIXTURE, PRIOR, RECONSTRUCTIONS)
+SET_NAMES = {"mixture": MIXTURE, "prior": PRIOR, "reconstructions": RECONSTRUCTIONS}  # --sets' words
 DECODE_BATCH = 500
 
 
@@ -159,17 +160,23 @@ def draw_latents(
 
 
 def measure(
-    models: list[training.ConvVAE], train: Split, test: Split, recipe: CriticRecipe, seeds: list[int]
+    models: list[training.ConvVAE],
+    train: Split,
+    test: Split,
+    recipe: CriticRecipe,
+    seeds: list[int],
+    kinds: tuple[str, ...] = DECODE_SETS,
 ) -> dict[str, dict[str, list[float]]]:
-    """{checkpoint: {decode set: [accuracy per seed]}}, every model on the same latents and
-    real images for each seed; the latents are the first model's (they share an encoder)."""
-    results = {m.checkpoint_path: {kind: [] for kind in DECODE_SETS} for m in models}
+    """{checkpoint: {decode set: [accuracy per seed]}} for the decode sets KINDS, every model on
+    the same latents and real images for each seed; the latents are the first model's (they
+    share an encoder)."""
+    results = {m.checkpoint_path: {kind: [] for kind in kinds} for m in models}
     for seed in seeds:
         generator = torch.Generator().manual_seed(seed)
         train_rows = torch.randperm(len(train.images), generator=generator)[: recipe.train_images]
         test_rows = torch.randperm(len(test.images), generator=generator)[: recipe.test_images]
         real_train, real_test = train.images[train_rows], test.images[test_rows]
-        for kind in DECODE_SETS:
+        for kind in kinds:
             latents = draw_latents(models[0], kind, train, test, (train_rows, test_rows), seed)
             for model in models:
                 fake_train = decode(model, latents.train_z, latents.train_y)
@@ -196,7 +203,7 @@ def report_lines(dataset: str, names: list[str], results: dict, recipe: CriticRe
         "| decodes of | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    for kind in DECODE_SETS:
+    for kind in next(iter(results.values())):
         lines.append(f"| {kind} | " + " | ".join(summary(results[path][kind]) for path in results) + " |")
     return lines
 
@@ -209,9 +216,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=CriticRecipe.epochs, help="critic training epochs")
     parser.add_argument("--train-images", type=int, default=CriticRecipe.train_images)
     parser.add_argument("--test-images", type=int, default=CriticRecipe.test_images)
+    parser.add_argument(
+        "--sets", default=",".join(SET_NAMES), help=f"the decode sets to measure, of {', '.join(SET_NAMES)}"
+    )
     parser.add_argument("--name", default="realism", help="the results' file name")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
+    unknown = set(args.sets.split(",")) - set(SET_NAMES)
+    if unknown:
+        parser.error(f"--sets takes {', '.join(SET_NAMES)}, got {', '.join(sorted(unknown))}")
+    kinds = tuple(SET_NAMES[word] for word in args.sets.split(","))
 
     started = time.perf_counter()
     models = []
@@ -222,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
     train, test = checkpoint_data(models[0], args.data_dir)
     recipe = CriticRecipe(epochs=args.epochs, train_images=args.train_images, test_images=args.test_images)
     seeds = list(range(args.seeds))
-    results = measure(models, train, test, recipe, seeds)
+    results = measure(models, train, test, recipe, seeds, kinds)
 
     record = models[0].checkpoint_config["dataset"]
     dataset = record["name"] if record["name"] != "folder" else Path(record.get("path", "folder")).name

@@ -1,6 +1,7 @@
 """Figures for the README, from a checkpoint: a 10x10 grid of samples from N(0, I) and a
-10-step interpolation strip; with --sharpened, the same 8 × 8 latents (draws from the fitted
-mixture) through the checkpoint's decoder and its sharpened sibling's, side by side; with
+10-step interpolation strip; with --sharpened, SHARPENED.png: test images over the
+reconstructions of the checkpoint's decoder and its sharpened sibling's, then the same draws from
+the fitted mixture through both; with
 --gallery instead of the grid and strip, NAME.png: test images over their reconstructions, then
 draws from the fitted mixture (the test images from the atlas: no data set needed). Looking at
 them is how we check that samples read as digits.
@@ -23,10 +24,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import training  # noqa: E402
-from explorer.atlas import load_atlas  # noqa: E402
+from explorer.atlas import Atlas, load_atlas  # noqa: E402
 from explorer.latent import interpolate, sample_prior  # noqa: E402
 from explorer.render import decode_latents, grid, png_bytes, strip, upscale  # noqa: E402
 from training.sampler import load_sampler  # noqa: E402
+
+
+def test_tiles(model: training.ConvVAE, atlas: Atlas, rows: np.ndarray) -> np.ndarray:
+    """The atlas's thumbnails of test images ROWS: (len(rows), H, W, C) uint8."""
+    _, height, width = model.config.image_shape
+    sheet = np.asarray(Image.open(io.BytesIO(atlas.thumbnails)).convert("RGB" if model.config.channels == 3 else "L"))
+    return np.stack([
+        sheet[(r // atlas.thumbnail_columns) * height : (r // atlas.thumbnail_columns + 1) * height,
+              (r % atlas.thumbnail_columns) * width : (r % atlas.thumbnail_columns + 1) * width]
+        for r in rows
+    ]).reshape(len(rows), height, width, -1)  # fmt: skip
 
 
 def gallery(model: training.ConvVAE, checkpoint: str, out: Path, seed: int, columns: int = 12) -> Path:
@@ -34,19 +46,32 @@ def gallery(model: training.ConvVAE, checkpoint: str, out: Path, seed: int, colu
     draws from the fitted mixture; every tile at twice its size."""
     d = model.config.latent_dim
     atlas = load_atlas(checkpoint, d)
-    _, height, width = model.config.image_shape
-    sheet = np.asarray(Image.open(io.BytesIO(atlas.thumbnails)).convert("RGB" if model.config.channels == 3 else "L"))
     rows = np.random.default_rng(seed).choice(len(atlas), 2 * columns, replace=False)
-    tiles = np.stack([
-        sheet[(r // atlas.thumbnail_columns) * height : (r // atlas.thumbnail_columns + 1) * height,
-              (r % atlas.thumbnail_columns) * width : (r % atlas.thumbnail_columns + 1) * width]
-        for r in rows
-    ]).reshape(len(rows), height, width, -1)  # fmt: skip
+    tiles = test_tiles(model, atlas, rows)
     reconstructions = decode_latents(model, atlas.means[rows])
     draws = decode_latents(model, load_sampler(checkpoint, d).sample(np.random.default_rng(seed), 2 * columns))
     lines = [tiles[:columns], reconstructions[:columns], tiles[columns:], reconstructions[columns:],
              draws[:columns], draws[columns:]]  # fmt: skip
     path = out / f"{Path(checkpoint).name}.png"
+    path.write_bytes(png_bytes(upscale(grid(np.stack(lines)), 2)))
+    return path
+
+
+def comparison(
+    model: training.ConvVAE, checkpoint: str, sharpened: str, out: Path, seed: int, columns: int = 12
+) -> Path:
+    """OUT/SHARPENED.png: a row of test images, their reconstructions through the VAE's decoder
+    and through the sharpened one; then two rows of the same mixture draws through each."""
+    d = model.config.latent_dim
+    atlas = load_atlas(checkpoint, d)
+    rows = np.random.default_rng(seed).choice(len(atlas), columns, replace=False)
+    draws = load_sampler(checkpoint, d).sample(np.random.default_rng(seed), 2 * columns)
+    decoders = (model, training.load_model(sharpened))
+    lines = [test_tiles(model, atlas, rows)]
+    lines += [decode_latents(decoder, atlas.means[rows]) for decoder in decoders]
+    for half in (draws[:columns], draws[columns:]):
+        lines += [decode_latents(decoder, half) for decoder in decoders]
+    path = out / f"{Path(sharpened).name}.png"
     path.write_bytes(png_bytes(upscale(grid(np.stack(lines)), 2)))
     return path
 
@@ -73,16 +98,7 @@ def main() -> None:
         (out / "interpolation.png").write_bytes(png_bytes(upscale(strip(frames), 2)))
         print(f"wrote {out / 'samples.png'} and {out / 'interpolation.png'}")
     if args.sharpened:
-        sampler = load_sampler(args.checkpoint, d)
-        z = sampler.sample(np.random.default_rng(args.seed), 64)
-        sheets = []
-        for decoder in (model, training.load_model(args.sharpened)):
-            images = decode_latents(decoder, z)  # (64, H, W, C)
-            sheets.append(grid(images.reshape(8, 8, *images.shape[1:])))
-        gap = np.full((sheets[0].shape[0], 8, *sheets[0].shape[2:]), 255, np.uint8)
-        path = out / f"{Path(args.sharpened).name}.png"
-        path.write_bytes(png_bytes(upscale(np.concatenate([sheets[0], gap, sheets[1]], axis=1), 2)))
-        print(f"wrote {path}")
+        print(f"wrote {comparison(model, args.checkpoint, args.sharpened, out, args.seed)}")
 
 
 if __name__ == "__main__":

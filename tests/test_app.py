@@ -506,16 +506,21 @@ def test_a_sharpened_models_anomaly_scores_use_its_parents_decoder(tiny_sharpene
 
 def test_the_training_view_of_a_sharpened_model_shows_its_recipe_command_and_curves() -> None:
     app = run_app({"model": "mnist-z8-sharp", "view": "training"})
-    assert any(m.value.startswith("The decoder of **mnist-z8**, sharpened adversarially") for m in app.markdown)
+    assert any(
+        m.value.startswith(
+            "The decoder of **mnist-z8**, a residual decoder (128, 64, 32, 16 channels) distilled from it for 6,000 "
+            "steps, then sharpened adversarially"
+        )
+        for m in app.markdown
+    )
     assert [c.value for c in app.code] == [
-        "python -m training sharpen checkpoints/mnist-z8 --out runs/mnist-z8-sharp --steps 6000 --lr 0.0001 "
-        "--disc-lr 0.0004 --feature-weight 1 --mse-budget 0 --adversarial-start 0 --disc-width 64 --decoder mirror "
-        "--augment none --r1-gamma 0 --ema 0"
+        "python -m training sharpen checkpoints/mnist-z8 --out runs/mnist-z8-sharp --steps 10000 "
+        "--adversarial-start 6000 --eval-every 500"
     ]
     figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
     (curves,) = [f for f in figures if any(t.get("name") == "test MSE of decode(μ)" for t in f["data"])]
-    assert [len(t["x"]) for t in curves["data"]] == [24, 24, 24]  # an evaluation every 250 steps
-    assert any(c.value.startswith("24 evaluations over 6,000 steps.") for c in app.caption)
+    assert [len(t["x"]) for t in curves["data"]] == [14, 14, 14]  # as the run evaluated, every 1,000 then 500 steps
+    assert any(c.value.startswith("14 evaluations over 10,000 steps.") for c in app.caption)
 
 
 def test_two_classes_make_a_concept_slider_that_moves_z_along_their_direction() -> None:

@@ -156,9 +156,10 @@ def train_command(config: dict, out: str) -> str:
     """The `python -m training train` command that trains a checkpoint's CONFIG (its
     config.json) again, into OUT: a flag for every field that differs from its default, the
     inverse of configs_from_args (log_every, which changes no weight, has no flag). Fields a
-    checkpoint predates take their defaults, as resuming it would."""
+    checkpoint predates take their defaults, as resuming it would. A sharpened checkpoint's is
+    its parent's: the VAE whose encoder it keeps."""
     train_config = saved_train_config(config["train"])
-    model_config = ModelConfig.from_dict(dict(config["model"]))
+    model_config = ModelConfig.from_dict(dict(config.get("sharpen", {}).get("parent_model", config["model"])))
     words = ["python", "-m", "training", "train", "--out", out]
     for source, default in ((train_config, TrainConfig()), (model_config, ModelConfig())):
         for f in fields(source):

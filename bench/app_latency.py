@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -281,10 +282,10 @@ def decoder_measures(browser: object, url: str, names: list[str], drags: int) ->
         row = {"decode": percentiles(page.evaluate(DECODE_MS_JS, 50))}
         slider = page.get_by_role("slider", name="z1")
         row["drag_fps"] = measure_drags(page, slider, drags)
-        compare = page.get_by_text("Compare with the", exact=False)
+        compare = page.get_by_text(re.compile(r"^Compare with the (sharpened|VAE) decoder"))
         if compare.count():
             compare.first.click()
-            page.wait_for_function("() => document.querySelectorAll('canvas.lx-image').length === 2", timeout=60_000)
+            page.wait_for_function("() => (window.__latentExplorer.test.stats.compareDraws || 0) > 0", timeout=60_000)
             time.sleep(1.0)
             row["compare_drag_fps"] = measure_drags(page, page.get_by_role("slider", name="z1"), drags)
         results[name] = row

@@ -19,9 +19,23 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# The browser tests wait for what the page does (an element, a message, a frame, a value), never
+# a fixed pause; this is only how long a busy machine may take to do it (every context's default).
+STATE_WAIT_MS = 60_000
 # Run before the page's own scripts: a browser without WebAssembly (chromium's
 # --js-flags=--noexpose_wasm does not hide it), where the page must fall back to server sliders.
 NO_WEBASSEMBLY_JS = "delete globalThis.WebAssembly;"
+
+
+def open_context(
+    browser: object, width: int, height: int, color_scheme: str = "light", accept_downloads: bool = False
+) -> object:
+    """A new browser context with a WIDTH × HEIGHT viewport, waiting up to STATE_WAIT_MS by default."""
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, color_scheme=color_scheme, accept_downloads=accept_downloads
+    )
+    context.set_default_timeout(STATE_WAIT_MS)
+    return context
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from explorer.live import BUNDLE_MAGIC
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, open_context, start_server
 from training.data import write_idx
 from training.model import ModelConfig
 
@@ -167,11 +167,11 @@ def browser(playwright: object) -> Iterator[object]:
 
 @pytest.fixture
 def page(browser: object, server: str) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1200}, accept_downloads=True)
+    context = open_context(browser, 1400, 1200, accept_downloads=True)
     page = context.new_page()
     page.goto(server)
-    page.wait_for_function(LIVE_READY_JS, timeout=60_000)  # the browser decoded its first image
-    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    page.wait_for_function(LIVE_READY_JS)  # the browser decoded its first image
+    page.locator(".js-plotly-plot").first.wait_for()
     yield page
     try:  # whatever a test did, the page never shows a traceback
         assert page.locator("[data-testid=stException]").count() == 0

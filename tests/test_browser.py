@@ -27,6 +27,7 @@ from tests.browser_support import (
     ROOT,
     SCRIPT_IDLE_JS,
     drag,
+    open_context,
 )
 from training.checkpoint import save_model
 from training.model import ConvVAE, ModelConfig
@@ -65,11 +66,11 @@ MAP_SHOWN_AT_JS = """(() => {
 
 def test_the_first_image_is_on_screen_before_the_map_is_sent(browser: object, server: str) -> None:
     # plotly's script holds the main thread for about a second: it must not delay the first image
-    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    context = open_context(browser, 1400, 1200)
     page = context.new_page()
     page.add_init_script(MAP_SHOWN_AT_JS)
     page.goto(server)
-    page.locator(".st-key-atlas_map .js-plotly-plot").wait_for(timeout=60_000)
+    page.locator(".st-key-atlas_map .js-plotly-plot").wait_for()
     timing = page.evaluate("() => window.__latentExplorer.test.timing")
     first_image = min(t for t in (timing["placeholder"], timing["firstDraw"]) if t is not None)
     assert first_image < page.evaluate("() => window.__mapShownAt")
@@ -92,11 +93,11 @@ def test_on_a_narrow_screen_the_sliders_stay_beside_the_image_and_labels_are_who
     # while dragging them; the component shrinks the image instead (a CSS container query).
     sides = {}
     for width in (1024, 1400):
-        context = browser.new_context(viewport={"width": width, "height": 700})
+        context = open_context(browser, width, 700)
         try:
             page = context.new_page()
             page.goto(server)
-            page.wait_for_function(LIVE_READY_JS, timeout=60_000)
+            page.wait_for_function(LIVE_READY_JS)
             image = page.locator("canvas.lx-image").bounding_box()
             slider = page.get_by_role("slider", name="z1").bounding_box()
             last = page.get_by_role("slider", name="z8").bounding_box()
@@ -110,12 +111,12 @@ def test_on_a_narrow_screen_the_sliders_stay_beside_the_image_and_labels_are_who
 
 
 def test_in_a_dark_theme_the_map_is_a_white_card_with_a_readable_legend(browser: object, server: str) -> None:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme="dark")
+    context = open_context(browser, 1400, 1000, color_scheme="dark")
     try:
         page = context.new_page()
         page.goto(server)
-        page.wait_for_function(LIVE_READY_JS, timeout=60_000)
-        page.locator(".st-key-atlas_map .legendtext").first.wait_for(timeout=30_000)
+        page.wait_for_function(LIVE_READY_JS)
+        page.locator(".st-key-atlas_map .legendtext").first.wait_for()
         colours = page.evaluate("""() => {
             const app = getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor;
             const paper = document.querySelector('.st-key-atlas_map .main-svg .bg').style.fill;
@@ -137,9 +138,7 @@ def test_dragging_a_slider_redraws_the_image_live_and_python_gets_the_final_valu
     final = latent_values(page)[0]
     assert final > 0.5
     # Python received the released value: it is in the shareable URL.
-    page.wait_for_function(
-        "v => new URLSearchParams(location.search).get('z').startsWith(v)", arg=f"{final:.3f},", timeout=15_000
-    )
+    page.wait_for_function("v => new URLSearchParams(location.search).get('z').startsWith(v)", arg=f"{final:.3f},")
 
 
 STAR_JS = """() => { const s = document.querySelector('.st-key-atlas_map .lx-map-star');
@@ -148,7 +147,7 @@ STAR_JS = """() => { const s = document.querySelector('.st-key-atlas_map .lx-map
 
 
 def test_the_map_star_follows_the_drag_and_the_map_is_not_redrawn(page: object) -> None:
-    page.wait_for_function(f"() => ({STAR_JS})() !== null", timeout=15_000)
+    page.wait_for_function(f"() => ({STAR_JS})() !== null")
     page.evaluate("() => { document.querySelector('.st-key-atlas_map .js-plotly-plot').__kept = true; }")
     page.evaluate(f"""() => {{ window.__stars = new Set();
         const tick = () => {{ const s = ({STAR_JS})(); if (s) window.__stars.add(s[2]);
@@ -157,9 +156,7 @@ def test_the_map_star_follows_the_drag_and_the_map_is_not_redrawn(page: object) 
     drag(page, page.get_by_role("slider", name="z2"), 0.15, 0.85)
     assert page.evaluate("() => window.__stars.size") >= 10  # the star moved while dragging
     z = np.array(latent_values(page), np.float32)
-    page.wait_for_function(
-        "v => new URLSearchParams(location.search).get('z').includes(v)", arg=f",{z[1]:.3f},", timeout=15_000
-    )
+    page.wait_for_function("v => new URLSearchParams(location.search).get('z').includes(v)", arg=f",{z[1]:.3f},")
     x, y, _ = page.evaluate(STAR_JS)
     atlas = load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8)
     assert (x, y) == pytest.approx(place_on_map(atlas, z), abs=1e-3)
@@ -180,19 +177,17 @@ def test_the_pad_moves_z_across_the_principal_plane(page: object, server: str) -
     plane = principal_plane(load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8).means)
     in_plane = (moved @ plane.u) * plane.u + (moved @ plane.v) * plane.v
     assert np.abs(moved - in_plane).max() < 0.05  # controls round to 0.01
-    page.wait_for_function(
-        "v => new URLSearchParams(location.search).get('z').startsWith(v)", arg=f"{after[0]:.3f},", timeout=15_000
-    )
+    page.wait_for_function("v => new URLSearchParams(location.search).get('z').startsWith(v)", arg=f"{after[0]:.3f},")
 
 
 def test_random_from_python_moves_the_live_controls(page: object) -> None:
     before = latent_values(page)
     draws = page.evaluate("() => window.__latentExplorer.test.stats.draws")
     page.get_by_role("button", name="Random", exact=True).click()
-    page.wait_for_function(f"b => ({LATENT_VALUES_JS})().every((x, i) => x !== b[i])", arg=before, timeout=15_000)
-    page.wait_for_function("d => window.__latentExplorer.test.stats.draws > d", arg=draws, timeout=5_000)
+    page.wait_for_function(f"b => ({LATENT_VALUES_JS})().every((x, i) => x !== b[i])", arg=before)
+    page.wait_for_function("d => window.__latentExplorer.test.stats.draws > d", arg=draws)
     expected = ",".join(f"{v:.3f}" for v in latent_values(page))
-    page.wait_for_function("v => new URLSearchParams(location.search).get('z') === v", arg=expected, timeout=15_000)
+    page.wait_for_function("v => new URLSearchParams(location.search).get('z') === v", arg=expected)
 
 
 def test_the_browser_decodes_like_torch(page: object) -> None:
@@ -243,8 +238,8 @@ def test_clicking_a_point_loads_its_latent(page: object) -> None:
 
 def test_interpolation_strip_and_gif_download(page: object, tmp_path: Path) -> None:
     strip = page.locator("[data-testid=stImage]").filter(has_text="steps, slerp")
-    strip.wait_for(timeout=15_000)
-    with page.expect_download(timeout=15_000) as info:
+    strip.wait_for()
+    with page.expect_download() as info:
         page.get_by_role("button", name="Download GIF").click()
     path = tmp_path / "interpolation.gif"
     info.value.save_as(path)
@@ -254,17 +249,17 @@ def test_interpolation_strip_and_gif_download(page: object, tmp_path: Path) -> N
 
 def test_traversal_grid_view(page: object) -> None:
     page.get_by_role("radio", name="Traverse").click()
-    page.locator("[data-testid=stImage]").filter(has_text="sweeps").wait_for(timeout=15_000)
+    page.locator("[data-testid=stImage]").filter(has_text="sweeps").wait_for()
     assert "view=traverse" in page.url
 
 
 def test_the_training_view_draws_the_bundled_models_history_with_its_axes(page: object) -> None:
     page.get_by_role("radio", name="VAE", exact=True).click()  # the VAE's own training, not its sharpening
     page.get_by_role("radio", name="Training").click()
-    page.get_by_text("Trained on mnist, 90 epochs of batch 128 (42,120 steps)").wait_for(timeout=15_000)
+    page.get_by_text("Trained on mnist, 90 epochs of batch 128 (42,120 steps)").wait_for()
     page.get_by_text("python -m training train --out runs/mnist-z8 --epochs 90 --weight-decay 0.1").wait_for()
     chart = page.locator(".js-plotly-plot").filter(has_text="test −ELBO")
-    chart.wait_for(timeout=15_000)
+    chart.wait_for()
     assert "view=training" in page.url
     legend = chart.locator(".legendtext").all_text_contents()
     assert legend == ["training loss (mean since the previous point)", "test −ELBO", "test MSE of decode(μ)"]
@@ -294,7 +289,6 @@ def test_an_rgb_model_is_decoded_live_too(page: object, tmp_path: Path) -> None:
     page.wait_for_function(
         "() => { const a = window.__latentExplorer.test.active;"
         " return a && a.decoder && a.shape[0] === 3 && a.dim === 6; }",
-        timeout=30_000,
     )
     assert len(latent_values(page)) == 6
     latents = np.random.default_rng(1).normal(size=(20, 6)).astype(np.float32)
@@ -326,7 +320,7 @@ DRAWN_DIGITS = {
 def test_a_drawn_digit_is_scored_and_lands_among_its_own_class(page: object, digit: str) -> None:
     page.get_by_role("radio", name="Anomaly").click()
     pad = page.locator("canvas.sk-canvas")
-    pad.wait_for(timeout=15_000)
+    pad.wait_for()
     pad.scroll_into_view_if_needed()
     box = pad.bounding_box()
     corners = DRAWN_DIGITS[digit]
@@ -339,12 +333,12 @@ def test_a_drawn_digit_is_scored_and_lands_among_its_own_class(page: object, dig
     page.mouse.up()
     assert latent_values(page) == [0.0] * 8
     score = page.get_by_text("Anomaly score:")
-    score.wait_for(timeout=15_000)
+    score.wait_for()
     assert "of the 10,000 test images" in score.inner_text()
     # the map places it among its own class: its latent's nearest test images are of that digit
     assert f"Its latent lies among the {digit} test images" in score.inner_text()
     # its latent is loaded at once: the controls (and the star) move there
-    page.wait_for_function(f"() => ({LATENT_VALUES_JS})().some(x => x !== 0)", timeout=15_000)
+    page.wait_for_function(f"() => ({LATENT_VALUES_JS})().some(x => x !== 0)")
     assert "view=anomaly" in page.url
 
 
@@ -355,27 +349,24 @@ def test_uploads_are_scored_and_a_bomb_is_refused(page: object, tmp_path: Path) 
     ImageDraw.Draw(digit).line([(150, 40), (140, 360)], fill=10, width=30)
     digit.save(tmp_path / "one.png")
     page.locator("input[type=file]").set_input_files(str(tmp_path / "one.png"))
-    page.get_by_text("Anomaly score:").wait_for(timeout=15_000)
+    page.get_by_text("Anomaly score:").wait_for()
     # the page reruns once more to load the image's latent: let it settle before the next upload
-    page.wait_for_function(f"() => ({LATENT_VALUES_JS})().some(x => x !== 0)", timeout=15_000)
-    page.wait_for_function(SCRIPT_IDLE_JS, timeout=15_000)
+    page.wait_for_function(f"() => ({LATENT_VALUES_JS})().some(x => x !== 0)")
+    page.wait_for_function(SCRIPT_IDLE_JS)
     Image.new("1", (10_000, 10_000)).save(tmp_path / "bomb.png")  # 100 megapixels, a few KB
     page.locator("input[type=file]").set_input_files(str(tmp_path / "bomb.png"))
-    page.get_by_text("megapixel limit").wait_for(timeout=15_000)
-    page.wait_for_function(SCRIPT_IDLE_JS, timeout=15_000)
+    page.get_by_text("megapixel limit").wait_for()
+    page.wait_for_function(SCRIPT_IDLE_JS)
     # several at once: ranked in a table, the most anomalous inspected first, the bomb refused
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(tmp_path / "noise.png")
     page.locator("input[type=file]").set_input_files([str(tmp_path / n) for n in ("one.png", "noise.png", "bomb.png")])
-    page.locator("[data-testid=stDataFrame]").wait_for(timeout=15_000)
+    page.locator("[data-testid=stDataFrame]").wait_for()
     inspect = page.get_by_role("combobox", name="Inspect")
-    page.wait_for_function(
-        "e => e.value === '#1 noise.png'", arg=inspect.element_handle(timeout=15_000), timeout=15_000
-    )
+    page.wait_for_function("e => e.value === '#1 noise.png'", arg=inspect.element_handle())
     # on a 1024-px screen the whole table fits: no column scrolled out of sight
     page.set_viewport_size({"width": 1024, "height": 800})
-    page.wait_for_timeout(1000)
-    assert page.evaluate("""() => { const s = document.querySelector('[data-testid=stDataFrame] .dvn-scroller');
-        return s.scrollWidth <= s.clientWidth + 1; }""")
+    page.wait_for_function("""() => { const s = document.querySelector('[data-testid=stDataFrame] .dvn-scroller');
+        return s.clientWidth < 1000 && s.scrollWidth <= s.clientWidth + 1; }""")
     # (the uploader keeps earlier files too: the first bomb is still listed, and refused again)
     refusals = page.get_by_text("megapixel limit").all_inner_texts()
     assert refusals and all(text.startswith("bomb.png: is 10000×10000 pixels") for text in refusals)
@@ -386,7 +377,6 @@ def test_a_conditional_model_decodes_live_with_the_picked_class(page: object, se
     page.wait_for_function(
         "() => { const a = window.__latentExplorer && window.__latentExplorer.test.active;"
         " return a && a.decoder && a.data.num_classes === 10; }",
-        timeout=60_000,
     )
     latents = np.random.default_rng(2).normal(size=(20, 8)).astype(np.float32)
     model = training.load_model(ROOT / "checkpoints" / "mnist-cvae-z8")
@@ -399,9 +389,10 @@ def test_a_conditional_model_decodes_live_with_the_picked_class(page: object, se
         assert np.abs(browser - expected).max() < 1e-4
     page.evaluate(FRAME_SAMPLER_START_JS)
     page.get_by_role("radio", name="7", exact=True).click()  # the class picker
-    page.wait_for_function("() => window.__latentExplorer.test.active.label === 7", timeout=15_000)
-    page.wait_for_timeout(300)
-    assert len(page.evaluate(FRAME_SAMPLER_STOP_JS)) >= 1  # the image was redrawn as a seven
+    page.wait_for_function("() => window.__latentExplorer.test.active.label === 7")
+    # the image is redrawn as a seven
+    page.wait_for_function("() => window.__frameSamplers['canvas.lx-image'].changes.length >= 1")
+    page.evaluate(FRAME_SAMPLER_STOP_JS)
 
 
 def test_a_latent_the_model_leaves_unused_is_dimmed_and_says_why(page: object, server: str) -> None:
@@ -409,29 +400,28 @@ def test_a_latent_the_model_leaves_unused_is_dimmed_and_says_why(page: object, s
     page.wait_for_function(
         "() => { const a = window.__latentExplorer && window.__latentExplorer.test.active;"
         " return a && a.decoder && a.data.unused.length === 1; }",
-        timeout=60_000,
     )
     rows = page.locator(".lx-row")
     assert rows.count() == 8
     opacities = [float(rows.nth(i).evaluate("e => getComputedStyle(e).opacity")) for i in range(8)]
     assert opacities == [1.0] * 6 + [0.4] + [1.0]  # z7
     assert rows.nth(6).get_attribute("title") == "Unused by this model: the decoder ignores it"
-    page.get_by_text("7 of 8 latents in use: z7 is not.").wait_for(timeout=10_000)  # the sidebar says it too
+    page.get_by_text("7 of 8 latents in use: z7 is not.").wait_for()  # the sidebar says it too
     page.goto(f"{server}/?model=mnist-z8")  # all eight in use: nothing dimmed
-    page.wait_for_function(LIVE_READY_JS, timeout=60_000)
+    page.wait_for_function(LIVE_READY_JS)
     assert [rows.nth(i).evaluate("e => getComputedStyle(e).opacity") for i in range(8)] == ["1"] * 8
 
 
 def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: object, server: str) -> None:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page = open_context(browser, 1400, 1200).new_page()
         page.add_init_script(NO_WEBASSEMBLY_JS)  # a browser without WebAssembly
         page.goto(server)
         warning = page.get_by_text("Live decoding is off")
-        warning.wait_for(timeout=60_000)
+        warning.wait_for()
         assert "WebAssembly" in warning.inner_text()
-        page.get_by_text("decoder(z)").wait_for(timeout=30_000)
+        page.get_by_text("decoder(z)").wait_for()
         labels = page.locator("[data-testid=stSlider] [data-testid=stWidgetLabel]").all_inner_texts()
         assert labels[:8] == [f"z{i}" for i in range(1, 9)]
         # the server's sliders still drive the image
@@ -442,9 +432,8 @@ def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: o
         page.wait_for_function(
             "b => document.querySelector('[data-testid=stImage] img').getAttribute('src') !== b",
             arg=before,
-            timeout=15_000,
         )
-        page.wait_for_function("() => location.search.includes('z=0.400')", timeout=15_000)
+        page.wait_for_function("() => location.search.includes('z=0.400')")
         assert page.locator("[data-testid=stException]").count() == 0
     finally:
         browser.close()
@@ -453,9 +442,9 @@ def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: o
 def test_compare_draws_both_decoders_live_while_dragging(page: object, server: str, tmp_path: Path) -> None:
     """The bundled sharpened model and its VAE: both images redrawn on every drag frame."""
     page.get_by_text("Compare with the VAE decoder (mnist-z8)").click()
-    page.wait_for_function("() => (window.__latentExplorer.test.stats.compareDraws || 0) > 0", timeout=30_000)
-    page.wait_for_selector("text=VAE decoder · mnist-z8", timeout=15_000)
-    page.wait_for_selector("text=sharpened decoder · mnist-z8-sharp", timeout=15_000)
+    page.wait_for_function("() => (window.__latentExplorer.test.stats.compareDraws || 0) > 0")
+    page.wait_for_selector("text=VAE decoder · mnist-z8")
+    page.wait_for_selector("text=sharpened decoder · mnist-z8-sharp")
     primary, compared = "canvas.lx-image:not(.lx-image-compare)", "canvas.lx-image-compare"
     for selector in (primary, compared):
         page.evaluate(FRAME_SAMPLER_START_JS, selector)
@@ -473,12 +462,12 @@ def test_compare_draws_both_decoders_live_while_dragging(page: object, server: s
 def test_the_view_control_shows_the_view_drawn_however_the_page_was_opened(
     browser: object, server: str, query: str, view: str
 ) -> None:
-    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    context = open_context(browser, 1400, 1200)
     page = context.new_page()
     page.goto(server + "/" + query)
-    page.wait_for_function(LIVE_READY_JS, timeout=60_000)
-    page.locator(".st-key-atlas_map .js-plotly-plot").wait_for(timeout=60_000)  # the rerun that sends the map is done
-    page.wait_for_function(SCRIPT_IDLE_JS, timeout=30_000)
+    page.wait_for_function(LIVE_READY_JS)
+    page.locator(".st-key-atlas_map .js-plotly-plot").wait_for()  # the rerun that sends the map is done
+    page.wait_for_function(SCRIPT_IDLE_JS)
     control = page.locator("[data-testid=stButtonGroup]").filter(has_text="Interpolate")
     assert control.locator("button[aria-checked=true]").all_inner_texts() == [view]
     context.close()

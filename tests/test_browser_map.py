@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -92,7 +91,7 @@ def test_hovering_the_map_decodes_every_move_and_leaving_restores_z(page: object
     assert np.linalg.norm(ATLAS.means[class_rows(ATLAS)[7]] - hovered, axis=1).min() < 1.0
     page.mouse.move(5, 5)  # off the map
     page.wait_for_function(f"v => JSON.stringify(({LATENT_VALUES_JS})()) === JSON.stringify(v)", arg=before_values)
-    page.wait_for_function(f"h => ({CANVAS_HASH_JS})() === h", arg=before_hash, timeout=5_000)
+    page.wait_for_function(f"h => ({CANVAS_HASH_JS})() === h", arg=before_hash)
     assert url_z(page) == before_url  # hovering never reran the script
 
 
@@ -101,7 +100,7 @@ def test_a_sparse_region_says_so_and_a_click_there_commits_the_hovered_z(page: o
     page.mouse.move(spot[0] - 3, spot[1])
     page.mouse.move(*spot)
     note = page.locator(".lx-far-note")
-    note.wait_for(state="visible", timeout=5_000)
+    note.wait_for(state="visible")
     assert re.search(
         r"Far from the data: the nearest test image is [0-9.]+× the map's usual spacing", note.inner_text()
     )
@@ -109,9 +108,8 @@ def test_a_sparse_region_says_so_and_a_click_there_commits_the_hovered_z(page: o
     hovered = latent_values(page)
     page.mouse.click(*spot)
     page.mouse.move(5, 5)
-    time.sleep(0.5)
     expected = ",".join(f"{v:.3f}" for v in hovered)
-    page.wait_for_function("v => new URLSearchParams(location.search).get('z') === v", arg=expected, timeout=15_000)
+    page.wait_for_function("v => new URLSearchParams(location.search).get('z') === v", arg=expected)
     assert latent_values(page) == hovered  # kept after leaving: committed
     assert note.is_hidden()
 
@@ -124,7 +122,6 @@ def test_hovering_a_point_shows_its_test_image_beside_its_reconstruction(page: o
     page.wait_for_function(
         "r => window.__latentExplorer.test.stats.cards > 0 && document.querySelector('.lx-map-card')?.dataset.row == r",
         arg=row,
-        timeout=10_000,
     )
     pixels = page.evaluate("""() => {
         const card = document.querySelector('.lx-map-card');
@@ -149,19 +146,19 @@ def test_hovering_a_point_shows_its_test_image_beside_its_reconstruction(page: o
 
 
 def choose(page: object, label: str, option: str) -> None:
-    page.wait_for_function(SCRIPT_IDLE_JS, timeout=15_000)
+    page.wait_for_function(SCRIPT_IDLE_JS)
     box = page.get_by_role("combobox", name=label)
     box.scroll_into_view_if_needed()
     box.click()
-    page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+    page.get_by_role("option", name=option, exact=True).click()
 
 
 def test_a_concept_slider_between_two_classes_moves_z_along_their_direction(page: object) -> None:
     choose(page, "Concept direction from", "1")
     choose(page, "to", "7")
     slider = page.get_by_role("slider", name="concept: 1 → 7")
-    slider.wait_for(timeout=15_000)
-    page.wait_for_function("() => new URLSearchParams(location.search).has('concept')", timeout=15_000)
+    slider.wait_for()
+    page.wait_for_function("() => new URLSearchParams(location.search).has('concept')")
     slider.scroll_into_view_if_needed()
     before = np.array(latent_values(page))
     drag(page, slider, 0.3, 0.7, moves=30)
@@ -175,7 +172,7 @@ def test_a_concept_slider_between_two_classes_moves_z_along_their_direction(page
     # the link carries the direction: a fresh page from it has the same slider
     link = page.url
     page.goto(link)
-    page.get_by_role("slider", name="concept: the link's direction").wait_for(timeout=30_000)
+    page.get_by_role("slider", name="concept: the link's direction").wait_for()
 
 
 def test_the_nearest_training_images_of_an_encoded_test_image(page: object) -> None:
@@ -188,7 +185,6 @@ def test_the_nearest_training_images_of_an_encoded_test_image(page: object) -> N
     page.wait_for_function(
         "() => document.querySelectorAll('.st-key-neighbours [data-testid=stImageCaption]').length === 8"
         " || document.body.innerText.includes('The training images are not on this machine')",
-        timeout=30_000,
     )
     text = " ".join(captions.all_inner_texts()) if captions.count() else info.inner_text()
     rows = [int(r) for r in re.findall(r"#(\d+)", text)]
@@ -209,7 +205,7 @@ def test_a_typed_value_is_checked_clamped_and_committed(page: object) -> None:
     page.keyboard.type("abc")
     page.keyboard.press("Enter")
     note = page.locator(".lx-type-note")
-    note.wait_for(state="visible", timeout=5_000)
+    note.wait_for(state="visible")
     assert "“abc” is not a number; type z3 as a number from" in note.inner_text()
     assert latent_values(page) == before
     value.click()

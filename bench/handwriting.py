@@ -5,6 +5,7 @@ preparation of an upload (training.images.model_input), as a user's would.
 
     python bench/handwriting.py make      # renders the sets into tests/data/handwriting/ (needs the fonts)
     python bench/handwriting.py checkpoints/mnist-z8 [checkpoints/other ...] --data-dir ../shared/data/mnist
+    python bench/handwriting.py ablation --data-dir ../shared/data/mnist   # a run per kind of distortion
 
 For each checkpoint and set: the accuracy of a classifier trained on MNIST (sample_quality.py's)
 on the prepared inputs and on the model's reconstructions of them (decode of the encoder's
@@ -19,6 +20,10 @@ import base64
 import io
 import json
 import math
+import os
+import shlex
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +40,7 @@ from bench.report import write_report  # noqa: E402
 from bench.sample_quality import train_classifier  # noqa: E402
 from training.evaluate import checkpoint_data, encode_dataset, knn_accuracy  # noqa: E402
 from training.images import model_input  # noqa: E402
+from training.train import RECIPES  # noqa: E402
 
 SETS = ROOT / "tests" / "data" / "handwriting"
 SIDE = 56  # each source image, dark ink on white paper as a scan would be
@@ -240,18 +246,22 @@ def prepared(images: list[Image.Image]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def measure(model: training.ConvVAE, classifier: torch.nn.Module, x: torch.Tensor, labels: np.ndarray, train) -> dict:
-    """A classifier's accuracy on X and on MODEL's reconstructions of X, and the kNN-5 vote of
-    X's means among TRAIN's (a Split) means, for a checkpoint's digits from elsewhere."""
-    y = torch.from_numpy(labels)
-    mu, _ = encode_dataset(model, x)
-    reconstructions = model.decode(mu)
-    inputs = float((classifier(x).argmax(1) == y).float().mean())
-    rebuilt = float((classifier(reconstructions).argmax(1) == y).float().mean())
-    train_mu, _ = encode_dataset(model, train.images)
-    result = {"inputs": inputs, "reconstructions": rebuilt, "ratio": rebuilt / inputs, "images": len(x)}
-    result["knn5"] = knn_accuracy(train_mu, train.labels, mu, y, k=5)
-    return result
+def measure(model: training.ConvVAE, kit: dict) -> dict:
+    """For each set of KIT's digits from elsewhere (measuring_kit) and for all of them: the
+    classifier's accuracy on the inputs and on MODEL's reconstructions of them (decode of the
+    encoder's mean), and the kNN-5 vote of their means among the training split's means."""
+    train_mu, _ = encode_dataset(model, kit["train"].images)
+    means, rebuilt = {}, {}
+    for name in SET_NAMES:
+        means[name], _ = encode_dataset(model, kit["x"][name])
+        rebuilt[name] = kit["classifier"](model.decode(means[name])).argmax(1) == kit["labels"][name]
+    means["all"], rebuilt["all"] = torch.cat(list(means.values())), torch.cat(list(rebuilt.values()))
+    results = {}
+    for name, mu in means.items():
+        inputs, right = kit["inputs_accuracy"][name], float(rebuilt[name].float().mean())
+        results[name] = {"inputs": inputs, "reconstructions": right, "ratio": right / inputs, "images": len(mu)}
+        results[name]["knn5"] = knn_accuracy(train_mu, kit["train"].labels, mu, kit["labels"][name], k=5)
+    return results
 
 
 SET_NAMES = ("fonts", "strokes", "pad")
@@ -278,35 +288,133 @@ def report_lines(names: list[str], results: dict, accuracy: float) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- what each kind buys
+
+DISTORTION_KINDS = ("rotation", "scale", "shear", "shift", "thickness", "elastic")
+ABLATION_TRAIN_FLAGS = "--weight-decay 0.1"  # the bundled mnist-z8's, bar its epochs and distortions
+
+
+def ablation_runs() -> dict[str, list[str]]:
+    """Each ablation run's distortion flags: none, the handwriting recipe's (all), each kind alone."""
+    recipe = RECIPES["handwriting"]
+    runs = {"none": [], "all": ["--recipe", "handwriting"]}
+    for kind in DISTORTION_KINDS:
+        runs[kind] = [f"--distort-{kind}", str(recipe[f"distort_{kind}"])]
+    return runs
+
+
+def finished(folder: Path) -> bool:
+    metrics = folder / "metrics.json"
+    return metrics.exists() and json.loads(metrics.read_text()).get("final", False)
+
+
+def train_runs(runs: dict[str, list[str]], folder: Path, args: argparse.Namespace) -> None:
+    """Train each of RUNS into FOLDER/name, args.jobs at a time on one thread each; a finished
+    run is kept, an unfinished one trained again from its start."""
+    pending = [name for name in runs if not finished(folder / name)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    running: list[tuple[str, subprocess.Popen]] = []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name = pending.pop(0)
+            shutil.rmtree(folder / name, ignore_errors=True)
+            command = [sys.executable, "-m", "training", "train", "--out", str(folder / name), "--quiet"]
+            command += ["--epochs", str(args.ablation_epochs), *shlex.split(args.train_flags), *runs[name]]
+            command += ["--data-dir", args.data_dir] if args.data_dir else []
+            print(f"training {name}: {' '.join(runs[name]) or 'no distortion'}", flush=True)
+            running.append((name, subprocess.Popen(command, cwd=ROOT, env=env)))
+        time.sleep(2)
+        for name, process in [r for r in running if r[1].poll() is not None]:
+            running.remove((name, process))
+            if process.returncode:
+                raise SystemExit(
+                    f"the {name} run failed (exit status {process.returncode}); its folder: {folder / name}"
+                )
+
+
+def ablation_lines(results: dict, epochs: int) -> list[str]:
+    lines = [
+        f"What each kind of distortion buys, {time.strftime('%Y-%m-%d')}: mnist-z8's recipe for {epochs} epochs, "
+        "with no distortion, each kind alone at the handwriting recipe's size, and all of them; "
+        "reconstructions of digits from elsewhere recognised, as a share of their inputs (all "
+        "three sets), kNN-5 of their means, and MNIST's own test figures",
+        "",
+        "| distortion | fonts | strokes | pad | all | kNN-5, all | MNIST test MSE | MNIST kNN-5 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        ratios = " | ".join(f"{r[s]['ratio']:.2f}×" for s in (*SET_NAMES, "all"))
+        lines.append(f"| {name} | {ratios} | {r['all']['knn5']:.3f} | {r['mnist_mse']:.5f} | {r['mnist_knn5']:.4f} |")
+    return lines
+
+
+def ablation(args: argparse.Namespace) -> dict:
+    folder = Path(args.runs)
+    runs = ablation_runs()
+    train_runs(runs, folder, args)
+    models = {name: training.load_model(folder / name) for name in runs}
+    kit = measuring_kit(next(iter(models.values())), args)
+    results = {}
+    for name, model in models.items():
+        results[name] = measure(model, kit)
+        metrics = json.loads((folder / name / "metrics.json").read_text())
+        results[name].update(mnist_mse=metrics["mse_per_pixel"], mnist_knn5=metrics["knn5_accuracy"])
+    result = {"date": time.strftime("%Y-%m-%d"), "epochs": args.ablation_epochs, "flags": runs, "results": results}
+    result["classifier_test_accuracy"] = kit["accuracy"]
+    write_report(args.out, args.name + "_ablation", result, ablation_lines(results, args.ablation_epochs))
+    return result
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def measuring_kit(model: training.ConvVAE, args: argparse.Namespace) -> dict:
+    """What every measurement uses: MNIST's training split ("train"), the classifier and its test
+    accuracy ("accuracy"), the prepared digits from elsewhere by set name ("x", "labels") and
+    the classifier's accuracy on each set and on all ("inputs_accuracy"; "labels" has "all" too)."""
+    train, test = checkpoint_data(model, args.data_dir)
+    classifier = train_classifier(train.images, train.labels, 10, args.epochs, seed=0).requires_grad_(False)
+    accuracy = float((classifier(test.images).argmax(1) == test.labels).float().mean())
+    sets = {name: read_set(name) for name in SET_NAMES}
+    x = {name: prepared(images) for name, (images, _) in sets.items()}
+    labels = {name: torch.from_numpy(labels) for name, (_, labels) in sets.items()}
+    with torch.inference_mode():
+        right = {name: classifier(x[name]).argmax(1) == labels[name] for name in SET_NAMES}
+    right["all"], labels["all"] = torch.cat(list(right.values())), torch.cat(list(labels.values()))
+    inputs_accuracy = {name: float(r.float().mean()) for name, r in right.items()}
+    kit = {"train": train, "classifier": classifier, "accuracy": accuracy, "x": x, "labels": labels}
+    return kit | {"inputs_accuracy": inputs_accuracy}
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+", help="digit models to measure, or `make` to render the sets")
+    parser.add_argument(
+        "checkpoints",
+        nargs="+",
+        help="digit models to measure; `make` to render the sets; `ablation` to train and "
+        "measure a run per kind of distortion",
+    )
     parser.add_argument("--data-dir", help="MNIST, for the classifier and the training means")
     parser.add_argument("--epochs", type=int, default=2, help="the classifier's training epochs")
+    parser.add_argument("--ablation-epochs", type=int, default=30, help="each ablation run's training epochs")
+    parser.add_argument("--jobs", type=int, default=2, help="ablation runs trained at once, one thread each")
+    parser.add_argument("--train-flags", default=ABLATION_TRAIN_FLAGS, help="the ablation runs' other training flags")
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "handwriting-ablation"), help="the ablation's runs")
     parser.add_argument("--name", default="handwriting")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     if args.checkpoints == ["make"]:
         make()
         return None
+    if args.checkpoints == ["ablation"]:
+        return ablation(args)
     models = {Path(path).name: training.load_model(path) for path in args.checkpoints}
     if any(m.config.num_classes for m in models.values()):
         raise SystemExit("handwriting.py measures unconditional digit models.")
-    train, test = checkpoint_data(next(iter(models.values())), args.data_dir)
-    classifier = train_classifier(train.images, train.labels, 10, args.epochs, seed=0)
-    with torch.inference_mode():
-        accuracy = float((classifier(test.images).argmax(1) == test.labels).float().mean())
-    sets = {name: read_set(name) for name in SET_NAMES}
-    x = {name: prepared(images) for name, (images, _) in sets.items()}
-    x["all"] = torch.cat([x[name] for name in SET_NAMES])
-    labels = {name: labels for name, (_, labels) in sets.items()}
-    labels["all"] = np.concatenate([labels[name] for name in SET_NAMES])
-    results = {
-        model_name: {name: measure(model, classifier, x[name], labels[name], train) for name in x}
-        for model_name, model in models.items()
-    }
-    result = {"date": time.strftime("%Y-%m-%d"), "classifier_test_accuracy": accuracy, "results": results}
-    write_report(args.out, args.name, result, report_lines(list(models), results, accuracy))
+    kit = measuring_kit(next(iter(models.values())), args)
+    results = {model_name: measure(model, kit) for model_name, model in models.items()}
+    result = {"date": time.strftime("%Y-%m-%d"), "classifier_test_accuracy": kit["accuracy"], "results": results}
+    write_report(args.out, args.name, result, report_lines(list(models), results, kit["accuracy"]))
     return result
 
 

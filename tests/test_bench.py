@@ -2,14 +2,15 @@
 `python -m training train` runs, every call of it; bench/gpu_variants.py, meant for a
 GPU, runs its variants and writes its report (checked here on the CPU, its step run eagerly);
 bench/score_speed.py ranks PNG files written from the test set and compares with the atlas;
-bench/train_speed.py's CPU comparison, with a recipe in its pairs (`make bench`'s)."""
+bench/train_speed.py's CPU comparison, with a recipe in its pairs (`make bench`'s); bench/handwriting.py's
+ablation trains a run per kind of distortion."""
 
 import json
 import math
 from pathlib import Path
 
-from bench import gpu_variants, score_speed, step_ops, train_speed
-from tests.conftest import BUNDLED
+from bench import gpu_variants, handwriting, score_speed, step_ops, train_speed
+from tests.conftest import BUNDLED, TINY_FLAGS
 
 
 def _calls(rows: list[dict], op: str) -> float:
@@ -140,3 +141,24 @@ def test_train_speed_runs_the_recipe_in_its_pairs_and_reports_it(tiny_mnist: Pat
     assert result["pairs"][0]["ours_test_mse"] == result["ours_recipe"][0]["test_mse"]
     table = (out / "train_speed.md").read_text()
     assert f"| ours, whole command, `{recipe}` (" in table and f"our whole command (`{recipe}`) took" in table
+
+
+def test_the_handwriting_ablation_trains_a_run_per_kind_and_keeps_finished_ones(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    flags = ["ablation", "--data-dir", str(tiny_mnist), "--ablation-epochs", "1", "--epochs", "1"]
+    flags += ["--train-flags", " ".join(TINY_FLAGS)]
+    result = handwriting.main([*flags, "--runs", str(runs), "--out", str(out)])
+    kinds = handwriting.DISTORTION_KINDS
+    assert list(result["results"]) == ["none", "all", *kinds]
+    for name in result["results"]:
+        train = json.loads((runs / name / "config.json").read_text())["train"]
+        distorted = {kind for kind in kinds if train[f"distort_{kind}"] > 0}
+        assert distorted == {"none": set(), "all": set(kinds)}.get(name, {name})
+        assert 0 <= result["results"][name]["all"]["knn5"] <= 1 and result["results"][name]["mnist_mse"] > 0
+    assert "| thickness | " in (out / "handwriting_ablation.md").read_text()
+    # a second call measures the finished runs again without training them
+    written = (runs / "all" / "model.safetensors").stat().st_mtime_ns
+    handwriting.main([*flags, "--runs", str(runs), "--out", str(out)])
+    assert (runs / "all" / "model.safetensors").stat().st_mtime_ns == written

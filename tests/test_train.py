@@ -1,13 +1,14 @@
 import json
 import math
 import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,26 @@ def test_fast_recipe_sets_its_values_and_typed_flags_override_them() -> None:
     assert (train_config.lr_schedule, train_config.warmup_steps, train_config.loss) == ("wsd", 50, "bce")
     _, typed = configs("--recipe", "fast", "--epochs", "5", "--lr", "1e-3")
     assert (typed.epochs, typed.lr, typed.batch_size) == (5, 1e-3, 256)
+
+
+def test_handwriting_recipe_distorts_every_kind_and_typed_flags_override_it() -> None:
+    from training.cli import build_parser
+    from training.commands.train import configs_from_args, train_command
+
+    def configs(*flags: str) -> TrainConfig:
+        return configs_from_args(build_parser().parse_args(["train", "--out", "r", *flags]))[1]
+
+    distortion = configs("--recipe", "handwriting").distortion()
+    assert distortion.active
+    assert all(
+        getattr(distortion, kind) > 0 for kind in ("rotation", "scale", "shear", "shift", "thickness", "elastic")
+    )
+    typed = configs("--recipe", "handwriting", "--distort-elastic", "0", "--epochs", "3")
+    assert (typed.distort_elastic, typed.epochs, typed.distort_rotation) == (0.0, 3, distortion.rotation)
+    # the command that trains such a checkpoint again gives the same config back
+    saved = {"model": {}, "train": asdict(typed), "dataset": {"name": "mnist"}}
+    again = configs(*shlex.split(train_command(saved, "r"))[6:])  # after "python -m training train --out r"
+    assert again == typed
 
 
 def test_bad_data_gives_one_line_and_no_traceback(tiny_mnist: Path, tmp_path: Path) -> None:

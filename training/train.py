@@ -155,6 +155,8 @@ class TrainConfig:
 
 # seed: the original project's recipe, 784·MSE + KL, Adam lr 5e-4, batch 32, 2000 iterations.
 # fast: the bundled model's quality in the fewest steps (docs/benchmarks.md).
+# handwriting: every training digit distorted the ways handwriting varies (bench/handwriting.py
+# measures what each kind buys on digits from elsewhere).
 RECIPES = {
     "seed": dict(
         loss="mse",
@@ -168,6 +170,14 @@ RECIPES = {
         precision="fp32",
     ),
     "fast": dict(epochs=60, batch_size=256, lr=3e-3, weight_decay=0.1, eval_every=10, init="kaiming"),
+    "handwriting": dict(
+        distort_rotation=15.0,
+        distort_scale=0.15,
+        distort_shear=0.3,
+        distort_shift=2.0,
+        distort_thickness=0.8,
+        distort_elastic=2.0,
+    ),
 }
 
 

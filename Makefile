@@ -113,6 +113,7 @@ bench: $(STAMP) chromium
 	$(PY) bench/step_ops.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/app_latency.py
 	$(PY) bench/load.py
+	$(PY) bench/load_protocol.py
 	$(PY) bench/app_latency.py --decoders
 	$(PY) bench/realism.py checkpoints/mnist-z8 checkpoints/mnist-z8-sharp $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/realism.py checkpoints/fashion-z8 checkpoints/fashion-z8-sharp --name realism_fashion

@@ -3,13 +3,14 @@
 GPU, runs its variants and writes its report (checked here on the CPU, its step run eagerly);
 bench/score_speed.py ranks PNG files written from the test set and compares with the atlas;
 bench/train_speed.py's CPU comparison, with a recipe in its pairs (`make bench`'s); bench/handwriting.py's
-ablation trains a run per kind of distortion."""
+ablation trains a run per kind of distortion; bench/load_protocol.py drives sessions through
+Streamlit's websocket protocol."""
 
 import json
 import math
 from pathlib import Path
 
-from bench import gpu_variants, handwriting, score_speed, step_ops, train_speed
+from bench import gpu_variants, handwriting, load_protocol, score_speed, step_ops, train_speed
 from tests.conftest import BUNDLED, TINY_FLAGS
 
 
@@ -162,3 +163,16 @@ def test_the_handwriting_ablation_trains_a_run_per_kind_and_keeps_finished_ones(
     written = (runs / "all" / "model.safetensors").stat().st_mtime_ns
     handwriting.main([*flags, "--runs", str(runs), "--out", str(out)])
     assert (runs / "all" / "model.safetensors").stat().st_mtime_ns == written
+
+
+def test_the_protocol_load_harness_drives_sessions_without_a_browser(tmp_path: Path) -> None:
+    """Two sessions through Streamlit's websocket protocol: every rerun finishes, every released
+    latent reaches the server (the URL's z), every uploaded digit is scored; CPU and memory read."""
+    result = load_protocol.main(
+        ["--levels", "2", "--seconds", "12", "--think", "1", "--settle", "2", "--out", str(tmp_path)]
+    )
+    level = result["levels"][0]
+    assert level["errors"] == 0 and level["completed"] == 2, level["error_examples"]
+    assert level["reruns"] >= 4 and level["run"]["p50_ms"] > 0 and level["queueing"]["p50_ms"] >= 0
+    assert level["server_cpu_s"] > 0 and min(level["memory_peak_mb"], result["one_session_memory_mb"]) > 100
+    assert "| 2 | " in (tmp_path / "load_protocol.md").read_text()

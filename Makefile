@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/mnist) $(LATENT_EXPLORER_DATA))
 
-.PHONY: app test lint chromium train train-fashion train-cvae train-emoji sharpen sharpen-fashion sharpen-cvae sharpen-emoji anomaly atlas bench vendor-ort clean
+.PHONY: app test test-busy lint chromium train train-fashion train-cvae train-emoji sharpen sharpen-fashion sharpen-cvae sharpen-emoji anomaly atlas bench vendor-ort clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ chromium:
 
 test: $(STAMP) chromium lint
 	$(PY) -m pytest -q
+
+# The suite on a busy machine: `make test` BUSY_RUNS times in a row in a fresh clone of HEAD,
+# while another process keeps one core busy the whole time; stops at the first failure.
+BUSY_RUNS ?= 3
+test-busy:
+	@clone=$$(mktemp -d) && trap 'kill $$busy 2>/dev/null; rm -rf "$$clone"' EXIT && \
+	git clone --quiet "$(CURDIR)" "$$clone/latent-explorer" && \
+	{ $(PYTHON) -c "while True: pass" & busy=$$!; } && \
+	for run in $$(seq $(BUSY_RUNS)); do \
+	  echo "== make test, run $$run of $(BUSY_RUNS), one core busy"; \
+	  $(if $(DATA_DIR),LATENT_EXPLORER_DATA=$(abspath $(DATA_DIR))) $(MAKE) -C "$$clone/latent-explorer" test || exit 1; \
+	done
 
 # ruff's settings are in pyproject.toml; `$(VENV)/bin/ruff format .` fixes what format --check finds
 lint: $(STAMP)

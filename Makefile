@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/mnist) $(LATENT_EXPLORER_DATA))
 
-.PHONY: app test test-busy lint chromium train train-fashion train-cvae train-emoji sharpen sharpen-fashion sharpen-cvae sharpen-emoji anomaly atlas bench vendor-ort clean
+.PHONY: app app-replicas nginx test test-busy lint chromium train train-fashion train-cvae train-emoji sharpen sharpen-fashion sharpen-cvae sharpen-emoji anomaly atlas bench vendor-ort clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,26 @@ $(STAMP): requirements.txt
 app: $(STAMP)
 	$(if $(DATA_DIR),LATENT_EXPLORER_DATA=$(DATA_DIR)) $(PY) serve.py $(ARGS)
 
+# Several copies of the page behind nginx, each browser kept on its copy (replicas.py), for more
+# users than one process serves (README, "Serving it to others"): `make app-replicas REPLICAS=4
+# ARGS="--address 0.0.0.0"`; ARGS go to replicas.py, streamlit's options after a `--`.
+REPLICAS ?= 2
+app-replicas: $(STAMP) nginx
+	$(if $(DATA_DIR),LATENT_EXPLORER_DATA=$(DATA_DIR)) $(PY) replicas.py --replicas $(REPLICAS) $(ARGS)
+
+# Debian's nginx-light, for app-replicas and its test
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx-light >/dev/null; }
+
 # Debian's chromium for the browser tests (Playwright's own browser download does not work offline).
 chromium:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) chromium lint
+test: $(STAMP) chromium nginx lint
 	$(PY) -m pytest -q
 
 # The suite on a busy machine: `make test` BUSY_RUNS times in a row in a fresh clone of HEAD,

@@ -17,7 +17,7 @@ rerun (from /proc); its resident memory after the first session, at the peak, pe
 after the sessions close (the server runs with --server.disconnectedSessionTTL 5).
 
     python bench/load_protocol.py [--levels 10,30,100,300] [--seconds 120] [--think 4]
-    python bench/load_protocol.py --url http://127.0.0.1:8501   # an already running server
+    python bench/load_protocol.py --url http://127.0.0.1:8501 --pids 123,456   # e.g. `make app-replicas`
 
 Writes bench/results/load_protocol.json and .md (or --name).
 """
@@ -47,7 +47,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load import cpu_seconds, percentiles, rss_mb, sample_memory  # noqa: E402
+from bench.load import cpu_seconds, percentiles, rss_mb  # noqa: E402
 from bench.report import write_report  # noqa: E402
 from tests.browser_support import free_port, start_server  # noqa: E402
 
@@ -69,7 +69,7 @@ class Session:
     """One simulated browser tab: its connection and what its browser would remember."""
 
     base: str  # http://host:port
-    cookie: str = ""  # the XSRF cookie's value
+    cookies: dict[str, str] = field(default_factory=dict)  # what the server set: XSRF, a proxy's
     socket: object = None
     session_id: str = ""
     query_string: str = ""
@@ -80,16 +80,21 @@ class Session:
     cached: set[str] = field(default_factory=set)  # hashes of cacheable messages received
     pending: list[ForwardMsg] = field(default_factory=list)  # received before anyone asked
     texts: list[str] = field(default_factory=list)  # the markdown the last rerun drew
+    replica: str = ""  # behind `make app-replicas`: the replica nginx keeps this session on
 
     async def connect(self) -> None:
-        self.cookie = await asyncio.to_thread(xsrf_cookie, self.base)
+        self.cookies, self.replica = await asyncio.to_thread(server_cookies, self.base)
         url = self.base.replace("http", "ws", 1) + "/_stcore/stream"
         self.socket = await websockets.connect(
             url,
-            subprotocols=["streamlit", self.cookie],
-            additional_headers={"Cookie": f"{XSRF_COOKIE}={self.cookie}", "Origin": self.base},
+            subprotocols=["streamlit", self.cookies[XSRF_COOKIE]],
+            additional_headers={"Cookie": self.cookie_header, "Origin": self.base},
             max_size=None,
         )
+
+    @property
+    def cookie_header(self) -> str:
+        return "; ".join(f"{name}={value}" for name, value in self.cookies.items())
 
     async def receive(self) -> ForwardMsg:
         if self.pending:
@@ -173,24 +178,28 @@ class Session:
                     urls = reply.file_urls_response.file_urls[0]
                     break
                 self.note(reply)
-        await asyncio.to_thread(put_file, self.base + urls.upload_url, self.cookie, name, data)
+        await asyncio.to_thread(put_file, self.base + urls.upload_url, self.cookies, name, data)
         state = WidgetState(id=self.ids["anomaly_upload"])
         info = state.file_uploader_state_value.uploaded_file_info.add()
         info.name, info.size, info.file_id = name, len(data), urls.file_id
         return state
 
 
-def xsrf_cookie(base: str) -> str:
-    """The XSRF cookie the server sets on its health check, as a browser receives it."""
+def server_cookies(base: str) -> tuple[dict[str, str], str]:
+    """The cookies the server (or a proxy in front) sets on its health check, as a browser
+    keeps them (the XSRF token's, a sticky proxy's), and the replica that answered, if said."""
+    cookies = {}
     with urllib.request.urlopen(base + "/_stcore/health", timeout=30) as response:
         for header in response.headers.get_all("Set-Cookie") or []:
             name, _, rest = header.partition("=")
-            if name.strip() == XSRF_COOKIE:
-                return rest.split(";")[0]
-    raise PageError("the server set no XSRF cookie")
+            cookies[name.strip()] = rest.split(";")[0]
+        replica = response.headers.get("X-Replica", "")
+    if XSRF_COOKIE not in cookies:
+        raise PageError("the server set no XSRF cookie")
+    return cookies, replica
 
 
-def put_file(url: str, cookie: str, name: str, data: bytes) -> None:
+def put_file(url: str, cookies: dict[str, str], name: str, data: bytes) -> None:
     boundary = uuid.uuid4().hex
     body = (
         (
@@ -202,8 +211,8 @@ def put_file(url: str, cookie: str, name: str, data: bytes) -> None:
     )
     request = urllib.request.Request(url, data=body, method="PUT")
     request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
-    request.add_header("X-Xsrftoken", cookie)
-    request.add_header("Cookie", f"{XSRF_COOKIE}={cookie}")
+    request.add_header("X-Xsrftoken", cookies[XSRF_COOKIE])
+    request.add_header("Cookie", "; ".join(f"{n}={v}" for n, v in cookies.items()))
     with urllib.request.urlopen(request, timeout=30) as response:
         if response.status != 204:
             raise PageError(f"the upload answered {response.status}")
@@ -281,6 +290,7 @@ class Tally:
     run: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     completed: int = 0  # sessions that ran to the end without an error
+    replicas: dict[str, int] = field(default_factory=dict)  # sessions per replica, behind a proxy
 
     def add(self, times: list[tuple[float, float]]) -> None:
         for queued, ran in times:
@@ -297,6 +307,8 @@ async def user(
     session = Session(base)
     try:
         await session.connect()
+        if session.replica:
+            tally.replicas[session.replica] = tally.replicas.get(session.replica, 0) + 1
         tally.add([await session.rerun([], args.timeout)])
         while time.monotonic() < deadline:
             await asyncio.sleep(min(rng.expovariate(1 / args.think), max(0.0, deadline - time.monotonic())))
@@ -313,7 +325,21 @@ async def user(
 # --------------------------------------------------------------------------- the levels
 
 
-async def one_session_level(base: str, pid: int | None, timeout: float) -> float | None:
+def cpu_s(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def memory_mb(pids: list[int]) -> float:
+    return sum(rss_mb(pid) for pid in pids)
+
+
+async def sample_memory(pids: list[int], samples: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        samples.append(memory_mb(pids))
+        await asyncio.sleep(0.5)
+
+
+async def one_session_level(base: str, pids: list[int], timeout: float) -> float | None:
     """The server's memory, MB, with one session open that has done everything once: every
     view, a release, Random, an upload. The level the server returns to after a crowd leaves."""
     rng = random.Random(0)
@@ -325,17 +351,17 @@ async def one_session_level(base: str, pid: int | None, timeout: float) -> float
             await session.rerun([view(session, name)], timeout)
         await session.rerun([release(session, rng)], timeout)
         await upload_digit(session, rng, timeout)
-        return rss_mb(pid) if pid else None
+        return memory_mb(pids) if pids else None
     finally:
         await session.socket.close()
 
 
-async def run_level(base: str, pid: int | None, sessions: int, args: argparse.Namespace) -> dict:
+async def run_level(base: str, pids: list[int], sessions: int, args: argparse.Namespace) -> dict:
     """SESSIONS users arriving over the first --ramp seconds, acting for --seconds in all."""
     tally, samples, stop = Tally(), [], asyncio.Event()
-    cpu_before = cpu_seconds(pid) if pid else None
-    memory_before = rss_mb(pid) if pid else None
-    monitor = asyncio.create_task(sample_memory(pid, samples, stop)) if pid else None
+    cpu_before = cpu_s(pids) if pids else None
+    memory_before = memory_mb(pids) if pids else None
+    monitor = asyncio.create_task(sample_memory(pids, samples, stop)) if pids else None
     started = time.monotonic()
     deadline = started + args.seconds
     ramp = min(args.ramp, args.seconds / 2)
@@ -349,15 +375,16 @@ async def run_level(base: str, pid: int | None, sessions: int, args: argparse.Na
     reruns = len(tally.run)
     result = {"sessions": sessions, "seconds": wall, "reruns": reruns, "completed": tally.completed}
     result |= {"errors": len(tally.errors), "error_examples": sorted(set(tally.errors))[:5]}
+    result["sessions_per_replica"] = tally.replicas
     result["queueing"] = percentiles([1000 * q for q in tally.queueing])
     result["run"] = percentiles([1000 * r for r in tally.run])
     result["total"] = percentiles([1000 * (q + r) for q, r in zip(tally.queueing, tally.run)])
-    if pid:
-        cpu = cpu_seconds(pid) - cpu_before
+    if pids:
+        cpu = cpu_s(pids) - cpu_before
         result |= {"server_cpu_s": cpu, "cpu_ms_per_rerun": 1000 * cpu / max(reruns, 1), "cores": cpu / wall}
         result |= {"memory_before_mb": memory_before, "memory_peak_mb": max(samples, default=memory_before)}
         await asyncio.sleep(args.settle)  # the closed sessions outlive their sockets by the TTL
-        result["memory_after_mb"] = rss_mb(pid)
+        result["memory_after_mb"] = memory_mb(pids)
     return result
 
 
@@ -371,13 +398,13 @@ def start(args: argparse.Namespace) -> tuple[str, object | None]:
 
 async def run(args: argparse.Namespace) -> dict:
     base, process = start(args)
-    pid = process.pid if process else None
+    pids = [process.pid] if process else args.pids
     try:
-        one = await one_session_level(base, pid, args.timeout)
+        one = await one_session_level(base, pids, args.timeout)
         await asyncio.sleep(args.settle)
         levels = []
         for sessions in args.levels:
-            level = await run_level(base, pid, sessions, args)
+            level = await run_level(base, pids, sessions, args)
             if one is not None:
                 level["memory_per_session_mb"] = (level["memory_peak_mb"] - one) / sessions
                 level["memory_after_vs_one_session"] = level["memory_after_mb"] / one
@@ -433,11 +460,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ramp", type=float, default=10, help="users arrive over this many seconds")
     parser.add_argument("--timeout", type=float, default=60, help="a rerun not finished by then is an error")
     parser.add_argument("--settle", type=float, default=15, help="seconds after a level before memory is read")
-    parser.add_argument("--url", help="an already running server (no CPU or memory figures)")
+    parser.add_argument("--url", help="an already running server, or a proxy in front of several")
+    parser.add_argument("--pids", default="", help="with --url: the server processes whose CPU and memory to read")
     parser.add_argument("--name", default="load_protocol")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     args.levels = [int(n) for n in args.levels.split(",")]
+    args.pids = [int(p) for p in args.pids.split(",") if p]
     result = asyncio.run(run(args))
     write_report(args.out, args.name, result, report_lines(result))
     return result

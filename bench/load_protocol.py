@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--think", type=float, default=4, help="mean think time between a user's actions, s")
     parser.add_argument("--ramp", type=float, default=10, help="users arrive over this many seconds")
     parser.add_argument("--timeout", type=float, default=60, help="a rerun not finished by then is an error")
-    parser.add_argument("--settle", type=float, default=15, help="seconds after a level before memory is read")
+    parser.add_argument("--settle", type=float, default=30, help="seconds after a level before memory is read")
     parser.add_argument("--url", help="an already running server, or a proxy in front of several")
     parser.add_argument("--pids", default="", help="with --url: the server processes whose CPU and memory to read")
     parser.add_argument("--name", default="load_protocol")

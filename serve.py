@@ -23,7 +23,7 @@ UI = APP.parent / "ui"  # the page's modules
 STREAMLIT_FIRST_RUN = ("pandas", "pyarrow", "pyarrow.ipc", "cloudpickle", "PIL.Image", "PIL.PngImagePlugin")
 M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 TIDY_EVERY_S = 10.0
-QUIET_CPU_SHARE = 0.1  # of one core over the last TIDY_EVERY_S: nobody is waiting on the server
+QUIET_CPU_SHARE = 0.02  # of one core over the last TIDY_EVERY_S: a rerun or two, nobody waiting
 
 
 def imported_modules(source: str) -> list[str]:

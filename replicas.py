@@ -106,14 +106,17 @@ def start(args: argparse.Namespace, folder: Path, processes: list[subprocess.Pop
     processes.append(subprocess.Popen([nginx, "-c", str(config), "-p", str(folder), "-g", "daemon off;"]))
 
 
-def stop(processes: list[subprocess.Popen]) -> None:
+def stop(processes: list[subprocess.Popen], grace_s: float = 15) -> None:
+    """Ask every process to stop, nginx first; any still running after GRACE_S in all is killed."""
     for process in reversed(processes):
         process.terminate()
+    deadline = time.monotonic() + grace_s
     for process in processes:
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.replicas < 1:
         raise SystemExit("--replicas must be at least 1")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C stops everything even when started as a background job, which ignores SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     processes: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="latent-explorer-nginx-") as folder:
         try:

@@ -190,9 +190,10 @@ async def session(
         await context.close()
 
 
-async def sample_memory(pid: int, samples: list[float], stop: asyncio.Event) -> None:
+async def sample_memory(pids: list[int], samples: list[float], stop: asyncio.Event) -> None:
+    """Append the processes' summed resident memory, MB, to SAMPLES every 0.5 s until STOP."""
     while not stop.is_set():
-        samples.append(rss_mb(pid))
+        samples.append(sum(rss_mb(pid) for pid in pids))
         await asyncio.sleep(0.5)
 
 
@@ -239,7 +240,7 @@ async def run(args: argparse.Namespace) -> dict:
                 record = new_record()
                 samples: list[float] = []
                 stop = asyncio.Event()
-                sampler = asyncio.create_task(sample_memory(server.pid, samples, stop))
+                sampler = asyncio.create_task(sample_memory([server.pid], samples, stop))
                 started, cpu_before = time.perf_counter(), cpu_seconds(server.pid)
                 await asyncio.gather(
                     *(

@@ -47,7 +47,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load import cpu_seconds, percentiles, rss_mb  # noqa: E402
+from bench.load import cpu_seconds, percentiles, rss_mb, sample_memory  # noqa: E402
 from bench.report import write_report  # noqa: E402
 from tests.browser_support import free_port, start_server  # noqa: E402
 
@@ -331,12 +331,6 @@ def cpu_s(pids: list[int]) -> float:
 
 def memory_mb(pids: list[int]) -> float:
     return sum(rss_mb(pid) for pid in pids)
-
-
-async def sample_memory(pids: list[int], samples: list[float], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        samples.append(memory_mb(pids))
-        await asyncio.sleep(0.5)
 
 
 async def one_session_level(base: str, pids: list[int], timeout: float) -> float | None:

@@ -27,11 +27,14 @@ class Atlas:
     thumbnails: bytes | None = None  # one PNG: the N test images as tiles, row by row, thumbnail_columns across
     thumbnail_columns: int = 0
     train_means: np.ndarray | None = None  # (M, D) float32, encoder means of the training split, in its order
+    train_embedding: np.ndarray | None = None  # (M, 2) float32, their UMAP coordinates (one layout with the test set's)
+    train_labels: np.ndarray | None = None  # (M,) int64, their classes
     names: tuple[str, ...] | None = None  # (N,) the test images' names (an image folder's file stems)
 
     def __post_init__(self) -> None:
         # one Atlas is shared by every session of the page: its arrays cannot be written
-        for array in (self.means, self.labels, self.embedding, self.index, self.anomaly, self.train_means):
+        arrays = (self.means, self.labels, self.embedding, self.index, self.anomaly, self.train_means)
+        for array in (*arrays, self.train_embedding, self.train_labels):
             if array is not None:
                 array.setflags(write=False)
 
@@ -66,6 +69,8 @@ def load_atlas(folder: str | os.PathLike, latent_dim: int) -> Atlas | None:
             thumbnails=arrays["thumbnails"].astype(np.uint8).tobytes() if "thumbnails" in arrays else None,
             thumbnail_columns=int(metadata.get("thumbnail_columns", 0)),
             train_means=arrays["train_means"].astype(np.float32) if "train_means" in arrays else None,
+            train_embedding=arrays["train_embedding"].astype(np.float32) if "train_embedding" in arrays else None,
+            train_labels=arrays["train_labels"].astype(np.int64) if "train_labels" in arrays else None,
             names=None if names is None else tuple(str(name) for name in names),
         )
     except KeyError as e:
@@ -83,12 +88,18 @@ def check_atlas(atlas: Atlas, path: Path, latent_dim: int) -> None:
     mismatch |= atlas.anomaly is not None and atlas.anomaly.shape != (n,)
     train = atlas.train_means
     mismatch |= train is not None and (train.ndim != 2 or train.shape[1] != latent_dim)
+    m = None if train is None else len(train)
+    mismatch |= atlas.train_embedding is not None and (m is None or atlas.train_embedding.shape != (m, 2))
+    mismatch |= atlas.train_labels is not None and (m is None or atlas.train_labels.shape != (m,))
+    mismatch |= (atlas.train_embedding is None) != (atlas.train_labels is None)
     mismatch |= atlas.names is not None and len(atlas.names) != n
     mismatch |= atlas.thumbnails is not None and atlas.thumbnail_columns < 1
     if mismatch:
         raise AtlasError(f"{path} does not match the model (latent size {latent_dim}); rebuild it.")
     finite = np.isfinite(atlas.means).all() and np.isfinite(atlas.embedding).all()
-    if not finite or (train is not None and not np.isfinite(train).all()):
+    finite &= train is None or bool(np.isfinite(train).all())
+    finite &= atlas.train_embedding is None or bool(np.isfinite(atlas.train_embedding).all())
+    if not finite:
         raise AtlasError(f"{path} holds NaN or infinite values; rebuild it.")
 
 

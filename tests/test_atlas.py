@@ -108,6 +108,34 @@ def test_atlas_command_encodes_the_test_set_and_maps_it(tiny_run: tuple[Path, Pa
     brute = np.linalg.norm(atlas.train_means - atlas.means[5], axis=1)
     assert rows[0] == brute.argmin() and np.all(np.diff(distances) >= 0)
     np.testing.assert_allclose(distances, np.sort(brute)[:8], rtol=1e-5)
+    # the training split on the same map: its points fall among the test points of their class
+    _, train_labels = synthetic_digits(256, seed=1)
+    np.testing.assert_array_equal(atlas.train_labels, train_labels)
+    assert atlas.train_embedding.shape == (256, 2) and np.isfinite(atlas.train_embedding).all()
+    to_test = np.linalg.norm(atlas.train_embedding[:, None] - atlas.embedding[None], axis=-1)
+    assert (atlas.labels[to_test.argmin(axis=1)] == train_labels).mean() >= 0.9
+
+
+def copied_checkpoint(out: Path, tmp_path: Path) -> Path:
+    """A copy of the checkpoint OUT's model alone (no atlas), under TMP_PATH."""
+    checkpoint = tmp_path / "copy"
+    checkpoint.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (checkpoint / name).write_bytes((out / name).read_bytes())
+    return checkpoint
+
+
+def test_an_atlas_of_the_test_set_alone_leaves_the_training_split_off_the_map(
+    tiny_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    folder, out = tiny_run
+    checkpoint = copied_checkpoint(out, tmp_path)
+    command = [sys.executable, "-m", "training", "atlas", str(checkpoint), "--data-dir", str(folder), "--test-only"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    atlas = load_atlas(checkpoint, 8)
+    assert atlas.train_means.shape == (256, 8)  # still there for the nearest training images
+    assert atlas.train_embedding is None and atlas.train_labels is None
 
 
 class StandInUMAP:
@@ -153,12 +181,10 @@ def test_cuml_is_used_when_installed_beside_a_gpu(
     assert StandInUMAP.calls[-1]["parameters"] == {**UMAP_PARAMETERS, "random_state": 3}
     # the whole atlas through it, on the CPU (the stand-in needs no GPU), recorded as cuML's
     folder, out = tiny_run
-    checkpoint = tmp_path / "copy"
-    checkpoint.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        (checkpoint / name).write_bytes((out / name).read_bytes())
+    checkpoint = copied_checkpoint(out, tmp_path)
     build_atlas(checkpoint, data_dir=folder)  # the model on the CPU, as build_atlas loads it
     atlas = load_atlas(checkpoint, 8)
     np.testing.assert_array_equal(atlas.embedding[:, 0], atlas.means[:, 0])
-    assert StandInUMAP.calls[-1]["shape"] == (64, 8)
+    assert StandInUMAP.calls[-1]["shape"] == (64 + 256, 8)  # one layout of the test and training means
+    np.testing.assert_array_equal(atlas.train_embedding[:, 0], atlas.train_means[:, 0])
     assert umap_metadata(checkpoint).startswith("cuml: n_components=2, n_neighbors=15")

@@ -1,6 +1,6 @@
-"""The atlas: the test set encoded by a checkpoint's encoder and laid out in 2-D by UMAP,
-saved into the checkpoint folder so that the app only loads it (no UMAP, no data set at
-start-up).
+"""The atlas: the test set and the training split encoded by a checkpoint's encoder and laid
+out in 2-D by UMAP, saved into the checkpoint folder so that the app only loads it (no UMAP, no
+data set at start-up).
 
     atlas.safetensors   means (N, D) float32, logvars (N, D) float32, labels (N,) int64,
                         embedding (N, 2) float32, index (N,) int64 (position in the test set),
@@ -9,6 +9,9 @@ start-up).
                           sheet, row by row, thumbnail_columns across (the map's hover cards),
                         train_means (M, D) float32: the encoder means of the training split, in
                           its order (the page's nearest training images)
+                        train_embedding (M, 2) float32, train_labels (M,) int64: the training
+                          split on the same map (one UMAP of test and training means together),
+                          unless built with test_only
     metadata            dataset, count, UMAP backend and parameters, seconds taken,
                         thumbnail_columns, and for an image folder the test images' names
                         (JSON list of file stems, the map's hover labels)
@@ -82,22 +85,37 @@ def thumbnail_sheet(images: torch.Tensor) -> tuple[bytes, int]:
     return png.getvalue(), columns
 
 
-def atlas_extras(
-    model: torch.nn.Module, train: Split, test_images: torch.Tensor, names: list[str] | None
-) -> tuple[dict, dict]:
-    """(tensors, metadata) the page needs beside the map: the test images' thumbnail sheet, the
-    training split's encoder means, and the test images' NAMES where they have them."""
+def atlas_extras(test_images: torch.Tensor, names: list[str] | None) -> tuple[dict, dict]:
+    """(tensors, metadata) the page needs beside the map: the test images' thumbnail sheet and
+    their NAMES where they have them."""
     png, columns = thumbnail_sheet(test_images)
-    train_means, _ = encode_dataset(model, train.images, train.labels)
-    tensors = {"thumbnails": torch.frombuffer(bytearray(png), dtype=torch.uint8), "train_means": train_means}
+    tensors = {"thumbnails": torch.frombuffer(bytearray(png), dtype=torch.uint8)}
     metadata = {"thumbnail_columns": str(columns)}
     if names is not None:
         metadata["names"] = json.dumps(names)
     return tensors, metadata
 
 
+def map_embeddings(
+    test_means: torch.Tensor, train: Split, train_means: torch.Tensor, seed: int, backend: str, test_only: bool
+) -> tuple[np.ndarray, dict]:
+    """(the test means' map positions (N, 2), the training split's tensors for the atlas): one
+    UMAP of both splits' means, so that they share a layout; of the test split's alone when
+    TEST_ONLY (a training split too large to lay out)."""
+    if test_only:
+        return umap_embedding(test_means.numpy(), seed=seed, backend=backend), {"train_means": train_means}
+    both = umap_embedding(torch.cat([test_means, train_means]).numpy(), seed=seed, backend=backend)
+    n = len(test_means)
+    extras = {"train_means": train_means, "train_embedding": torch.from_numpy(both[n:]), "train_labels": train.labels}
+    return both[:n], extras
+
+
 def build_atlas(
-    checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None, limit: int = 0, seed: int = 0
+    checkpoint: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    limit: int = 0,
+    seed: int = 0,
+    test_only: bool = False,
 ) -> Path:
     started = time.perf_counter()
     model = load_for_batches(checkpoint, likelihood=True)  # its encoder is the model's own in any case
@@ -110,12 +128,13 @@ def build_atlas(
     # explains the image best (the same as with the label for an unconditional one)
     scores = anomaly_scores(model, test.images[:count])
     backend = umap_backend()
-    embedding = umap_embedding(mu.numpy(), seed=seed, backend=backend)
+    train_means, _ = encode_dataset(model, train.images, train.labels)
+    embedding, train_tensors = map_embeddings(mu, train, train_means, seed, backend, test_only)
     names = None
     if dataset == FOLDER:  # what the map calls each point: its file's name
         record = model.checkpoint_config["dataset"]
         names = names_of_test_split(data_dir or record["path"], record.get("split_seed", 0))[:count]
-    extras, extra_metadata = atlas_extras(model, train, test.images[:count], names)
+    extras, extra_metadata = atlas_extras(test.images[:count], names)
     path = Path(checkpoint) / ATLAS
     atomic_save_tensors(
         path,
@@ -128,6 +147,7 @@ def build_atlas(
             "anomaly": scores["complexity"],
             "index": torch.arange(count),
             **extras,
+            **train_tensors,
         },
         metadata={
             "dataset": dataset,

@@ -1,4 +1,4 @@
-"""python -m training atlas: the encoded test set laid out by UMAP, the page's map."""
+"""python -m training atlas: the encoded test and training images laid out by UMAP, the page's map."""
 
 from __future__ import annotations
 
@@ -14,12 +14,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--test-only",
+        action="store_true",
+        help="lay out the test set alone (the training split then has no place on the map)",
+    )
     add_data_dir(parser)
     add_debug(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     check_limit(args.limit)
-    path = build_atlas(args.checkpoint, data_dir=args.data_dir, limit=args.limit, seed=args.seed)
+    path = build_atlas(
+        args.checkpoint, data_dir=args.data_dir, limit=args.limit, seed=args.seed, test_only=args.test_only
+    )
     print(f"wrote {path}")
     return 0

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/mnist) $(LATENT_EXPLORER_DATA))
 
-.PHONY: app app-replicas nginx test test-busy lint chromium train train-fashion train-cvae train-emoji sharpen sharpen-fashion sharpen-cvae sharpen-emoji anomaly atlas bench vendor-ort clean
+.PHONY: app app-replicas nginx test test-busy lint chromium train train-fashion train-cvae train-emoji sharpen sharpen-fashion sharpen-cvae sharpen-emoji anomaly atlas bench vendor-ort vendor-scatter clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -158,6 +158,15 @@ vendor-ort:
 	tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent onnxruntime-web@$(ORT_VERSION) && tar xzf onnxruntime-web-$(ORT_VERSION).tgz) && \
 	cp $$tmp/package/dist/ort.wasm.min.mjs $$tmp/package/dist/ort-wasm-simd-threaded.mjs \
 	   $$tmp/package/dist/ort-wasm-simd-threaded.wasm static/ort/ && rm -rf $$tmp
+
+# Refresh the vendored map library (regl-scatterplot and d3-scale, bundled by esbuild into one ES
+# module from frontend/scatter_entry.js); needs npm and a network.
+SCATTER_PACKAGES := regl-scatterplot@1.16.0 d3-scale@4.0.2 esbuild@0.28.2
+vendor-scatter:
+	tmp=$$(mktemp -d) && (cd $$tmp && npm init -y >/dev/null && npm install --silent --no-audit --no-fund $(SCATTER_PACKAGES)) && \
+	cp frontend/scatter_entry.js $$tmp/entry.js && \
+	(cd $$tmp && node_modules/.bin/esbuild entry.js --bundle --format=esm --minify --legal-comments=eof \
+	   --outfile=regl-scatterplot.mjs) && cp $$tmp/regl-scatterplot.mjs static/scatter/ && rm -rf $$tmp
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -240,7 +240,7 @@ def widget(session: Session, key: str) -> WidgetState:
 def release(session: Session, rng: random.Random) -> WidgetState:
     """The live component's state at the release of a drag: the latent the browser decoded."""
     state = widget(session, "live_latent")
-    state.json_value = json.dumps({"shown": True, "latent": [round(rng.uniform(-2, 2), 2) for _ in range(LATENT_DIM)]})
+    state.json_value = json.dumps({"latent": [round(rng.uniform(-2, 2), 2) for _ in range(LATENT_DIM)]})
     return state
 
 

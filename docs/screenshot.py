@@ -29,6 +29,8 @@ from tests.browser_support import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
     LIVE_READY_JS,
+    MAP_PIXELS_JS,
+    MAP_READY_JS,
     SCRIPT_IDLE_JS,
     free_port,
     start_server,
@@ -73,7 +75,7 @@ def map_picture(browser: object, url: str, path: Path) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     page.goto(url)
     page.wait_for_function(LIVE_READY_JS, timeout=60_000)
-    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    page.wait_for_function(MAP_READY_JS, timeout=60_000)
     for label, option in (("Concept direction from", "1"), ("to", "7")):
         page.wait_for_function(SCRIPT_IDLE_JS, timeout=30_000)
         box = page.get_by_role("combobox", name=label)
@@ -85,15 +87,10 @@ def map_picture(browser: object, url: str, path: Path) -> None:
     time.sleep(1)
     atlas = load_atlas(ROOT / "checkpoints" / "mnist-z8", 8)
     row = int(np.flatnonzero(atlas.labels == 7)[40])
-    x, y = page.evaluate(
-        """([x, y]) => { const plot = document.querySelector('.st-key-atlas_map .js-plotly-plot');
-        const b = plot.getBoundingClientRect(), xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-        return [b.left + xa._offset + xa.l2p(x), b.top + ya._offset + ya.l2p(y)]; }""",
-        atlas.embedding[row].tolist(),
-    )
+    x, y = page.evaluate(MAP_PIXELS_JS, [atlas.embedding[row].tolist()])[0]
     page.mouse.move(x - 6, y - 6)
     page.mouse.move(x, y)
-    page.wait_for_function("() => document.querySelector('.lx-map-card')?.style.display === 'flex'", timeout=15_000)
+    page.wait_for_function("() => window.__latentExplorer.map.card.node.style.display === 'flex'", timeout=15_000)
     time.sleep(1.5)
     page.screenshot(path=str(path))
     page.close()
@@ -109,7 +106,7 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1050})
             page.goto(f"http://127.0.0.1:{port}")
             page.wait_for_function(LIVE_READY_JS, timeout=60_000)
-            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            page.wait_for_function(MAP_READY_JS, timeout=60_000)
             page.get_by_label("Test image #", exact=True).fill("3")
             page.get_by_role("button", name="Encode it").click()
             page.mouse.move(5, 5)  # no tooltip in the picture

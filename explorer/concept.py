@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explorer.atlas import Atlas
+from explorer.map_data import map_means
 from explorer.params import MAX_PARAM_CHARS, format_latent, parse_latent
 
 SELECTED = "points selected on the map"  # a group choice: the box or lasso selection
@@ -22,7 +23,7 @@ class Concept:
     name: str  # "3 → 7"
     start: np.ndarray  # (D,) float32, mean of group A
     end: np.ndarray  # (D,) float32, mean of group B
-    a_rows: tuple[int, ...] = ()  # the groups' atlas rows (none for a direction from the URL)
+    a_rows: tuple[int, ...] = ()  # the groups' map rows (none for a direction from the URL)
     b_rows: tuple[int, ...] = ()
 
     @property
@@ -55,11 +56,11 @@ class Concept:
 
 
 def concept_from_groups(atlas: Atlas, a_rows: list[int], b_rows: list[int], name: str) -> Concept:
-    """The concept from A_ROWS to B_ROWS of the atlas. ValueError: a group is empty, or the two
+    """The concept from A_ROWS to B_ROWS, map rows (explorer/map_data.py). ValueError: a group is empty, or the two
     have the same mean (no direction)."""
     if not a_rows or not b_rows:
         raise ValueError("both groups need at least one point")
-    start, end = atlas.means[a_rows].mean(axis=0), atlas.means[b_rows].mean(axis=0)
+    start, end = map_means(atlas, a_rows).mean(axis=0), map_means(atlas, b_rows).mean(axis=0)
     if np.allclose(start, end, atol=1e-6):
         raise ValueError("the two groups have the same mean, so there is no direction between them")
     return Concept(name, start.astype(np.float32), end.astype(np.float32), tuple(a_rows), tuple(b_rows))

@@ -35,8 +35,10 @@ FRONTEND_FILES = (
     "runtime.js",
     "bundle.js",
     "latent.js",
-    "map_marker.js",
-    "map_explorer.js",
+    "map_search.js",
+    "map_card.js",
+    "map_overlay.js",
+    "atlas_map.js",
     "controls.js",
     "main.js",
 )
@@ -118,18 +120,33 @@ def cached_decoder_onnx(model: nn.Module, cache: Path) -> bytes:
     return onnx_bytes
 
 
-def browser_bundle(
-    onnx_bytes: bytes, means: np.ndarray | None = None, embedding: np.ndarray | None = None
+def browser_bundle(onnx_bytes: bytes) -> tuple[str, bytes]:
+    """(bundle id, bytes) of the decoder as ONNX, which the browser receives once per checkpoint.
+    The id is a content hash: the controls find the bundle they were told to use, and
+    Streamlit sends an unchanged bundle to the browser once."""
+    return pack_bundle([("onnx", onnx_bytes, None)])
+
+
+def points_bundle(
+    means: np.ndarray,
+    embedding: np.ndarray,
+    labels: np.ndarray,
+    index: np.ndarray,
+    names: tuple[str, ...] | None = None,
 ) -> tuple[str, bytes]:
-    """(bundle id, bytes) of what the browser needs once per checkpoint: the decoder as ONNX
-    and, when the checkpoint has an atlas, the encoded means (N, D) and their map positions
-    (N, 2) as little-endian float32, so the map marker follows the sliders while dragging and
-    the map decodes where the pointer is. The id is a content hash: the controls find the bundle
-    they were told to use, and Streamlit sends an unchanged bundle to the browser once."""
-    sections = [("onnx", onnx_bytes, None)]
-    if means is not None and embedding is not None:
-        sections.append(("means", np.ascontiguousarray(means, "<f4").tobytes(), list(means.shape)))
-        sections.append(("embedding", np.ascontiguousarray(embedding, "<f4").tobytes(), list(embedding.shape)))
+    """(bundle id, bytes) of one split's points for the map, sent once per model: the encoded
+    means (N, D) and map positions (N, 2) as little-endian float32, the class labels and the
+    positions in their split (N,) as little-endian int32, and the images' names (a JSON list of
+    N strings, UTF-8) where the data set has them. The browser draws the map from it, places
+    the star at z, decodes where the pointer is, searches and exports."""
+    sections = [
+        ("means", np.ascontiguousarray(means, "<f4").tobytes(), list(means.shape)),
+        ("embedding", np.ascontiguousarray(embedding, "<f4").tobytes(), list(embedding.shape)),
+        ("labels", np.ascontiguousarray(labels, "<i4").tobytes(), [len(labels)]),
+        ("index", np.ascontiguousarray(index, "<i4").tobytes(), [len(index)]),
+    ]
+    if names is not None:
+        sections.append(("names", json.dumps(list(names), ensure_ascii=False).encode(), [len(names)]))
     return pack_bundle(sections)
 
 
@@ -228,7 +245,7 @@ def live_payload(
     caption: str = "",
     compare: dict | None = None,
     concept: dict | None = None,
-    thumbnails_id: str | None = None,
+    points_id: str | None = None,
 ) -> dict:
     """The JSON the live controls receive on each run. `revision` changes only when Python sets
     the latent (random, origin, map click), so the browser moves its controls then and keeps
@@ -237,8 +254,9 @@ def live_payload(
     model leaves unused (explorer.latent.inactive_dimensions), whose sliders are dimmed.
     `caption` names the decoded image; `compare`, {"bundle_id", "caption", "image"} of a second
     decoder of the same latent space (compare_payload), decoded beside it on every input event.
-    `concept`: explorer.concept.Concept.to_json(), the concept slider's direction; `thumbnails_id`:
-    the bundle of the atlas's thumbnail sheet (thumbnails_bundle), for the map's hover cards."""
+    `concept`: explorer.concept.Concept.to_json(), the concept slider's direction; `points_id`:
+    the bundle of the atlas's test points (points_bundle): the star's place on the map and
+    the concept slider's strip."""
     channels, height, width = image_shape
     return {
         "bundle_id": bundle_id,
@@ -256,7 +274,7 @@ def live_payload(
         "caption": caption,
         "compare": compare,
         "concept": concept,
-        "thumbnails_id": thumbnails_id,
+        "points_id": points_id,
     }
 
 

@@ -34,14 +34,13 @@ class PageState:
     warnings: list  # sentences shown at the top of the page (URL values refused, a broken atlas)
     rng_seed: int  # draws so far: each random draw uses the next seed
     live_unavailable: str | None  # why the browser's decoder could not start; None while it runs
-    first_image_shown: bool  # the browser's controls drew their first image: the map may follow
     end_a: np.ndarray  # (D,) float32: the interpolation's first endpoint
     end_b: np.ndarray  # (D,) float32: its last endpoint
     end_a_label: str  # what end_a is ("test image #3 (0)", "a random sample")
     end_b_label: str
     url_concept: str | None  # the concept direction as the URL gave it, until the first model takes it
     concept: Any  # explorer.concept.Concept the concept slider moves z along, or None
-    map_selection: list  # atlas rows of the map's last box or lasso selection
+    map_selection: list  # map rows (explorer/map_data.py) of the map's last box, lasso or search selection
     # --- values widgets own
     model_choice: str  # the bundled checkpoint picked in the sidebar
     model_path: str  # a checkpoint folder typed in the sidebar
@@ -51,7 +50,8 @@ class PageState:
     view: str | None  # the view below the map (explorer.params.VIEWS); None when none is selected
     class_label: int | None  # a conditional model's class, or None while the picker is cleared
     test_index: int  # the test image "Encode it" loads
-    atlas_map: Any  # the map's selection (points clicked, or boxed and lassoed)
+    atlas_map: Any  # what the map sent: {"clicked": {"row", "click"}, "selection": [map rows]}
+    map_everything: bool  # the map draws the training split too
     concept_from: str | None  # the concept's first group: a class name or explorer.concept.SELECTED
     concept_to: str | None  # its second group
     concept_t: float  # the server-side concept slider's t

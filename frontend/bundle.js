@@ -1,6 +1,7 @@
-// The bundle the browser receives once per checkpoint (explorer/live.py browser_bundle): the
-// magic, a little-endian uint32 header length, a JSON header {id, sections}, then the sections,
-// each aligned. SHARED holds the magic and the layout, written by Python from its own constants.
+// The bundles the browser receives once per model (explorer/live.py: browser_bundle,
+// points_bundle, thumbnails_bundle): the magic, a little-endian uint32 header length, a JSON
+// header {id, sections}, then the sections, each aligned. SHARED holds the magic and the layout,
+// written by Python from its own constants.
 
 function parseBundle(bytes) {
   const { magic, headerStart, align } = SHARED.bundle;
@@ -13,17 +14,20 @@ function parseBundle(bytes) {
     const s = header.sections[name];
     if (!s) return null;
     if (s.offset % align) throw new Error(`bundle section ${name} is not ${align}-byte aligned`);
-    return bytes.slice(body + s.offset, body + s.offset + s.length); // a copy: aligned for Float32Array
+    return bytes.slice(body + s.offset, body + s.offset + s.length); // a copy: aligned for typed arrays
   };
   const bundle = { id: header.id, onnx: section("onnx") };
-  if (header.sections.thumbnails) { // the atlas's test images, one PNG sheet (explorer/live.py thumbnails_bundle)
+  if (header.sections.thumbnails) { // test images, one PNG sheet, row by row
     const [count, columns] = header.sections.thumbnails.shape;
     bundle.thumbnails = { png: section("thumbnails"), count, columns };
   }
-  if (header.sections.means && header.sections.embedding) {
+  if (header.sections.means && header.sections.embedding) { // one split's points (points_bundle)
     [bundle.n, bundle.d] = header.sections.means.shape;
     bundle.means = new Float32Array(section("means").buffer);
     bundle.embedding = new Float32Array(section("embedding").buffer);
+    bundle.labels = header.sections.labels ? new Int32Array(section("labels").buffer) : new Int32Array(bundle.n);
+    bundle.index = header.sections.index ? new Int32Array(section("index").buffer) : Int32Array.from({ length: bundle.n }, (_, i) => i);
+    bundle.names = header.sections.names ? JSON.parse(new TextDecoder().decode(section("names"))) : null;
   }
   return bundle;
 }

@@ -1,7 +1,7 @@
 // The controls: range inputs z1…zD (a value can be typed: click the number), a 2-D pad and a
 // concept slider, whose every input event decodes in the browser (runtime.js), drawn
-// nearest-neighbour; the star on the map follows (map_marker.js) and the map decodes where the
-// pointer is (map_explorer.js). The latent goes back to Python on release, snapped to the
+// nearest-neighbour; the star on the map follows and the map decodes where the pointer is
+// (atlas_map.js). The latent goes back to Python on release, snapped to the
 // sliders' grid; Python moves the controls by bumping `revision`.
 
 const IMAGE_SIDE = 320; // CSS pixels of the decoded image
@@ -47,12 +47,10 @@ class LiveLatent {
     this.plane = null;
     this.previewKey = null;
     this.failed = false;
-    this.bundle = null;
+    this.bundle = null; // the atlas's test points (points bundle): the concept strip's projections
+    this.pointsId = null;
     // the compared decoder (a sharpened sibling's, or the VAE's), drawn beside on every decode
     this.compare = { modelId: null, decoder: null, canvas: null };
-    this.marker = new MapMarker();
-    this.explorer = new MapExplorer(this);
-    this.hoverXY = null; // the map position under the pointer while it hovers the map
     this.concept = null; // the concept direction's slider, when Python sent one
     this.box = el("div", { class: "lx" });
     // the size container of the CSS's @container rule: a narrow column shrinks the image
@@ -146,7 +144,7 @@ class LiveLatent {
     if (data.revision !== this.revision || this.z === null) {
       this.revision = data.revision;
       this.z = Float32Array.from(data.latent);
-      this.explorer.recommit(this.z);
+      hub().map?.recommit(this.z);
       this.showValues();
     }
     this.updateConcept(data.concept);
@@ -158,18 +156,24 @@ class LiveLatent {
     if (!this.decoder && data.image) this.drawPlaceholder(data.image, this.image, () => this.decoder);
     const assetUrl = new URL(data.asset_url, window.location.origin).href;
     this.updateCompare(data, assetUrl);
+    hub().controls = this;
+    if (data.points_id !== this.pointsId) {
+      this.pointsId = data.points_id;
+      this.bundle = null;
+      const wanted = data.points_id;
+      if (wanted) {
+        hub().getBundle(wanted).then((bundle) => {
+          if (this.pointsId !== wanted) return;
+          this.bundle = bundle;
+          this.conceptKey = null; // its strip needs the means
+          this.updateConcept(this.data.concept);
+        });
+      }
+    }
     if (data.bundle_id !== this.modelId) {
       this.modelId = data.bundle_id;
       this.decoder = null;
-      this.bundle = null;
       const wanted = data.bundle_id;
-      hub().getBundle(wanted).then((bundle) => {
-        if (this.modelId !== wanted) return;
-        this.bundle = bundle;
-        this.placeMarker();
-        this.conceptKey = null; // its strip needs the bundle's means
-        this.updateConcept(this.data.concept);
-      });
       getDecoder(wanted, this.dim, data.num_classes, assetUrl).then((decoder) => {
         if (this.modelId !== wanted) return;
         this.decoder = decoder;
@@ -274,22 +278,14 @@ class LiveLatent {
   }
 
   placeMarker() {
-    if (!this.bundle || !this.bundle.means || !this.z) return;
-    if (this.hoverXY) { // hovering the map: the star is under the pointer
-      this.marker.set(this.hoverXY);
-      return;
-    }
-    const started = performance.now();
-    this.marker.set(placeOnMap(this.bundle, this.z));
-    hub().test.stats.lastPlaceMs = performance.now() - started;
+    if (this.z) hub().map?.showZ(this.z);
   }
 
-  // The map's hover (map_explorer.js) shows Z, the latent under the map position XY; XY null:
-  // back to the committed z. FAR_GAP: how many typical spacings away the nearest test point
-  // is, when that is far enough for the decode to be a guess (the image fades and says so).
-  hoverTo(z, xy, farGap) {
+  // The map's hover (atlas_map.js) shows Z, the latent under the pointer; leaving, the
+  // committed z. FAR_GAP: how many typical spacings away the nearest point is, when that is
+  // far enough for the decode to be a guess (the image fades and says so); else null.
+  hoverTo(z, farGap) {
     for (let k = 0; k < this.dim; k++) this.z[k] = Math.min(Math.max(z[k], this.low[k]), this.high[k]);
-    this.hoverXY = xy;
     const far = farGap !== null;
     this.image.classList.toggle("lx-far", far);
     this.farNote.hidden = !far;
@@ -349,15 +345,6 @@ class LiveLatent {
     else stats.compareDraws = (stats.compareDraws || 0) + 1;
     if (hub().test.timing.firstDraw === null) hub().test.timing.firstDraw = performance.now();
     hub().test.active = this;
-    this.shown();
-  }
-
-  // The first image is on screen: Python sends the map now. Plotly's script holds the main
-  // thread a while; sent with the controls, it would hold up the first image.
-  shown() {
-    if (this.shownSent) return;
-    this.shownSent = true;
-    this.setStateValue("shown", true);
   }
 
   // The server's decode of the latent (a PNG data URL), drawn on CANVAS until its decoder runs.
@@ -369,7 +356,6 @@ class LiveLatent {
       context.imageSmoothingEnabled = false;
       context.drawImage(picture, 0, 0, IMAGE_SIDE, IMAGE_SIDE);
       if (hub().test.timing.placeholder === null) hub().test.timing.placeholder = performance.now();
-      this.shown();
     };
     picture.src = url;
   }
@@ -626,8 +612,7 @@ class LiveLatent {
   destroy() {
     if (hub().test.active === this) hub().test.active = null;
     clearTimeout(this.commitTimer);
-    this.explorer.destroy();
-    this.marker.destroy();
+    if (hub().controls === this) hub().controls = null;
     this.decoder = null;
   }
 }

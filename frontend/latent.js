@@ -40,6 +40,11 @@ function conceptMove(z, t, origin, u, low, high) {
 // Map position of z: the inverse-distance-weighted (1/d²) mean of the map positions of its
 // k nearest encoded means; exactly the point's position on a point (explorer/atlas.py).
 function placeOnMap(bundle, z, k = 8) {
+  return placeAmongNeighbours(bundle, z, k).xy;
+}
+
+// placeOnMap's position `xy` and the rows of the k nearest means it is placed among, nearest first.
+function placeAmongNeighbours(bundle, z, k = 8) {
   const { n, d, means, embedding } = bundle;
   const nearest = []; // [d², row], ascending, at most k
   for (let row = 0; row < n; row++) {
@@ -55,9 +60,10 @@ function placeOnMap(bundle, z, k = 8) {
       if (nearest.length > k) nearest.pop();
     }
   }
+  const rows = nearest.map(([, row]) => row);
   if (Math.sqrt(nearest[0][0]) < 1e-6) {
     const row = nearest[0][1];
-    return [embedding[2 * row], embedding[2 * row + 1]];
+    return { xy: [embedding[2 * row], embedding[2 * row + 1]], rows };
   }
   let x = 0, y = 0, total = 0;
   for (const [d2, row] of nearest) {
@@ -66,7 +72,7 @@ function placeOnMap(bundle, z, k = 8) {
     y += w * embedding[2 * row + 1];
     total += w;
   }
-  return [x / total, y / total];
+  return { xy: [x / total, y / total], rows };
 }
 
 // The map positions (N, 2) in a uniform grid of cells, about four points each: the k nearest

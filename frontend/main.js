@@ -1,8 +1,10 @@
-// The components' entry point; the module is runtime.js, bundle.js, latent.js, map_marker.js,
-// controls.js and this file, in that order, after Python's SHARED constants (explorer/live.py
-// frontend_script). Each registered component gets its own copy; they dispatch on their name:
-//   decoder_model: data = the checkpoint's bundle (bytes), sent once per model;
-//   live_latent:   data = small JSON (bundle id, shape, latent, revision, ranges, pad planes).
+// The components' entry point; the module is runtime.js, bundle.js, latent.js, map_search.js,
+// map_card.js, map_overlay.js, atlas_map.js, controls.js and this file, in that order, after
+// Python's SHARED constants (explorer/live.py frontend_script). Each registered component gets
+// its own copy; they dispatch on their name and meet in the page-wide hub (runtime.js):
+//   decoder_model: data = a bundle (bytes: a decoder, a split's points, thumbnails), sent once per model;
+//   live_latent:   data = small JSON (bundle ids, shape, latent, revision, ranges, pad planes);
+//   atlas_map:     data = small JSON (points bundle ids, classes and colours, latent, path).
 
 const instances = new WeakMap();
 
@@ -15,7 +17,7 @@ export default function (component) {
   }
   let instance = instances.get(parentElement);
   if (!instance) {
-    instance = new LiveLatent(parentElement);
+    instance = name.endsWith("atlas_map") ? new AtlasMap(parentElement) : new LiveLatent(parentElement);
     instances.set(parentElement, instance);
   }
   instance.update(data, setStateValue);

@@ -44,15 +44,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVE = (str(ROOT / "serve.py"),)  # what `make app` runs: streamlit run app.py, imports done first
+STREAMLIT_RUN = ("-m", "streamlit", "run", str(ROOT / "app.py"))  # what a Streamlit user types
+
+
 def start_server(
-    port: int, timeout_s: float = 60, options: tuple[str, ...] = (), env: dict[str, str] | None = None
+    port: int,
+    timeout_s: float = 60,
+    options: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    launcher: tuple[str, ...] = SERVE,
 ) -> subprocess.Popen:
-    """`python serve.py` (`streamlit run app.py`) on PORT (OPTIONS: more `--section.name value` flags; ENV: its
-    environment, else this process's); returns as soon as its health check answers."""
+    """`python serve.py` (or LAUNCHER's other command) on PORT (OPTIONS: more `--section.name value` flags;
+    ENV: its environment, else this process's); returns as soon as its health check answers."""
     process = subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "serve.py"),  # what `make app` runs: streamlit run app.py, imports done first
+            *launcher,
             "--server.port",
             str(port),
             "--server.address",
@@ -80,6 +88,18 @@ def start_server(
 
 # The live decoder's test hooks, kept by frontend/runtime.js on window.__latentExplorer.test.
 LIVE_READY_JS = "() => !!(window.__latentExplorer && window.__latentExplorer.test.stats.draws > 0)"
+
+# The map (frontend/atlas_map.js, kept on window.__latentExplorer.map) has drawn its points.
+MAP_READY_JS = "() => !!(window.__latentExplorer && window.__latentExplorer.map && window.__latentExplorer.map.drawnAt)"
+# The client pixels of map positions [[x, y], ...], through the map's own scales.
+MAP_PIXELS_JS = """points => {
+    const m = window.__latentExplorer.map, box = m.canvas.getBoundingClientRect();
+    return points.map(p => { const [x, y] = m.toPixels(p); return [box.left + x, box.top + y]; });
+}"""
+# The view's extent in map coordinates: [[x0, x1], [y0, y1]].
+MAP_VIEW_JS = "() => { const m = window.__latentExplorer.map; return [m.xScale.domain(), m.yScale.domain()]; }"
+# The star's map position, or null before it is placed.
+STAR_JS = "() => { const m = window.__latentExplorer.map; return m && m.star ? [...m.star.xy] : null; }"
 
 # The latent controls' values (range inputs z1…zD) wherever they are: the live component's
 # shadow root or Streamlit's own sliders.

@@ -17,7 +17,15 @@ import pytest
 from PIL import Image
 
 from explorer.live import BUNDLE_MAGIC
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, open_context, start_server
+from tests.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LIVE_READY_JS,
+    MAP_READY_JS,
+    free_port,
+    open_context,
+    start_server,
+)
 from training.data import write_idx
 from training.model import ModelConfig
 
@@ -171,7 +179,7 @@ def page(browser: object, server: str) -> Iterator[object]:
     page = context.new_page()
     page.goto(server)
     page.wait_for_function(LIVE_READY_JS)  # the browser decoded its first image
-    page.locator(".js-plotly-plot").first.wait_for()
+    page.wait_for_function(MAP_READY_JS)
     yield page
     try:  # whatever a test did, the page never shows a traceback
         assert page.locator("[data-testid=stException]").count() == 0

@@ -157,20 +157,52 @@ def test_the_interpolation_strip_says_what_its_endpoints_are() -> None:
     assert strip_caption(app) == "test image #3 (0) → the sliders' z · 10 steps, lerp"
 
 
-def map_traces(app: AppTest) -> list[str]:
-    return [trace.get("name") for trace in json.loads(app.get("plotly_chart")[0].proto.spec)["data"]]
+def map_payload(app: AppTest) -> dict:
+    """The JSON the map component got on the last run."""
+    (element,) = [e.proto for e in app.get("bidi_component") if e.proto.component_name == "latent_explorer.atlas_map"]
+    return json.loads(element.json)
+
+
+def sent_bundles(app: AppTest) -> dict[str, tuple[dict, dict]]:
+    """Bundle id -> (header, sections) of every bundle the page sent on the last run."""
+    found = {}
+    for element in app.get("bidi_component"):
+        if element.proto.component_name == "latent_explorer.decoder_model":
+            header, sections = read_bundle(element.proto.bytes)
+            found[header["id"]] = (header, sections)
+    return found
 
 
 def test_the_map_draws_the_interpolation_path_only_under_its_view() -> None:
     app = run_app()
-    assert map_traces(app)[-2:] == ["interpolation", "current z"]
+    path = map_payload(app)["path"]
+    assert len(path) == 10 and all(len(p) == 2 for p in path)  # the 10 steps' map positions
     for view in ("traverse", "anomaly", None):
         app.button_group(key="view").set_value(view).run()
         assert not app.exception
-        assert "interpolation" not in map_traces(app), view
-        assert map_traces(app)[:10] == [str(k) for k in range(10)]  # the classes stay first
+        assert map_payload(app)["path"] is None, view
     app.button_group(key="view").set_value("interpolate").run()
-    assert "interpolation" in map_traces(app)
+    assert map_payload(app)["path"] == path
+
+
+def test_the_map_gets_its_points_once_as_binary_and_json_on_each_run() -> None:
+    app = run_app({"z": "0.5,-0.25,0,0,0,0,0,1"})
+    payload = map_payload(app)
+    assert payload["classes"] == [str(k) for k in range(10)] and payload["colours"][:2] == ["#4e79a7", "#f28e2b"]
+    assert payload["latent"] == pytest.approx([0.5, -0.25, 0, 0, 0, 0, 0, 1.0])
+    assert payload["scatter_url"] == "/app/static/scatter/regl-scatterplot.mjs" and payload["shape"] == [1, 28, 28]
+    header, sections = sent_bundles(app)[payload["points_id"]]
+    assert header["sections"]["means"]["shape"] == [10_000, 8] and header["sections"]["labels"]["shape"] == [10_000]
+    header, sections = sent_bundles(app)[payload["thumbnails_id"]]
+    assert header["sections"]["thumbnails"]["shape"] == [10_000, 100]
+    assert Image.open(io.BytesIO(sections["thumbnails"])).size == (2800, 2800)
+    # the training split: sent only while the switch is on, on the same map
+    assert payload["train_points_id"] is None
+    app.toggle(key="map_everything").set_value(True).run()
+    payload = map_payload(app)
+    header, _ = sent_bundles(app)[payload["train_points_id"]]
+    assert header["sections"]["embedding"]["shape"] == [60_000, 2]
+    assert any(c.value.startswith("70,000 encoded images, laid out by UMAP") for c in app.caption)
 
 
 def test_deselecting_the_view_shows_neither_and_keeps_working() -> None:
@@ -197,23 +229,18 @@ def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
     assert header["id"] == payload["bundle_id"]
     onnx_model = onnx.load_from_string(sections["onnx"])
     assert [i.name for i in onnx_model.graph.input] == ["z"]
-    assert header["sections"]["means"]["shape"] == [10_000, 8]  # the atlas, for the map's star
+    assert set(header["sections"]) == {"onnx"}  # the decoder alone: the map's points travel on their own
+    assert payload["points_id"] == map_payload(app)["points_id"]  # the controls' concept strip reads them
     assert payload["latent"] == [0.5, -0.25, 0, 0, 0, 0, 0, 1.0]
     assert payload["shape"] == [1, 28, 28] and len(payload["low"]) == 8
     assert payload["principal"]["name"] == "PC1 × PC2"
     assert payload["asset_url"] == "/app/static/ort/"
     assert payload["image"].startswith("data:image/png;base64,")
-    # the map waits for the browser's first image (plotly would hold it up), in a box of its size
-    assert not app.get("plotly_chart") and any(c.value == "Drawing the map…" for c in app.caption)
-    # the thumbnail sheet travels in a bundle of its own, after the controls: the map's hover cards
-    sheets = [e.proto.bytes for e in app.get("bidi_component") if e.proto.component_name.endswith("decoder_model")]
-    header, sections = read_bundle(sheets[-1])
-    assert header["id"] == payload["thumbnails_id"] and header["sections"]["thumbnails"]["shape"] == [10_000, 100]
-    assert Image.open(io.BytesIO(sections["thumbnails"])).size == (2800, 2800)
+    # the bundles go after the controls' JSON, which draw the server's image while they travel
+    names = [e.proto.component_name for e in app.get("bidi_component")]
+    assert names[0] == "latent_explorer.live_latent" and names[1] == "latent_explorer.decoder_model"
     # Random sets the latent from Python: a new revision tells the browser to move its controls.
-    app.session_state["first_image_shown"] = True  # what the controls' `shown` sets
     next(b for b in app.button if b.label == "Random").click().run()
-    assert len(app.get("plotly_chart")) == 1 and not any(c.value == "Drawing the map…" for c in app.caption)
     _, after = live_payloads(app)
     assert after["revision"] == payload["revision"] + 1
     assert after["latent"] != payload["latent"]
@@ -398,7 +425,7 @@ def test_a_conditional_model_scores_an_upload_as_the_class_that_explains_it_best
 
 
 def history_charts(app: AppTest) -> list[dict]:
-    """The page's history figures (their plotly JSON), told from the map by their traces."""
+    """The page's history figures (their plotly JSON), told apart by their traces."""
     figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
     return [f for f in figures if any(trace.get("name") == "test −ELBO" for trace in f["data"])]
 
@@ -484,10 +511,10 @@ def test_a_sharpened_model_is_compared_with_its_parent_on_the_same_z(tiny_sharpe
     app.run()
     components = [e.proto for e in app.get("bidi_component")]
     headers = [read_bundle(p.bytes)[0] for p in components if p.component_name.endswith("decoder_model")]
-    bundles = [h["id"] for h in headers if "onnx" in h["sections"]]  # the decoders' (the other: thumbnails)
+    bundles = [h["id"] for h in headers if "onnx" in h["sections"]]  # the decoders' (the others: the map's)
     (controls,) = [json.loads(p.json) for p in components if p.component_name.endswith("live_latent")]
     assert len(bundles) == 2 and bundles[0] == controls["bundle_id"] and bundles[1] == controls["compare"]["bundle_id"]
-    assert [h["id"] for h in headers if "thumbnails" in h["sections"]] == [controls["thumbnails_id"]]
+    assert [h["id"] for h in headers if "means" in h["sections"]] == [controls["points_id"]]
     assert controls["caption"] == "sharpened decoder · tiny-sharp"
     assert controls["compare"]["caption"] == "VAE decoder · tiny"
     assert controls["compare"]["image"].startswith("data:image/png;base64,")
@@ -612,9 +639,8 @@ def test_in_public_mode_no_message_shows_a_server_path(monkeypatch, tmp_path: Pa
 
 def test_the_emoji_map_is_coloured_by_category_and_names_each_emoji() -> None:
     app = run_app({"model": "emoji-rgb-z8"})
-    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
-    traces = [t for t in figure["data"] if t["type"] == "scattergl"]
-    assert [t["name"] for t in traces] == [
+    payload = map_payload(app)
+    assert payload["classes"] == [
         "Activities",
         "Animals & Nature",
         "Flags",
@@ -625,13 +651,15 @@ def test_the_emoji_map_is_coloured_by_category_and_names_each_emoji() -> None:
         "Symbols",
         "Travel & Places",
     ]
-    names = [name for t in traces for name in t["text"]]
-    assert len(names) == 378 and all(t["hovertemplate"].startswith("<b>%{text}</b><br>") for t in traces)
-    people = next(t for t in traces if t["name"] == "People & Body")["text"]
-    assert any(name.endswith(", dark skin tone") for name in people)  # a variant, by its short name and tone
-    assert not any("~" in name for name in people)
+    assert len(set(payload["colours"])) == 9
+    header, sections = sent_bundles(app)[payload["points_id"]]
+    names, labels = json.loads(sections["names"]), np.frombuffer(sections["labels"], "<i4")
+    assert len(names) == 378 == len(labels)
+    people = [name for name, label in zip(names, labels) if label == payload["classes"].index("People & Body")]
     # every variant of an emoji is on one side of the split: those in the test set come with all theirs
     counts = {}
+    assert any(name.endswith(", dark skin tone") for name in people)  # a variant, by its short name and tone
+    assert not any("~" in name for name in people)
     for name in people:
         counts[name.split(", ")[0]] = counts.get(name.split(", ")[0], 0) + 1
     assert set(counts.values()) <= {1, 2, 6, 26}  # an emoji alone, with 1 or 5 tones, or a 25-tone pair
@@ -642,4 +670,4 @@ def test_the_launcher_imports_what_app_py_imports_before_the_server_answers() ->
 
     source = "from __future__ import annotations\nimport os, numpy as np\nfrom . import near\nfrom training import x"
     assert serve.imported_modules(source) == ["os", "numpy", "training"]
-    assert {"training", "streamlit", "plotly.graph_objects"} <= set(serve.page_modules())
+    assert {"training", "streamlit", "explorer.figures"} <= set(serve.page_modules())  # plotly, through it

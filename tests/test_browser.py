@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -23,9 +24,12 @@ from tests.browser_support import (
     FRAME_SAMPLER_STOP_JS,
     LATENT_VALUES_JS,
     LIVE_READY_JS,
+    MAP_PIXELS_JS,
+    MAP_READY_JS,
     NO_WEBASSEMBLY_JS,
     ROOT,
     SCRIPT_IDLE_JS,
+    STAR_JS,
     drag,
     open_context,
 )
@@ -53,29 +57,35 @@ def test_page_loads_with_eight_live_sliders_and_no_error(page: object, tmp_path:
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
 
-# Run before the page's scripts: the page time (ms) the map's plotly chart first appears.
-MAP_SHOWN_AT_JS = """(() => {
-    window.__mapShownAt = null;
-    new MutationObserver((_, observer) => {
-        if (!document.querySelector('.js-plotly-plot')) return;
-        window.__mapShownAt = performance.now();
-        observer.disconnect();
-    }).observe(document, {childList: true, subtree: true});
-})()"""
+NEXT_FRAMES_JS = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
 
 
-def test_the_first_image_is_on_screen_before_the_map_is_sent(browser: object, server: str) -> None:
-    # plotly's script holds the main thread for about a second: it must not delay the first image
-    context = open_context(browser, 1400, 1200)
-    page = context.new_page()
-    page.add_init_script(MAP_SHOWN_AT_JS)
-    page.goto(server)
-    page.locator(".st-key-atlas_map .js-plotly-plot").wait_for()
-    timing = page.evaluate("() => window.__latentExplorer.test.timing")
-    first_image = min(t for t in (timing["placeholder"], timing["firstDraw"]) if t is not None)
-    assert first_image < page.evaluate("() => window.__mapShownAt")
-    assert page.get_by_text("Drawing the map…").count() == 0  # the space kept for it is gone
-    context.close()
+def map_shot(page: object) -> np.ndarray:
+    """The map's plot as RGB pixels (H, W, 3)."""
+    png = page.locator(".st-key-atlas_map .lx-map-plot").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
+
+
+def coloured(pixels: np.ndarray, hex_colour: str, tolerance: int = 60) -> int:
+    """How many PIXELS are near HEX_COLOUR (drawn points blend with the white behind them)."""
+    rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(pixels - rgb).sum(axis=-1) < tolerance).sum())
+
+
+def test_the_map_draws_every_test_image_and_its_legend_hides_a_class(page: object) -> None:
+    assert page.evaluate("() => window.__latentExplorer.map.shown.n") == 10_000
+    assert page.evaluate("() => window.__latentExplorer.map.layers.map(l => l.split)") == ["test"]
+    before = map_shot(page)
+    assert coloured(before, "#f28e2b") > 500  # the ones, orange (Tableau-10's second colour)
+    legend = page.locator(".st-key-atlas_map .lx-legend-item[data-class='1']")
+    legend.click()
+    page.wait_for_function("() => window.__latentExplorer.map.hidden.has(1)")
+    page.evaluate(NEXT_FRAMES_JS)  # the library draws the filtered points on its next frame
+    hidden = map_shot(page)
+    assert coloured(hidden, "#f28e2b") < 20 and legend.get_attribute("aria-pressed") == "false"
+    assert coloured(hidden, "#4e79a7") > 500  # the zeros stay
+    legend.click()
+    page.wait_for_function("() => !window.__latentExplorer.map.hidden.has(1)")
 
 
 BUTTON_LABELS = ["Random", "Random (fitted)", "Origin", "Encode it"]
@@ -115,16 +125,14 @@ def test_in_a_dark_theme_the_map_is_a_white_card_with_a_readable_legend(browser:
     try:
         page = context.new_page()
         page.goto(server)
-        page.wait_for_function(LIVE_READY_JS)
-        page.locator(".st-key-atlas_map .legendtext").first.wait_for()
-        colours = page.evaluate("""() => {
-            const app = getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor;
-            const paper = document.querySelector('.st-key-atlas_map .main-svg .bg').style.fill;
-            const text = getComputedStyle(document.querySelector('.st-key-atlas_map .legendtext')).fill;
-            return [app, paper, text]; }""")
-        app_background, paper, legend_text = colours
+        page.wait_for_function(MAP_READY_JS)
+        app_background = page.evaluate(
+            "() => getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor"
+        )
+        plot = page.locator(".st-key-atlas_map .lx-map-plot").evaluate("e => getComputedStyle(e).backgroundColor")
+        legend = page.locator(".st-key-atlas_map .lx-legend-item").first.evaluate("e => getComputedStyle(e).color")
         assert app_background != "rgb(255, 255, 255)"  # the page is dark...
-        assert paper == "rgb(255, 255, 255)" and legend_text == "rgb(49, 51, 63)", colours  # ...the map is not
+        assert plot == "rgb(255, 255, 255)" and legend == "rgb(49, 51, 63)"  # ...the map is not
     finally:
         context.close()
 
@@ -141,27 +149,25 @@ def test_dragging_a_slider_redraws_the_image_live_and_python_gets_the_final_valu
     page.wait_for_function("v => new URLSearchParams(location.search).get('z').startsWith(v)", arg=f"{final:.3f},")
 
 
-STAR_JS = """() => { const s = document.querySelector('.st-key-atlas_map .lx-map-star');
-    return s && s.style.display !== 'none'
-        ? [parseFloat(s.dataset.x), parseFloat(s.dataset.y), s.style.transform] : null; }"""
-
-
 def test_the_map_star_follows_the_drag_and_the_map_is_not_redrawn(page: object) -> None:
     page.wait_for_function(f"() => ({STAR_JS})() !== null")
-    page.evaluate("() => { document.querySelector('.st-key-atlas_map .js-plotly-plot').__kept = true; }")
+    page.evaluate("() => { window.__latentExplorer.map.canvas.__kept = true; }")
+    draws = page.evaluate("() => window.__latentExplorer.test.stats.mapDraws")
     page.evaluate(f"""() => {{ window.__stars = new Set();
-        const tick = () => {{ const s = ({STAR_JS})(); if (s) window.__stars.add(s[2]);
+        const tick = () => {{ const s = ({STAR_JS})(); if (s) window.__stars.add(s.join());
                              if (window.__stars.size < 1000) requestAnimationFrame(tick); }};
         requestAnimationFrame(tick); }}""")
     drag(page, page.get_by_role("slider", name="z2"), 0.15, 0.85)
     assert page.evaluate("() => window.__stars.size") >= 10  # the star moved while dragging
     z = np.array(latent_values(page), np.float32)
     page.wait_for_function("v => new URLSearchParams(location.search).get('z').includes(v)", arg=f",{z[1]:.3f},")
-    x, y, _ = page.evaluate(STAR_JS)
+    page.wait_for_function(SCRIPT_IDLE_JS)
+    x, y = page.evaluate(STAR_JS)
     atlas = load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8)
     assert (x, y) == pytest.approx(place_on_map(atlas, z), abs=1e-3)
-    # Python's rerun after the release did not re-send (and remount) the 10,000-point chart.
-    assert page.evaluate("() => document.querySelector('.st-key-atlas_map .js-plotly-plot').__kept === true")
+    # Python's rerun after the release re-sent no points: the same canvas, drawn once
+    assert page.evaluate("() => window.__latentExplorer.map.canvas.__kept === true")
+    assert page.evaluate("() => window.__latentExplorer.test.stats.mapDraws") == draws
 
 
 def test_the_pad_moves_z_across_the_principal_plane(page: object, server: str) -> None:
@@ -202,38 +208,21 @@ def test_the_browser_decodes_like_torch(page: object) -> None:
     assert np.abs(browser - expected).max() < 1e-4
 
 
-def test_the_map_holds_every_test_image(page: object) -> None:
-    counts = page.evaluate("""() => {
-        const plot = document.querySelector('.js-plotly-plot');
-        return plot._fullData.filter(t => t.type === 'scattergl').map(t => t._length);
-    }""")
-    assert len(counts) == 10 and sum(counts) == 10_000
-
-
 def test_clicking_a_point_loads_its_latent(page: object) -> None:
-    # Pixel position and atlas row of one point of class 1, from plotly's own axis transforms.
-    target = page.evaluate("""() => {
-        const plot = document.querySelector('.js-plotly-plot');
-        const t = plot._fullData.find(t => t.name === '1');
-        const box = plot.querySelector('.nsewdrag').getBoundingClientRect();
-        const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-        return {x: box.left + xa.l2p(t.x[0]), y: box.top + ya.l2p(t.y[0]), row: t.customdata[0][1]};
-    }""")
-    page.mouse.move(target["x"] - 5, target["y"] - 5)
-    page.mouse.move(target["x"], target["y"])
-    # plotly's hover follows the pointer a frame or more late, and a click selects the point
-    # hovered then: click once the hover is on the target, not on a neighbour it passed
-    page.wait_for_function(
-        "row => ((document.querySelector('.js-plotly-plot')._hoverdata || [])[0] || {}).customdata?.[1] === row",
-        arg=target["row"],
-    )
-    page.mouse.click(target["x"], target["y"])
-    page.mouse.move(5, 5)  # off the map: the hover gives way to what the click committed
     atlas = load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8)
+    row = int(np.flatnonzero(atlas.labels == 1)[0])
+    x, y = page.evaluate(MAP_PIXELS_JS, [atlas.embedding[row].tolist()])[0]
+    page.mouse.move(x - 5, y - 5)
+    page.mouse.move(x, y)
+    # the library hovers the point under the pointer on its next frame: click once it is this one
+    page.wait_for_function("r => window.__latentExplorer.map.point === r", arg=row)
+    page.mouse.click(x, y)
+    page.mouse.move(5, 5)  # off the map: the hover gives way to what the click committed
     low, high = latent_ranges(atlas.means, 8)
-    expected = snap_latent(atlas.means[target["row"]], low, high).tolist()
+    expected = snap_latent(atlas.means[row], low, high).tolist()
     page.wait_for_function(f"v => JSON.stringify(({LATENT_VALUES_JS})()) === JSON.stringify(v)", arg=expected)
-    assert page.locator("[data-testid=stException]").count() == 0
+    assert page.get_by_label("Test image #", exact=True).input_value() == str(int(atlas.index[row]))
+    assert page.evaluate("() => window.__latentExplorer.map.selection.length") == 0  # a click is no selection
 
 
 def test_interpolation_strip_and_gif_download(page: object, tmp_path: Path) -> None:
@@ -466,8 +455,9 @@ def test_the_view_control_shows_the_view_drawn_however_the_page_was_opened(
     page = context.new_page()
     page.goto(server + "/" + query)
     page.wait_for_function(LIVE_READY_JS)
-    page.locator(".st-key-atlas_map .js-plotly-plot").wait_for()  # the rerun that sends the map is done
+    page.wait_for_function(MAP_READY_JS)
     page.wait_for_function(SCRIPT_IDLE_JS)
     control = page.locator("[data-testid=stButtonGroup]").filter(has_text="Interpolate")
+    control.locator("button[aria-checked]").first.wait_for()  # drawn: below the map, it may come last
     assert control.locator("button[aria-checked=true]").all_inner_texts() == [view]
     context.close()

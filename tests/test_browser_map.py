@@ -17,7 +17,6 @@ from PIL import Image
 
 import training
 from explorer.atlas import load_atlas, nearest_training
-from explorer.figures import class_rows
 from explorer.latent import latent_ranges, snap_latent
 from tests.browser_support import (
     CANVAS_HASH_JS,
@@ -25,6 +24,8 @@ from tests.browser_support import (
     FRAME_SAMPLER_START_JS,
     FRAME_SAMPLER_STOP_JS,
     LATENT_VALUES_JS,
+    MAP_PIXELS_JS,
+    MAP_VIEW_JS,
     ROOT,
     SCRIPT_IDLE_JS,
     drag,
@@ -37,18 +38,10 @@ FOLDER = ROOT / "checkpoints" / "mnist-z8"
 ATLAS = load_atlas(FOLDER, 8)
 SHOWN_DECODER = ROOT / "checkpoints" / "mnist-z8-sharp"  # the page opens on the sharpened decoder
 
-# The client pixel of map positions [[x, y], ...], from plotly's own axis transforms.
-MAP_PIXELS_JS = """points => {
-    const plot = document.querySelector('.st-key-atlas_map .js-plotly-plot');
-    const box = plot.getBoundingClientRect(), xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-    return points.map(([x, y]) => [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)]);
-}"""
-# The map position of the pixel at the middle of the plotting area, and the area's extent.
-MAP_VIEW_JS = """() => {
-    const plot = document.querySelector('.st-key-atlas_map .js-plotly-plot');
-    const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-    return [xa.range, ya.range];
-}"""
+
+def class_rows(label: int) -> np.ndarray:
+    """The atlas rows of one class."""
+    return np.flatnonzero(ATLAS.labels == label)
 
 
 def latent_values(page: object) -> list[float]:
@@ -75,7 +68,7 @@ def url_z(page: object) -> str:
 
 def test_hovering_the_map_decodes_every_move_and_leaving_restores_z(page: object) -> None:
     before_values, before_hash, before_url = latent_values(page), page.evaluate(CANVAS_HASH_JS), url_z(page)
-    one, seven = (ATLAS.embedding[class_rows(ATLAS)[label]].mean(axis=0) for label in (1, 7))
+    one, seven = (np.median(ATLAS.embedding[class_rows(label)], axis=0) for label in (1, 7))
     path = map_pixels(page, [one + (seven - one) * k / 60 for k in range(61)])
     page.mouse.move(*path[0])
     page.evaluate(FRAME_SAMPLER_START_JS)
@@ -88,7 +81,7 @@ def test_hovering_the_map_decodes_every_move_and_leaving_restores_z(page: object
     stats = page.evaluate("() => window.__latentExplorer.test.stats")
     assert stats["hoverMoves"] >= 55
     # over 7's points the decode is a 7's: the hovered z is among the sevens' means
-    assert np.linalg.norm(ATLAS.means[class_rows(ATLAS)[7]] - hovered, axis=1).min() < 1.0
+    assert np.linalg.norm(ATLAS.means[class_rows(7)] - hovered, axis=1).min() < 1.0
     page.mouse.move(5, 5)  # off the map
     page.wait_for_function(f"v => JSON.stringify(({LATENT_VALUES_JS})()) === JSON.stringify(v)", arg=before_values)
     page.wait_for_function(f"h => ({CANVAS_HASH_JS})() === h", arg=before_hash)
@@ -115,16 +108,16 @@ def test_a_sparse_region_says_so_and_a_click_there_commits_the_hovered_z(page: o
 
 
 def test_hovering_a_point_shows_its_test_image_beside_its_reconstruction(page: object) -> None:
-    row = int(class_rows(ATLAS)[3][10])
+    row = int(class_rows(3)[10])
     x, y = map_pixels(page, [ATLAS.embedding[row]])[0]
     page.mouse.move(x - 4, y - 4)
     page.mouse.move(x, y)
-    page.wait_for_function(
-        "r => window.__latentExplorer.test.stats.cards > 0 && document.querySelector('.lx-map-card')?.dataset.row == r",
-        arg=row,
-    )
+    # the card of the point under the pointer: this one, or one drawn over it a pixel or two away
+    page.wait_for_function("() => window.__latentExplorer.test.stats.cards > 0")
+    row = int(page.evaluate("() => window.__latentExplorer.map.card.node.dataset.row"))
+    assert np.hypot(*(np.array(map_pixels(page, [ATLAS.embedding[row]])[0]) - (x, y))) < 6
     pixels = page.evaluate("""() => {
-        const card = document.querySelector('.lx-map-card');
+        const card = window.__latentExplorer.map.card.node;
         const read = c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
         return [read(card.querySelector('.lx-card-image')), read(card.querySelector('.lx-card-reconstruction')),
                 card.querySelector('.lx-card-image').width, card.style.display];
@@ -142,7 +135,7 @@ def test_hovering_a_point_shows_its_test_image_beside_its_reconstruction(page: o
     drawn = np.array(reconstruction, np.float32).reshape(56, 56, 4)[::2, ::2, 0] / 255
     assert np.abs(drawn - decoded).max() < 1 / 255 + 1e-6
     page.mouse.move(5, 5)
-    page.wait_for_function("() => document.querySelector('.lx-map-card').style.display === 'none'")
+    page.wait_for_function("() => window.__latentExplorer.map.card.node.style.display === 'none'")
 
 
 def choose(page: object, label: str, option: str) -> None:
@@ -164,7 +157,7 @@ def test_a_concept_slider_between_two_classes_moves_z_along_their_direction(page
     drag(page, slider, 0.3, 0.7, moves=30)
     after = np.array(latent_values(page))
     moved = after - before
-    u = ATLAS.means[class_rows(ATLAS)[7]].mean(axis=0) - ATLAS.means[class_rows(ATLAS)[1]].mean(axis=0)
+    u = ATLAS.means[class_rows(7)].mean(axis=0) - ATLAS.means[class_rows(1)].mean(axis=0)
     u /= np.linalg.norm(u)
     assert np.linalg.norm(moved) > 0.5
     assert np.abs(moved - (moved @ u) * u).max() < 0.02  # along the direction; the controls round to 0.01
@@ -221,3 +214,69 @@ def test_a_typed_value_is_checked_clamped_and_committed(page: object) -> None:
     page.keyboard.press("Enter")
     assert latent_values(page)[2] == pytest.approx(float(snap_latent(high, low, high)[2]))
     assert "is outside its range" in note.inner_text()
+
+
+def test_a_box_selection_is_dimmed_around_and_becomes_a_concept_group(page: object) -> None:
+    ones = ATLAS.embedding[class_rows(1)]
+    (x0, y0), (x1, y1) = map_pixels(page, [np.percentile(ones, 20, axis=0), np.percentile(ones, 80, axis=0)])
+    page.locator(".st-key-atlas_map button[data-mode=box]").click()
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=12)
+    page.mouse.up()
+    page.wait_for_function("() => window.__latentExplorer.map.selection.length > 50")
+    selected = page.evaluate("() => window.__latentExplorer.map.selection")
+    assert (ATLAS.labels[selected] == 1).mean() > 0.95  # the box held ones
+    export = page.locator(".st-key-atlas_map button.lx-map-export")
+    assert export.inner_text() == f"Export {len(selected):,} as CSV" and export.is_enabled()
+    choose(page, "Concept direction from", "points selected on the map")
+    choose(page, "to", "7")
+    page.get_by_role("slider", name="concept: points selected on the map → 7").wait_for()
+    page.keyboard.press("Escape")  # Esc clears the selection, and the button says so
+    page.wait_for_function("() => window.__latentExplorer.map.selection.length === 0")
+    assert export.is_disabled()
+
+
+def test_search_finds_a_named_point_and_the_export_holds_the_selected_rows(page: object) -> None:
+    search = page.locator(".st-key-atlas_map input.lx-map-search")
+    search.fill("#5")
+    search.press("Enter")
+    page.wait_for_function("() => window.__latentExplorer.map.said.textContent === 'test image #5'")
+    row = int(np.flatnonzero(ATLAS.index == 5)[0])
+    assert page.evaluate("() => window.__latentExplorer.map.selection") == [row]
+    with page.expect_download() as download:
+        page.locator(".st-key-atlas_map button.lx-map-export").click()
+    assert download.value.suggested_filename == "mnist-z8-sharp-selection.csv"
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == "split,index,label,z1,z2,z3,z4,z5,z6,z7,z8,x,y" and len(lines) == 2
+    fields = lines[1].split(",")
+    assert fields[:3] == ["test", "5", str(ATLAS.labels[row])]
+    np.testing.assert_allclose([float(v) for v in fields[3:11]], ATLAS.means[row], rtol=1e-6)
+    np.testing.assert_allclose([float(v) for v in fields[11:]], ATLAS.embedding[row], rtol=1e-6)
+    search.fill("3")  # a class, by its name: all of it, framed by the camera
+    search.press("Enter")
+    page.wait_for_function("() => window.__latentExplorer.map.said.textContent.endsWith('points of class 3')")
+    assert page.evaluate("() => window.__latentExplorer.map.selection.length") == len(class_rows(3))
+    search.fill("zebra")
+    search.press("Enter")
+    page.wait_for_function("() => window.__latentExplorer.map.said.textContent.startsWith('Nothing matches')")
+
+
+def test_the_switch_draws_every_encoded_image_and_a_training_point_loads(page: object) -> None:
+    if ATLAS.train_embedding is None:
+        pytest.skip("the bundled atlas has no training split on its map")
+    page.get_by_text("Training split too").click()
+    page.wait_for_function("() => window.__latentExplorer.map.shown.n === 70000", timeout=120_000)
+    page.wait_for_function("() => window.__latentExplorer.map.layers.map(l => l.split).join() === 'test,training'")
+    row = int(np.flatnonzero(ATLAS.train_labels == 4)[0])
+    x, y = map_pixels(page, [ATLAS.train_embedding[row]])[0]
+    page.mouse.move(x - 4, y - 4)
+    page.mouse.move(x, y)
+    page.wait_for_function("() => window.__latentExplorer.map.point >= 10000")  # hovering a training point
+    point = page.evaluate("() => window.__latentExplorer.map.point")
+    page.mouse.click(x, y)
+    page.mouse.move(5, 5)
+    assert point >= 10_000  # a training point: map rows after the test split's
+    low, high = latent_ranges(ATLAS.means, 8)
+    expected = snap_latent(ATLAS.train_means[point - 10_000], low, high).tolist()
+    page.wait_for_function(f"v => JSON.stringify(({LATENT_VALUES_JS})()) === JSON.stringify(v)", arg=expected)

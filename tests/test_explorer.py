@@ -15,8 +15,8 @@ from safetensors.numpy import save_file
 
 import training
 from explorer.atlas import Atlas, AtlasError, describe_point, display_name, load_atlas, nearest_class, place_on_map
-from explorer.figures import atlas_figure, selected_rows
 from explorer.latent import clamp, inactive_dimensions, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
+from explorer.map_data import class_colours, map_label, map_means, map_size, rows_from_browser
 from explorer.models import list_checkpoints
 from explorer.params import format_latent, parse_latent, parse_link
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
@@ -125,7 +125,6 @@ def test_variant_names_read_as_their_skin_tones() -> None:
         names=("+1~1F3FE",),
     )
     assert describe_point(named, 0, ["People & Body"]) == "test image #7, +1, medium-dark skin tone (People & Body)"
-    assert list(atlas_figure(named, ["People & Body"]).data[0].text) == ["+1, medium-dark skin tone"]
 
 
 def test_atlas_round_trip_and_refusals(tmp_path: Path) -> None:
@@ -145,6 +144,12 @@ def test_atlas_round_trip_and_refusals(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.embedding, atlas.embedding)
     with pytest.raises(AtlasError, match="latent size 4"):
         load_atlas(tmp_path, 4)
+    # a training split whose map positions do not match its means is refused too
+    arrays = {"means": atlas.means, "labels": atlas.labels, "embedding": atlas.embedding, "index": atlas.index}
+    arrays |= {"train_means": np.zeros((3, 8), np.float32), "train_embedding": np.zeros((2, 2), np.float32)}
+    save_file({**arrays, "train_labels": np.zeros(3, np.int64)}, str(tmp_path / "atlas.safetensors"))
+    with pytest.raises(AtlasError, match="does not match"):
+        load_atlas(tmp_path, 8)
     (tmp_path / "atlas.safetensors").write_bytes(b"\x80\x04junk")
     with pytest.raises(AtlasError, match="not a valid safetensors"):
         load_atlas(tmp_path, 8)
@@ -187,40 +192,27 @@ def test_decode_latents_gray_and_rgb() -> None:
         assert decode_latents(model, np.zeros(8, np.float32)).shape[0] == 1
 
 
-def test_figure_has_one_trace_per_class_plus_marker_and_path() -> None:
+def test_map_rows_name_test_points_first_then_the_training_split() -> None:
     atlas = _atlas()
-    figure = atlas_figure(atlas, [str(i) for i in range(10)], marker=(0.0, 1.0), path=np.zeros((5, 2)))
-    names = [trace.name for trace in figure.data]
-    assert names[:10] == [str(i) for i in range(10)]
-    assert names[-2:] == ["interpolation", "current z"]
-    assert sum(len(t.x) for t in figure.data[:10]) == 200
-    assert figure.data[0].type == "scattergl"
-    first = figure.data[0]
-    assert all(atlas.labels[int(row)] == 0 and atlas.index[int(row)] == index for index, row in first.customdata)
-    assert first.text is None and "test image #%{customdata[0]}" in first.hovertemplate
-    # an atlas with names (an image folder's files) hovers with each image's name
-    named = replace(atlas, names=tuple(f"img{row}" for row in range(len(atlas))))
-    trace = atlas_figure(named, [str(i) for i in range(10)]).data[3]
-    assert list(trace.text) == [f"img{int(row)}" for _, row in trace.customdata]
-    assert trace.hovertemplate.startswith("<b>%{text}</b><br>3<br>test image #")
-
-
-def test_selection_points_map_back_to_atlas_rows() -> None:
-    atlas = _atlas()
-    figure = atlas_figure(atlas, [str(i) for i in range(10)], marker=(0.0, 0.0))
-    trace = 3
-    point = 2
-    rows = selected_rows(
-        atlas,
-        [
-            {"curve_number": trace, "point_index": point},
-            {"curve_number": 10, "point_index": 0},  # the marker trace
-            {"curve_number": "x", "point_index": None},
-        ],
+    train_means = np.arange(24, dtype=np.float32).reshape(3, 8)
+    everything = replace(
+        atlas, train_means=train_means, train_embedding=np.zeros((3, 2), np.float32), train_labels=np.array([4, 5, 6])
     )
-    assert len(rows) == 1
-    assert atlas.embedding[rows[0], 0] == pytest.approx(figure.data[trace].x[point])
-    assert atlas.labels[rows[0]] == 3
+    assert map_size(atlas, True) == 200 and map_size(everything, False) == 200 and map_size(everything, True) == 203
+    np.testing.assert_array_equal(map_means(everything, [5, 201]), np.stack([atlas.means[5], train_means[1]]))
+    np.testing.assert_array_equal(map_means(atlas, [5, 6]), atlas.means[[5, 6]])
+    assert [map_label(everything, r) for r in (7, 200, 202)] == [int(atlas.labels[7]), 4, 6]
+
+
+def test_a_selection_from_the_browser_is_checked() -> None:
+    assert rows_from_browser([3, 1, 3, 202, -1, True, 2.0, "4", 9], 203) == [3, 1, 202, 9]
+    assert rows_from_browser([5, 203], 203) == [5]
+    assert rows_from_browser({"rows": [1]}, 10) == [] and rows_from_browser(None, 10) == []
+
+
+def test_each_class_has_its_colour_and_they_repeat_past_ten() -> None:
+    colours = class_colours(12)
+    assert len(set(colours[:10])) == 10 and colours[10:] == colours[:2]
 
 
 @pytest.mark.parametrize(

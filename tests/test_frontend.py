@@ -1,7 +1,7 @@
 """frontend/'s pure functions against their Python twins, in headless chromium: the sliders'
 grid (latent.js snapLatent, explorer.latent.snap_latent), the concept slider's arithmetic (latent.js,
-explorer.concept), the bundle's reader (bundle.js against
-explorer.live.browser_bundle, with the constants Python writes) and the star's placement."""
+explorer.concept), the bundles' reader (bundle.js against explorer.live's bundles, with the
+constants Python writes), the star's placement, and the map's search, export and framing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from explorer.atlas import Atlas, place_on_map
 from explorer.concept import Concept
 from explorer.latent import snap_latent
-from explorer.live import FRONTEND_FILES, browser_bundle, frontend_script, thumbnails_bundle
+from explorer.live import FRONTEND_FILES, browser_bundle, frontend_script, points_bundle, thumbnails_bundle
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import ROOT
 
@@ -74,28 +74,38 @@ def test_the_browser_moves_along_a_concept_as_python_does(page) -> None:
     assert concept.position(np.clip(concept.move(z, 0.7), -9, 9)) == pytest.approx(0.7)  # unclamped, t lands
 
 
-def test_the_browser_reads_pythons_bundle(page) -> None:
+def test_the_browser_reads_pythons_bundles(page) -> None:
+    bundle_id, data = browser_bundle(b"onnx bytes")
+    parsed = run_script(
+        page,
+        "const b = parseBundle(new Uint8Array(arg)); return [b.id, new TextDecoder().decode(b.onnx), b.n];",
+        list(data),
+    )
+    assert parsed == [bundle_id, "onnx bytes", None]
+    assert run_script(page, "return parseBundle(new Uint8Array(arg));", list(b"LEXX" + data[4:])) is None
     means = np.arange(30, dtype=np.float32).reshape(10, 3) / 7
     embedding = np.arange(20, dtype=np.float32).reshape(10, 2) / 3
-    bundle_id, data = browser_bundle(b"onnx bytes", means, embedding)
+    labels, index = np.arange(10) % 4, np.arange(10) * 3
+    names = tuple(f'émoji {k}, "quoted"' for k in range(10))
+    points_id, data = points_bundle(means, embedding, labels, index, names)
     parsed = run_script(
         page,
         """const b = parseBundle(new Uint8Array(arg));
-        return {id: b.id, onnx: new TextDecoder().decode(b.onnx), n: b.n, d: b.d,
-                means: Array.from(b.means), embedding: Array.from(b.embedding)};""",
+        return {id: b.id, onnx: b.onnx, n: b.n, d: b.d, means: Array.from(b.means), embedding: Array.from(b.embedding),
+                labels: Array.from(b.labels), index: Array.from(b.index), names: b.names};""",
         list(data),
     )
-    assert parsed["id"] == bundle_id and parsed["onnx"] == "onnx bytes" and (parsed["n"], parsed["d"]) == (10, 3)
+    assert parsed["id"] == points_id and parsed["onnx"] is None and (parsed["n"], parsed["d"]) == (10, 3)
     assert np.array_equal(np.array(parsed["means"], np.float32), means.ravel())
     assert np.array_equal(np.array(parsed["embedding"], np.float32), embedding.ravel())
-    assert run_script(page, "return parseBundle(new Uint8Array(arg));", list(b"LEXX" + data[4:])) is None
+    assert parsed["labels"] == labels.tolist() and parsed["index"] == index.tolist() and parsed["names"] == list(names)
 
 
 def test_the_star_lands_where_python_places_it(page) -> None:
     rng = np.random.default_rng(1)
     means = rng.normal(size=(200, 8)).astype(np.float32)
     embedding = rng.normal(size=(200, 2)).astype(np.float32) * 5
-    _, data = browser_bundle(b"x", means, embedding)
+    _, data = points_bundle(means, embedding, np.zeros(200), np.arange(200))
     atlas = Atlas(means=means, labels=np.zeros(200, np.int64), embedding=embedding, index=np.arange(200))
     latents = rng.normal(size=(5, 8)).astype(np.float32)
     browser = run_script(
@@ -127,7 +137,7 @@ def test_the_latent_under_a_map_position_is_the_weighted_mean_of_its_neighbours(
     rng = np.random.default_rng(3)
     means = rng.normal(size=(500, 8)).astype(np.float32)
     embedding = rng.uniform(-10, 10, size=(500, 2)).astype(np.float32)
-    _, data = browser_bundle(b"x", means, embedding)
+    _, data = points_bundle(means, embedding, np.zeros(500), np.arange(500))
     queries = [[0.5, 0.5], [-9.0, 9.5], embedding[7].tolist(), [30.0, 0.0]]
     found = run_script(
         page,
@@ -164,3 +174,72 @@ def test_the_browser_reads_the_thumbnail_sheet_bundle(page) -> None:
         list(data),
     )
     assert parsed == {"id": bundle_id, "onnx": None, "png": list(b"\x89PNG sheet"), "count": 45, "columns": 7}
+
+
+SEARCH_LAYERS = """const [test, train] = arg.bundles.map((bytes) => parseBundle(new Uint8Array(bytes)));
+    const layers = [{split: "test", bundle: test}, {split: "training", bundle: train}];"""
+
+
+def search_bundles() -> list[list[int]]:
+    """A test split of 6 named images of classes 0-2 and a training split of 4, as map layers."""
+    test = points_bundle(
+        np.arange(12, dtype=np.float32).reshape(6, 2),
+        np.arange(12, dtype=np.float32).reshape(6, 2) / 2,
+        np.array([0, 1, 2, 0, 1, 2]),
+        np.array([10, 11, 12, 13, 14, 15]),
+        ("grinning face", "wave, light skin tone", "red apple", "smiling cat", 'say "hi", ok', "grinning cat"),
+    )[1]
+    train = points_bundle(
+        np.ones((4, 2), np.float32), np.zeros((4, 2), np.float32), np.array([2, 2, 1, 0]), np.arange(4)
+    )[1]
+    return [list(test), list(train)]
+
+
+@pytest.mark.parametrize(
+    ("query", "rows"),
+    [
+        ("Smileys", [0, 3, 6 + 3]),  # a class by its name, any case, in both splits
+        ("#12", [2]),  # a test image by its index
+        ("13", [3]),
+        ("train 1", [6 + 1]),  # a training image by its index
+        ("train #3", [6 + 3]),
+        ("GRINNING", [0, 5]),  # the images whose name holds the text
+        ("objects", [2, 5, 6, 7]),  # no name holds it: the classes whose name does
+        ("#99", []),
+        ("zebra", []),
+    ],
+)
+def test_the_maps_search_finds_points_by_class_index_and_name(page, query: str, rows: list[int]) -> None:
+    found = run_script(
+        page,
+        SEARCH_LAYERS + "return findPoints(layers, arg.classes, arg.query);",
+        {"bundles": search_bundles(), "classes": ["Smileys", "People", "Food & Objects"], "query": query},
+    )
+    assert found["rows"] == rows
+    assert found["said"].startswith(("No ", "Nothing ")) == (not rows)  # a miss says so
+
+
+def test_the_maps_export_writes_the_selected_rows_as_csv(page) -> None:
+    text = run_script(
+        page,
+        SEARCH_LAYERS + "return selectionCsv(layers, arg.classes, [4, 7]);",
+        {"bundles": search_bundles(), "classes": ["Smileys", "People", "Food & Objects"]},
+    )
+    import csv  # noqa: PLC0415
+    import io  # noqa: PLC0415
+
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["split", "index", "label", "name", "z1", "z2", "x", "y"]
+    assert rows[1] == ["test", "14", "People", 'say "hi", ok', "8", "9", "4", "4.5"]
+    assert rows[2] == ["training", "1", "Food & Objects", "", "1", "1", "0", "0"]
+    assert len(rows) == 3
+
+
+def test_the_map_frames_the_middle_98_percent_of_its_points(page) -> None:
+    rng = np.random.default_rng(4)
+    embedding = np.concatenate([rng.uniform(-1, 1, size=(990, 2)), rng.uniform(500, 900, size=(10, 2))]).astype(
+        np.float32
+    )
+    frame = run_script(page, "return mapFrame(Float32Array.from(arg.flat()), arg.length);", embedding.tolist())
+    # ten far points (1%) no longer set the range: the frame is the cluster's, with its margin
+    assert abs(frame["cx"]) < 0.1 and abs(frame["cy"]) < 0.1 and 0.9 < frame["half"] < 1.2

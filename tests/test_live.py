@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 
-from explorer.live import browser_bundle, export_decoder_onnx, latent_from_browser, live_payload, principal_plane
+from explorer.live import (
+    browser_bundle,
+    export_decoder_onnx,
+    latent_from_browser,
+    live_payload,
+    points_bundle,
+    principal_plane,
+)
 from tests.conftest import read_bundle
 from training.model import ConvVAE, ModelConfig
 
@@ -61,19 +70,24 @@ def test_a_conditional_decoder_exports_with_its_label_input() -> None:
     assert np.abs(image - expected).max() < 1e-5
 
 
-def test_the_bundle_carries_the_decoder_and_the_atlas() -> None:
+def test_the_bundles_carry_the_decoder_and_a_splits_points() -> None:
+    bundle_id, data = browser_bundle(b"onnx!")
+    header, sections = read_bundle(data)
+    assert header["id"] == bundle_id and len(bundle_id) == 16 and sections == {"onnx": b"onnx!"}
+    assert browser_bundle(b"onnx?")[0] != bundle_id  # the id follows the content
     means = np.arange(30, dtype=np.float32).reshape(10, 3)
     embedding = np.arange(20, dtype=np.float32).reshape(10, 2) / 7
-    bundle_id, data = browser_bundle(b"onnx!", means, embedding)
+    points_id, data = points_bundle(means, embedding, np.arange(10) % 3, np.arange(10) + 100, tuple("abcdefghij"))
     header, sections = read_bundle(data)
-    assert header["id"] == bundle_id and len(bundle_id) == 16
-    assert sections["onnx"] == b"onnx!"
+    assert header["id"] == points_id and set(sections) == {"means", "embedding", "labels", "index", "names"}
     assert np.array_equal(np.frombuffer(sections["means"], "<f4").reshape(header["sections"]["means"]["shape"]), means)
     assert np.array_equal(np.frombuffer(sections["embedding"], "<f4").reshape(10, 2), embedding)
-    # the id follows the content; a bundle without an atlas has the decoder only
-    assert browser_bundle(b"onnx?", means, embedding)[0] != bundle_id
-    header, sections = read_bundle(browser_bundle(b"onnx!")[1])
-    assert set(sections) == {"onnx"}
+    assert np.frombuffer(sections["labels"], "<i4").tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    assert np.frombuffer(sections["index"], "<i4").tolist() == list(range(100, 110))
+    assert json.loads(sections["names"]) == list("abcdefghij")
+    # 10,000 points of an 8-d model: 48 bytes each, sent once per model
+    _, data = points_bundle(np.zeros((10_000, 8)), np.zeros((10_000, 2)), np.zeros(10_000), np.arange(10_000))
+    assert len(data) < 10_000 * 48 + 1_000
 
 
 def test_the_principal_plane_spans_the_widest_directions() -> None:

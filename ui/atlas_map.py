@@ -1,9 +1,11 @@
-"""The map: the encoded test images laid out by UMAP, with the concept direction chosen under
-it and the training images nearest z."""
+"""The map: the encoded test images (and the training split's, switched on) laid out by UMAP,
+drawn in the browser (frontend/atlas_map.js), with the concept direction chosen under it and
+the training images nearest z."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -11,12 +13,12 @@ import streamlit as st
 import training
 from explorer.atlas import Atlas, nearest_training, place_on_map
 from explorer.concept import SELECTED, Concept, concept_from_groups, group_choices, group_rows
-from explorer.figures import MAP_HEIGHT, selected_rows
+from explorer.map_data import map_label, map_means, map_payload, map_size, rows_from_browser
 from explorer.models import class_names
 from explorer.render import png_bytes, to_uint8, upscale
-from ui.controls import load_atlas_row
+from ui.controls import browser_asset_url, load_atlas_row
 from ui.page_state import state
-from ui.resources import atlas_or_none, get_training_images, map_figure
+from ui.resources import atlas_or_none, browser_points, browser_thumbnails, get_training_images, live_components
 from ui.serving import shell_path, without_server_paths
 
 
@@ -29,46 +31,87 @@ def atlas_map(folder: str, model: training.ConvVAE, atlas: Atlas | None, path: n
             f"`python -m training atlas {shell_path(folder)}` to see the encoded test set here."
         )
         return
-    names = tuple(class_names(model))
-    if live and not state.first_image_shown:
-        # Plotly's script holds the browser's main thread a while: the map comes on the rerun
-        # the controls ask for once their first image is drawn (on_live_shown).
-        with st.container(height=MAP_HEIGHT, border=False, key="atlas_map_pending"):
-            st.caption("Drawing the map…")
-    else:
-        # Live, the browser draws the star over the map as z moves (and the chart, unchanged,
-        # is not re-sent); the server's sliders need it in the figure.
-        marker = None if live else tuple(place_on_map(atlas, state.latent))
-        path_xy = None if path is None else np.array([place_on_map(atlas, p) for p in path]).tobytes()
-        st.plotly_chart(
-            map_figure(atlas, folder, names, marker, path_xy),
-            key="atlas_map",
-            on_select=lambda: on_map_select(atlas),
-            selection_mode=("points", "box", "lasso"),
-            width="stretch",
-            theme=None,
-        )  # the figure's own colours: Streamlit's dark theme greys its legend out
-    st.caption(
-        f"{len(atlas):,} encoded test images, laid out by UMAP. Point at the map to decode "
-        "where you point, click to keep it; the star is the current z, placed among its nearest neighbours."
-        if live
-        else f"{len(atlas):,} encoded test images, laid out by UMAP. Click a point to load its "
-        "latent; the star is the current z, placed among its nearest neighbours."
+    names = map_classes(class_names(model), atlas)
+    everything = split_switch(atlas)
+    bundle_component, _, map_component = live_components()
+    latent_dim = model.config.latent_dim
+    points = [browser_points(folder, latent_dim, "test")]
+    if everything:
+        points.append(browser_points(folder, latent_dim, "training"))
+    thumbnails = browser_thumbnails(folder, latent_dim)
+    path_xy = None if path is None else np.array([place_on_map(atlas, p) for p in path])
+    payload = map_payload(
+        (points[0][0], points[1][0] if everything else None),
+        (None if thumbnails is None else thumbnails[0], None),
+        names,
+        state.latent,
+        path_xy,
+        model.config.image_shape,
+        browser_asset_url("scatter/") + "regl-scatterplot.mjs",
+        Path(folder).name,
     )
-    concept_controls(atlas, list(names), live)
+    map_component(
+        data=payload,
+        key="atlas_map",
+        default={"clicked": None, "selection": None},
+        on_clicked_change=lambda: on_map_click(atlas),
+        on_selection_change=lambda: on_map_selection(atlas),
+    )
+    # the points after the map's JSON and the decoder's bundle: they never hold up the first image
+    for key, bundle in zip(("atlas_points", "atlas_train_points"), points):
+        bundle_component(data=bundle[1], key=key, height=1)
+    if thumbnails is not None:
+        bundle_component(data=thumbnails[1], key="atlas_thumbnails", height=1)
+    st.caption(map_caption(atlas, everything, live))
+    concept_controls(atlas, names, live)
     nearest_training_view(folder, model, atlas, state.latent)
 
 
-def on_map_select(atlas: Atlas) -> None:
-    """A click loads the point's latent; a box or lasso selection is kept as a group for a
-    concept direction."""
-    selection = state.atlas_map.selection
-    rows = selected_rows(atlas, selection.points)
-    if selection.get("box") or selection.get("lasso"):
-        state.map_selection = rows
-    elif rows:
-        state.test_index = int(atlas.index[rows[0]])
-        load_atlas_row(atlas, rows[0])
+def map_classes(names: list[str], atlas: Atlas) -> list[str]:
+    """A name for every class on the map: the model's, then numbers for any beyond them."""
+    labels = [atlas.labels] + ([] if atlas.train_labels is None else [atlas.train_labels])
+    count = max(int(max(label.max() for label in labels)) + 1, len(names))
+    return [names[k] if k < len(names) else str(k) for k in range(count)]
+
+
+def split_switch(atlas: Atlas) -> bool:
+    """The switch between the test split and every encoded image; whether it is on."""
+    if atlas.train_embedding is None:
+        return False
+    return st.toggle(
+        f"Training split too ({len(atlas.train_embedding):,} more points)",
+        key="map_everything",
+        help="Draw the training images' encodings on the same map as the test set's: one UMAP of both.",
+    )
+
+
+def map_caption(atlas: Atlas, everything: bool, live: bool) -> str:
+    drawn = f"{map_size(atlas, everything):,} encoded {'images' if everything else 'test images'}"
+    act = "Point at the map to decode where you point, click to keep it" if live else "Click a point to load its latent"
+    return (
+        f"{drawn}, laid out by UMAP. {act}; Box and Lasso select (Esc clears), the box above finds points. "
+        "The star is the current z, placed among its nearest neighbours (ringed)."
+    )
+
+
+def on_map_click(atlas: Atlas) -> None:
+    """A click on a point loads its latent (and a conditional model's class: it was encoded with it)."""
+    clicked = state.atlas_map.get("clicked")
+    row = clicked.get("row") if isinstance(clicked, dict) else None
+    if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < map_size(atlas, True):
+        return
+    if row < len(atlas):
+        state.test_index = int(atlas.index[row])
+        load_atlas_row(atlas, row)
+        return
+    if state.has("class_label"):
+        state.class_label = map_label(atlas, row)
+    state.set_latent(map_means(atlas, [row])[0])
+
+
+def on_map_selection(atlas: Atlas) -> None:
+    """A box, lasso or search selection: its map rows, kept as a group for a concept direction."""
+    state.map_selection = rows_from_browser(state.atlas_map.get("selection"), map_size(atlas, True))
 
 
 # --------------------------------------------------------------------------- concept directions

@@ -17,11 +17,11 @@ from explorer.models import class_names
 from explorer.render import decode_latents, png_bytes, upscale
 from training.sampler import MixtureSampler
 from ui.page_state import chosen_label, state
-from ui.resources import browser_data, browser_thumbnails, get_model, live_components, pad_plane_json
+from ui.resources import browser_data, browser_points, get_model, live_components, pad_plane_json
 from ui.serving import without_server_paths
 
 IMAGE_PIXELS = 336  # side of the decoded image as sent (nearest-neighbour upscaled)
-ORT_ASSETS = "app/static/ort/"  # vendored onnxruntime-web, served by server.enableStaticServing
+STATIC = "app/static/"  # the vendored libraries (static/), served by server.enableStaticServing
 
 
 def decoder_caption(folder: str, model: training.ConvVAE) -> str:
@@ -86,9 +86,9 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
     """Sliders z1…zD, the decoded image (beside it the compared decoder's) and a 2-D pad,
     decoded in the browser while dragging."""
     (folder, model), compared = decoders[0], decoders[1:]
-    model_component, controls_component = live_components()
+    model_component, controls_component, _ = live_components()
     bundle_id, bundle = browser_data(model, folder)
-    thumbnails = browser_thumbnails(folder, model.config.latent_dim)
+    points = browser_points(folder, model.config.latent_dim, "test")  # sent by the map (ui/atlas_map.py)
     compare, other_bundle = None, None
     for other_folder, other in compared:  # its decoder too goes to the browser once per model
         other_id, other_bundle = browser_data(other, other_folder)
@@ -111,22 +111,19 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
         caption=decoder_caption(folder, model) if compared else "",
         compare=compare,
         concept=None if state.concept is None else state.concept.to_json(),
-        thumbnails_id=None if thumbnails is None else thumbnails[0],
+        points_id=None if points is None else points[0],
     )
     controls_component(
         data=payload,
         key="live_latent",
-        default={"latent": None, "status": None, "shown": None},
+        default={"latent": None, "status": None},
         on_latent_change=on_live_latent,
         on_status_change=on_live_status,
-        on_shown_change=on_live_shown,
     )
     # the bundles after the controls, which draw the server's image while they travel
     model_component(data=bundle, key="decoder_model", height=1)
     if other_bundle is not None:
         model_component(data=other_bundle, key="decoder_model_compare", height=1)
-    if thumbnails is not None:
-        model_component(data=thumbnails[1], key="atlas_thumbnails", height=1)
     st.caption(
         "Decoded in your browser as you drag. The pad walks z across a plane: the two "
         "principal directions of the encoded test set, or any two dimensions. Click a value to type it."
@@ -171,10 +168,10 @@ def server_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
             )
 
 
-def browser_asset_url() -> str:
-    """Absolute path of the vendored onnxruntime-web files, under the server's base path."""
+def browser_asset_url(folder: str = "ort/") -> str:
+    """Absolute path of a folder of vendored files (static/FOLDER), under the server's base path."""
     base = str(st.get_option("server.baseUrlPath") or "").strip("/")
-    return f"/{base}/{ORT_ASSETS}" if base else f"/{ORT_ASSETS}"
+    return f"/{base}/{STATIC}{folder}" if base else f"/{STATIC}{folder}"
 
 
 def latent_buttons(latent_dim: int, sampler: MixtureSampler | None, atlas: Atlas | None) -> None:
@@ -242,11 +239,6 @@ def on_live_latent() -> None:
     z = latent_from_browser(state.live_latent.get("latent"), low, high)
     if z is not None:
         state.latent = z
-
-
-def on_live_shown() -> None:
-    """The browser drew its first image: the map goes to it on this rerun (see atlas_map)."""
-    state.first_image_shown = True
 
 
 def on_live_status() -> None:

@@ -7,13 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 import training
-from explorer.atlas import Atlas, AtlasError, load_atlas
-from explorer.figures import atlas_figure
-from explorer.live import browser_bundle, cached_decoder_onnx, frontend_script, principal_plane, thumbnails_bundle
+from explorer.atlas import Atlas, AtlasError, display_name, load_atlas
+from explorer.live import (
+    browser_bundle,
+    cached_decoder_onnx,
+    frontend_script,
+    points_bundle,
+    principal_plane,
+    thumbnails_bundle,
+)
 from explorer.neighbours import TrainingImages, find_training_images
 from training.checkpoint import HISTORY, load_likelihood_model
 from training.data import default_data_root
@@ -61,13 +66,18 @@ def atlas_or_none(folder: str, latent_dim: int) -> Atlas | None:
 
 @st.cache_resource
 def live_components() -> tuple:
-    """The in-browser decoder's two components (registered once per process): one carries the
-    ONNX decoder (sent to the browser once per model), one the controls (small JSON per run)."""
+    """The in-browser components (registered once per process): one carries a bundle (a decoder
+    as ONNX, a split's points, thumbnails: sent to the browser once per model), one the
+    controls and one the map (small JSON per run)."""
     script = frontend_script(HERE / "frontend")
-    css = (HERE / "frontend" / "controls.css").read_text()
     model = st.components.v2.component("latent_explorer.decoder_model", js=script)
-    controls = st.components.v2.component("latent_explorer.live_latent", js=script, css=css)
-    return model, controls
+    controls = st.components.v2.component(
+        "latent_explorer.live_latent", js=script, css=(HERE / "frontend" / "controls.css").read_text()
+    )
+    atlas_map = st.components.v2.component(
+        "latent_explorer.atlas_map", js=script, css=(HERE / "frontend" / "atlas_map.css").read_text()
+    )
+    return model, controls, atlas_map
 
 
 @st.cache_resource
@@ -82,12 +92,24 @@ def sketch_component():
 
 @st.cache_resource(max_entries=8, show_spinner="Exporting the decoder for the browser…")
 def browser_data(_model: training.ConvVAE, folder: str) -> tuple[str, bytes]:
-    """(bundle id, bytes): the folder's decoder as ONNX and its atlas, for the browser."""
-    atlas = atlas_or_none(folder, _model.config.latent_dim)
-    onnx_bytes = cached_decoder_onnx(_model, default_data_root() / "onnx")
+    """(bundle id, bytes): the folder's decoder as ONNX, for the browser."""
+    return browser_bundle(cached_decoder_onnx(_model, default_data_root() / "onnx"))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def browser_points(folder: str, latent_dim: int, split: str) -> tuple[str, bytes] | None:
+    """(bundle id, bytes) of the atlas's points of SPLIT ("test" or "training") for the map, or
+    None when the atlas has none of that split."""
+    atlas = atlas_or_none(folder, latent_dim)
     if atlas is None:
-        return browser_bundle(onnx_bytes)
-    return browser_bundle(onnx_bytes, atlas.means, atlas.embedding)
+        return None
+    if split == "test":
+        names = None if atlas.names is None else tuple(display_name(name) for name in atlas.names)
+        return points_bundle(atlas.means, atlas.embedding, atlas.labels, atlas.index, names)
+    if atlas.train_embedding is None:
+        return None
+    rows = np.arange(len(atlas.train_labels))
+    return points_bundle(atlas.train_means, atlas.train_embedding, atlas.train_labels, rows)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -104,17 +126,6 @@ def get_training_images(folder: str, _model: training.ConvVAE, data_root: str | 
     """The checkpoint's training images (explorer/neighbours.py), looked for where the training
     commands look (DATA_ROOT: $LATENT_EXPLORER_DATA, part of the key); raises training.DataError."""
     return find_training_images(_model.checkpoint_config["dataset"], _model.config.image_shape)
-
-
-@st.cache_resource(max_entries=16, show_spinner=False)
-def map_figure(
-    _atlas: Atlas, folder: str, names: tuple[str, ...], marker: tuple[float, float] | None, path_bytes: bytes | None
-) -> go.Figure:
-    """The map's figure, built once per model, star and path (P, 2) float64 bytes: a release of
-    the browser's sliders changes neither (the browser draws the star), so the points' traces
-    are not built again. Shared by every session, never mutated (plotly_chart copies)."""
-    path = None if path_bytes is None else np.frombuffer(path_bytes, np.float64).reshape(-1, 2)
-    return atlas_figure(_atlas, list(names), marker=marker, path=path)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -41,7 +41,6 @@ def init_session(available: dict[str, Path]) -> None:
         "rng_seed": 0,
         "live_decoding": True,
         "live_unavailable": None,
-        "first_image_shown": False,
     }
     for name, value in defaults.items():
         if not state.has(name):

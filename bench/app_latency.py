@@ -5,7 +5,8 @@
   drawn until the browser's decoder runs), and to the browser's first own decode;
 - first image from page open: a fresh browser opening the page of a freshly started server
   (timed from its health check answering; the decoder's ONNX cache empty on the first run, kept
-  on the others) and of a warm one (a second fresh browser), medians of --runs servers;
+  on the others) and of a warm one (a second fresh browser), medians of --runs servers, each
+  started as `make app` does (serve.py) and as `streamlit run app.py`;
 - live decoding: distinct frames per second while dragging a latent slider and the 2-D pad,
   a key step on a slider until the image changes (p50 / p95), one decode in the browser;
 - release -> Python: from releasing a drag to the new latent in the URL (the server has it);
@@ -47,7 +48,10 @@ from tests.browser_support import (  # noqa: E402
     FRAME_SAMPLER_STOP_JS,
     LATENT_VALUES_JS,
     LIVE_READY_JS,
+    MAP_READY_JS,
     NO_WEBASSEMBLY_JS,
+    SERVE,
+    STREAMLIT_RUN,
     drag,
     free_port,
     start_server,
@@ -57,13 +61,11 @@ IMAGE_SRC_JS = (
     "() => { const i = document.querySelector('[data-testid=stImage] img'); return i && i.getAttribute('src'); }"
 )
 URL_Z_JS = "() => new URLSearchParams(location.search).get('z')"
+# the client pixel of point K's stride through the map's drawn points, and its map row
 POINT_JS = """k => {
-    const plot = document.querySelector('.js-plotly-plot');
-    const traces = plot._fullData.filter(t => t.type === 'scattergl');
-    const t = traces[k % traces.length];
-    const box = plot.querySelector('.nsewdrag').getBoundingClientRect();
-    const i = (k * 37) % t._length;
-    return {x: box.left + plot._fullLayout.xaxis.l2p(t.x[i]), y: box.top + plot._fullLayout.yaxis.l2p(t.y[i])};
+    const m = window.__latentExplorer.map, e = m.shown.embedding, row = (k * 1237) % m.shown.n;
+    const [x, y] = m.toPixels([e[2 * row], e[2 * row + 1]]), box = m.canvas.getBoundingClientRect();
+    return {x: box.left + x, y: box.top + y, row};
 }"""
 DECODE_MS_JS = """async n => {
     const hub = window.__latentExplorer.test, times = [];
@@ -134,20 +136,14 @@ def live_measures(page: object, args: argparse.Namespace) -> dict:
     }
 
 
-# client pixels of N + 1 points evenly along the map from one corner of the points' box to the other
+# client pixels of N + 1 points evenly along the map's view, from near one corner to near the other
 MAP_SWEEP_JS = """n => {
-    const plot = document.querySelector('.st-key-atlas_map .js-plotly-plot');
-    const box = plot.getBoundingClientRect(), xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-    const b = window.__latentExplorer.test.active.bundle, e = b.embedding;
-    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-    for (let i = 0; i < b.n; i++) {
-        x0 = Math.min(x0, e[2 * i]); x1 = Math.max(x1, e[2 * i]);
-        y0 = Math.min(y0, e[2 * i + 1]); y1 = Math.max(y1, e[2 * i + 1]);
-    }
+    const m = window.__latentExplorer.map, box = m.canvas.getBoundingClientRect();
+    const [[x0, x1], [y0, y1]] = [m.xScale.domain(), m.yScale.domain()];
     const points = [];
     for (let k = 0; k <= n; k++) {
-        const x = x0 + (x1 - x0) * (0.1 + 0.8 * k / n), y = y0 + (y1 - y0) * (0.1 + 0.8 * k / n);
-        points.push([box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)]);
+        const [px, py] = m.toPixels([x0 + (x1 - x0) * (0.1 + 0.8 * k / n), y0 + (y1 - y0) * (0.1 + 0.8 * k / n)]);
+        points.push([box.left + px, box.top + py]);
     }
     return points;
 }"""
@@ -185,11 +181,9 @@ def map_click_measures(page: object, clicks: int) -> dict | None:
         target = page.evaluate(POINT_JS, k)
         page.mouse.move(target["x"] - 4, target["y"] - 4)
         page.mouse.move(target["x"], target["y"])
-        try:
-            page.wait_for_function(
-                "() => (document.querySelector('.js-plotly-plot')._hoverdata || []).length > 0", timeout=3_000
-            )
-        except Exception:  # noqa: BLE001 - a point under another trace (the path) is not plotly's to hover
+        try:  # the library hovers the point under the pointer on its next frame
+            page.wait_for_function("() => window.__latentExplorer.map.point !== null", timeout=3_000)
+        except Exception:  # noqa: BLE001 - a point drawn under others can be out of reach
             continue
         before = page.evaluate(LATENT_VALUES_JS)
         started = time.perf_counter()
@@ -203,6 +197,7 @@ def map_click_measures(page: object, clicks: int) -> dict | None:
     return percentiles(click_ms) if click_ms else None
 
 
+OPENED = ("fresh_server_cold_cache_s", "fresh_server_s", "warm_server_s")
 FIRST_IMAGE_JS = "() => window.__latentExplorer && window.__latentExplorer.test.timing.placeholder !== null"
 FIRST_DECODE_JS = "() => window.__latentExplorer && window.__latentExplorer.test.stats.draws > 0"
 
@@ -222,14 +217,15 @@ def page_open_to_image(browser: object, url: str) -> tuple[float, float]:
     return first, decoded
 
 
-def first_image_measures(browser: object, runs: int) -> dict:
-    """Page open → first image on freshly started servers and on warm ones (module docstring)."""
+def first_image_measures(browser: object, runs: int, launcher: tuple[str, ...]) -> dict:
+    """Page open → first image on freshly started servers and on warm ones (module docstring),
+    each server started by LAUNCHER."""
     fresh, warm = [], []
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "XDG_CACHE_HOME": cache}  # empty at first: the first run exports the decoder
         for _ in range(runs):
             port = free_port()
-            server = start_server(port, env=env)
+            server = start_server(port, env=env, launcher=launcher)
             try:
                 fresh.append(page_open_to_image(browser, f"http://127.0.0.1:{port}"))
                 warm.append(page_open_to_image(browser, f"http://127.0.0.1:{port}"))
@@ -252,7 +248,7 @@ def server_slider_measures(browser: object, url: str, steps: int) -> dict:
     page.add_init_script(NO_WEBASSEMBLY_JS)
     page.goto(url)
     page.get_by_text("decoder(z)").wait_for(timeout=60_000)
-    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    page.wait_for_function(MAP_READY_JS, timeout=60_000)
     time.sleep(1.0)
     slider_ms = []
     sliders = page.locator("[data-testid=stSlider] input[type=range]")
@@ -277,7 +273,7 @@ def decoder_measures(browser: object, url: str, names: list[str], drags: int) ->
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
         page.goto(f"{url}/?model={name}")
         page.wait_for_function(LIVE_READY_JS, timeout=90_000)
-        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        page.wait_for_function(MAP_READY_JS, timeout=60_000)
         time.sleep(1.0)
         row = {"decode": percentiles(page.evaluate(DECODE_MS_JS, 50))}
         slider = page.get_by_role("slider", name="z1")
@@ -359,7 +355,7 @@ def main() -> None:
             first_image_s = time.perf_counter() - started
             page.wait_for_function("() => window.__latentExplorer.test.stats.draws > 0", timeout=60_000, polling="raf")
             first_live_s = time.perf_counter() - started
-            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            page.wait_for_function(MAP_READY_JS, timeout=60_000)
             time.sleep(1.0)
             live = live_measures(page, args)
             hover_fps, hover_ms = hover_measures(page, args.drags)
@@ -370,7 +366,8 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=10)
         try:
-            opened = first_image_measures(browser, args.runs)
+            opened = first_image_measures(browser, args.runs, SERVE)
+            opened_streamlit = first_image_measures(browser, args.runs, STREAMLIT_RUN)
         finally:
             browser.close()
 
@@ -381,6 +378,7 @@ def main() -> None:
         "first_image_s": first_image_s,
         "first_browser_decode_s": first_live_s,
         "page_open_to_first_image": opened,
+        "page_open_to_first_image_streamlit_run": opened_streamlit,
         **live,
         "map_hover_fps": hover_fps,
         "map_hover_latent_ms": hover_ms,
@@ -402,6 +400,9 @@ def main() -> None:
         f"{opened['fresh_server_s'][0]:.2f} / {opened['fresh_server_s'][1]:.2f} s |",
         f"| page open → first image / browser's own decode, warm server (median of {opened['runs']}) | "
         f"{opened['warm_server_s'][0]:.2f} / {opened['warm_server_s'][1]:.2f} s |",
+        "| the same three, the server started by `streamlit run app.py` | "
+        + " · ".join(f"{opened_streamlit[k][0]:.2f} / {opened_streamlit[k][1]:.2f} s" for k in OPENED)
+        + " |",
         f"| distinct frames per second, dragging a slider | {fps(live['slider_drag_fps'])} |",
         f"| distinct frames per second, dragging the 2-D pad | {fps(live['pad_drag_fps'])} |",
         f"| slider key step → new image, p50 / p95 | {ms(live['key_step_to_image'])} |",

@@ -137,7 +137,7 @@ bench: $(STAMP) chromium
 	$(PY) bench/gpu_variants.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/step_ops.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/app_latency.py
-	$(PY) bench/page_weight.py --name after
+	$(PY) bench/page_weight.py
 	$(PY) bench/map_scale.py
 	$(PY) bench/load.py
 	$(PY) bench/load_protocol.py

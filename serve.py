@@ -11,6 +11,7 @@ import ast
 import ctypes
 import gc
 import importlib
+import logging
 import sys
 import threading
 import time
@@ -76,11 +77,24 @@ def keep_memory_bounded() -> None:
     threading.Thread(target=tidy_memory_forever, args=(libc,), name="tidy-memory", daemon=True).start()
 
 
+class NoRuntimeYet(logging.Filter):
+    """Drops Streamlit's "No runtime found" warning (see main)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No runtime found" not in record.getMessage()
+
+
 def main() -> None:
     keep_memory_bounded()
     sys.path.insert(0, str(APP.parent))  # where `streamlit run` puts it: app.py's own imports resolve
+    # st.cache_data at import, before the server exists, warns once per function that it has no
+    # runtime yet: true and harmless here (the runtime is there when a page calls them)
+    caching = logging.getLogger("streamlit.runtime.caching.cache_data_api")
+    no_runtime = NoRuntimeYet()
+    caching.addFilter(no_runtime)
     for module in (*page_modules(), *STREAMLIT_FIRST_RUN):
         importlib.import_module(module)
+    caching.removeFilter(no_runtime)
     # Streamlit runs a full garbage collection after every script run; over torch's, plotly's
     # and pandas' objects that took 43% of the server's time under load. Frozen, the collector
     # skips everything alive now (the imports) and looks only at what the sessions create.

@@ -123,7 +123,7 @@ def main() -> None:
                 time.sleep(3)  # the latent of the most anomalous loaded, the map's star moved
                 shoot_from_view(page, "Anomaly", ROOT / "docs" / "anomaly.png")
 
-            page.goto(f"http://127.0.0.1:{port}/?view=training")
+            page.goto(f"http://127.0.0.1:{port}/?model=mnist-z8&view=training")  # the VAE: its ELBO history
             page.wait_for_function(LIVE_READY_JS, timeout=60_000)
             chart = page.locator(".js-plotly-plot").filter(has_text="test −ELBO")
             chart.wait_for(timeout=30_000)

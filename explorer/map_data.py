@@ -29,11 +29,15 @@ def map_payload(
     image_shape: tuple[int, int, int],
     scatter_url: str,
     model_name: str,
+    training_image: dict | None = None,
 ) -> dict:
     """The map's JSON for one run. POINTS_IDS: the test split's points bundle and the training
     split's (None while the map shows the test split only); THUMBNAILS_IDS: their thumbnail
     sheets' bundles, where there are some; LATENT (D,): where the star goes; PATH (P, 2): the
-    interpolation's map positions, or None; SCATTER_URL: the vendored scatterplot module."""
+    interpolation's map positions, or None; SCATTER_URL: the vendored scatterplot module;
+    TRAINING_IMAGE: the training image the map last asked for, for its hover card,
+    {"row": row in the training split, "image": a PNG data URL or None where the images are
+    not on this machine}."""
     return {
         "points_id": points_ids[0],
         "train_points_id": points_ids[1],
@@ -46,6 +50,7 @@ def map_payload(
         "shape": [int(s) for s in image_shape],
         "scatter_url": scatter_url,
         "model_name": model_name,
+        "training_image": training_image,
     }
 
 
@@ -78,3 +83,10 @@ def map_label(atlas: Atlas, row: int) -> int:
     """The class of map ROW."""
     n = len(atlas)
     return int(atlas.labels[row] if row < n else atlas.train_labels[row - n])
+
+
+def training_row_from_browser(value: object, atlas: Atlas) -> int | None:
+    """The training row a hover card asked for ({"row": int, ...}), checked; None for anything else."""
+    row = value.get("row") if isinstance(value, dict) else None
+    count = 0 if atlas.train_means is None else len(atlas.train_means)
+    return row if isinstance(row, int) and not isinstance(row, bool) and 0 <= row < count else None

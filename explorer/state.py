@@ -40,6 +40,7 @@ class PageState:
     end_b_label: str
     url_concept: str | None  # the concept direction as the URL gave it, until the first model takes it
     concept: Any  # explorer.concept.Concept the concept slider moves z along, or None
+    map_training_image: dict | None  # the training image a hover card last asked for: {"row", "image"}
     map_selection: list  # map rows (explorer/map_data.py) of the map's last box, lasso or search selection
     # --- values widgets own
     model_choice: str  # the bundled checkpoint picked in the sidebar
@@ -50,7 +51,7 @@ class PageState:
     view: str | None  # the view below the map (explorer.params.VIEWS); None when none is selected
     class_label: int | None  # a conditional model's class, or None while the picker is cleared
     test_index: int  # the test image "Encode it" loads
-    atlas_map: Any  # what the map sent: {"clicked": {"row", "click"}, "selection": [map rows]}
+    atlas_map: Any  # what the map sent: {"clicked": {"row", "click"}, "selection": [rows], "card": {"row"}}
     map_everything: bool  # the map draws the training split too
     concept_from: str | None  # the concept's first group: a class name or explorer.concept.SELECTED
     concept_to: str | None  # its second group

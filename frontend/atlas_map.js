@@ -17,6 +17,7 @@ const FRAME_MARGIN = 1.08;
 const FAR_GAP = 3; // farther than 3 typical spacings from every point: a sparse region
 const CLICK_SLOP_PX = 4; // a press that moves less than this is a click, not a pan
 const POINT_REACH_PX = 5; // the pointer is on a point within this distance of its centre
+const CARD_REST_MS = 250; // resting this long on a training point asks Python for its image
 const DIMMED = 0.15; // the opacity scale of unselected points while some are selected
 const MODES = { pan: ["Pan", "panZoom", null], box: ["Box", "lasso", "rectangle"], lasso: ["Lasso", "lasso", "freeform"] };
 
@@ -57,6 +58,8 @@ class AtlasMap {
     this.point = null; // the map row under the pointer, or null
     this.down = null;
     this.clicks = 0; // a click on a point, counted: clicking the same point again is news to Python
+    this.trainingImages = new Map(); // training row -> its image (a data URL; null: not on the server)
+    this.cardAsks = 0;
     this.drawnAt = null; // when the points were last drawn (ms since navigation)
     this.build(root);
     hub().map = this;
@@ -117,6 +120,12 @@ class AtlasMap {
     }
     this.path = data.path || null;
     this.showZ(hub().controls?.z || data.latent);
+    const asked = data.training_image;
+    if (asked && !this.trainingImages.has(asked.row)) {
+      this.trainingImages.set(asked.row, asked.image);
+      const point = this.point;
+      if (point !== null && layerOf(this.layers, point)[0]?.split === "training") this.pointTo(point, true);
+    }
   }
 
   // LAYERS: [{split, id, sheetId, bundle}], the test split first; a promise of their drawing
@@ -323,20 +332,28 @@ class AtlasMap {
     const name = layer.bundle.names ? ` · ${layer.bundle.names[row]}` : "";
     const label = layer.bundle.labels[row];
     const caption = `${layer.split} image #${layer.bundle.index[row]} · ${this.data.classes[label] ?? label}${name}`;
-    return { mapRow, row, split: layer.split, bundle: layer.bundle, caption, sheetId: layer.sheetId };
+    const imageUrl = layer.split === "training" ? this.trainingImages.get(row) : undefined;
+    return { mapRow, row, split: layer.split, bundle: layer.bundle, caption, sheetId: layer.sheetId, imageUrl };
   }
 
-  // MAP_ROW is under the pointer (or null: none is): its card
-  pointTo(mapRow) {
-    if (mapRow === this.point) return;
+  // MAP_ROW is under the pointer (or null: none is): its card (AGAIN: drawn anew, its image came)
+  pointTo(mapRow, again = false) {
+    if (mapRow === this.point && !again) return;
     this.point = mapRow;
+    clearTimeout(this.cardTimer);
     if (mapRow === null) {
       this.card.hide();
       return;
     }
     const at = this.toPixels([this.shown.embedding[2 * mapRow], this.shown.embedding[2 * mapRow + 1]]);
     const { width } = this.plotBox.getBoundingClientRect();
-    this.card.show(this.pointAt(mapRow), at, this.data.shape, hub().controls, [width, MAP_HEIGHT]);
+    const point = this.pointAt(mapRow);
+    this.card.show(point, at, this.data.shape, hub().controls, [width, MAP_HEIGHT]);
+    if (point.split === "training" && point.imageUrl === undefined) { // not asked for yet
+      this.cardTimer = setTimeout(() => {
+        if (this.point === mapRow) this.setStateValue("card", { row: point.row, ask: ++this.cardAsks });
+      }, CARD_REST_MS);
+    }
   }
 
   setSelection(rows) {

@@ -1,5 +1,6 @@
-// The card beside a hovered point: its image (from a thumbnails bundle's sheet) beside its
-// reconstruction (its encoded mean through the page's decoder, when the controls run one).
+// The card beside a hovered point: its image (a test image from a thumbnails bundle's sheet, a
+// training image as Python sent it) beside its reconstruction (its encoded mean through the
+// page's decoder, when the controls run one).
 
 const CARD_SCALE = 2;
 
@@ -24,7 +25,8 @@ class MapCard {
     return this.sheets.get(id);
   }
 
-  // POINT: {mapRow, row (in its split), split, bundle, caption, sheetId}; AT: [x, y] in the
+  // POINT: {mapRow, row (in its split), split, bundle, caption, sheetId, imageUrl (a training
+  // image's: a data URL, null where the server has none, undefined before it is asked)}; AT: [x, y] in the
   // plot's pixels; SHAPE: (C, H, W); CONTROLS: the live controls or null
   async show(point, at, shape, controls, plotSize) {
     const [, height, width] = shape;
@@ -53,14 +55,24 @@ class MapCard {
     } else {
       recon.parentElement.hidden = true;
     }
+    const context = original.getContext("2d");
+    context.imageSmoothingEnabled = false;
+    if (point.split === "training") { // a training image comes from Python when the pointer rests
+      if (point.imageUrl === null) original.parentElement.hidden = true; // not on the server
+      if (!point.imageUrl) return;
+      const picture = new Image();
+      picture.src = point.imageUrl;
+      await picture.decode();
+      if (this.shown !== point.mapRow) return;
+      context.drawImage(picture, 0, 0, original.width, original.height);
+      return;
+    }
     const sheet = await this.sheet(point.sheetId);
     if (this.shown !== point.mapRow) return;
     if (!sheet || row >= sheet.count) {
       original.parentElement.hidden = true;
       return;
     }
-    const context = original.getContext("2d");
-    context.imageSmoothingEnabled = false;
     const sx = (row % sheet.columns) * width, sy = Math.floor(row / sheet.columns) * height;
     context.drawImage(sheet.bitmap, sx, sy, width, height, 0, 0, original.width, original.height);
     const stats = hub().test.stats;

@@ -18,6 +18,7 @@ from PIL import Image
 import training
 from explorer.atlas import load_atlas, nearest_training
 from explorer.latent import latent_ranges, snap_latent
+from explorer.neighbours import find_training_images
 from tests.browser_support import (
     CANVAS_HASH_JS,
     CHROMIUM,
@@ -30,6 +31,7 @@ from tests.browser_support import (
     SCRIPT_IDLE_JS,
     drag,
 )
+from tests.conftest import real_mnist_dir
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)"
@@ -274,6 +276,21 @@ def test_the_switch_draws_every_encoded_image_and_a_training_point_loads(page: o
     page.mouse.move(x, y)
     page.wait_for_function("() => window.__latentExplorer.map.point >= 10000")  # hovering a training point
     point = page.evaluate("() => window.__latentExplorer.map.point")
+    # resting on it, the card asks Python for the training image: drawn, or said to be missing
+    page.wait_for_function("r => window.__latentExplorer.map.trainingImages.has(r)", arg=point - 10_000)
+    mnist = real_mnist_dir()
+    if mnist is not None:
+        page.wait_for_function(
+            "() => window.__latentExplorer.map.card.node.querySelector('.lx-card-image')"
+            ".getContext('2d').getImageData(0, 0, 56, 56).data.some(v => v > 0)"
+        )
+        drawn = page.evaluate(
+            "() => Array.from(window.__latentExplorer.map.card.node.querySelector('.lx-card-image')"
+            ".getContext('2d').getImageData(0, 0, 56, 56).data)"
+        )
+        shown = np.array(drawn, np.uint8).reshape(56, 56, 4)[::2, ::2, 0]  # 2× nearest-neighbour
+        expected = find_training_images({"name": "mnist"}, (1, 28, 28), mnist).images([point - 10_000])[0, 0]
+        np.testing.assert_array_equal(shown, np.rint(expected * 255).astype(np.uint8))
     page.mouse.click(x, y)
     page.mouse.move(5, 5)
     assert point >= 10_000  # a training point: map rows after the test split's

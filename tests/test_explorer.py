@@ -16,7 +16,14 @@ from safetensors.numpy import save_file
 import training
 from explorer.atlas import Atlas, AtlasError, describe_point, display_name, load_atlas, nearest_class, place_on_map
 from explorer.latent import clamp, inactive_dimensions, interpolate, latent_ranges, lerp, sample_prior, slerp, traverse
-from explorer.map_data import class_colours, map_label, map_means, map_size, rows_from_browser
+from explorer.map_data import (
+    class_colours,
+    map_label,
+    map_means,
+    map_size,
+    rows_from_browser,
+    training_row_from_browser,
+)
 from explorer.models import list_checkpoints
 from explorer.params import format_latent, parse_latent, parse_link
 from explorer.render import decode_latents, gif_bytes, grid, png_bytes, strip, to_uint8, upscale
@@ -208,6 +215,14 @@ def test_a_selection_from_the_browser_is_checked() -> None:
     assert rows_from_browser([3, 1, 3, 202, -1, True, 2.0, "4", 9], 203) == [3, 1, 202, 9]
     assert rows_from_browser([5, 203], 203) == [5]
     assert rows_from_browser({"rows": [1]}, 10) == [] and rows_from_browser(None, 10) == []
+
+
+def test_a_hover_cards_request_for_a_training_image_is_checked() -> None:
+    atlas = replace(_atlas(), train_means=np.zeros((5, 8), np.float32))
+    assert training_row_from_browser({"row": 4, "ask": 1}, atlas) == 4
+    for value in ({"row": 5}, {"row": -1}, {"row": True}, {"row": "2"}, [2], None):
+        assert training_row_from_browser(value, atlas) is None
+    assert training_row_from_browser({"row": 0}, _atlas()) is None  # an atlas without training means
 
 
 def test_each_class_has_its_colour_and_they_repeat_past_ten() -> None:

@@ -13,9 +13,16 @@ import streamlit as st
 import training
 from explorer.atlas import Atlas, nearest_training, place_on_map
 from explorer.concept import SELECTED, Concept, concept_from_groups, group_choices, group_rows
-from explorer.map_data import map_label, map_means, map_payload, map_size, rows_from_browser
+from explorer.map_data import (
+    map_label,
+    map_means,
+    map_payload,
+    map_size,
+    rows_from_browser,
+    training_row_from_browser,
+)
 from explorer.models import class_names
-from explorer.render import png_bytes, to_uint8, upscale
+from explorer.render import png_bytes, png_data_url, to_uint8, upscale
 from ui.controls import browser_asset_url, load_atlas_row
 from ui.page_state import state
 from ui.resources import atlas_or_none, browser_points, browser_thumbnails, get_training_images, live_components
@@ -49,13 +56,15 @@ def atlas_map(folder: str, model: training.ConvVAE, atlas: Atlas | None, path: n
         model.config.image_shape,
         browser_asset_url("scatter/") + "regl-scatterplot.mjs",
         Path(folder).name,
+        state.get("map_training_image"),
     )
     map_component(
         data=payload,
         key="atlas_map",
-        default={"clicked": None, "selection": None},
+        default={"clicked": None, "selection": None, "card": None},
         on_clicked_change=lambda: on_map_click(atlas),
         on_selection_change=lambda: on_map_selection(atlas),
+        on_card_change=lambda: on_map_card(folder, model, atlas),
     )
     # the points after the map's JSON and the decoder's bundle: they never hold up the first image
     for key, bundle in zip(("atlas_points", "atlas_train_points"), points):
@@ -107,6 +116,19 @@ def on_map_click(atlas: Atlas) -> None:
     if state.has("class_label"):
         state.class_label = map_label(atlas, row)
     state.set_latent(map_means(atlas, [row])[0])
+
+
+def on_map_card(folder: str, model: training.ConvVAE, atlas: Atlas) -> None:
+    """The pointer rests on a training point: its image for the card, read from the data set."""
+    row = training_row_from_browser(state.atlas_map.get("card"), atlas)
+    if row is None:
+        return
+    try:
+        source = get_training_images(folder, model, os.environ.get("LATENT_EXPLORER_DATA"))
+        image = to_uint8(source.images([row]))[0]  # (H, W, C)
+        state.map_training_image = {"row": row, "image": png_data_url(image)}
+    except training.DataError:
+        state.map_training_image = {"row": row, "image": None}
 
 
 def on_map_selection(atlas: Atlas) -> None:

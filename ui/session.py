@@ -134,6 +134,7 @@ def on_model_change(folder: str, model: training.ConvVAE) -> None:
             start = parsed
     state.set_latent(start)
     state.map_selection = []
+    state.map_training_image = None
     state.concept = None
     state.drop("concept_from")
     state.drop("concept_to")

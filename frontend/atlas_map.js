@@ -51,7 +51,9 @@ class AtlasMap {
     this.shown = null; // the layers as one points bundle (hover decodes among all shown points)
     this.hidden = new Set(); // classes the legend hides
     this.selection = [];
-    this.star = null; // {xy, rows}: the star's map position and its neighbours' test rows
+    this.star = null; // {xy, neighbours}: the star's map position and its nearest means' positions
+    this.frame = null; // mapFrame of the test split the map shows (frameOf: its bundle's id)
+    this.frameOf = null;
     this.hoverXY = null;
     this.hovering = false;
     this.committed = null;
@@ -137,10 +139,16 @@ class AtlasMap {
   }
 
   drawPoints() {
-    const test = this.layers[0].bundle;
-    if (!this.frame) this.frame = mapFrame(test.embedding, test.n);
+    const test = this.layers[0];
+    if (this.frameOf !== test.id) { // another model: its own frame, the view back to it
+      this.frame = mapFrame(test.bundle.embedding, test.bundle.n);
+      this.frameOf = test.id;
+      this.hidden.clear(); // its classes and training images are others
+      this.trainingImages.clear();
+      if (this.plot) this.setScales();
+    }
     const { cx, cy, half } = this.frame;
-    if (!this.plot) this.createPlot(this.library.createScatterplot, this.library.scaleLinear);
+    if (!this.plot) this.createPlot(this.library.createScatterplot);
     const n = this.shown.n, x = new Float32Array(n), y = new Float32Array(n), e = this.shown.embedding;
     for (let r = 0; r < n; r++) {
       x[r] = (e[2 * r] - cx) / half;
@@ -163,10 +171,21 @@ class AtlasMap {
     return this.drawn;
   }
 
-  createPlot(createScatterplot, scaleLinear) {
-    const { cx, cy, half } = this.frame;
+  // scales from the frame to the plot's pixels, which the library keeps in step with its camera
+  frameScales() {
+    const { cx, cy, half } = this.frame, { scaleLinear } = this.library;
     this.xScale = scaleLinear().domain([cx - half, cx + half]);
     this.yScale = scaleLinear().domain([cy - half, cy + half]);
+  }
+
+  setScales() {
+    this.frameScales();
+    this.plot.set({ xScale: this.xScale, yScale: this.yScale });
+    this.plot.reset();
+  }
+
+  createPlot(createScatterplot) {
+    this.frameScales();
     const { width } = this.plotBox.getBoundingClientRect();
     this.plot = createScatterplot({
       canvas: this.canvas, width: Math.max(width, 100), height: MAP_HEIGHT, xScale: this.xScale, yScale: this.yScale,
@@ -359,7 +378,6 @@ class AtlasMap {
   setSelection(rows) {
     if (!rows.length && !this.selection.length) return;
     this.selection = rows;
-    this.root.dataset.selected = rows.length;
     this.exportButton.toggleAttribute("disabled", rows.length === 0);
     this.exportButton.textContent = rows.length ? `Export ${rows.length.toLocaleString()} as CSV` : "Export CSV";
     this.setStateValue("selection", rows);

@@ -297,3 +297,21 @@ def test_the_switch_draws_every_encoded_image_and_a_training_point_loads(page: o
     low, high = latent_ranges(ATLAS.means, 8)
     expected = snap_latent(ATLAS.train_means[point - 10_000], low, high).tolist()
     page.wait_for_function(f"v => JSON.stringify(({LATENT_VALUES_JS})()) === JSON.stringify(v)", arg=expected)
+
+
+def test_another_model_gets_its_own_frame_and_classes(page: object) -> None:
+    before = page.evaluate("() => window.__latentExplorer.map.frame")
+    page.locator(".st-key-atlas_map .lx-legend-item[data-class='2']").click()  # a class hidden...
+    page.wait_for_function("() => window.__latentExplorer.map.hidden.size === 1")
+    page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.click()
+    page.get_by_role("option", name="emoji-rgb-z8", exact=True).click()
+    page.wait_for_function("() => window.__latentExplorer.map.shown.n === 378")
+    emoji = load_atlas(ROOT / "checkpoints" / "emoji-rgb-z8", 8)
+    frame = page.evaluate("() => window.__latentExplorer.map.frame")
+    assert frame != before
+    lo, hi = np.percentile(emoji.embedding, [1, 99], axis=0)
+    assert frame["cx"] == pytest.approx((lo[0] + hi[0]) / 2, abs=0.05)
+    assert frame["half"] == pytest.approx(max(hi - lo) / 2 * 1.08, rel=0.02)
+    assert page.evaluate("() => window.__latentExplorer.map.hidden.size") == 0  # ...is the old model's
+    labels = page.locator(".st-key-atlas_map .lx-legend-item").all_inner_texts()
+    assert labels[0] == "Activities" and len(labels) == 9

@@ -244,6 +244,7 @@ def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
     _, after = live_payloads(app)
     assert after["revision"] == payload["revision"] + 1
     assert after["latent"] != payload["latent"]
+    assert after["image"] is None  # the server decodes z once per decoder sent; the browser draws it since
     assert app.query_params["z"] == ",".join(f"{v:.3f}" for v in after["latent"])
 
 

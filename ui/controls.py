@@ -92,7 +92,7 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
     compare, other_bundle = None, None
     for other_folder, other in compared:  # its decoder too goes to the browser once per model
         other_id, other_bundle = browser_data(other, other_folder)
-        image = png_bytes(decode_latents(other, state.latent, chosen_label(other))[0])
+        image = placeholder(other, other_id)
         compare = compare_payload(other_id, decoder_caption(other_folder, other), image)
     low, high = state.ranges
     payload = live_payload(
@@ -104,7 +104,7 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
         high,
         pad_plane_json(folder, model.config.latent_dim),
         browser_asset_url(),
-        image_png=png_bytes(decode_latents(model, state.latent, chosen_label(model))[0]),
+        image_png=placeholder(model, bundle_id),
         num_classes=model.config.num_classes,
         label=chosen_label(model) or 0,
         unused=state.inactive,
@@ -128,6 +128,17 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
         "Decoded in your browser as you drag. The pad walks z across a plane: the two "
         "principal directions of the encoded test set, or any two dimensions. Click a value to type it."
     )
+
+
+def placeholder(model: training.ConvVAE, bundle_id: str) -> bytes | None:
+    """The server's decode of z (PNG), drawn until the browser's decoder BUNDLE_ID runs: on the
+    first run that sends that decoder, and no other (after it the browser draws z itself; a
+    decode on every rerun was a third of a release's server time)."""
+    sent = state.get("placeholders_sent") or set()
+    if bundle_id in sent:
+        return None
+    state.placeholders_sent = sent | {bundle_id}
+    return png_bytes(decode_latents(model, state.latent, chosen_label(model))[0])
 
 
 def server_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:

@@ -97,6 +97,7 @@ class LiveLatent {
       rows.push(el("label", { class: "lx-row" }, [el("span", { class: "lx-name" }, [`z${i + 1}`]), input, output]));
     }
     this.planeSelect = el("select", { "aria-label": "pad plane", class: "lx-select" });
+    this.planeNames = null; // a new, empty selector: fillPlanes fills it
     this.planeSelect.addEventListener("change", () => this.choosePlane());
     this.pad = el("canvas", { class: "lx-pad", width: PAD_SIDE, height: PAD_SIDE, tabindex: "0",
       "aria-label": "2-D pad: drag to move z across the chosen plane" });

@@ -315,3 +315,7 @@ def test_another_model_gets_its_own_frame_and_classes(page: object) -> None:
     assert page.evaluate("() => window.__latentExplorer.map.hidden.size") == 0  # ...is the old model's
     labels = page.locator(".st-key-atlas_map .lx-legend-item").all_inner_texts()
     assert labels[0] == "Activities" and len(labels) == 9
+    # the controls, rebuilt for 64 × 64 RGB images, offer the pad's planes again
+    planes = page.get_by_role("combobox", name="pad plane")
+    page.wait_for_function("() => window.__latentExplorer.controls.planeSelect.options.length > 0")
+    assert planes.input_value() == "PC1 × PC2" and planes.locator("option").count() == 29

@@ -22,7 +22,7 @@ def class_colours(count: int) -> list[str]:
 
 def map_payload(
     points_ids: tuple[str, str | None],
-    thumbnails_ids: tuple[str | None, str | None],
+    thumbnails_id: str | None,
     class_names: list[str],
     latent: np.ndarray,
     path: np.ndarray | None,
@@ -32,8 +32,8 @@ def map_payload(
     training_image: dict | None = None,
 ) -> dict:
     """The map's JSON for one run. POINTS_IDS: the test split's points bundle and the training
-    split's (None while the map shows the test split only); THUMBNAILS_IDS: their thumbnail
-    sheets' bundles, where there are some; LATENT (D,): where the star goes; PATH (P, 2): the
+    split's (None while the map shows the test split only); THUMBNAILS_ID: the test images'
+    thumbnail sheet's bundle, where there is one; LATENT (D,): where the star goes; PATH (P, 2): the
     interpolation's map positions, or None; SCATTER_URL: the vendored scatterplot module;
     TRAINING_IMAGE: the training image the map last asked for, for its hover card,
     {"row": row in the training split, "image": a PNG data URL or None where the images are
@@ -41,8 +41,7 @@ def map_payload(
     return {
         "points_id": points_ids[0],
         "train_points_id": points_ids[1],
-        "thumbnails_id": thumbnails_ids[0],
-        "train_thumbnails_id": thumbnails_ids[1],
+        "thumbnails_id": thumbnails_id,
         "classes": list(class_names),
         "colours": class_colours(len(class_names)),
         "latent": [float(x) for x in latent],
@@ -65,8 +64,19 @@ def rows_from_browser(value: object, size: int) -> list[int]:
     without repeats; anything else is dropped (the browser is not trusted)."""
     if not isinstance(value, list):
         return []
-    rows = [r for r in value if isinstance(r, int) and not isinstance(r, bool) and 0 <= r < size]
-    return list(dict.fromkeys(rows))
+    return list(dict.fromkeys(r for r in value if is_row(r, size)))
+
+
+def is_row(value: object, size: int) -> bool:
+    """Whether VALUE is an int (not a bool) in [0, SIZE)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size
+
+
+def row_from_browser(value: object, size: int) -> int | None:
+    """The row of what a click or a card sent back ({"row": int, ...}), checked against SIZE;
+    None for anything else."""
+    row = value.get("row") if isinstance(value, dict) else None
+    return row if is_row(row, size) else None
 
 
 def map_means(atlas: Atlas, rows: list[int]) -> np.ndarray:
@@ -87,6 +97,4 @@ def map_label(atlas: Atlas, row: int) -> int:
 
 def training_row_from_browser(value: object, atlas: Atlas) -> int | None:
     """The training row a hover card asked for ({"row": int, ...}), checked; None for anything else."""
-    row = value.get("row") if isinstance(value, dict) else None
-    count = 0 if atlas.train_means is None else len(atlas.train_means)
-    return row if isinstance(row, int) and not isinstance(row, bool) and 0 <= row < count else None
+    return row_from_browser(value, 0 if atlas.train_means is None else len(atlas.train_means))

@@ -109,7 +109,8 @@ class AtlasMap {
   async update(data, setStateValue) {
     this.data = data;
     this.setStateValue = setStateValue;
-    const wanted = [["test", data.points_id, data.thumbnails_id], ["training", data.train_points_id, data.train_thumbnails_id]]
+    // the training split has no thumbnail sheet: its card asks for one image at a time
+    const wanted = [["test", data.points_id, data.thumbnails_id], ["training", data.train_points_id, null]]
       .filter(([, id]) => id);
     const key = JSON.stringify(wanted);
     if (key !== this.layerKey) {

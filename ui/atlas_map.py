@@ -13,17 +13,10 @@ import streamlit as st
 import training
 from explorer.atlas import Atlas, nearest_training, place_on_map
 from explorer.concept import SELECTED, Concept, concept_from_groups, group_choices, group_rows
-from explorer.map_data import (
-    map_label,
-    map_means,
-    map_payload,
-    map_size,
-    rows_from_browser,
-    training_row_from_browser,
-)
+from explorer.map_data import map_payload, map_size, row_from_browser, rows_from_browser, training_row_from_browser
 from explorer.models import class_names
 from explorer.render import png_bytes, png_data_url, to_uint8, upscale
-from ui.controls import browser_asset_url, load_atlas_row
+from ui.controls import browser_asset_url, load_map_row
 from ui.page_state import state
 from ui.resources import atlas_or_none, browser_points, browser_thumbnails, get_training_images, live_components
 from ui.serving import shell_path, without_server_paths
@@ -49,7 +42,7 @@ def atlas_map(folder: str, model: training.ConvVAE, atlas: Atlas | None, path: n
     path_xy = None if path is None else np.array([place_on_map(atlas, p) for p in path])
     payload = map_payload(
         (points[0][0], points[1][0] if everything else None),
-        (None if thumbnails is None else thumbnails[0], None),
+        None if thumbnails is None else thumbnails[0],
         names,
         state.latent,
         path_xy,
@@ -105,17 +98,12 @@ def map_caption(atlas: Atlas, everything: bool, live: bool) -> str:
 
 def on_map_click(atlas: Atlas) -> None:
     """A click on a point loads its latent (and a conditional model's class: it was encoded with it)."""
-    clicked = state.atlas_map.get("clicked")
-    row = clicked.get("row") if isinstance(clicked, dict) else None
-    if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < map_size(atlas, True):
+    row = row_from_browser(state.atlas_map.get("clicked"), map_size(atlas, True))
+    if row is None:
         return
     if row < len(atlas):
         state.test_index = int(atlas.index[row])
-        load_atlas_row(atlas, row)
-        return
-    if state.has("class_label"):
-        state.class_label = map_label(atlas, row)
-    state.set_latent(map_means(atlas, [row])[0])
+    load_map_row(atlas, row)
 
 
 def on_map_card(folder: str, model: training.ConvVAE, atlas: Atlas) -> None:

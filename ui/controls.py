@@ -13,6 +13,7 @@ import training
 from explorer.atlas import Atlas
 from explorer.latent import sample_prior, snap_latent
 from explorer.live import compare_payload, latent_from_browser, live_payload
+from explorer.map_data import map_label, map_means
 from explorer.models import class_names
 from explorer.render import decode_latents, png_bytes, upscale
 from training.sampler import MixtureSampler
@@ -226,17 +227,18 @@ def on_reset(latent_dim: int) -> None:
     state.set_latent(np.zeros(latent_dim, np.float32))
 
 
-def load_atlas_row(atlas: Atlas, row: int) -> None:
-    """A test image's latent into the controls; a conditional model also takes its class (the
-    mean was encoded with it)."""
+def load_map_row(atlas: Atlas, row: int) -> None:
+    """An encoded image's latent into the controls, by its map row (explorer/map_data.py: the
+    test split's atlas rows, then the training split's); a conditional model also takes its
+    class (the mean was encoded with it)."""
     if state.has("class_label"):
-        state.class_label = int(atlas.labels[row])
-    state.set_latent(atlas.means[row])
+        state.class_label = map_label(atlas, row)
+    state.set_latent(map_means(atlas, [row])[0])
 
 
 def on_load_test_image(atlas: Atlas) -> None:
     row = int(np.searchsorted(atlas.index, state.test_index))
-    load_atlas_row(atlas, min(row, len(atlas) - 1))
+    load_map_row(atlas, min(row, len(atlas) - 1))
 
 
 def on_slider(latent_dim: int) -> None:

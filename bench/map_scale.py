@@ -1,6 +1,7 @@
 """The map at scale, in headless chromium against a real server on the bundled model: the
-page's map is given synthetic atlases of 10,000 to 1,000,000 points (ten clusters inside the
-real map's frame, 8-d means) and for each we time its drawing (the points handed to the map ->
+page's map is given synthetic atlases of 10,000 to 1,000,000 points (ten clusters, 8-d means,
+packed by the page's own explorer.live.points_bundle with its frame and spatial index, fetched
+and parsed by the page) and for each we time its drawing (the parsed points handed to the map ->
 drawn, two animation frames later) and, while the pointer sweeps across the map (each move
 decodes the latent under the pointer), the frames the page draws per second and the images
 the controls decode and draw per second (synthetic means change little between neighbouring
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.app_latency import MAP_SWEEP_JS, show_map  # noqa: E402
 from bench.report import write_report  # noqa: E402
+from explorer.live import points_bundle  # noqa: E402
 from tests.browser_support import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -37,27 +39,35 @@ from tests.browser_support import (  # noqa: E402
     start_server,
 )
 
-# N synthetic points of D dimensions in ten clusters inside the map's frame, handed to the map;
-# returns ms until they are drawn and two frames have passed.
-SYNTHETIC_MAP_JS = """async ([n, d]) => {
-    const m = window.__latentExplorer.map, {cx, cy, half} = m.frame;
-    const means = new Float32Array(n * d), embedding = new Float32Array(n * 2);
-    const labels = new Int32Array(n), index = new Int32Array(n);
-    let seed = 1;
-    const rand = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296;
-    for (let i = 0; i < n; i++) {
-        const k = i % 10, angle = (k / 10) * 2 * Math.PI;
-        labels[i] = k; index[i] = i;
-        embedding[2 * i] = cx + half * (0.55 * Math.cos(angle) + 0.12 * (rand() + rand() + rand() - 1.5));
-        embedding[2 * i + 1] = cy + half * (0.55 * Math.sin(angle) + 0.12 * (rand() + rand() + rand() - 1.5));
-        for (let j = 0; j < d; j++) means[i * d + j] = 2 * Math.sin(angle * (j + 1)) + 0.3 * (rand() - 0.5);
-    }
-    const bundle = {n, d, means, embedding, labels, index, names: null};
+BUNDLE_URL = "http://127.0.0.1/synthetic-atlas"  # answered by the benchmark, not the server
+CORS = {"Access-Control-Allow-Origin": "*", "Content-Type": "application/octet-stream"}
+
+# The synthetic bundle at BUNDLE_URL fetched and parsed, then handed to the map showing the
+# model's own test split (as a user would switch to it); returns ms until it is drawn and two
+# frames have passed.
+SYNTHETIC_MAP_JS = """async ([url, n]) => {
+    const m = window.__latentExplorer.map;
+    const bundle = window.__latentExplorer.test.parse(new Uint8Array(await (await fetch(url)).arrayBuffer()));
+    window.__modelLayers = window.__modelLayers || m.layers;
+    if (m.layers !== window.__modelLayers) await m.setLayers(window.__modelLayers);
+    await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
     const started = performance.now();
     await m.setLayers([{split: "test", id: `synthetic-${n}`, sheetId: null, bundle}]);
     await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
     return performance.now() - started;
 }"""
+
+
+def synthetic_bundle(n: int, d: int = 8, seed: int = 1) -> bytes:
+    """A points bundle of N points in ten clusters on a ring, their D-d means varying with the
+    angle, as explorer.live.points_bundle packs an atlas."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(n) % 10
+    angle = k / 10 * 2 * np.pi
+    spread = 0.12 * (rng.random((n, 2)) + rng.random((n, 2)) + rng.random((n, 2)) - 1.5)
+    embedding = np.stack([np.cos(angle), np.sin(angle)], axis=1) * 0.55 + spread
+    means = 2 * np.sin(angle[:, None] * np.arange(1, d + 1)) + 0.3 * (rng.random((n, d)) - 0.5)
+    return points_bundle(means.astype(np.float32), embedding.astype(np.float32), k, np.arange(n))[1]
 
 
 # Start counting animation frames and decoded images; STOP returns [frames, images, seconds].
@@ -102,8 +112,11 @@ def measure(sizes: list[int], sweeps: int) -> list[dict]:
             page.wait_for_function(LIVE_READY_JS, timeout=60_000)
             page.wait_for_function(MAP_READY_JS, timeout=60_000)
             show_map(page)
+            served = {}
+            page.route(BUNDLE_URL, lambda route: route.fulfill(body=served["bundle"], headers=CORS))
             for n in sizes:
-                draw_ms = page.evaluate(SYNTHETIC_MAP_JS, [n, 8])
+                served["bundle"] = synthetic_bundle(n)
+                draw_ms = page.evaluate(SYNTHETIC_MAP_JS, [BUNDLE_URL, n])
                 rates = sweep_rates(page, sweeps)
                 rows.append({"points": n, "draw_ms": draw_ms, "hover_frames_per_s": rates})
                 print(rows[-1], flush=True)

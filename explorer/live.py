@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from explorer.latent import LATENT_DECIMALS, snap_latent
+from explorer.map_index import kdbush_index, map_frame, plot_positions
 
 # The bundle the browser receives once per checkpoint: BUNDLE_MAGIC, a little-endian uint32
 # header length, a JSON header (id and sections) padded to BUNDLE_ALIGN bytes, then the sections,
@@ -133,17 +134,28 @@ def points_bundle(
     labels: np.ndarray,
     index: np.ndarray,
     names: tuple[str, ...] | None = None,
+    drawn_after: np.ndarray | None = None,
 ) -> tuple[str, bytes]:
     """(bundle id, bytes) of one split's points for the map, sent once per model: the encoded
     means (N, D) and map positions (N, 2) as little-endian float32, the class labels and the
     positions in their split (N,) as little-endian int32, and the images' names (a JSON list of
     N strings, UTF-8) where the data set has them. The browser draws the map from it, places
-    the star at z, decodes where the pointer is, searches and exports."""
+    the star at z, decodes where the pointer is, searches and exports.
+
+    For the scatterplot library (explorer.map_index): the frame (cx, cy, half, float64), the
+    positions in its coordinates (N, 2) float32 and its spatial index. DRAWN_AFTER (M, 2): the
+    test split's positions, which the map draws before these (the training split's bundle):
+    the frame is theirs and the index covers them and these, theirs first."""
+    shown = embedding if drawn_after is None else np.concatenate([drawn_after, embedding])
+    frame = map_frame(embedding if drawn_after is None else drawn_after)
     sections = [
         ("means", np.ascontiguousarray(means, "<f4").tobytes(), list(means.shape)),
         ("embedding", np.ascontiguousarray(embedding, "<f4").tobytes(), list(embedding.shape)),
         ("labels", np.ascontiguousarray(labels, "<i4").tobytes(), [len(labels)]),
         ("index", np.ascontiguousarray(index, "<i4").tobytes(), [len(index)]),
+        ("frame", np.array(frame, "<f8").tobytes(), [3]),
+        ("positions", plot_positions(embedding, frame).tobytes(), list(embedding.shape)),
+        ("spatial_index", kdbush_index(plot_positions(shown, frame)), [len(shown)]),
     ]
     if names is not None:
         sections.append(("names", json.dumps(list(names), ensure_ascii=False).encode(), [len(names)]))

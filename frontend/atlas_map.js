@@ -12,8 +12,6 @@
 // lasso) and the wheel (zoom).
 
 const MAP_HEIGHT = 520; // CSS pixels of the plot
-const FRAME = [0.01, 0.99]; // the first view frames these percentiles of the test points
-const FRAME_MARGIN = 1.08;
 const FAR_GAP = 3; // farther than 3 typical spacings from every point: a sparse region
 const CLICK_SLOP_PX = 4; // a press that moves less than this is a click, not a pan
 const POINT_REACH_PX = 5; // the pointer is on a point within this distance of its centre
@@ -28,22 +26,6 @@ function loadScatter(url) {
   return scatterModule;
 }
 
-// {cx, cy, half}: the square around the FRAME percentiles of EMBEDDING's N points (a stride
-// of at most 100,000 of them), so that a few far points do not shrink the rest
-function mapFrame(embedding, n) {
-  const step = Math.max(1, Math.floor(n / 100000));
-  const xs = [], ys = [];
-  for (let r = 0; r < n; r += step) {
-    xs.push(embedding[2 * r]);
-    ys.push(embedding[2 * r + 1]);
-  }
-  xs.sort((a, b) => a - b);
-  ys.sort((a, b) => a - b);
-  const at = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * (sorted.length - 1)))];
-  const [x0, x1, y0, y1] = [at(xs, FRAME[0]), at(xs, FRAME[1]), at(ys, FRAME[0]), at(ys, FRAME[1])];
-  return { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, half: (Math.max(x1 - x0, y1 - y0, 1e-6) / 2) * FRAME_MARGIN };
-}
-
 class AtlasMap {
   constructor(root) {
     this.layers = []; // [{split, bundle, id, sheetId}]: the test split, then the training split when shown
@@ -52,8 +34,9 @@ class AtlasMap {
     this.hidden = new Set(); // classes the legend hides
     this.selection = [];
     this.star = null; // {xy, neighbours}: the star's map position and its nearest means' positions
-    this.frame = null; // mapFrame of the test split the map shows (frameOf: its bundle's id)
+    this.frame = null; // {cx, cy, half}: the test split's bundle's, whose square the first view shows (frameOf: its id)
     this.frameOf = null;
+    this.styleKey = null; // the points' style and frame last set on the library (restyle)
     this.hoverXY = null;
     this.hovering = false;
     this.committed = null;
@@ -140,26 +123,18 @@ class AtlasMap {
   }
 
   drawPoints() {
-    const test = this.layers[0];
-    if (this.frameOf !== test.id) { // another model: its own frame, the view back to it
-      this.frame = mapFrame(test.bundle.embedding, test.bundle.n);
-      this.frameOf = test.id;
-      this.hidden.clear(); // its classes and training images are others
-      this.trainingImages.clear();
-      if (this.plot) this.setScales();
-    }
-    const { cx, cy, half } = this.frame;
-    if (!this.plot) this.createPlot(this.library.createScatterplot);
-    const n = this.shown.n, x = new Float32Array(n), y = new Float32Array(n), e = this.shown.embedding;
+    const styled = this.restyle();
+    // the library's coordinates and spatial index come made from Python (explorer/map_index.py)
+    const n = this.shown.n, x = new Float32Array(n), y = new Float32Array(n), p = this.shown.positions;
     for (let r = 0; r < n; r++) {
-      x[r] = (e[2 * r] - cx) / half;
-      y[r] = (e[2 * r + 1] - cy) / half;
+      x[r] = p[2 * r];
+      y[r] = p[2 * r + 1];
     }
-    const colours = this.data.colours;
-    this.plot.set({ pointSize: n > 200000 ? 1.5 : n > 30000 ? 2.5 : 4, pointColor: colours, pointColorActive: colours });
     const started = performance.now();
     this.selection = [];
-    this.drawn = this.plot.draw({ x, y, valueA: Float32Array.from(this.shown.labels) }, { zDataType: "categorical" })
+    this.drawn = styled
+      .then(() => this.plot.draw({ x, y, valueA: Float32Array.from(this.shown.labels) },
+        { zDataType: "categorical", spatialIndex: this.shown.spatialIndex }))
       .then(() => {
         const stats = hub().test.stats;
         stats.mapDrawMs = performance.now() - started;
@@ -170,6 +145,28 @@ class AtlasMap {
       });
     this.buildLegend();
     return this.drawn;
+  }
+
+  // The view and the points' style for the points about to be drawn: another model's frame, the
+  // size for their number, the colours. A change redraws the points still shown, on the next
+  // frame, which is awaited: otherwise the new points are drawn twice (1M: ~0.4 s each here).
+  restyle() {
+    const test = this.layers[0];
+    if (this.frameOf !== test.id) { // another model: its own frame, the view back to it
+      this.frame = test.bundle.frame;
+      this.frameOf = test.id;
+      this.hidden.clear(); // its classes and training images are others
+      this.trainingImages.clear();
+      if (this.plot) this.setScales();
+    }
+    if (!this.plot) this.createPlot(this.library.createScatterplot);
+    const n = this.shown.n, colours = this.data.colours;
+    const style = { pointSize: n > 200000 ? 1.5 : n > 30000 ? 2.5 : 4, pointColor: colours, pointColorActive: colours };
+    const key = JSON.stringify([style, this.frameOf]);
+    if (key === this.styleKey) return Promise.resolve();
+    this.styleKey = key;
+    this.plot.set(style);
+    return new Promise((done) => requestAnimationFrame(() => done()));
   }
 
   // scales from the frame to the plot's pixels, which the library keeps in step with its camera
@@ -234,8 +231,8 @@ class AtlasMap {
       item.setAttribute("aria-pressed", String(!this.hidden.has(Number(item.dataset.class))));
     }
     if (!this.plot) return;
-    if (!this.hidden.size) {
-      this.plot.unfilter({ preventEvent: true });
+    if (!this.hidden.size) { // a fresh draw is unfiltered: another redraw costs 1M points ~0.4 s
+      if (this.plot.get("isPointsFiltered")) this.plot.unfilter({ preventEvent: true });
       return;
     }
     const labels = this.shown.labels, visible = [];
@@ -418,14 +415,17 @@ class AtlasMap {
   }
 }
 
-// the splits' points as one bundle: the test split's rows first
+// the splits' points as one bundle: the test split's rows first; the last split's spatial index
+// covers them all (explorer.live.points_bundle's drawn_after)
 function mergedBundle(bundles) {
   const n = bundles.reduce((total, b) => total + b.n, 0), d = bundles[0].d;
-  const merged = { n, d, means: new Float32Array(n * d), embedding: new Float32Array(n * 2), labels: new Int32Array(n) };
+  const merged = { n, d, means: new Float32Array(n * d), embedding: new Float32Array(n * 2), labels: new Int32Array(n),
+    positions: new Float32Array(n * 2), spatialIndex: bundles[bundles.length - 1].spatialIndex };
   let offset = 0;
   for (const b of bundles) {
     merged.means.set(b.means, offset * d);
     merged.embedding.set(b.embedding, offset * 2);
+    merged.positions.set(b.positions, offset * 2);
     merged.labels.set(b.labels, offset);
     offset += b.n;
   }

@@ -28,6 +28,11 @@ function parseBundle(bytes) {
     bundle.labels = header.sections.labels ? new Int32Array(section("labels").buffer) : new Int32Array(bundle.n);
     bundle.index = header.sections.index ? new Int32Array(section("index").buffer) : Int32Array.from({ length: bundle.n }, (_, i) => i);
     bundle.names = header.sections.names ? JSON.parse(new TextDecoder().decode(section("names"))) : null;
+    // the scatterplot library's frame, coordinates and KDBush index (explorer/map_index.py)
+    const [cx, cy, half] = new Float64Array(section("frame").buffer);
+    bundle.frame = { cx, cy, half };
+    bundle.positions = new Float32Array(section("positions").buffer);
+    bundle.spatialIndex = section("spatial_index").buffer;
   }
   return bundle;
 }

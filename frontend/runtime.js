@@ -40,6 +40,7 @@ function hub() {
           return latents.map((_, i) => Array.from(out.subarray(i * size, (i + 1) * size)));
         },
         snap: (z, low, high) => snapLatent(z, low, high),
+        parse: (bytes) => parseBundle(bytes), // a bundle's bytes as the page reads them
       },
     };
   }

@@ -18,6 +18,7 @@ from explorer.live import (
     points_bundle,
     principal_plane,
 )
+from explorer.map_index import kdbush_index, plot_positions
 from tests.conftest import read_bundle
 from training.model import ConvVAE, ModelConfig
 
@@ -79,15 +80,25 @@ def test_the_bundles_carry_the_decoder_and_a_splits_points() -> None:
     embedding = np.arange(20, dtype=np.float32).reshape(10, 2) / 7
     points_id, data = points_bundle(means, embedding, np.arange(10) % 3, np.arange(10) + 100, tuple("abcdefghij"))
     header, sections = read_bundle(data)
-    assert header["id"] == points_id and set(sections) == {"means", "embedding", "labels", "index", "names"}
+    assert header["id"] == points_id
+    assert set(sections) == {"means", "embedding", "labels", "index", "names", "frame", "positions", "spatial_index"}
     assert np.array_equal(np.frombuffer(sections["means"], "<f4").reshape(header["sections"]["means"]["shape"]), means)
     assert np.array_equal(np.frombuffer(sections["embedding"], "<f4").reshape(10, 2), embedding)
     assert np.frombuffer(sections["labels"], "<i4").tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
     assert np.frombuffer(sections["index"], "<i4").tolist() == list(range(100, 110))
     assert json.loads(sections["names"]) == list("abcdefghij")
-    # 10,000 points of an 8-d model: 48 bytes each, sent once per model
+    # the library's frame, coordinates and index: the training split's are drawn after the test split's
+    frame = np.frombuffer(sections["frame"], "<f8")
+    assert np.array_equal(np.frombuffer(sections["positions"], "<f4"), plot_positions(embedding, frame).ravel())
+    train = embedding[:4] + 50
+    _, data = points_bundle(means[:4], train, np.zeros(4), np.arange(4), drawn_after=embedding)
+    header, sections = read_bundle(data)
+    assert np.array_equal(np.frombuffer(sections["frame"], "<f8"), frame)
+    assert header["sections"]["spatial_index"]["shape"] == [14]
+    assert sections["spatial_index"] == kdbush_index(plot_positions(np.concatenate([embedding, train]), frame))
+    # 10,000 points of an 8-d model: 66 bytes each (10 of them the index), sent once per model
     _, data = points_bundle(np.zeros((10_000, 8)), np.zeros((10_000, 2)), np.zeros(10_000), np.arange(10_000))
-    assert len(data) < 10_000 * 48 + 1_000
+    assert len(data) < 10_000 * 66 + 1_000
 
 
 def test_the_principal_plane_spans_the_widest_directions() -> None:

@@ -109,7 +109,9 @@ def browser_points(folder: str, latent_dim: int, split: str) -> tuple[str, bytes
     if atlas.train_embedding is None:
         return None
     rows = np.arange(len(atlas.train_labels))
-    return points_bundle(atlas.train_means, atlas.train_embedding, atlas.train_labels, rows)
+    return points_bundle(
+        atlas.train_means, atlas.train_embedding, atlas.train_labels, rows, drawn_after=atlas.embedding
+    )
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

@@ -298,13 +298,14 @@ class LiveLatent {
   }
 
   // Send z to Python once the user pauses (a key held down or tapped fast is one rerun).
+  // The pad's grid follows then too: its 81 decodes would otherwise hold up the image's.
   commit() {
     clearTimeout(this.commitTimer);
+    this.previewKey = null;
     this.commitTimer = setTimeout(() => {
       this.setStateValue("latent", snapLatent(this.z, this.low, this.high));
+      this.drawPreview();
     }, COMMIT_DELAY_MS);
-    this.previewKey = null;
-    this.drawPreview();
   }
 
   // Decode the newest z; input events that arrive during a decode collapse into one more.
@@ -463,10 +464,14 @@ class LiveLatent {
         for (let k = 0; k < this.dim; k++) latents.push(this.z[k] + (a - ca) * u[k] + (b - cb) * v[k]);
       }
     }
-    const count = PREVIEW_STEPS * PREVIEW_STEPS;
-    const pixels = await this.decoder.run(latents, count, this.label);
-    if (key !== this.previewKey) return;
-    const [channels, height, width] = this.shape;
+    const count = PREVIEW_STEPS * PREVIEW_STEPS, [channels, height, width] = this.shape;
+    const pixels = new Float32Array(count * channels * height * width), perRow = PREVIEW_STEPS * this.dim;
+    // a row at a time: the image's own decode, queued meanwhile, waits for a row, not the grid
+    for (let row = 0; row < PREVIEW_STEPS; row++) {
+      const decoded = await this.decoder.run(latents.slice(row * perRow, (row + 1) * perRow), PREVIEW_STEPS, this.label);
+      if (key !== this.previewKey) return;
+      pixels.set(decoded, row * PREVIEW_STEPS * channels * height * width);
+    }
     const tile = document.createElement("canvas");
     tile.width = width;
     tile.height = height;

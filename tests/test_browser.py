@@ -186,6 +186,26 @@ def test_the_pad_moves_z_across_the_principal_plane(page: object, server: str) -
     page.wait_for_function("v => new URLSearchParams(location.search).get('z').startsWith(v)", arg=f"{after[0]:.3f},")
 
 
+# Logs each decode the page asks of its decoder: [latents, ms since the log began].
+DECODE_LOG_JS = """() => { const c = window.__latentExplorer.test.active, run = c.decoder.run.bind(c.decoder);
+    const started = performance.now(); window.__decodes = [];
+    c.decoder.run = (values, count, label) => {
+        window.__decodes.push([count, performance.now() - started]); return run(values, count, label); }; }"""
+
+
+def test_a_key_step_decodes_the_image_before_the_pads_grid(page: object) -> None:
+    pad_before = page.evaluate("() => window.__latentExplorer.test.active.preview.toDataURL()")
+    page.get_by_role("slider", name="z3").focus()
+    page.evaluate(DECODE_LOG_JS)
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => window.__decodes.filter(([n]) => n > 1).length >= 9")
+    decodes = page.evaluate("() => window.__decodes")
+    # the image's own decode first; the pad's 81 after the pause, a row at a time, so that a
+    # step taken meanwhile waits for one row
+    assert decodes[0][0] == 1 and [n for n, _ in decodes[1:10]] == [9] * 9
+    page.wait_for_function("b => window.__latentExplorer.test.active.preview.toDataURL() !== b", arg=pad_before)
+
+
 def test_random_from_python_moves_the_live_controls(page: object) -> None:
     before = latent_values(page)
     draws = page.evaluate("() => window.__latentExplorer.test.stats.draws")

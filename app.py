@@ -19,6 +19,7 @@ from ui.page_state import current_latent, state
 from ui.resources import atlas_or_none, get_sampler
 from ui.serving import listed_checkpoints, without_server_paths
 from ui.session import choose_model, init_session, model_picker, share_in_link
+from ui.startup import warm_start
 from ui.views import VIEWS, interpolate
 
 
@@ -91,4 +92,7 @@ def main() -> None:
         model_facts(folder, model)
 
 
-main()
+if __name__ == "__main__":  # a run of the page
+    main()
+else:  # `streamlit run app.py` imports this file first, and then serves it as an st.App
+    app = st.App(__file__, lifespan=warm_start)

@@ -1,6 +1,6 @@
-"""`make app`: `streamlit run app.py [streamlit options]`, with the modules the page imports
-(app.py and ui/, torch among them) and those Streamlit imports on a first run imported before
-the server answers, so the first visitor's page does not wait for them.
+"""`make app`: `streamlit run app.py [streamlit options]` (app.py's st.App: the page's modules,
+torch among them, imported before the server answers, see ui/startup.py), with the memory of a
+long-running server kept bounded and those imports frozen out of the garbage collector's way.
 
     python serve.py [--server.port 8501] [--server.address 0.0.0.0] ...
 """
@@ -11,7 +11,6 @@ import ast
 import ctypes
 import gc
 import importlib
-import logging
 import sys
 import threading
 import time
@@ -19,9 +18,6 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parent / "app.py"
 UI = APP.parent / "ui"  # the page's modules
-# What Streamlit imports on a page's first run rather than at start: a component's data goes
-# through pandas and pyarrow, images through PIL's plugins.
-STREAMLIT_FIRST_RUN = ("pandas", "pyarrow", "pyarrow.ipc", "cloudpickle", "PIL.Image", "PIL.PngImagePlugin")
 M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 TIDY_EVERY_S = 10.0
 QUIET_CPU_SHARE = 0.02  # of one core over the last TIDY_EVERY_S: a rerun or two, nobody waiting
@@ -77,24 +73,15 @@ def keep_memory_bounded() -> None:
     threading.Thread(target=tidy_memory_forever, args=(libc,), name="tidy-memory", daemon=True).start()
 
 
-class NoRuntimeYet(logging.Filter):
-    """Drops Streamlit's "No runtime found" warning (see main)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "No runtime found" not in record.getMessage()
-
-
 def main() -> None:
     keep_memory_bounded()
     sys.path.insert(0, str(APP.parent))  # where `streamlit run` puts it: app.py's own imports resolve
-    # st.cache_data at import, before the server exists, warns once per function that it has no
-    # runtime yet: true and harmless here (the runtime is there when a page calls them)
-    caching = logging.getLogger("streamlit.runtime.caching.cache_data_api")
-    no_runtime = NoRuntimeYet()
-    caching.addFilter(no_runtime)
-    for module in (*page_modules(), *STREAMLIT_FIRST_RUN):
+    for module in page_modules():
         importlib.import_module(module)
-    caching.removeFilter(no_runtime)
+    from ui.startup import STREAMLIT_FIRST_RUN  # noqa: PLC0415 - the page's package, on that path
+
+    for module in STREAMLIT_FIRST_RUN:
+        importlib.import_module(module)
     # Streamlit runs a full garbage collection after every script run; over torch's, plotly's
     # and pandas' objects that took 43% of the server's time under load. Frozen, the collector
     # skips everything alive now (the imports) and looks only at what the sessions create.

@@ -30,8 +30,11 @@ from tests.browser_support import (
     ROOT,
     SCRIPT_IDLE_JS,
     STAR_JS,
+    STREAMLIT_RUN,
     drag,
+    free_port,
     open_context,
+    start_server,
 )
 from training.checkpoint import save_model
 from training.model import ConvVAE, ModelConfig
@@ -241,7 +244,10 @@ def test_clicking_a_point_loads_its_latent(page: object) -> None:
     low, high = latent_ranges(atlas.means, 8)
     expected = snap_latent(atlas.means[row], low, high).tolist()
     page.wait_for_function(f"v => JSON.stringify(({LATENT_VALUES_JS})()) === JSON.stringify(v)", arg=expected)
-    assert page.get_by_label("Test image #", exact=True).input_value() == str(int(atlas.index[row]))
+    # the test image's number comes with Python's rerun, which may end after the controls moved
+    page.wait_for_function(
+        "v => document.querySelector('input[aria-label=\"Test image #\"]').value === v", arg=str(int(atlas.index[row]))
+    )
     assert page.evaluate("() => window.__latentExplorer.map.selection.length") == 0  # a click is no selection
 
 
@@ -481,3 +487,20 @@ def test_the_view_control_shows_the_view_drawn_however_the_page_was_opened(
     control.locator("button[aria-checked]").first.wait_for()  # drawn: below the map, it may come last
     assert control.locator("button[aria-checked=true]").all_inner_texts() == [view]
     context.close()
+
+
+def test_streamlit_run_loads_the_pages_modules_before_the_first_visitor(browser: object) -> None:
+    # app.py is an st.App to `streamlit run`: torch is imported before the server answers
+    port = free_port()
+    process = start_server(port, launcher=STREAMLIT_RUN)
+    try:
+        assert "libtorch" in Path(f"/proc/{process.pid}/maps").read_text()
+        context = open_context(browser, 1400, 1200)
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}")
+        page.wait_for_function(LIVE_READY_JS)  # the page runs as `make app` serves it
+        assert page.locator("[data-testid=stException]").count() == 0
+        context.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

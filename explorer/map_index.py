@@ -20,7 +20,6 @@ NODE_SIZE = 16  # KDBush's leaf size: the library's own
 KDBUSH_MAGIC = 0xDB
 KDBUSH_VERSION = 1
 KDBUSH_FLOAT32 = 7  # the index of Float32Array in KDBush's list of array types
-KDBUSH_HEADER = 8
 
 
 def map_frame(embedding: np.ndarray) -> tuple[float, float, float]:

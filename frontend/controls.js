@@ -7,7 +7,7 @@
 const IMAGE_SIDE = 320; // CSS pixels of the decoded image
 const PAD_SIDE = 220;
 const PREVIEW_STEPS = 9; // the pad's background: a 9 × 9 grid of decoded points of the plane
-const COMMIT_DELAY_MS = 150;
+const COMMIT_DELAY_MS = 150; // a key step's pause before Python is told (commit)
 const STRIP_HEIGHT = 40; // the concept slider's strip of every test point's projection
 const GROUP_COLOURS = { a: "#4e79a7", b: "#f28e2b" };
 
@@ -44,6 +44,7 @@ class LiveLatent {
     this.pending = false; // a decode is wanted for the current z
     this.busy = false;
     this.dragging = false;
+    this.keyed = false; // the last slider change came from a key (watchKeys)
     this.plane = null;
     this.previewKey = null;
     this.failed = false;
@@ -89,7 +90,8 @@ class LiveLatent {
       const output = el("output", { class: "lx-value", tabindex: "0", title: "click to type a value",
         "aria-label": `z${i + 1} value: click to type` });
       input.addEventListener("input", () => this.onSlide(i));
-      input.addEventListener("change", () => this.commit());
+      this.watchKeys(input);
+      input.addEventListener("change", () => this.commit(this.keyed));
       output.addEventListener("click", (event) => { event.preventDefault(); this.startTyping(i); });
       output.addEventListener("keydown", (event) => { if (event.key === "Enter") this.startTyping(i); });
       this.inputs.push(input);
@@ -107,7 +109,7 @@ class LiveLatent {
     this.pad.addEventListener("pointerup", (event) => this.onPadUp(event));
     this.pad.addEventListener("pointercancel", (event) => this.onPadUp(event));
     this.pad.addEventListener("keydown", (event) => this.onPadKey(event));
-    this.pad.addEventListener("keyup", (event) => { if (event.key.startsWith("Arrow")) this.commit(); });
+    this.pad.addEventListener("keyup", (event) => { if (event.key.startsWith("Arrow")) this.commit(true); });
     const padBox = el("div", { class: "lx-padbox" }, [
       el("label", { class: "lx-caption" }, ["2-D pad ", this.planeSelect]), this.pad]);
     this.typeNote = el("div", { class: "lx-type-note", role: "alert" });
@@ -297,15 +299,21 @@ class LiveLatent {
     this.showValues();
   }
 
-  // Send z to Python once the user pauses (a key held down or tapped fast is one rerun).
-  // The pad's grid follows then too: its 81 decodes would otherwise hold up the image's.
-  commit() {
+  // whether SLIDER's last change came from a key (commit waits for a pause) or the pointer
+  watchKeys(slider) {
+    slider.addEventListener("keydown", () => { this.keyed = true; });
+    slider.addEventListener("pointerdown", () => { this.keyed = false; });
+  }
+
+  // Send z to Python: at once for a release or a typed value, after a pause for keys (a key held
+  // down or tapped fast is one rerun). The pad's grid is redrawn when the rerun comes back
+  // (update): its 81 decodes, begun any sooner, would hold up the step's own image or the rerun.
+  commit(keyed = false) {
     clearTimeout(this.commitTimer);
-    this.previewKey = null;
     this.commitTimer = setTimeout(() => {
       this.setStateValue("latent", snapLatent(this.z, this.low, this.high));
-      this.drawPreview();
-    }, COMMIT_DELAY_MS);
+    }, keyed ? COMMIT_DELAY_MS : 0);
+    this.previewKey = null;
   }
 
   // Decode the newest z; input events that arrive during a decode collapse into one more.
@@ -466,9 +474,10 @@ class LiveLatent {
     }
     const count = PREVIEW_STEPS * PREVIEW_STEPS, [channels, height, width] = this.shape;
     const pixels = new Float32Array(count * channels * height * width), perRow = PREVIEW_STEPS * this.dim;
-    // a row at a time: the image's own decode, queued meanwhile, waits for a row, not the grid
+    // a row a frame: the image's own decode, asked for on the next frame, waits for a row, not the grid
     for (let row = 0; row < PREVIEW_STEPS; row++) {
       const decoded = await this.decoder.run(latents.slice(row * perRow, (row + 1) * perRow), PREVIEW_STEPS, this.label);
+      await new Promise((done) => requestAnimationFrame(() => done()));
       if (key !== this.previewKey) return;
       pixels.set(decoded, row * PREVIEW_STEPS * channels * height * width);
     }
@@ -564,7 +573,8 @@ class LiveLatent {
       "aria-label": `concept: ${concept.name}` });
     c.output = el("output", { class: "lx-value" });
     c.input.addEventListener("input", () => this.moveAlongConcept(parseFloat(c.input.value)));
-    c.input.addEventListener("change", () => this.commit());
+    this.watchKeys(c.input);
+    c.input.addEventListener("change", () => this.commit(this.keyed));
     c.strip = el("canvas", { class: "lx-concept-strip", width: PAD_SIDE, height: STRIP_HEIGHT,
       "aria-label": `every test image's position along ${concept.name}` });
     c.background = this.stripBackground(c);

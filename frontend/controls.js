@@ -188,7 +188,8 @@ class LiveLatent {
       }).catch((error) => this.fail(error));
     } else {
       this.request();
-      this.drawPreview();
+      // once the rerun's other messages are handled: the URL, the views below
+      requestIdleCallback(() => this.drawPreview(), { timeout: 500 });
     }
   }
 

@@ -188,8 +188,7 @@ class LiveLatent {
       }).catch((error) => this.fail(error));
     } else {
       this.request();
-      // once the rerun's other messages are handled: the URL, the views below
-      requestIdleCallback(() => this.drawPreview(), { timeout: 500 });
+      this.drawPreview();
     }
   }
 

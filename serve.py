@@ -78,10 +78,9 @@ def main() -> None:
     sys.path.insert(0, str(APP.parent))  # where `streamlit run` puts it: app.py's own imports resolve
     for module in page_modules():
         importlib.import_module(module)
-    from ui.startup import STREAMLIT_FIRST_RUN  # noqa: PLC0415 - the page's package, on that path
+    from ui.startup import import_first_run_modules  # noqa: PLC0415 - the page's package, on that path
 
-    for module in STREAMLIT_FIRST_RUN:
-        importlib.import_module(module)
+    import_first_run_modules()
     # Streamlit runs a full garbage collection after every script run; over torch's, plotly's
     # and pandas' objects that took 43% of the server's time under load. Frozen, the collector
     # skips everything alive now (the imports) and looks only at what the sessions create.

@@ -146,16 +146,17 @@ def points_bundle(
     positions in its coordinates (N, 2) float32 and its spatial index. DRAWN_AFTER (M, 2): the
     test split's positions, which the map draws before these (the training split's bundle):
     the frame is theirs and the index covers them and these, theirs first."""
-    shown = embedding if drawn_after is None else np.concatenate([drawn_after, embedding])
     frame = map_frame(embedding if drawn_after is None else drawn_after)
+    positions = plot_positions(embedding, frame)
+    shown = positions if drawn_after is None else np.concatenate([plot_positions(drawn_after, frame), positions])
     sections = [
         ("means", np.ascontiguousarray(means, "<f4").tobytes(), list(means.shape)),
         ("embedding", np.ascontiguousarray(embedding, "<f4").tobytes(), list(embedding.shape)),
         ("labels", np.ascontiguousarray(labels, "<i4").tobytes(), [len(labels)]),
         ("index", np.ascontiguousarray(index, "<i4").tobytes(), [len(index)]),
         ("frame", np.array(frame, "<f8").tobytes(), [3]),
-        ("positions", plot_positions(embedding, frame).tobytes(), list(embedding.shape)),
-        ("spatial_index", kdbush_index(plot_positions(shown, frame)), [len(shown)]),
+        ("positions", positions.tobytes(), list(embedding.shape)),
+        ("spatial_index", kdbush_index(shown), [len(shown)]),
     ]
     if names is not None:
         sections.append(("names", json.dumps(list(names), ensure_ascii=False).encode(), [len(names)]))

@@ -34,9 +34,14 @@ def hush_no_runtime_warnings() -> None:
         caching.addFilter(NoRuntimeYet())
 
 
+def import_first_run_modules() -> None:
+    """STREAMLIT_FIRST_RUN imported now, so that no visitor's first run waits for them."""
+    for module in STREAMLIT_FIRST_RUN:
+        importlib.import_module(module)
+
+
 @asynccontextmanager
 async def warm_start(app: st.App) -> AsyncIterator[None]:
     """st.App's lifespan: STREAMLIT_FIRST_RUN imported before the server answers."""
-    for module in STREAMLIT_FIRST_RUN:
-        importlib.import_module(module)
+    import_first_run_modules()
     yield

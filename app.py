@@ -27,6 +27,8 @@ from ui.views import VIEWS, interpolate
 def latent_panel(folder: str, model: training.ConvVAE) -> None:
     """The controls and the decoded image, the map and the view below: one fragment, so a
     control moves the image, the map's star and the view without rerunning the sidebar."""
+    # first: the callbacks have set z, and the link's message then precedes the controls' 81-decode grid
+    share_in_link(folder)
     latent_dim = model.config.latent_dim
     atlas = atlas_or_none(folder, latent_dim)
     if model.config.num_classes:
@@ -37,7 +39,6 @@ def latent_panel(folder: str, model: training.ConvVAE) -> None:
     # the interpolation's path belongs to its view; under the others it would be a stray line
     path = interpolate.path_latents() if state.view == "interpolate" else None
     atlas_map(folder, model, atlas, path, live)
-    share_in_link(folder)
     st.divider()
     # Told its value on every run: a control whose value came from the link, never from a
     # click, would otherwise be drawn again with nothing selected while its view shows.

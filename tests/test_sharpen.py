@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -301,3 +302,22 @@ def test_a_conditional_model_is_sharpened_against_a_projection_discriminator(tmp
     # the same z drawn as two classes differs: the decoder takes the class
     z = torch.zeros(1, 8)
     assert not torch.equal(sharp.decode(z, torch.tensor([1])), sharp.decode(z, torch.tensor([7])))
+
+
+def test_a_prior_share_of_the_drawn_latents_comes_from_n01_and_leaves_the_rest_as_they_were() -> None:
+    from training.sampler import MixtureSampler  # noqa: PLC0415
+
+    # two far modes, tight: a mixture draw sits within 0.3 of (±20, 0, 0, 0); a prior draw near 0
+    means = np.array([[20.0, 0, 0, 0], [-20.0, 0, 0, 0]])
+    sampler = MixtureSampler(np.array([0.5, 0.5]), means, np.stack([0.05 * np.eye(4)] * 2))
+    plain = sharpen_module.drawn_latents(sampler, 48, torch.Generator().manual_seed(3))
+    shared = sharpen_module.drawn_latents(sampler, 64, torch.Generator().manual_seed(3), prior_share=0.25)
+    assert shared.shape == (64, 4)
+    assert torch.equal(shared[:48], plain)  # the mixture's and the segments' draws are unchanged
+    mixture_rows = plain[:24]
+    assert (mixture_rows[:, 0].abs() - 20).abs().max() < 0.3
+    prior = shared[48:]
+    assert prior.abs().max() < 6 and (prior[:, 0].abs() < 5).all()  # none near a mode
+    assert 0.5 < prior.std().item() < 1.5
+    with pytest.raises(ValueError, match="prior_share"):
+        SharpenConfig(prior_share=1.5)

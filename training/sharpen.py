@@ -126,6 +126,9 @@ class SharpenConfig:
     # the adversarial term on drawn latents against the one on reconstructions: the draws
     # answer to no input image, so they can be pushed harder without raising the test MSE
     mixture_weight: float = 1.0
+    # the share of drawn latents drawn from the prior N(0, I) instead: where the page's Random
+    # button and the slider box's corners lead, off the mixture the rest are drawn from
+    prior_share: float = 0.0
     adversarial_start: int = 500  # steps of distillation alone before the adversarial term
     disc_width: int = 32  # channels of each patch discriminator's first convolution
     # "residual": a new, larger decoder (DECODER_CHANNELS wide, () for residual_widths'); "mirror": the parent's
@@ -160,6 +163,8 @@ class SharpenConfig:
                 raise ValueError(f"{name} must be 0 or a positive number, got {value}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if not 0 <= self.prior_share <= 1:
+            raise ValueError(f"prior_share must be in [0, 1], got {self.prior_share}")
         if not 0 <= self.augment_target < 1:
             raise ValueError(f"augment_target must be in [0, 1), got {self.augment_target}")
         if self.adversarial_start < 0:
@@ -223,14 +228,20 @@ def sample_mixture(sampler: MixtureSampler, n: int, generator: torch.Generator) 
     return (means[components] + torch.einsum("nij,nj->ni", cholesky[components], noise)).float()
 
 
-def drawn_latents(sampler: MixtureSampler, n: int, generator: torch.Generator) -> Tensor:
-    """(N, D): the first half draws from SAMPLER, the rest points uniformly placed on the
-    segments between two further draws."""
-    half = n // 2
-    ends = sample_mixture(sampler, 2 * (n - half), generator)
-    t = torch.rand(n - half, 1, generator=generator)
-    between = ends[: n - half] + t * (ends[n - half :] - ends[: n - half])
-    return torch.cat([sample_mixture(sampler, half, generator), between])
+def drawn_latents(sampler: MixtureSampler, n: int, generator: torch.Generator, prior_share: float = 0.0) -> Tensor:
+    """(N, D): round(PRIOR_SHARE·N) draws from the prior N(0, I) last; of the others, the first
+    half draws from SAMPLER, the rest points uniformly placed on the segments between two
+    further draws. (With no prior share the generator draws exactly what it always has.)"""
+    prior = round(prior_share * n)
+    rest = n - prior
+    half = rest // 2
+    ends = sample_mixture(sampler, 2 * (rest - half), generator)
+    t = torch.rand(rest - half, 1, generator=generator)
+    between = ends[: rest - half] + t * (ends[rest - half :] - ends[: rest - half])
+    parts = [sample_mixture(sampler, half, generator), between]
+    if prior:
+        parts.append(torch.randn(prior, sampler.means.shape[1], generator=generator))
+    return torch.cat(parts)
 
 
 @dataclass
@@ -568,7 +579,7 @@ def draw_batch(run: Sharpening, rows: Tensor) -> Batch:
         x=data["x_train"][rows],
         y=data["y_train"][rows],
         z=data["mu_train"][rows] + run.config.noise_scale * data["sigma_train"][rows] * eps,
-        z_drawn=drawn_latents(run.sampler, n, run.generator).to(device),
+        z_drawn=drawn_latents(run.sampler, n, run.generator, run.config.prior_share).to(device),
         # the two ends of a segment share their class: the same random class for the whole draw
         y_drawn=torch.randint(max(classes, 1), (n,), generator=run.generator).to(device),
     )

@@ -51,6 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "reconstructions",
     )
     parser.add_argument(
+        "--prior-share",
+        type=float,
+        help="the share of drawn latents drawn from the prior N(0, I) rather than the mixture (default 0)",
+    )
+    parser.add_argument(
         "--noise-scale",
         type=float,
         help="the reconstructions' latents, mu + scale·sigma·eps: 1 posterior samples, 0 the means",

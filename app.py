@@ -13,6 +13,7 @@ import training
 from explorer.models import class_names, sharpened_pair
 from explorer.params import VIEWS as VIEW_NAMES
 from ui.atlas_map import atlas_map
+from ui.bundles import bundle_routes
 from ui.context import ViewContext
 from ui.controls import class_picker, compared_decoders, latent_buttons, latent_controls, unused_latents_sentence
 from ui.page_state import current_latent, state
@@ -96,4 +97,4 @@ def main() -> None:
 if __name__ == "__main__":  # a run of the page
     main()
 else:  # `streamlit run app.py` imports this file first, and then serves it as an st.App
-    app = st.App(__file__, lifespan=warm_start)
+    app = st.App(__file__, lifespan=warm_start, routes=bundle_routes())

@@ -8,7 +8,9 @@ the Random button, another view, or, in the Anomaly view, an upload of a PNG thr
 endpoint (with its XSRF token) and the rerun that hands it to the page. Every rerun carries the
 widget states the session has set (a browser sends them all), the query string the server last
 set and the hashes of the cacheable messages it holds (so that the server sends references, as
-to a browser). Widget ids come from the deltas. Hundreds of sessions run in one asyncio process.
+to a browser). Widget ids come from the deltas; the bundles the components' JSON names (a decoder,
+the map's points) are fetched over HTTP once per session, as a browser with an empty cache does.
+Hundreds of sessions run in one asyncio process.
 
 Per level of sessions: errors (an exception on the page, a refused or dropped connection, a
 rerun that did not finish within --timeout), rerun latency split into queueing (send -> the
@@ -81,6 +83,7 @@ class Session:
     pending: list[ForwardMsg] = field(default_factory=list)  # received before anyone asked
     texts: list[str] = field(default_factory=list)  # the markdown the last rerun drew
     replica: str = ""  # behind `make app-replicas`: the replica nginx keeps this session on
+    bundles: dict[str, bool] = field(default_factory=dict)  # bundle URL path -> fetched yet
 
     async def connect(self) -> None:
         self.cookies, self.replica = await asyncio.to_thread(server_cookies, self.base)
@@ -122,6 +125,8 @@ class Session:
             return
         element = msg.delta.new_element
         kind = element.WhichOneof("type")
+        if kind == "bidi_component" and element.bidi_component.json:
+            self.note_bundles(json.loads(element.bidi_component.json))
         if kind == "exception":
             raise PageError(f"the page showed an exception: {element.exception.message[:200]}")
         if kind == "markdown":
@@ -134,6 +139,22 @@ class Session:
         self.ids[widget.label if key == "None" else key] = widget_id
         if key == "view":
             self.views = [option.content for option in widget.options]
+
+    def note_bundles(self, payload: dict) -> None:
+        """The bundles a component's JSON names, which its browser would fetch (ui/bundles.py)."""
+        compare = payload.get("compare") or {}
+        ids = [payload.get(k) for k in ("bundle_id", "points_id", "thumbnails_id", "train_points_id")]
+        for bundle_id in [*ids, compare.get("bundle_id")]:
+            if bundle_id:
+                self.bundles.setdefault(payload["bundle_url"] + bundle_id, False)
+
+    async def fetch_bundles(self) -> None:
+        """GET each bundle not fetched yet, as a browser with an empty cache would, once."""
+        for path, fetched in list(self.bundles.items()):
+            if not fetched:
+                request = urllib.request.Request(self.base + path, headers={"Cookie": self.cookie_header})
+                await asyncio.to_thread(lambda r=request: urllib.request.urlopen(r, timeout=60).read())
+                self.bundles[path] = True
 
     async def rerun(self, changed: list[WidgetState], timeout: float) -> tuple[float, float]:
         """Send a rerun with CHANGED on top of the widget states set so far; wait until it
@@ -291,6 +312,7 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     completed: int = 0  # sessions that ran to the end without an error
     replicas: dict[str, int] = field(default_factory=dict)  # sessions per replica, behind a proxy
+    bundles_fetched: int = 0  # bundles (decoders, points) fetched over HTTP, by every session
 
     def add(self, times: list[tuple[float, float]]) -> None:
         for queued, ran in times:
@@ -310,11 +332,14 @@ async def user(
         if session.replica:
             tally.replicas[session.replica] = tally.replicas.get(session.replica, 0) + 1
         tally.add([await session.rerun([], args.timeout)])
+        await session.fetch_bundles()
         while time.monotonic() < deadline:
             await asyncio.sleep(min(rng.expovariate(1 / args.think), max(0.0, deadline - time.monotonic())))
             if time.monotonic() < deadline:
                 tally.add(await act(session, rng, args.timeout))
+                await session.fetch_bundles()
         tally.completed += 1
+        tally.bundles_fetched += sum(session.bundles.values())
     except (PageError, TimeoutError, websockets.ConnectionClosed, OSError) as error:
         tally.errors.append(f"{type(error).__name__}: {error}"[:300])
     finally:
@@ -370,6 +395,7 @@ async def run_level(base: str, pids: list[int], sessions: int, args: argparse.Na
     result = {"sessions": sessions, "seconds": wall, "reruns": reruns, "completed": tally.completed}
     result |= {"errors": len(tally.errors), "error_examples": sorted(set(tally.errors))[:5]}
     result["sessions_per_replica"] = tally.replicas
+    result["bundles_fetched"] = tally.bundles_fetched
     result["queueing"] = percentiles([1000 * q for q in tally.queueing])
     result["run"] = percentiles([1000 * r for r in tally.run])
     result["total"] = percentiles([1000 * (q + r) for q, r in zip(tally.queueing, tally.run)])

@@ -251,6 +251,7 @@ def live_payload(
     high: np.ndarray,
     principal: dict | None,
     asset_url: str,
+    bundle_url: str,
     image_png: bytes | None = None,
     num_classes: int = 0,
     label: int = 0,
@@ -269,7 +270,7 @@ def live_payload(
     decoder of the same latent space (compare_payload), decoded beside it on every input event.
     `concept`: explorer.concept.Concept.to_json(), the concept slider's direction; `points_id`:
     the bundle of the atlas's test points (points_bundle): the star's place on the map and
-    the concept slider's strip."""
+    the concept slider's strip. Bundles are fetched from `bundle_url` + id (ui/bundles.py)."""
     channels, height, width = image_shape
     return {
         "bundle_id": bundle_id,
@@ -280,6 +281,7 @@ def live_payload(
         "high": [float(x) for x in high],
         "principal": principal,  # PadPlane.to_json() or None
         "asset_url": asset_url,
+        "bundle_url": bundle_url,
         "num_classes": int(num_classes),  # > 0: a conditional model, decoded with the one-hot `label`
         "label": int(label),
         "unused": [int(i) for i in unused or []],

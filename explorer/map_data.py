@@ -28,16 +28,17 @@ def map_payload(
     path: np.ndarray | None,
     image_shape: tuple[int, int, int],
     scatter_url: str,
+    bundle_url: str,
     model_name: str,
     training_image: dict | None = None,
 ) -> dict:
-    """The map's JSON for one run. POINTS_IDS: the test split's points bundle and the training
-    split's (None while the map shows the test split only); THUMBNAILS_ID: the test images'
-    thumbnail sheet's bundle, where there is one; LATENT (D,): where the star goes; PATH (P, 2): the
+    """The map's JSON for one run. POINTS_IDS: the test split's points bundle and the training split's
+    (None while the map shows the test split only); THUMBNAILS_ID: the test images' thumbnail
+    sheet's bundle, where there is one; LATENT (D,): where the star goes; PATH (P, 2): the
     interpolation's map positions, or None; SCATTER_URL: the vendored scatterplot module;
-    TRAINING_IMAGE: the training image the map last asked for, for its hover card,
-    {"row": row in the training split, "image": a PNG data URL or None where the images are
-    not on this machine}."""
+    BUNDLE_URL: where the bundles are fetched from (+ id); TRAINING_IMAGE: the training image the
+    map last asked for, for its hover card, {"row": row in the training split, "image": a PNG data
+    URL or None where the images are not on this machine}."""
     return {
         "points_id": points_ids[0],
         "train_points_id": points_ids[1],
@@ -48,6 +49,7 @@ def map_payload(
         "path": None if path is None else [[float(x), float(y)] for x, y in path],
         "shape": [int(s) for s in image_shape],
         "scatter_url": scatter_url,
+        "bundle_url": bundle_url,
         "model_name": model_name,
         "training_image": training_image,
     }

@@ -98,8 +98,16 @@ class AtlasMap {
     const key = JSON.stringify(wanted);
     if (key !== this.layerKey) {
       this.layerKey = key;
-      const bundles = await Promise.all(wanted.map(([, id]) => hub().getBundle(id)));
-      const { createScatterplot, scaleLinear } = await loadScatter(data.scatter_url);
+      let bundles, library;
+      try {
+        bundles = await Promise.all(wanted.map(([, id]) => hub().getBundle(id)));
+        library = await loadScatter(data.scatter_url);
+      } catch (error) {
+        if (this.layerKey === key) this.layerKey = null; // the next run tries again
+        this.said.textContent = `The map's points did not load (${error && error.message ? error.message : error}).`;
+        return;
+      }
+      const { createScatterplot, scaleLinear } = library;
       if (this.layerKey !== key) return; // another update came meanwhile
       this.library = { createScatterplot, scaleLinear };
       this.setLayers(wanted.map(([split, id, sheetId], i) => ({ split, id, sheetId, bundle: bundles[i] })));

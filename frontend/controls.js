@@ -170,7 +170,7 @@ class LiveLatent {
           this.bundle = bundle;
           this.conceptKey = null; // its strip needs the means
           this.updateConcept(this.data.concept);
-        });
+        }).catch(() => undefined); // no strip: the map, which needs the same points, says why
       }
     }
     if (data.bundle_id !== this.modelId) {

@@ -20,6 +20,9 @@ class MapCard {
       this.sheets.set(id, hub().getBundle(id).then(async (bundle) => {
         const bitmap = await createImageBitmap(new Blob([bundle.thumbnails.png], { type: "image/png" }));
         return { bitmap, columns: bundle.thumbnails.columns, count: bundle.thumbnails.count };
+      }).catch(() => {
+        this.sheets.delete(id); // asked again on the next hover
+        return null;
       }));
     }
     return this.sheets.get(id);

@@ -6,22 +6,19 @@ const HUB_NAME = "__latentExplorer";
 
 function hub() {
   if (!window[HUB_NAME]) {
-    const waiters = new Map();
     window[HUB_NAME] = {
-      bundles: new Map(), // bundle id -> {onnx: Uint8Array, means?: Float32Array, embedding?, n, d}
+      bundles: new Map(), // bundle id -> Promise<{onnx: Uint8Array, means?: Float32Array, embedding?, n, d}>
+      bundleUrl: null, // where bundles are fetched (+ id: ui/bundles.py), from the components' JSON
       sessions: new Map(), // bundle id -> Promise<decoder>
       ort: null, // Promise<ort module>
-      putBundle(id, bundle) {
-        this.bundles.set(id, bundle);
-        for (const resolve of waiters.get(id) || []) resolve(bundle);
-        waiters.delete(id);
-      },
+      // A bundle, fetched once per page (and kept by the browser's cache: its URL never changes)
       getBundle(id) {
-        if (this.bundles.has(id)) return Promise.resolve(this.bundles.get(id));
-        return new Promise((resolve) => {
-          if (!waiters.has(id)) waiters.set(id, []);
-          waiters.get(id).push(resolve);
-        });
+        if (!this.bundles.has(id)) {
+          const loading = fetchBundle(this.bundleUrl + id, id);
+          loading.catch(() => this.bundles.delete(id)); // a failed fetch is tried again when next asked
+          this.bundles.set(id, loading);
+        }
+        return this.bundles.get(id);
       },
       test: {
         active: null, // the controls drawn last: the hooks decode with their model
@@ -45,6 +42,14 @@ function hub() {
     };
   }
   return window[HUB_NAME];
+}
+
+async function fetchBundle(url, id) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`a bundle did not load (HTTP ${response.status}): reload the page`);
+  const bundle = parseBundle(new Uint8Array(await response.arrayBuffer()));
+  if (!bundle || bundle.id !== id) throw new Error("a bundle came back unreadable: reload the page");
+  return bundle;
 }
 
 function loadOrt(assetUrl) {
@@ -82,8 +87,7 @@ function getDecoder(modelId, latentDim, numClasses, assetUrl) {
   const h = hub();
   if (!h.sessions.has(modelId)) {
     h.sessions.set(modelId, (async () => {
-      const ort = await loadOrt(assetUrl);
-      const bundle = await h.getBundle(modelId);
+      const [ort, bundle] = await Promise.all([loadOrt(assetUrl), h.getBundle(modelId)]);
       const session = await ort.InferenceSession.create(bundle.onnx, { executionProviders: ["wasm"] });
       if (h.test.timing.session === null) h.test.timing.session = performance.now();
       let queue = Promise.resolve();

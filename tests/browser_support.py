@@ -74,10 +74,13 @@ def start_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    base = (
+        options[options.index("--server.baseUrlPath") + 1].strip("/") + "/" if "--server.baseUrlPath" in options else ""
+    )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{base}_stcore/health", timeout=1) as r:
                 if r.status == 200:
                     return process
         except OSError:

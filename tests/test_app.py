@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import read_bundle
 from training.model import ModelConfig
 from training.train import TrainConfig, train
+from ui.bundles import published
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -163,14 +164,13 @@ def map_payload(app: AppTest) -> dict:
     return json.loads(element.json)
 
 
-def sent_bundles(app: AppTest) -> dict[str, tuple[dict, dict]]:
-    """Bundle id -> (header, sections) of every bundle the page sent on the last run."""
-    found = {}
-    for element in app.get("bidi_component"):
-        if element.proto.component_name == "latent_explorer.decoder_model":
-            header, sections = read_bundle(element.proto.bytes)
-            found[header["id"]] = (header, sections)
-    return found
+def served_bundle(bundle_id: str) -> tuple[dict, dict]:
+    """(header, sections) of the bundle the page publishes for the browser at BUNDLE_ID."""
+    data = published(bundle_id)
+    assert data is not None, f"bundle {bundle_id} is not published"
+    header, sections = read_bundle(data)
+    assert header["id"] == bundle_id
+    return header, sections
 
 
 def test_the_map_draws_the_interpolation_path_only_under_its_view() -> None:
@@ -191,16 +191,16 @@ def test_the_map_gets_its_points_once_as_binary_and_json_on_each_run() -> None:
     assert payload["classes"] == [str(k) for k in range(10)] and payload["colours"][:2] == ["#4e79a7", "#f28e2b"]
     assert payload["latent"] == pytest.approx([0.5, -0.25, 0, 0, 0, 0, 0, 1.0])
     assert payload["scatter_url"] == "/app/static/scatter/regl-scatterplot.mjs" and payload["shape"] == [1, 28, 28]
-    header, sections = sent_bundles(app)[payload["points_id"]]
+    header, sections = served_bundle(payload["points_id"])
     assert header["sections"]["means"]["shape"] == [10_000, 8] and header["sections"]["labels"]["shape"] == [10_000]
-    header, sections = sent_bundles(app)[payload["thumbnails_id"]]
+    header, sections = served_bundle(payload["thumbnails_id"])
     assert header["sections"]["thumbnails"]["shape"] == [10_000, 100]
     assert Image.open(io.BytesIO(sections["thumbnails"])).size == (2800, 2800)
     # the training split: sent only while the switch is on, on the same map
     assert payload["train_points_id"] is None
     app.toggle(key="map_everything").set_value(True).run()
     payload = map_payload(app)
-    header, _ = sent_bundles(app)[payload["train_points_id"]]
+    header, _ = served_bundle(payload["train_points_id"])
     assert header["sections"]["embedding"]["shape"] == [60_000, 2]
     assert any(c.value.startswith("70,000 encoded images, laid out by UMAP") for c in app.caption)
 
@@ -215,10 +215,10 @@ def test_deselecting_the_view_shows_neither_and_keeps_working() -> None:
 
 
 def live_payloads(app: AppTest) -> tuple[bytes, dict]:
-    """(bundle bytes, controls JSON) sent to the in-browser decoder's two components."""
+    """(the decoder's bundle as served, controls JSON) of the in-browser decoder."""
     elements = [e.proto for e in app.get("bidi_component")]
-    model = next(e for e in elements if e.component_name == "latent_explorer.decoder_model").bytes  # the first
-    return model, json.loads(next(e for e in elements if e.component_name == "latent_explorer.live_latent").json)
+    payload = json.loads(next(e for e in elements if e.component_name == "latent_explorer.live_latent").json)
+    return published(payload["bundle_id"]), payload
 
 
 def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
@@ -234,11 +234,12 @@ def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
     assert payload["latent"] == [0.5, -0.25, 0, 0, 0, 0, 0, 1.0]
     assert payload["shape"] == [1, 28, 28] and len(payload["low"]) == 8
     assert payload["principal"]["name"] == "PC1 × PC2"
-    assert payload["asset_url"] == "/app/static/ort/"
+    assert payload["asset_url"] == "/app/static/ort/" and payload["bundle_url"] == "/bundles/"
     assert payload["image"].startswith("data:image/png;base64,")
-    # the bundles go after the controls' JSON, which draw the server's image while they travel
-    names = [e.proto.component_name for e in app.get("bidi_component")]
-    assert names[0] == "latent_explorer.live_latent" and names[1] == "latent_explorer.decoder_model"
+    # no bundle travels in the page's messages: the controls' and the map's JSON only
+    elements = [e.proto for e in app.get("bidi_component")]
+    assert [e.component_name for e in elements] == ["latent_explorer.live_latent", "latent_explorer.atlas_map"]
+    assert all(len(e.json) < 20_000 and not e.bytes for e in elements)
     # Random sets the latent from Python: a new revision tells the browser to move its controls.
     next(b for b in app.button if b.label == "Random").click().run()
     _, after = live_payloads(app)
@@ -511,11 +512,10 @@ def test_a_sharpened_model_is_compared_with_its_parent_on_the_same_z(tiny_sharpe
     app.session_state["live_decoding"] = True
     app.run()
     components = [e.proto for e in app.get("bidi_component")]
-    headers = [read_bundle(p.bytes)[0] for p in components if p.component_name.endswith("decoder_model")]
-    bundles = [h["id"] for h in headers if "onnx" in h["sections"]]  # the decoders' (the others: the map's)
     (controls,) = [json.loads(p.json) for p in components if p.component_name.endswith("live_latent")]
-    assert len(bundles) == 2 and bundles[0] == controls["bundle_id"] and bundles[1] == controls["compare"]["bundle_id"]
-    assert [h["id"] for h in headers if "means" in h["sections"]] == [controls["points_id"]]
+    bundles = [controls["bundle_id"], controls["compare"]["bundle_id"]]
+    assert len(set(bundles)) == 2 and all(set(served_bundle(b)[0]["sections"]) == {"onnx"} for b in bundles)
+    assert "means" in served_bundle(controls["points_id"])[0]["sections"]
     assert controls["caption"] == "sharpened decoder · tiny-sharp"
     assert controls["compare"]["caption"] == "VAE decoder · tiny"
     assert controls["compare"]["image"].startswith("data:image/png;base64,")
@@ -653,7 +653,7 @@ def test_the_emoji_map_is_coloured_by_category_and_names_each_emoji() -> None:
         "Travel & Places",
     ]
     assert len(set(payload["colours"])) == 9
-    header, sections = sent_bundles(app)[payload["points_id"]]
+    header, sections = served_bundle(payload["points_id"])
     names, labels = json.loads(sections["names"]), np.frombuffer(sections["labels"], "<i4")
     assert len(names) == 378 == len(labels)
     people = [name for name, label in zip(names, labels) if label == payload["classes"].index("People & Body")]

@@ -173,6 +173,7 @@ def test_the_protocol_load_harness_drives_sessions_without_a_browser(tmp_path: P
     )
     level = result["levels"][0]
     assert level["errors"] == 0 and level["completed"] == 2, level["error_examples"]
+    assert level["bundles_fetched"] >= 2 * 3  # each: the decoders (sharpened and VAE) and the map's points
     assert level["reruns"] >= 4 and level["run"]["p50_ms"] > 0 and level["queueing"]["p50_ms"] >= 0
     assert level["server_cpu_s"] > 0 and min(level["memory_peak_mb"], result["one_session_memory_mb"]) > 100
     assert "| 2 | " in (tmp_path / "load_protocol.md").read_text()

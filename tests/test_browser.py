@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -437,7 +439,9 @@ def test_without_webassembly_the_page_falls_back_to_server_sliders(playwright: o
         warning.wait_for()
         assert "WebAssembly" in warning.inner_text()
         page.get_by_text("decoder(z)").wait_for()
-        labels = page.locator("[data-testid=stSlider] [data-testid=stWidgetLabel]").all_inner_texts()
+        label = page.locator("[data-testid=stSlider] [data-testid=stWidgetLabel]")
+        label.nth(7).wait_for()  # Streamlit draws a slider once its lazily loaded code has come
+        labels = label.all_inner_texts()
         assert labels[:8] == [f"z{i}" for i in range(1, 9)]
         # the server's sliders still drive the image
         before = page.locator("[data-testid=stImage] img").first.get_attribute("src")
@@ -501,6 +505,48 @@ def test_streamlit_run_loads_the_pages_modules_before_the_first_visitor(browser:
         page.wait_for_function(LIVE_READY_JS)  # the page runs as `make app` serves it
         assert page.locator("[data-testid=stException]").count() == 0
         context.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_the_bundles_come_over_http_once_and_the_browser_keeps_them(browser: object) -> None:
+    # under a base path, as behind a proxy: the decoder and the map's points are fetched from
+    # <base>/bundles/<id>, never sent in the page's websocket messages, and a reload reuses them
+    port = free_port()
+    process = start_server(port, options=("--server.baseUrlPath", "lab"))
+    try:
+        context = open_context(browser, 1400, 1200)
+        page = context.new_page()
+        frames: list[int] = []
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(len(f))))
+        fetched = []
+        page.on("response", lambda r: fetched.append(r) if "/lab/bundles/" in r.url else None)
+        page.goto(f"http://127.0.0.1:{port}/lab/")
+        page.wait_for_function(LIVE_READY_JS)
+        page.wait_for_function(MAP_READY_JS)
+        assert page.locator("[data-testid=stException]").count() == 0
+        ids = page.evaluate(
+            "() => { const d = window.__latentExplorer.controls.data; return [d.bundle_id, d.points_id]; }"
+        )
+        assert {r.url.rsplit("/", 1)[1] for r in fetched} >= set(ids)
+        for response in fetched:
+            headers = response.all_headers()
+            assert response.status == 200 and "immutable" in headers["cache-control"]
+            assert headers.get("content-encoding", "identity") == "identity"  # never gzipped on the fly
+        assert frames and max(frames) < 250_000  # JSON and the components' script: no megabytes
+        # a reload: the same bundles, from the browser's cache (nothing transferred)
+        page.reload()
+        page.wait_for_function(LIVE_READY_JS)
+        sizes = page.evaluate(
+            "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/lab/bundles/'))"
+            ".map(e => e.transferSize)"
+        )
+        assert len(sizes) >= 2 and all(size == 0 for size in sizes)
+        context.close()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/lab/bundles/0123456789abcdef", timeout=10)
+        assert missing.value.code == 404 and b"reload the page" in missing.value.read()
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -152,7 +152,9 @@ def test_the_payload_is_plain_json() -> None:
         HIGH[:2],
         None,
         "/app/static/ort/",
+        "/bundles/",
         image_png=b"\x89PNG",
     )
     assert payload["latent"] == [0.5, -1.25] and payload["revision"] == 3 and payload["shape"] == [1, 28, 28]
+    assert payload["bundle_url"] == "/bundles/"
     assert payload["image"] == "data:image/png;base64,iVBORw=="

@@ -16,6 +16,7 @@ from explorer.concept import SELECTED, Concept, concept_from_groups, group_choic
 from explorer.map_data import map_payload, map_size, row_from_browser, rows_from_browser, training_row_from_browser
 from explorer.models import class_names
 from explorer.render import png_bytes, png_data_url, to_uint8, upscale
+from ui.bundles import bundle_url, publish
 from ui.controls import browser_asset_url, load_map_row
 from ui.page_state import state
 from ui.resources import atlas_or_none, browser_points, browser_thumbnails, get_training_images, live_components
@@ -33,21 +34,22 @@ def atlas_map(folder: str, model: training.ConvVAE, atlas: Atlas | None, path: n
         return
     names = map_classes(class_names(model), atlas)
     everything = split_switch(atlas)
-    bundle_component, _, map_component = live_components()
+    _, map_component = live_components()
     latent_dim = model.config.latent_dim
-    points = [browser_points(folder, latent_dim, "test")]
-    if everything:
-        points.append(browser_points(folder, latent_dim, "training"))
+    # the bundles are fetched by the browser over HTTP (ui/bundles.py), once per model
+    points_id = publish(browser_points(folder, latent_dim, "test"))
+    train_points_id = publish(browser_points(folder, latent_dim, "training")) if everything else None
     thumbnails = browser_thumbnails(folder, latent_dim)
     path_xy = None if path is None else np.array([place_on_map(atlas, p) for p in path])
     payload = map_payload(
-        (points[0][0], points[1][0] if everything else None),
-        None if thumbnails is None else thumbnails[0],
+        (points_id, train_points_id),
+        None if thumbnails is None else publish(thumbnails),
         names,
         state.latent,
         path_xy,
         model.config.image_shape,
         browser_asset_url("scatter/") + "regl-scatterplot.mjs",
+        bundle_url(),
         Path(folder).name,
         state.get("map_training_image"),
     )
@@ -59,11 +61,6 @@ def atlas_map(folder: str, model: training.ConvVAE, atlas: Atlas | None, path: n
         on_selection_change=lambda: on_map_selection(atlas),
         on_card_change=lambda: on_map_card(folder, model, atlas),
     )
-    # the points after the map's JSON and the decoder's bundle: they never hold up the first image
-    for key, bundle in zip(("atlas_points", "atlas_train_points"), points):
-        bundle_component(data=bundle[1], key=key, height=1)
-    if thumbnails is not None:
-        bundle_component(data=thumbnails[1], key="atlas_thumbnails", height=1)
     st.caption(map_caption(atlas, everything, live))
     concept_controls(atlas, names, live)
     nearest_training_view(folder, model, atlas, state.latent)

@@ -17,6 +17,7 @@ from explorer.map_data import map_label, map_means
 from explorer.models import class_names
 from explorer.render import decode_latents, png_bytes, upscale
 from training.sampler import MixtureSampler
+from ui.bundles import bundle_url, publish
 from ui.page_state import chosen_label, state
 from ui.resources import browser_data, browser_points, get_model, live_components, pad_plane_json
 from ui.serving import without_server_paths
@@ -87,12 +88,13 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
     """Sliders z1…zD, the decoded image (beside it the compared decoder's) and a 2-D pad,
     decoded in the browser while dragging."""
     (folder, model), compared = decoders[0], decoders[1:]
-    model_component, controls_component, _ = live_components()
-    bundle_id, bundle = browser_data(model, folder)
-    points = browser_points(folder, model.config.latent_dim, "test")  # sent by the map (ui/atlas_map.py)
-    compare, other_bundle = None, None
-    for other_folder, other in compared:  # its decoder too goes to the browser once per model
-        other_id, other_bundle = browser_data(other, other_folder)
+    controls_component, _ = live_components()
+    # the decoders are fetched by the browser over HTTP (ui/bundles.py), once per model
+    bundle_id = publish(browser_data(model, folder))
+    points = browser_points(folder, model.config.latent_dim, "test")  # the map's too: fetched once
+    compare = None
+    for other_folder, other in compared:
+        other_id = publish(browser_data(other, other_folder))
         image = placeholder(other, other_id)
         compare = compare_payload(other_id, decoder_caption(other_folder, other), image)
     low, high = state.ranges
@@ -105,6 +107,7 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
         high,
         pad_plane_json(folder, model.config.latent_dim),
         browser_asset_url(),
+        bundle_url(),
         image_png=placeholder(model, bundle_id),
         num_classes=model.config.num_classes,
         label=chosen_label(model) or 0,
@@ -112,7 +115,7 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
         caption=decoder_caption(folder, model) if compared else "",
         compare=compare,
         concept=None if state.concept is None else state.concept.to_json(),
-        points_id=None if points is None else points[0],
+        points_id=None if points is None else publish(points),
     )
     controls_component(
         data=payload,
@@ -121,10 +124,6 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
         on_latent_change=on_live_latent,
         on_status_change=on_live_status,
     )
-    # the bundles after the controls, which draw the server's image while they travel
-    model_component(data=bundle, key="decoder_model", height=1)
-    if other_bundle is not None:
-        model_component(data=other_bundle, key="decoder_model_compare", height=1)
     st.caption(
         "Decoded in your browser as you drag. The pad walks z across a plane: the two "
         "principal directions of the encoded test set, or any two dimensions. Click a value to type it."

@@ -66,18 +66,16 @@ def atlas_or_none(folder: str, latent_dim: int) -> Atlas | None:
 
 @st.cache_resource
 def live_components() -> tuple:
-    """The in-browser components (registered once per process): one carries a bundle (a decoder
-    as ONNX, a split's points, thumbnails: sent to the browser once per model), one the
-    controls and one the map (small JSON per run)."""
+    """The in-browser components (registered once per process): the controls and the map, each
+    sent small JSON per run (the bundles they decode and draw come over HTTP: ui/bundles.py)."""
     script = frontend_script(HERE / "frontend")
-    model = st.components.v2.component("latent_explorer.decoder_model", js=script)
     controls = st.components.v2.component(
         "latent_explorer.live_latent", js=script, css=(HERE / "frontend" / "controls.css").read_text()
     )
     atlas_map = st.components.v2.component(
         "latent_explorer.atlas_map", js=script, css=(HERE / "frontend" / "atlas_map.css").read_text()
     )
-    return model, controls, atlas_map
+    return controls, atlas_map
 
 
 @st.cache_resource

@@ -54,6 +54,7 @@ def test_two_replicas_keep_each_browser_on_one_and_serve_sessions_without_errors
         level = result["levels"][0]
         assert level["errors"] == 0 and level["completed"] == 4, level["error_examples"]
         assert sum(level["sessions_per_replica"].values()) == 4
+        assert level["bundles_fetched"] >= 4 * 3  # from the replica that published them (the cookie)
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C stops nginx and the replicas (killed after 15 s)
         process.wait(timeout=120)

@@ -51,8 +51,8 @@ def bundle_url() -> str:
 
 
 async def bundle_response(request: Request) -> Response:
-    """GET <base>/bundles/<id>: the bundle's bytes, uncompressed (its largest part is ONNX
-    weights, which gzip barely shrinks, at a cost to every request), or 404."""
+    """GET <base>/bundles/<id>: the bundle's bytes, uncompressed (gzip would save 8% of a
+    sharpened decoder's 4 MB for 0.14 s of the server's CPU on every request), or 404."""
     data = published(request.path_params["bundle_id"])
     if data is None:
         return PlainTextResponse("No such bundle on this server: reload the page.", status_code=404)

@@ -304,7 +304,7 @@ def test_a_conditional_model_is_sharpened_against_a_projection_discriminator(tmp
     assert not torch.equal(sharp.decode(z, torch.tensor([1])), sharp.decode(z, torch.tensor([7])))
 
 
-def test_a_prior_share_of_the_drawn_latents_comes_from_n01_and_leaves_the_rest_as_they_were() -> None:
+def test_a_prior_share_of_the_drawn_latents_comes_from_n01_from_its_step_on() -> None:
     from training.sampler import MixtureSampler  # noqa: PLC0415
 
     # two far modes, tight: a mixture draw sits within 0.3 of (±20, 0, 0, 0); a prior draw near 0
@@ -321,3 +321,8 @@ def test_a_prior_share_of_the_drawn_latents_comes_from_n01_and_leaves_the_rest_a
     assert 0.5 < prior.std().item() < 1.5
     with pytest.raises(ValueError, match="prior_share"):
         SharpenConfig(prior_share=1.5)
+    # from prior_start on only: the steps before draw what a run without a prior share draws
+    config = SharpenConfig(prior_share=0.25, prior_start=9500)
+    assert [sharpen_module.prior_share(config, s) for s in (0, 9499, 9500, 12999)] == [0.0, 0.0, 0.25, 0.25]
+    with pytest.raises(ValueError, match="prior_start"):
+        SharpenConfig(prior_start=-1)

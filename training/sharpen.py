@@ -126,9 +126,11 @@ class SharpenConfig:
     # the adversarial term on drawn latents against the one on reconstructions: the draws
     # answer to no input image, so they can be pushed harder without raising the test MSE
     mixture_weight: float = 1.0
-    # the share of drawn latents drawn from the prior N(0, I) instead: where the page's Random
-    # button and the slider box's corners lead, off the mixture the rest are drawn from
+    # the share of drawn latents drawn from the prior N(0, I) instead, from step prior_start on:
+    # where the page's Random button and the slider box's corners lead, off the mixture the rest
+    # are drawn from, and where a long adversarial phase otherwise lets the decoder drift
     prior_share: float = 0.0
+    prior_start: int = 0
     adversarial_start: int = 500  # steps of distillation alone before the adversarial term
     disc_width: int = 32  # channels of each patch discriminator's first convolution
     # "residual": a new, larger decoder (DECODER_CHANNELS wide, () for residual_widths'); "mirror": the parent's
@@ -167,8 +169,9 @@ class SharpenConfig:
             raise ValueError(f"prior_share must be in [0, 1], got {self.prior_share}")
         if not 0 <= self.augment_target < 1:
             raise ValueError(f"augment_target must be in [0, 1), got {self.augment_target}")
-        if self.adversarial_start < 0:
-            raise ValueError(f"adversarial_start must be 0 or positive, got {self.adversarial_start}")
+        for name in ("adversarial_start", "prior_start"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or positive, got {getattr(self, name)}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.decoder == "mirror" and self.decoder_channels:
@@ -579,10 +582,15 @@ def draw_batch(run: Sharpening, rows: Tensor) -> Batch:
         x=data["x_train"][rows],
         y=data["y_train"][rows],
         z=data["mu_train"][rows] + run.config.noise_scale * data["sigma_train"][rows] * eps,
-        z_drawn=drawn_latents(run.sampler, n, run.generator, run.config.prior_share).to(device),
+        z_drawn=drawn_latents(run.sampler, n, run.generator, prior_share(run.config, run.step)).to(device),
         # the two ends of a segment share their class: the same random class for the whole draw
         y_drawn=torch.randint(max(classes, 1), (n,), generator=run.generator).to(device),
     )
+
+
+def prior_share(config: SharpenConfig, step: int) -> float:
+    """The share of STEP's drawn latents drawn from the prior (none before config.prior_start)."""
+    return config.prior_share if step >= config.prior_start else 0.0
 
 
 def sharpen_step(run: Sharpening, rows: Tensor) -> tuple[float, float]:

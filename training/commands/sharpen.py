@@ -55,6 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         help="the share of drawn latents drawn from the prior N(0, I) rather than the mixture (default 0)",
     )
+    parser.add_argument("--prior-start", type=int, help="the step from which --prior-share applies (default 0)")
     parser.add_argument(
         "--noise-scale",
         type=float,

@@ -105,9 +105,11 @@ sharpen: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m training sharpen checkpoints/mnist-z8 --out checkpoints/mnist-z8-sharp \
 	  --steps 10000 $(SHARPEN_RECIPE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
+# From step 9,500 a quarter of the adversarial latents are prior draws: a longer phase on mixture
+# draws alone let the prior's decodes drift into hybrids (docs/model-notes.md)
 sharpen-fashion: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m training sharpen checkpoints/fashion-z8 --out checkpoints/fashion-z8-sharp \
-	  --steps 9500 $(SHARPEN_RECIPE)
+	  --steps 13000 --prior-share 0.25 --prior-start 9500 $(SHARPEN_RECIPE)
 
 # The conditional model's (not bundled): a CVAE-GAN, its discriminator told the class (a projection term)
 sharpen-cvae: $(STAMP)

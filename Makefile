@@ -111,7 +111,7 @@ sharpen-fashion: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m training sharpen checkpoints/fashion-z8 --out checkpoints/fashion-z8-sharp \
 	  --steps 13000 --prior-share 0.25 --prior-start 9500 $(SHARPEN_RECIPE)
 
-# The conditional model's (not bundled): a CVAE-GAN, its discriminator told the class (a projection term)
+# The conditional model's: a CVAE-GAN, its discriminator told the class (a projection term)
 sharpen-cvae: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m training sharpen checkpoints/mnist-cvae-z8 --out checkpoints/mnist-cvae-z8-sharp \
 	  --steps 10000 $(SHARPEN_RECIPE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
@@ -147,6 +147,8 @@ bench: $(STAMP) chromium
 	$(PY) bench/realism.py checkpoints/mnist-z8 checkpoints/mnist-z8-sharp $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/realism.py checkpoints/fashion-z8 checkpoints/fashion-z8-sharp --name realism_fashion
 	$(PY) bench/realism.py checkpoints/emoji-rgb-z8 checkpoints/emoji-rgb-z8-sharp --name realism_emoji
+	$(PY) bench/realism.py checkpoints/mnist-cvae-z8 checkpoints/mnist-cvae-z8-sharp --name realism_cvae \
+	  $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/sample_quality.py checkpoints/mnist-z8 checkpoints/mnist-z8-sharp $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) bench/sample_quality.py checkpoints/fashion-z8 checkpoints/fashion-z8-sharp --name sample_quality_fashion
 	$(PY) bench/sample_quality.py checkpoints/emoji-rgb-z8 checkpoints/emoji-rgb-z8-sharp --name sample_quality_emoji \

@@ -3,8 +3,9 @@
 reconstructions of the checkpoint's decoder and its sharpened sibling's, then the same draws from
 the fitted mixture through both; with
 --gallery instead of the grid and strip, NAME.png: test images over their reconstructions, then
-draws from the fitted mixture (the test images from the atlas: no data set needed). Looking at
-them is how we check that samples read as digits.
+draws from the fitted mixture (the test images from the atlas: no data set needed). A conditional
+model gets the comparison alone, its draws decoded with the classes in turn. Looking at them is
+how we check that samples read as digits.
 
     python docs/make_figures.py checkpoints/mnist-z8 [--sharpened checkpoints/mnist-z8-sharp]
     python docs/make_figures.py checkpoints/emoji-rgb-z8 --gallery [--sharpened checkpoints/emoji-rgb-z8-sharp]
@@ -57,20 +58,30 @@ def gallery(model: training.ConvVAE, checkpoint: str, out: Path, seed: int, colu
     return path
 
 
+def decoded(model: training.ConvVAE, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W, C) of latents Z (N, D); a conditional model decodes each with its
+    class in LABELS (N,)."""
+    if not model.config.num_classes:
+        return decode_latents(model, z)
+    return np.concatenate([decode_latents(model, z[i], int(label)) for i, label in enumerate(labels)])
+
+
 def comparison(
     model: training.ConvVAE, checkpoint: str, sharpened: str, out: Path, seed: int, columns: int = 12
 ) -> Path:
     """OUT/SHARPENED.png: a row of test images, their reconstructions through the VAE's decoder
-    and through the sharpened one; then two rows of the same mixture draws through each."""
+    and through the sharpened one; then two rows of the same mixture draws through each (a
+    conditional model's: the classes in turn, column by column)."""
     d = model.config.latent_dim
     atlas = load_atlas(checkpoint, d)
     rows = np.random.default_rng(seed).choice(len(atlas), columns, replace=False)
     draws = load_sampler(checkpoint, d).sample(np.random.default_rng(seed), 2 * columns)
+    classes = np.arange(columns) % max(model.config.num_classes, 1)
     decoders = (model, training.load_model(sharpened))
     lines = [test_tiles(model, atlas, rows)]
-    lines += [decode_latents(decoder, atlas.means[rows]) for decoder in decoders]
+    lines += [decoded(decoder, atlas.means[rows], atlas.labels[rows]) for decoder in decoders]
     for half in (draws[:columns], draws[columns:]):
-        lines += [decode_latents(decoder, half) for decoder in decoders]
+        lines += [decoded(decoder, half, classes) for decoder in decoders]
     path = out / f"{Path(sharpened).name}.png"
     path.write_bytes(png_bytes(upscale(grid(np.stack(lines)), 2)))
     return path
@@ -90,7 +101,7 @@ def main() -> None:
     out = Path(args.out)
     if args.gallery:
         print(f"wrote {gallery(model, args.checkpoint, out, args.seed)}")
-    else:
+    elif not model.config.num_classes:  # a conditional model's figure is the comparison alone
         samples = decode_latents(model, sample_prior(rng, d, 100))
         (out / "samples.png").write_bytes(png_bytes(upscale(grid(samples.reshape(10, 10, *samples.shape[1:])), 2)))
         z0, z1 = sample_prior(rng, d), sample_prior(rng, d)

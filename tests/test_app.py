@@ -282,6 +282,7 @@ def test_the_picker_lists_every_bundled_model() -> None:
         "fashion-z8",
         "fashion-z8-sharp",  # a sharpened decoder is an entry of its own
         "mnist-cvae-z8",
+        "mnist-cvae-z8-sharp",
         "mnist-z8",
         "mnist-z8-sharp",
     ]

@@ -93,7 +93,7 @@ def test_atlas_is_this_models_encoding_of_the_test_set(model: training.ConvVAE, 
     np.testing.assert_array_equal(atlas.labels, test.labels.numpy())
 
 
-@pytest.mark.parametrize("parent", ["mnist-z8", "fashion-z8"])
+@pytest.mark.parametrize("parent", ["mnist-z8", "fashion-z8", "emoji-rgb-z8", "mnist-cvae-z8"])
 def test_the_bundled_sharpened_decoders_share_their_parents_latent_space(parent: str) -> None:
     folder = BUNDLED.parent / parent
     sharp = BUNDLED.parent / f"{parent}-sharp"

@@ -14,10 +14,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-import streamlit as st
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+
+from ui.serving import under_base_path
 
 ROUTE = "bundles"
 MAX_PUBLISHED = 32  # more than the page's caches hold (ui/resources.py: 8 models, 16 point sets)
@@ -46,8 +47,7 @@ def published(bundle_id: str) -> bytes | None:
 
 def bundle_url() -> str:
     """The bundles' URL prefix under the server's base path, e.g. "/bundles/"."""
-    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
-    return f"/{base}/{ROUTE}/" if base else f"/{ROUTE}/"
+    return under_base_path(f"{ROUTE}/")
 
 
 async def bundle_response(request: Request) -> Response:

@@ -20,7 +20,7 @@ from training.sampler import MixtureSampler
 from ui.bundles import bundle_url, publish
 from ui.page_state import chosen_label, state
 from ui.resources import browser_data, browser_points, get_model, live_components, pad_plane_json
-from ui.serving import without_server_paths
+from ui.serving import under_base_path, without_server_paths
 
 IMAGE_PIXELS = 336  # side of the decoded image as sent (nearest-neighbour upscaled)
 STATIC = "app/static/"  # the vendored libraries (static/), served by server.enableStaticServing
@@ -181,8 +181,7 @@ def server_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
 
 def browser_asset_url(folder: str = "ort/") -> str:
     """Absolute path of a folder of vendored files (static/FOLDER), under the server's base path."""
-    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
-    return f"/{base}/{STATIC}{folder}" if base else f"/{STATIC}{folder}"
+    return under_base_path(STATIC + folder)
 
 
 def latent_buttons(latent_dim: int, sampler: MixtureSampler | None, atlas: Atlas | None) -> None:

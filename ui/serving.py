@@ -7,6 +7,8 @@ import os
 import shlex
 from pathlib import Path
 
+import streamlit as st
+
 from explorer.models import available_checkpoints, hide_paths, public_mode
 
 HERE = Path(__file__).resolve().parent.parent
@@ -21,6 +23,12 @@ def is_public_page() -> bool:
 def listed_checkpoints() -> dict[str, Path]:
     """The picker's {name: folder}: the bundled checkpoints and $LATENT_EXPLORER_CHECKPOINTS's."""
     return available_checkpoints(CHECKPOINTS, os.environ.get("LATENT_EXPLORER_CHECKPOINTS", ""))
+
+
+def under_base_path(path: str) -> str:
+    """The absolute URL path of PATH (relative, e.g. "bundles/") under the server's base path."""
+    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"/{base}/{path}" if base else f"/{path}"
 
 
 def without_server_paths(text: str) -> str:

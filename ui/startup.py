@@ -1,7 +1,7 @@
 """The server's start, before the first visitor: `streamlit run app.py` imports app.py, and with
 it the page's modules (torch among them), then serves the page as an st.App whose start
-(warm_start) imports what Streamlit itself imports on a page's first run. `make app` (serve.py)
-does the same and more."""
+(warm_start) imports what Streamlit itself imports on a page's first run and sets TCP_NODELAY
+on the listening socket (ui/sockets.py). `make app` (serve.py) does the same and more."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import streamlit as st
+
+from ui.sockets import send_without_delay
 
 # What Streamlit imports on a page's first run rather than at start: a component's data goes
 # through pandas and pyarrow, images through PIL's plugins, and the page's emoji icon through
@@ -51,6 +53,8 @@ def import_first_run_modules() -> None:
 
 @asynccontextmanager
 async def warm_start(app: st.App) -> AsyncIterator[None]:
-    """st.App's lifespan: STREAMLIT_FIRST_RUN imported before the server answers."""
+    """st.App's lifespan: STREAMLIT_FIRST_RUN imported and TCP_NODELAY set before the server
+    answers."""
     import_first_run_modules()
+    send_without_delay()
     yield

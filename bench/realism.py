@@ -196,7 +196,7 @@ def summary(accuracies: list[float]) -> str:
 def report_lines(dataset: str, names: list[str], results: dict, recipe: CriticRecipe, seeds: list[int]) -> list[str]:
     lines = [
         f"Critic accuracy on {dataset}, {time.strftime('%Y-%m-%d')} (0.5: indistinguishable from real images; "
-        f"mean ± sd over {len(seeds)} seeds; each critic trained on {recipe.train_images:,} real training images "
+        f"mean ± sd over {len(seeds)} seeds; each critic trained on up to {recipe.train_images:,} real training images "
         f"against as many decodes for {recipe.epochs} epochs, tested on up to {recipe.test_images:,} real test "
         "images against as many fresh decodes)",
         "",

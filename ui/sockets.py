@@ -5,8 +5,8 @@ TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP, leaves Nagle's algori
 connection it accepts. A response is written as its headers, then its body: on a kept-alive
 connection the body waits for the browser to acknowledge the headers, which a browser delays by
 40 ms. A first visit fetches ~110 scripts over six connections, and each took ~44 ms instead of
-~2 (docs/benchmarks.md). Linux and macOS copy TCP_NODELAY from a listening socket to the
-connections it accepts, so setting it there, before the first visitor, is enough.
+~2 (docs/benchmarks.md). Linux copies TCP_NODELAY from a listening socket to the connections
+it accepts, so setting it there, before the first visitor, is enough.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import socket
 import stat
 
-OPEN_FILES = "/dev/fd"  # the process's descriptors, on Linux and macOS
+OPEN_FILES = "/dev/fd"  # the process's descriptors (Linux, macOS); elsewhere nothing is set
 
 
 def listening_tcp_descriptors() -> list[int]:

@@ -1,7 +1,8 @@
 """How well a digit model reads digits from elsewhere: printed in the fonts Debian packages
-(weights, slants), drawn as synthetic pen strokes, and drawn with the mouse on the page's
-own drawing pad in headless chromium. None of them is MNIST; each goes through the page's own
-preparation of an upload (training.images.model_input), as a user's would.
+(weights, slants; the families training/printed.py holds out from training), drawn as
+synthetic pen strokes, and drawn with the mouse on the page's own drawing pad in headless
+chromium. None of them is MNIST; each goes through the page's own preparation of an upload
+(training.images.model_input), as a user's would.
 
     python bench/handwriting.py make      # renders the sets into tests/data/handwriting/ (needs the fonts)
     python bench/handwriting.py checkpoints/mnist-z8 [checkpoints/other ...] --data-dir ../shared/data/mnist
@@ -40,11 +41,13 @@ from bench.report import write_report  # noqa: E402
 from bench.sample_quality import train_classifier  # noqa: E402
 from training.evaluate import checkpoint_data, encode_dataset, knn_accuracy  # noqa: E402
 from training.images import model_input  # noqa: E402
+from training.printed import SHEET_FOLDER as PRINTED_FOLDER  # noqa: E402
+from training.printed import SHEET_NAME as PRINTED_SHEET  # noqa: E402
+from training.printed import font_family, is_training_family, read_sheet, write_sheet  # noqa: E402
 from training.train import RECIPES  # noqa: E402
 
 SETS = ROOT / "tests" / "data" / "handwriting"
 SIDE = 56  # each source image, dark ink on white paper as a scan would be
-SHEET_COLUMNS = 40
 FONT_SIZE = 40  # points: the preparation scales every digit to MNIST's 20-pixel box anyway
 FONT_TYPES = (".ttf", ".otf")
 # not digits as anyone writes them: symbols, mathematics, monospace, keycaps, initials
@@ -202,39 +205,27 @@ def pad_digits(rng: np.random.Generator) -> tuple[list[Image.Image], list[int]]:
 # --------------------------------------------------------------------------- the sets on disk
 
 
-def write_set(name: str, images: list[Image.Image], labels: list[int], sources: list[str] | None = None) -> None:
-    """SETS/NAME.png, the images in rows of SHEET_COLUMNS, and their labels in SETS/NAME.json."""
-    rows = math.ceil(len(images) / SHEET_COLUMNS)
-    sheet = Image.new("L", (SHEET_COLUMNS * SIDE, rows * SIDE), 255)
-    for i, image in enumerate(images):
-        sheet.paste(image, ((i % SHEET_COLUMNS) * SIDE, (i // SHEET_COLUMNS) * SIDE))
-    SETS.mkdir(parents=True, exist_ok=True)
-    sheet.save(SETS / f"{name}.png", optimize=True)
-    record = {"side": SIDE, "columns": SHEET_COLUMNS, "labels": labels}
-    if sources is not None:
-        record["sources"] = sources
-    (SETS / f"{name}.json").write_text(json.dumps(record) + "\n")
-
-
-def read_set(name: str) -> tuple[list[Image.Image], np.ndarray]:
-    """The images and labels write_set wrote."""
-    record = json.loads((SETS / f"{name}.json").read_text())
-    sheet, side, columns = Image.open(SETS / f"{name}.png"), record["side"], record["columns"]
-    images = [
-        sheet.crop(((i % columns) * side, (i // columns) * side, (i % columns + 1) * side, (i // columns + 1) * side))
-        for i in range(len(record["labels"]))
-    ]
-    return images, np.asarray(record["labels"])
+def write_printed_sets(images: list[Image.Image], labels: list[int], sources: list[str]) -> None:
+    """The printed digits of the training font families (training/printed.py) to the training
+    package's sheet, the others to SETS: the benchmark's fonts are ones a model trained with
+    printed digits never saw."""
+    for training_side, folder, name in ((False, SETS, "fonts"), (True, PRINTED_FOLDER, PRINTED_SHEET)):
+        rows = [i for i, source in enumerate(sources) if is_training_family(font_family(source)) == training_side]
+        write_sheet(folder, name, [images[i] for i in rows], [labels[i] for i in rows], [sources[i] for i in rows])
+        families = {font_family(sources[i]) for i in rows}
+        print(f"{folder / name}: {len(rows)} digits from {len(families)} font families")
 
 
 def make() -> None:
     rng = np.random.default_rng(0)
-    images, labels, sources = printed_digits()
-    write_set("fonts", images, labels, sources)
-    print(f"fonts: {len(images)} digits from {len(set(sources))} fonts")
-    write_set("strokes", *stroke_digits(rng))
-    write_set("pad", *pad_digits(rng))
+    write_printed_sets(*printed_digits())
+    write_sheet(SETS, "strokes", *stroke_digits(rng))
+    write_sheet(SETS, "pad", *pad_digits(rng))
     print(f"wrote {SETS}")
+
+
+def read_set(name: str) -> tuple[list[Image.Image], np.ndarray]:
+    return read_sheet(SETS, name)
 
 
 # --------------------------------------------------------------------------- measuring

@@ -57,6 +57,7 @@ from training.loop import (
     save_state,
 )
 from training.model import LOSSES, ConvVAE, ModelConfig, vae_loss
+from training.printed import printed_training_digits
 
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("wsd", "cosine", "constant")
@@ -107,6 +108,9 @@ class TrainConfig:
     distort_shift: float = 0.0
     distort_thickness: float = 0.0
     distort_elastic: float = 0.0
+    # copies of the printed digits of half the font families Debian packages added to MNIST's
+    # training split (training/printed.py): shapes MNIST's writers never drew; 0: none
+    printed_digits: int = 0
 
     def distortion(self) -> Distortion:
         """The distortions as training/handwriting.py takes them (Distortion checks their ranges)."""
@@ -150,6 +154,10 @@ class TrainConfig:
             raise ValueError(f"log_every must be positive, got {self.log_every}")
         if self.eval_every < 1:
             raise ValueError(f"eval_every must be a positive number of epochs, got {self.eval_every}")
+        if self.printed_digits < 0:
+            raise ValueError(f"printed_digits must be 0 (none) or a number of copies, got {self.printed_digits}")
+        if self.printed_digits and self.dataset != "mnist":
+            raise ValueError(f"printed digits join MNIST's training digits only, not {self.dataset}'s images")
         self.distortion()
 
 
@@ -517,6 +525,13 @@ def _load_data(
             f"{train_config.dataset} has {len(class_names)}."
         )
     dataset = {"name": train_config.dataset, "class_names": list(class_names)}
+    if train_config.printed_digits:
+        printed = printed_training_digits(train_config.printed_digits, model_config.image_shape)
+        train_split = Split(
+            images=torch.cat([train_split.images, printed.images]),
+            labels=torch.cat([train_split.labels, printed.labels]),
+        )
+        dataset["printed_digits"] = len(printed)
     if train_config.dataset == FOLDER:
         dataset.update(
             path=str(Path(data_dir).resolve()),

@@ -49,6 +49,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_schedule_flags(parser)
     add_distortion_flags(parser)
+    parser.add_argument(
+        "--printed-digits",
+        type=int,
+        help="add this many copies of the printed digits of half the font families Debian packages "
+        "to MNIST's training digits (training/printed.py); the other half measure (bench/handwriting.py)",
+    )
     add_model_flags(parser)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,5 +1,5 @@
 """How well a digit model reads digits from elsewhere: printed in the fonts Debian packages
-(weights, slants; the families training/printed.py holds out from training), drawn as
+(weights, slants; the designs training/printed.py holds out from training), drawn as
 synthetic pen strokes, and drawn with the mouse on the page's own drawing pad in headless
 chromium. None of them is MNIST; each goes through the page's own preparation of an upload
 (training.images.model_input), as a user's would.
@@ -43,15 +43,15 @@ from training.evaluate import checkpoint_data, encode_dataset, knn_accuracy  # n
 from training.images import model_input  # noqa: E402
 from training.printed import SHEET_FOLDER as PRINTED_FOLDER  # noqa: E402
 from training.printed import SHEET_NAME as PRINTED_SHEET  # noqa: E402
-from training.printed import font_family, is_training_family, read_sheet, write_sheet  # noqa: E402
+from training.printed import font_design, is_training_design, read_sheet, write_sheet  # noqa: E402
 from training.train import RECIPES  # noqa: E402
 
 SETS = ROOT / "tests" / "data" / "handwriting"
 SIDE = 56  # each source image, dark ink on white paper as a scan would be
 FONT_SIZE = 40  # points: the preparation scales every digit to MNIST's 20-pixel box anyway
 FONT_TYPES = (".ttf", ".otf")
-# not digits as anyone writes them: symbols, mathematics, monospace, keycaps, initials
-SKIPPED_FONTS = ("symbol", "math", "mono", "linbiolinum_k", "linlibertine_i.", "linlibertine_m.")
+# not digits as anyone writes them: symbols, dingbats, mathematics, monospace, keycaps, initials
+SKIPPED_FONTS = ("symbol", "d050000l", "math", "mono", "linbiolinum_k", "linlibertine_i.", "linlibertine_m.")
 FONT_SLANTS = (-0.25, 0.0, 0.25)  # shear of the rendered glyph (an italic, upright, a backhand)
 STROKE_DIGITS = 60  # synthetic pen-stroke digits per class
 PAD_DIGITS = 5  # digits per class drawn on the page's pad
@@ -206,14 +206,14 @@ def pad_digits(rng: np.random.Generator) -> tuple[list[Image.Image], list[int]]:
 
 
 def write_printed_sets(images: list[Image.Image], labels: list[int], sources: list[str]) -> None:
-    """The printed digits of the training font families (training/printed.py) to the training
+    """The printed digits of the training font designs (training/printed.py) to the training
     package's sheet, the others to SETS: the benchmark's fonts are ones a model trained with
     printed digits never saw."""
     for training_side, folder, name in ((False, SETS, "fonts"), (True, PRINTED_FOLDER, PRINTED_SHEET)):
-        rows = [i for i, source in enumerate(sources) if is_training_family(font_family(source)) == training_side]
+        rows = [i for i, source in enumerate(sources) if is_training_design(font_design(source)) == training_side]
         write_sheet(folder, name, [images[i] for i in rows], [labels[i] for i in rows], [sources[i] for i in rows])
-        families = {font_family(sources[i]) for i in rows}
-        print(f"{folder / name}: {len(rows)} digits from {len(families)} font families")
+        designs = {font_design(sources[i]) for i in rows}
+        print(f"{folder / name}: {len(rows)} digits in {len(designs)} font designs")
 
 
 def make() -> None:

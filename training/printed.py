@@ -1,11 +1,12 @@
 """Printed digits for training a digit model: the digits bench/handwriting.py renders from the
-fonts Debian packages, of half the font families; the other half are the benchmark's, so a
+fonts Debian packages, of some of the font designs; the others are the benchmark's, so a
 model trained with these is measured on fonts it never saw.
 
-    split = printed_training_digits(copies=5, image_shape=(1, 28, 28))   # Split, 5 × 1,590 images
+    split = printed_training_digits(copies=5, image_shape=(1, 28, 28))   # Split, 5 × N images
 
-A family is a face's file name without its weight and style (DejaVuSerif-BoldItalic ->
-DejaVuSerif); a family is on the training side when the CRC-32 of its name is even. The digits
+A design is a family of faces (DejaVuSerif-BoldItalic, DejaVuSerifCondensed -> DejaVuSerif),
+metric clones of one typeface counted as one (Liberation Serif, Nimbus Roman and FreeSerif are
+all Times); a design is on the training side when the CRC-32 of its name is even. The digits
 are kept as one sheet of ink-on-paper images (printed_digits.png, their labels and faces in
 printed_digits.json), prepared for the model as the page prepares an upload
 (training.images.model_input), so they look to the model as a user's printed digit would.
@@ -31,18 +32,31 @@ SHEET_NAME = "printed_digits"
 SHEET_COLUMNS = 40
 # a face's weight and style, where its file name runs them into the family's (FreeSerifBoldItalic)
 STYLE_SUFFIX = re.compile(r"(Bold|Oblique|Italic|BI|Bd|It)+$")
+WIDTH_SUFFIX = re.compile(r"(Condensed|Narrow)$")
+# families that copy one design's shapes (metric clones): one design, on one side of the split
+SAME_DESIGN = {
+    "FreeSerif": "Times",
+    "LiberationSerif": "Times",
+    "NimbusRoman": "Times",
+    "FreeSans": "Helvetica",
+    "LiberationSans": "Helvetica",
+    "NimbusSans": "Helvetica",
+    "breipfont": "Breip",
+}
 
 
-def font_family(face: str) -> str:
-    """The family of a font file's stem: the part before its first '-' or '_', less a weight and
-    style run into it ('FreeSansBoldOblique' -> 'FreeSans', 'LinLibertine_RBI' -> 'LinLibertine')."""
+def font_design(face: str) -> str:
+    """The design of a font file's stem: the part before its first '-' or '_', less a weight,
+    style or width run into it, clones under one name ('FreeSansBoldOblique' -> 'Helvetica',
+    'DejaVuSerifCondensed-Bold' -> 'DejaVuSerif', 'LinLibertine_RBI' -> 'LinLibertine')."""
     head = re.split(r"[-_]", face)[0]
-    return STYLE_SUFFIX.sub("", head) or head
+    head = WIDTH_SUFFIX.sub("", STYLE_SUFFIX.sub("", head) or head)
+    return SAME_DESIGN.get(head, head)
 
 
-def is_training_family(family: str) -> bool:
-    """Whether a font family's digits are for training (True) or for measuring (False)."""
-    return zlib.crc32(family.encode()) % 2 == 0
+def is_training_design(design: str) -> bool:
+    """Whether a font design's digits are for training (True) or for measuring (False)."""
+    return zlib.crc32(design.encode()) % 2 == 0
 
 
 def write_sheet(

@@ -108,7 +108,7 @@ class TrainConfig:
     distort_shift: float = 0.0
     distort_thickness: float = 0.0
     distort_elastic: float = 0.0
-    # copies of the printed digits of half the font families Debian packages added to MNIST's
+    # copies of the printed digits of 11 of the font designs Debian packages added to MNIST's
     # training split (training/printed.py): shapes MNIST's writers never drew; 0: none
     printed_digits: int = 0
 

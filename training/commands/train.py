@@ -52,8 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--printed-digits",
         type=int,
-        help="add this many copies of the printed digits of half the font families Debian packages "
-        "to MNIST's training digits (training/printed.py); the other half measure (bench/handwriting.py)",
+        help="add this many copies of 2,430 digits printed in 11 of the font designs Debian packages "
+        "to MNIST's training digits (training/printed.py); the others measure (bench/handwriting.py)",
     )
     add_model_flags(parser)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")

@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 
 from tests.conftest import TINY_MODEL
-from training.data import DataError
+from training.checkpoint import load_model
+from training.data import DataError, load_dataset
+from training.evaluate import encode_dataset, knn_accuracy
 from training.printed import (
     SHEET_FOLDER,
     SHEET_NAME,
@@ -21,7 +23,7 @@ from training.printed import (
     read_sheet,
     write_sheet,
 )
-from training.train import TrainConfig, train
+from training.train import TrainConfig, device_data, train
 
 BENCHMARK_FONTS = Path(__file__).parent / "data" / "handwriting" / "fonts.json"
 
@@ -85,6 +87,14 @@ def test_a_run_with_printed_digits_trains_on_them_and_says_so(tiny_mnist: Path, 
     assert printed["dataset"]["printed_digits"] == 2 * n and "printed_digits" not in plain["dataset"]
     assert printed["train"]["printed_digits"] == 2
     assert plain["steps_per_epoch"] == 256 // 64 and printed["steps_per_epoch"] == (256 + 2 * n) // 64
+    # the final kNN-5 votes among MNIST's own training means, as `evaluate` does, not the printed ones
+    model = load_model(tmp_path / "printed")
+    mnist_train, mnist_test = load_dataset("mnist", tiny_mnist, download=False)
+    (train_mu, _), (test_mu, _) = encode_dataset(model, mnist_train.images), encode_dataset(model, mnist_test.images)
+    knn = knn_accuracy(train_mu, mnist_train.labels, test_mu, mnist_test.labels, k=5)
+    assert json.loads((tmp_path / "printed" / "metrics.json").read_text())["knn5_accuracy"] == knn
+    data, _ = device_data(TINY_MODEL, config, tiny_mnist, torch.device("cpu"))
+    assert len(data.train_split) == 256 + 2 * n and torch.equal(data.knn_split.images, mnist_train.images)
 
 
 def test_a_sheet_reads_back_as_written_and_a_damaged_one_is_refused(tmp_path: Path) -> None:

@@ -306,10 +306,13 @@ def save_training_state(
 
 @dataclass(frozen=True)
 class RunData:
-    """The splits, and the arrays the steps and evaluations read, on the training device."""
+    """The splits, and the arrays the steps and evaluations read, on the training device.
+    KNN_SPLIT is the data set's own training split, the kNN vote's reference: TRAIN_SPLIT less
+    any printed digits added to it."""
 
     train_split: Split
     test_split: Split
+    knn_split: Split
     x_train: Tensor
     y_train: Tensor
     x_test: Tensor
@@ -501,9 +504,11 @@ def device_data(
     """The data set on DEVICE, and config.json's "dataset" (_load_data)."""
     train_split, test_split, dataset = _load_data(model_config, train_config, data_dir)
     check_fits_on_gpu(train_split.images.nbytes + test_split.images.nbytes, device)
+    own = len(train_split) - dataset.get("printed_digits", 0)  # the printed digits come last
     data = RunData(
         train_split=train_split,
         test_split=test_split,
+        knn_split=Split(images=train_split.images[:own], labels=train_split.labels[:own]),
         x_train=train_split.images.to(device),
         y_train=train_split.labels.to(device),
         x_test=test_split.images.to(device),  # evaluated every eval_every epochs: copied once
@@ -668,7 +673,7 @@ def finish(run: Run) -> dict:
     history row; the metrics on process 0, {} on the others."""
     train_seconds = run.clock.elapsed()
     metrics = None
-    train_split, test_split = run.data.train_split, run.data.test_split
+    train_split, test_split = run.data.knn_split, run.data.test_split
     if run.processes.main:
         run.model.eval()
         metrics = test_metrics(

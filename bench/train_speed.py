@@ -14,7 +14,7 @@ in alternating pairs (our whole command, then the tutorial's first epoch), PAIRS
 On a GPU (`--device cuda`, or auto where one is present) it compares, instead, the steady
 epoch time of our loop with and without CUDA graphs at batch 128 and 512 against the
 tutorial's, and with `--quality "FLAGS"` (repeatable) times whole training runs against the
-bundled model's quality (test MSE ≤ 0.012, kNN-5 ≥ 0.96). Writes train_speed_cuda.json / .md.
+MNIST's quality bar (test MSE ≤ 0.012, kNN-5 ≥ 0.96). Writes train_speed_cuda.json / .md.
 
     python bench/train_speed.py --device cuda --data-dir DIR \
         --quality "--recipe fast"

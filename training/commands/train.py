@@ -42,10 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--recipe",
         choices=sorted(RECIPES),
         help="'seed': the original project's 784·MSE+KL, "
-        "Adam lr 5e-4, batch 32, 2000 iterations; 'fast': the bundled model's quality soonest, "
+        "Adam lr 5e-4, batch 32, 2000 iterations; 'fast': MNIST test MSE ≤ 0.012 and kNN-5 ≥ 0.96 soonest, "
         "60 epochs of batch 256 from a Kaiming start (lr 3e-3, weight decay 0.1, evaluated every "
-        "10 epochs); 'handwriting': handwriting's distortions on every training image (the bundled "
-        "digit models'). Flags typed beside it override its values",
+        "10 epochs); 'handwriting': every training image distorted as handwriting varies (rotation, "
+        "scale, shear, shift, stroke width, elastic). Flags typed beside it override its values",
     )
     add_schedule_flags(parser)
     add_distortion_flags(parser)

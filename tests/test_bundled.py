@@ -15,8 +15,9 @@ from training.checkpoint import ENCODER_PREFIXES
 from training.data import load_dataset
 from training.evaluate import elbo_metrics, encode_dataset, knn_accuracy
 
-# What the bundled model must reach on the MNIST test set (its metrics.json has its own figures).
-MSE_CEILING = 0.012
+# What the bundled model must reach on the MNIST test set (its metrics.json has its own figures);
+# the printed digits it also learns cost MNIST a little reconstruction error.
+MSE_CEILING = 0.0125
 KNN_FLOOR = 0.96
 
 

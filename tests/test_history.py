@@ -85,17 +85,22 @@ def test_the_summary_says_what_the_model_was_trained_on_and_how() -> None:
     config = json.loads((ROOT / "checkpoints" / "mnist-z8" / "config.json").read_text())
     metrics = json.loads((ROOT / "checkpoints" / "mnist-z8" / "metrics.json").read_text())
     assert run_summary(config, metrics) == (
-        "Trained on mnist, 90 epochs of batch 128 (42,120 steps): Adam at lr 0.002 (wsd schedule, 50 warm-up "
-        "steps), weight decay 0.1, Bernoulli likelihood, β = 1, PyTorch's initialisation, seed 0; bf16 on cpu "
-        "(1 thread), 15.2 minutes at 6,788 images/s."
+        "Trained on mnist and 5 copies of 2,430 printed digits, 90 epochs of batch 128 (50,670 steps): Adam at "
+        "lr 0.002 (wsd schedule, 50 warm-up steps), weight decay 0.1, Bernoulli likelihood, β = 1, PyTorch's "
+        "initialisation, seed 0; bf16 on cpu (1 thread), 29.7 minutes at 4,081 images/s."
     )
     # stopped early by --max-steps: the epochs it ran; without metrics (still training): the recipe alone
     short = {**config, "train": {**config["train"], "max_steps": 1000}}
-    assert run_summary(short, {"step": 1000}).startswith("Trained on mnist, 2.14 epochs of batch 128 (1,000 steps)")
+    assert run_summary(short, {"step": 1000}).startswith(
+        "Trained on mnist and 5 copies of 2,430 printed digits, 1.78 epochs of batch 128 (1,000 steps)"
+    )
     assert run_summary(config, {}).endswith("PyTorch's initialisation, seed 0.")
+    # a model of its data set alone names it alone
+    fashion = json.loads((ROOT / "checkpoints" / "fashion-z8" / "config.json").read_text())
+    assert run_summary(fashion, {}).startswith("Trained on fashion-mnist, 30 epochs of batch 128: Adam")
     folder = {
         **config,
-        "train": {**config["train"], "dataset": "folder", "loss": "mse", "init": "kaiming"},
+        "train": {**config["train"], "dataset": "folder", "loss": "mse", "init": "kaiming", "printed_digits": 0},
         "dataset": {"path": "/data/monet"},
     }
     assert run_summary(folder, {}).startswith("Trained on the image folder /data/monet, 90 epochs")

@@ -548,8 +548,8 @@ def test_the_training_view_of_a_sharpened_model_shows_its_recipe_command_and_cur
     ]
     figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
     (curves,) = [f for f in figures if any(t.get("name") == "test MSE of decode(μ)" for t in f["data"])]
-    assert [len(t["x"]) for t in curves["data"]] == [14, 14, 14]  # as the run evaluated, every 1,000 then 500 steps
-    assert any(c.value.startswith("14 evaluations over 10,000 steps.") for c in app.caption)
+    assert [len(t["x"]) for t in curves["data"]] == [20, 20, 20]  # as the run evaluated, every 500 steps
+    assert any(c.value.startswith("20 evaluations over 10,000 steps.") for c in app.caption)
 
 
 def test_two_classes_make_a_concept_slider_that_moves_z_along_their_direction() -> None:

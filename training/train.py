@@ -501,14 +501,22 @@ def graphed_steps(run: Run) -> GraphedSteps:
 def device_data(
     model_config: ModelConfig, train_config: TrainConfig, data_dir: str | Path | None, device: torch.device
 ) -> tuple[RunData, dict]:
-    """The data set on DEVICE, and config.json's "dataset" (_load_data)."""
-    train_split, test_split, dataset = _load_data(model_config, train_config, data_dir)
+    """The data set on DEVICE, with any printed digits added to its training split, and
+    config.json's "dataset" (_load_data)."""
+    own_split, test_split, dataset = _load_data(model_config, train_config, data_dir)
+    train_split = own_split
+    if train_config.printed_digits:
+        printed = printed_training_digits(train_config.printed_digits, model_config.image_shape)
+        train_split = Split(
+            images=torch.cat([own_split.images, printed.images]),
+            labels=torch.cat([own_split.labels, printed.labels]),
+        )
+        dataset["printed_digits"] = len(printed)
     check_fits_on_gpu(train_split.images.nbytes + test_split.images.nbytes, device)
-    own = len(train_split) - dataset.get("printed_digits", 0)  # the printed digits come last
     data = RunData(
         train_split=train_split,
         test_split=test_split,
-        knn_split=Split(images=train_split.images[:own], labels=train_split.labels[:own]),
+        knn_split=own_split,
         x_train=train_split.images.to(device),
         y_train=train_split.labels.to(device),
         x_test=test_split.images.to(device),  # evaluated every eval_every epochs: copied once
@@ -530,13 +538,6 @@ def _load_data(
             f"{train_config.dataset} has {len(class_names)}."
         )
     dataset = {"name": train_config.dataset, "class_names": list(class_names)}
-    if train_config.printed_digits:
-        printed = printed_training_digits(train_config.printed_digits, model_config.image_shape)
-        train_split = Split(
-            images=torch.cat([train_split.images, printed.images]),
-            labels=torch.cat([train_split.labels, printed.labels]),
-        )
-        dataset["printed_digits"] = len(printed)
     if train_config.dataset == FOLDER:
         dataset.update(
             path=str(Path(data_dir).resolve()),
@@ -673,11 +674,11 @@ def finish(run: Run) -> dict:
     history row; the metrics on process 0, {} on the others."""
     train_seconds = run.clock.elapsed()
     metrics = None
-    train_split, test_split = run.data.knn_split, run.data.test_split
+    reference, test_split = run.data.knn_split, run.data.test_split
     if run.processes.main:
         run.model.eval()
         metrics = test_metrics(
-            run.model, train_split.images, train_split.labels, test_split.images, test_split.labels, run.config.loss
+            run.model, reference.images, reference.labels, test_split.images, test_split.labels, run.config.loss
         )
     stop_if_encoder_dead(metrics, test_split.images, run.step, run.config, run.out, run.processes, run.device)
     if not run.processes.main:

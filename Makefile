@@ -61,11 +61,11 @@ lint: $(STAMP)
 
 # The bundled model; DATA_DIR defaults to ../shared/data/mnist. One thread, as it was trained:
 # deterministic, so on the same kind of CPU it gives the committed weights bit for bit; more
-# threads are faster and round differently. Five copies of the printed digits of 11 typefaces
+# threads are faster and round differently. Two copies of the printed digits of 11 typefaces
 # join MNIST's training split, so digits from outside MNIST decode as themselves (docs/model-notes.md).
 train: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m training train --out checkpoints/mnist-z8 --epochs 90 --weight-decay 0.1 \
-	  --printed-digits 5 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	  --printed-digits 2 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training evaluate checkpoints/mnist-z8 --write $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training atlas checkpoints/mnist-z8 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PY) -m training sampler checkpoints/mnist-z8 --components 100 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
@@ -80,7 +80,7 @@ train-fashion: $(STAMP)
 	$(PY) -m training sampler checkpoints/fashion-z8 --components 100
 
 # The bundled conditional VAE: the class is given, so the latent holds the style. One thread,
-# as it was trained, with the printed digits as mnist-z8.
+# as it was trained, with 5 copies of the printed digits.
 train-cvae: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m training train --conditional --out checkpoints/mnist-cvae-z8 --epochs 20 \
 	  --printed-digits 5 $(if $(DATA_DIR),--data-dir $(DATA_DIR))

@@ -273,9 +273,9 @@ def test_traversal_grid_view(page: object) -> None:
 def test_the_training_view_draws_the_bundled_models_history_with_its_axes(page: object) -> None:
     page.get_by_role("radio", name="VAE", exact=True).click()  # the VAE's own training, not its sharpening
     page.get_by_role("radio", name="Training").click()
-    page.get_by_text("Trained on mnist and 5 copies of 2,430 printed digits, 90 epochs of batch 128").wait_for()
+    page.get_by_text("Trained on mnist and 2 copies of 2,430 printed digits, 90 epochs of batch 128").wait_for()
     page.get_by_text(
-        "python -m training train --out runs/mnist-z8 --epochs 90 --weight-decay 0.1 --printed-digits 5"
+        "python -m training train --out runs/mnist-z8 --epochs 90 --weight-decay 0.1 --printed-digits 2"
     ).wait_for()
     chart = page.locator(".js-plotly-plot").filter(has_text="test −ELBO")
     chart.wait_for()

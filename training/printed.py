@@ -2,7 +2,7 @@
 fonts Debian packages, of some of the font designs; the others are the benchmark's, so a
 model trained with these is measured on fonts it never saw.
 
-    split = printed_training_digits(copies=5, image_shape=(1, 28, 28))   # Split, 5 × N images
+    split = printed_training_digits(copies=2, image_shape=(1, 28, 28))   # Split, 2 × N images
 
 A design is a family of faces (DejaVuSerif-BoldItalic, DejaVuSerifCondensed -> DejaVuSerif),
 metric clones of one typeface counted as one (Liberation Serif, Nimbus Roman and FreeSerif are

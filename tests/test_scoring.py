@@ -80,8 +80,10 @@ def test_score_ranks_oddities_first_writes_csv_and_sheet_and_agrees_with_the_pag
     # the noise and the photograph rank above every digit the model drew itself
     assert {Path(r["file"]).stem for r in ranked[:2]} == {"noise", "photo"}
     assert by_name["noise.png"]["test_set_below_percent"] > 99.5
-    # the model's own decodes sit within the test set's scores (mnist-z8's highest of these 12: 92%)
-    assert max(by_name[p.name]["test_set_below_percent"] for p in digits) < 95
+    # the model's own decodes score like typical test digits: half of them below the test set's
+    # 80th percentile, none in its top 1%, where the noise is
+    percentiles = [by_name[p.name]["test_set_below_percent"] for p in digits]
+    assert np.median(percentiles) < 80 and max(percentiles) < 99
     assert by_name["blank.png"]["blank"] and not by_name["noise.png"]["blank"]
     for r in ranked:
         assert r["score_nats"] == pytest.approx(r["neg_elbo_minus_complexity_nats"])

@@ -42,22 +42,8 @@ def test_step_ops_times_every_call_of_the_training_step(tiny_mnist: Path, tmp_pa
 
 def test_gpu_variants_runs_each_variant_and_writes_its_report(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    gpu_variants.main(
-        [
-            "--device",
-            "cpu",
-            "--data-dir",
-            str(tiny_mnist),
-            "--epochs",
-            "2",
-            "--steps",
-            "3",
-            "--batch-size",
-            "8",
-            "--out",
-            str(out),
-        ]
-    )
+    common = ["--device", "cpu", "--data-dir", str(tiny_mnist), "--batch-size", "8", "--out", str(out)]
+    gpu_variants.main([*common, "--epochs", "2", "--steps", "3"])
     rows = json.loads((out / "gpu_variants.json").read_text())["rows"]
     # torch.compile is skipped off a GPU (20 s to compile); the others train
     assert [r["label"] for r in rows] == [
@@ -80,26 +66,7 @@ def test_gpu_variants_runs_each_variant_and_writes_its_report(tiny_mnist: Path, 
     assert rows[4]["epoch_losses"] != rows[0]["epoch_losses"]
     assert abs(rows[4]["last_epoch_loss"] - rows[0]["last_epoch_loss"]) < 5e-2 * rows[0]["last_epoch_loss"]
     assert (out / "gpu_variants.md").read_text().count("| 8 |") == 5
-    gpu_variants.main(
-        [
-            "--device",
-            "cpu",
-            "--data-dir",
-            str(tiny_mnist),
-            "--epochs",
-            "1",
-            "--steps",
-            "2",
-            "--batch-size",
-            "8",
-            "--out",
-            str(out),
-            "--only",
-            "NCHW",
-            "--only",
-            "not captured",
-        ]
-    )
+    gpu_variants.main([*common, "--epochs", "1", "--steps", "2", "--only", "NCHW", "--only", "not captured"])
     rows = json.loads((out / "gpu_variants.json").read_text())["rows"]
     assert [r["label"] for r in rows] == ["NCHW", "as trained, not captured"]
 

@@ -105,39 +105,19 @@ def test_folder_errors(tmp_path: Path) -> None:
         load_data("folder", None, (3, 16, 16))
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`python -m training ARGS`, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV
+    )
+
+
 def test_cli_trains_on_a_folder_and_evaluates_and_maps_it(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "art")
     out = tmp_path / "run"
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV
-        )
-
-    result = cli(
-        "train",
-        "--dataset",
-        "folder",
-        "--data-dir",
-        str(folder),
-        "--out",
-        str(out),
-        "--image-size",
-        "16",
-        "--channels",
-        "3",
-        "--conv-channels",
-        "4,8",
-        "--hidden-dim",
-        "16",
-        "--latent-dim",
-        "4",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "7",
-        "--quiet",
-    )
+    small = "--image-size 16 --channels 3 --conv-channels 4,8 --hidden-dim 16 --latent-dim 4".split()
+    data = ["--dataset", "folder", "--data-dir", str(folder)]
+    result = cli("train", *data, "--out", str(out), *small, "--epochs", "2", "--batch-size", "7", "--quiet")
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["dataset"]["name"] == "folder" and config["dataset"]["class_names"] == ["blues", "reds"]
@@ -176,22 +156,13 @@ def test_cli_trains_on_a_folder_and_evaluates_and_maps_it(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "state.json").read_text())["step"] == 3 * 3  # 22 training images, batch 7
     assert not (out / "atlas.safetensors").exists()
-    # a corrupt file: one line naming it, exit 2, no traceback
+
+
+def test_cli_names_a_corrupt_image_in_one_line(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "art")
     (folder / "blues" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    result = cli(
-        "train",
-        "--dataset",
-        "folder",
-        "--data-dir",
-        str(folder),
-        "--out",
-        str(tmp_path / "again"),
-        "--image-size",
-        "16",
-        "--channels",
-        "3",
-        "--quiet",
-    )
+    data = ["--dataset", "folder", "--data-dir", str(folder)]
+    result = cli("train", *data, "--out", str(tmp_path / "again"), "--image-size", "16", "--channels", "3", "--quiet")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "broken.jpg" in result.stderr
 

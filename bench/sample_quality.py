@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import training  # noqa: E402
 from bench.report import write_report  # noqa: E402
 from training.evaluate import checkpoint_data  # noqa: E402
-from training.sampler import load_sampler  # noqa: E402
+from training.sampler import MixtureSampler, load_sampler  # noqa: E402
 
 RECONSTRUCTIONS = "reconstructions of the test set"
 
@@ -125,6 +125,45 @@ def measure(
     return rows
 
 
+def latent_sets(
+    model: training.ConvVAE, sampler: MixtureSampler, test_images: torch.Tensor, samples: int, rng: np.random.Generator
+) -> dict[str, torch.Tensor]:
+    """SAMPLES latents (samples, latent_dim) from the prior and from the fitted mixture, and the
+    test images' encoder means, by name: the same for every decoder compared."""
+    with torch.inference_mode():
+        test_means, _ = training.encode_dataset(model, test_images)
+    prior = rng.standard_normal((samples, model.config.latent_dim)).astype(np.float32)
+    return {
+        "prior N(0, I)": torch.from_numpy(prior),
+        f"mixture ({len(sampler.weights)} components)": torch.from_numpy(sampler.sample(rng, samples)),
+        RECONSTRUCTIONS: test_means,
+    }
+
+
+def report_lines(result: dict, latent_names: list[str], classes: int) -> list[str]:
+    """The markdown report of RESULT (main's record): a row per set of latents, two columns per
+    decoder, and the reconstructions' test MSE."""
+    paths, decoders = result["checkpoints"], result["decoders"]
+    names = [Path(path).name for path in paths]
+    lines = [
+        f"Sample quality on {result['dataset']}, {result['date']}: {result['samples']:,} samples, the same latents "
+        f"for {' and '.join(names)}; classifier test accuracy {result['classifier_test_accuracy']:.4f}; training "
+        f"images against the test images: {result['training_images_frechet']:.2f}",
+        "",
+        "| latents | " + " | ".join(f"{n}: Fréchet distance | {n}: classes ≥ 5% (rarest)" for n in names) + " |",
+        "|---|" + "---|---|" * len(names),
+    ]
+    for name in latent_names:
+        cells = []
+        for path in paths:
+            row = decoders[path][name]
+            shares = row["class_shares"]
+            cells += [f"{row['frechet']:.2f}", f"{sum(s >= 0.05 for s in shares)} of {classes} ({min(shares):.1%})"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    mses = ", ".join(f"{n} {decoders[p][RECONSTRUCTIONS]['mse_per_pixel']:.5f}" for n, p in zip(names, paths))
+    return lines + ["", f"Test MSE of the reconstructions: {mses}."]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", help="a checkpoint, and its sharpened sibling to compare")
@@ -152,16 +191,7 @@ def main() -> None:
     sampler = load_sampler(args.checkpoints[0], models[0].config.latent_dim)
     if sampler is None:
         raise SystemExit(f"{args.checkpoints[0]} has no sampler; run `python -m training sampler` on it first.")
-    rng = np.random.default_rng(args.seed)
-    with torch.inference_mode():
-        test_means, _ = training.encode_dataset(models[0], test.images)
-    latents = {
-        "prior N(0, I)": torch.from_numpy(
-            rng.standard_normal((args.samples, models[0].config.latent_dim)).astype(np.float32)
-        ),
-        f"mixture ({len(sampler.weights)} components)": torch.from_numpy(sampler.sample(rng, args.samples)),
-        RECONSTRUCTIONS: test_means,
-    }
+    latents = latent_sets(models[0], sampler, test.images, args.samples, np.random.default_rng(args.seed))
     reference = {"frechet": frechet_distance(train_features, test_features)}
     decoders = {
         path: measure(model, classifier, latents, test.images, test_features)
@@ -178,26 +208,7 @@ def main() -> None:
         "decoders": decoders,
         "seconds": time.perf_counter() - started,
     }
-    names = [Path(path).name for path in args.checkpoints]
-    lines = [
-        f"Sample quality on {dataset}, {result['date']}: {args.samples:,} samples, the same latents for "
-        f"{' and '.join(names)}; classifier test accuracy {accuracy:.4f}; training images against the test "
-        f"images: {reference['frechet']:.2f}",
-        "",
-        "| latents | " + " | ".join(f"{n}: Fréchet distance | {n}: classes ≥ 5% (rarest)" for n in names) + " |",
-        "|---|" + "---|---|" * len(names),
-    ]
-    for name in latents:
-        cells = []
-        for path in args.checkpoints:
-            row = decoders[path][name]
-            shares = row["class_shares"]
-            cells += [f"{row['frechet']:.2f}", f"{sum(s >= 0.05 for s in shares)} of {classes} ({min(shares):.1%})"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    mses = ", ".join(
-        f"{n} {decoders[p][RECONSTRUCTIONS]['mse_per_pixel']:.5f}" for n, p in zip(names, args.checkpoints)
-    )
-    lines += ["", f"Test MSE of the reconstructions: {mses}."]
+    lines = report_lines(result, list(latents), classes)
     write_report(args.out, args.name, result, lines)
 
 

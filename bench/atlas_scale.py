@@ -89,6 +89,38 @@ def browser_place_ms(sizes: list[int], d: int, repeats: int = 50) -> dict[int, l
     return result
 
 
+def placement_row(means: np.ndarray, browser_ms: list[float], umap_seconds: float | None) -> dict:
+    """A row of the report for MEANS (points, latent_dim): UMAP's time (None: synthetic means, no
+    UMAP) and the p95 of placing a marker among them in Python and (BROWSER_MS) in the browser."""
+    row = {
+        "points": len(means),
+        **({"synthetic": True} if umap_seconds is None else {}),
+        "umap_seconds": umap_seconds,
+        "place_python_ms_p95": float(np.percentile(python_place_ms(means), 95)),
+        "place_browser_ms_p95": float(np.percentile(browser_ms, 95)),
+    }
+    print(row, flush=True)
+    return row
+
+
+def report_lines(result: dict) -> list[str]:
+    """The markdown report of RESULT (main's record): a row per atlas size."""
+    lines = [
+        f"Atlas at scale, {result['date']}, {result['machine']}, UMAP by {result['backend']} (after a "
+        f"1,000-point first run of {result['first_run_1000_points_s']:.1f} s that compiles it)",
+        "",
+        "| points | UMAP | marker placement p95, Python | marker placement p95, browser |",
+        "|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        points = f"{r['points']:,}" + (" (synthetic, placement only)" if r.get("synthetic") else "")
+        umap_cell = "—" if r["umap_seconds"] is None else f"{r['umap_seconds']:.1f} s"
+        lines.append(
+            f"| {points} | {umap_cell} | {r['place_python_ms_p95']:.2f} ms | {r['place_browser_ms_p95']:.2f} ms |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
@@ -109,28 +141,10 @@ def main() -> None:
     for n in (10_000, len(means)):
         started = time.perf_counter()
         umap_embedding(means[:n], backend=backend)
-        seconds = time.perf_counter() - started
-        rows.append(
-            {
-                "points": n,
-                "umap_seconds": seconds,
-                "place_python_ms_p95": float(np.percentile(python_place_ms(means[:n]), 95)),
-                "place_browser_ms_p95": float(np.percentile(browser[n], 95)),
-            }
-        )
-        print(rows[-1], flush=True)
+        rows.append(placement_row(means[:n], browser[n], umap_seconds=time.perf_counter() - started))
     for n in synthetic_sizes:  # no UMAP: placement only, on random means
         synthetic = np.random.default_rng(n).standard_normal((n, means.shape[1])).astype(np.float32)
-        rows.append(
-            {
-                "points": n,
-                "synthetic": True,
-                "umap_seconds": None,
-                "place_python_ms_p95": float(np.percentile(python_place_ms(synthetic), 95)),
-                "place_browser_ms_p95": float(np.percentile(browser[n], 95)),
-            }
-        )
-        print(rows[-1], flush=True)
+        rows.append(placement_row(synthetic, browser[n], umap_seconds=None))
     cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     result = {
         "date": time.strftime("%Y-%m-%d"),
@@ -141,20 +155,7 @@ def main() -> None:
         "first_run_1000_points_s": warm_up_s,
         "rows": rows,
     }
-    lines = [
-        f"Atlas at scale, {result['date']}, {result['machine']}, UMAP by {backend} (after a "
-        f"1,000-point first run of {warm_up_s:.1f} s that compiles it)",
-        "",
-        "| points | UMAP | marker placement p95, Python | marker placement p95, browser |",
-        "|---|---|---|---|",
-    ]
-    for r in rows:
-        points = f"{r['points']:,}" + (" (synthetic, placement only)" if r.get("synthetic") else "")
-        umap_cell = "—" if r["umap_seconds"] is None else f"{r['umap_seconds']:.1f} s"
-        lines.append(
-            f"| {points} | {umap_cell} | {r['place_python_ms_p95']:.2f} ms | {r['place_browser_ms_p95']:.2f} ms |"
-        )
-    write_report(args.out, "atlas_scale", result, lines)
+    write_report(args.out, "atlas_scale", result, report_lines(result))
 
 
 if __name__ == "__main__":

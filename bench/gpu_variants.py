@@ -63,6 +63,24 @@ VARIANTS = (
 SEED = 0
 
 
+def timed_epochs(
+    graphed: GraphedSteps, epochs: int, steps_per_epoch: int, images: int, batch: int
+) -> tuple[list[float], list[float]]:
+    """Run EPOCHS of STEPS_PER_EPOCH steps over IMAGES training images: each epoch's seconds and
+    its mean loss per image (nats)."""
+    epoch_seconds, epoch_losses, step = [], [], 0
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        graphed.start_epoch(epoch_permutation(SEED, epoch, images), SEED, epoch, step)
+        for _ in range(steps_per_epoch):
+            graphed.step()
+            step += 1
+        last_losses = graphed.losses[:steps_per_epoch].tolist()  # also waits for the GPU
+        epoch_seconds.append(time.perf_counter() - started)
+        epoch_losses.append(sum(last_losses) / len(last_losses) / batch)
+    return epoch_seconds, epoch_losses
+
+
 def run_variant(
     variant: Variant,
     batch: int,
@@ -101,16 +119,7 @@ def run_variant(
         loss_fn=vae_loss,
         capture=variant.capture and device.type == "cuda",
     )
-    epoch_seconds, epoch_losses, step = [], [], 0
-    for epoch in range(epochs):
-        started = time.perf_counter()
-        graphed.start_epoch(epoch_permutation(SEED, epoch, len(train_images)), SEED, epoch, step)
-        for _ in range(steps_per_epoch):
-            graphed.step()
-            step += 1
-        last_losses = graphed.losses[:steps_per_epoch].tolist()  # also waits for the GPU
-        epoch_seconds.append(time.perf_counter() - started)
-        epoch_losses.append(sum(last_losses) / len(last_losses) / batch)
+    epoch_seconds, epoch_losses = timed_epochs(graphed, epochs, steps_per_epoch, len(train_images), batch)
     model.eval()
     mse = elbo_metrics(model, test_images, "bce")["mse_per_pixel"]
     steady = statistics.median(epoch_seconds[1:]) if epochs > 1 else epoch_seconds[0]

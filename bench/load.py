@@ -208,13 +208,9 @@ def niced_chromium(niceness: int) -> str:
     return str(wrapper)
 
 
-async def run(args: argparse.Namespace) -> dict:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(port, options=("--server.disconnectedSessionTTL", "5"))
-    rounds = []
-    uploads = write_uploads(Path(tempfile.mkdtemp()) / "uploads")
-    new_record = lambda: {  # noqa: E731
+def empty_record() -> dict:
+    """What a round's sessions add to as they run."""
+    return {
         "errors": [],
         "ready_s": [],
         "release_ms": [],
@@ -226,53 +222,65 @@ async def run(args: argparse.Namespace) -> dict:
         "uploads": 0,
         "exceptions_shown": 0,
     }
+
+
+async def load_round(
+    browser: object, url: str, args: argparse.Namespace, r: int, server_pid: int, uploads: list[str]
+) -> dict:
+    """Round R: ARGS.sessions sessions at once for ARGS.seconds, the server's memory sampled
+    throughout; what they measured, the server's CPU seconds and its memory (MB) before, at
+    the peak and once the sessions have expired."""
+    before = rss_mb(server_pid)
+    record = empty_record()
+    samples: list[float] = []
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_memory([server_pid], samples, stop))
+    started, cpu_before = time.perf_counter(), cpu_seconds(server_pid)
+    await asyncio.gather(
+        *(session(browser, url, args.seconds, k + 100 * r + 1, record, uploads) for k in range(args.sessions))
+    )
+    wall, server_cpu = time.perf_counter() - started, cpu_seconds(server_pid) - cpu_before
+    stop.set()
+    await sampler
+    await asyncio.sleep(args.settle)  # the TTL passes and the server frees the sessions
+    return {
+        "round": r + 1,
+        "wall_s": wall,
+        "server_cpu_s": server_cpu,
+        "drags": record["drags"],
+        "views": record["views"],
+        "uploads": record["uploads"],
+        "errors": record["errors"],
+        "timeouts": dict(record["timeouts"]),
+        "missed_drags": record["missed_drags"],
+        "exceptions_shown": record["exceptions_shown"],
+        "ready_s": {
+            "max": max(record["ready_s"], default=None),
+            "median": float(np.median(record["ready_s"])) if record["ready_s"] else None,
+        },
+        "release_to_server": percentiles(record["release_ms"]),
+        "key_step_to_image": percentiles(record["key_ms"]),
+        "rss_mb": {"before": before, "peak": max(samples, default=before), "after": rss_mb(server_pid)},
+    }
+
+
+async def run(args: argparse.Namespace) -> dict:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port, options=("--server.disconnectedSessionTTL", "5"))
+    rounds = []
+    uploads = write_uploads(Path(tempfile.mkdtemp()) / "uploads")
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=niced_chromium(args.nice), args=CHROMIUM_ARGS)
             version = browser.version
             # one session alone through every view: the level memory must come back to
-            first = new_record()
+            first = empty_record()
             await session(browser, url, 5, 0, first, uploads, every_view=True)
             await asyncio.sleep(args.settle)
             after_first = rss_mb(server.pid)
             for r in range(args.rounds):
-                before = rss_mb(server.pid)
-                record = new_record()
-                samples: list[float] = []
-                stop = asyncio.Event()
-                sampler = asyncio.create_task(sample_memory([server.pid], samples, stop))
-                started, cpu_before = time.perf_counter(), cpu_seconds(server.pid)
-                await asyncio.gather(
-                    *(
-                        session(browser, url, args.seconds, k + 100 * r + 1, record, uploads)
-                        for k in range(args.sessions)
-                    )
-                )
-                wall, server_cpu = time.perf_counter() - started, cpu_seconds(server.pid) - cpu_before
-                stop.set()
-                await sampler
-                await asyncio.sleep(args.settle)  # the TTL passes and the server frees the sessions
-                rounds.append(
-                    {
-                        "round": r + 1,
-                        "wall_s": wall,
-                        "server_cpu_s": server_cpu,
-                        "drags": record["drags"],
-                        "views": record["views"],
-                        "uploads": record["uploads"],
-                        "errors": record["errors"],
-                        "timeouts": dict(record["timeouts"]),
-                        "missed_drags": record["missed_drags"],
-                        "exceptions_shown": record["exceptions_shown"],
-                        "ready_s": {
-                            "max": max(record["ready_s"], default=None),
-                            "median": float(np.median(record["ready_s"])) if record["ready_s"] else None,
-                        },
-                        "release_to_server": percentiles(record["release_ms"]),
-                        "key_step_to_image": percentiles(record["key_ms"]),
-                        "rss_mb": {"before": before, "peak": max(samples, default=before), "after": rss_mb(server.pid)},
-                    }
-                )
+                rounds.append(await load_round(browser, url, args, r, server.pid, uploads))
                 print(json.dumps(rounds[-1]), flush=True)
             await browser.close()
     finally:

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -325,6 +325,85 @@ def decoders_main(args: argparse.Namespace) -> None:
     )
 
 
+def live_page_measures(browser: Browser, args: argparse.Namespace) -> dict:
+    """A server started while a page waits for it: the seconds from the start to its first image
+    (the server's decode, then the browser's), then the live measures of the page (sliders, pad,
+    map) and of the fallback without WebAssembly, by the keys of the report."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    started = time.perf_counter()
+    server = start_server(port)
+    try:
+        page.goto(url)
+        page.wait_for_function(
+            "() => window.__latentExplorer && window.__latentExplorer.test.timing.placeholder !== null",
+            timeout=60_000,
+            polling="raf",
+        )
+        first_image_s = time.perf_counter() - started
+        page.wait_for_function("() => window.__latentExplorer.test.stats.draws > 0", timeout=60_000, polling="raf")
+        first_live_s = time.perf_counter() - started
+        page.wait_for_function(MAP_READY_JS, timeout=60_000)
+        time.sleep(1.0)
+        live = live_measures(page, args)
+        hover_fps, hover_ms = hover_measures(page, args.drags)
+        clicks = map_click_measures(page, args.clicks)
+        page.close()
+        server_sliders = server_slider_measures(browser, url, args.steps // 2)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return {
+        "first_image_s": first_image_s,
+        "first_browser_decode_s": first_live_s,
+        **live,
+        "map_hover_fps": hover_fps,
+        "map_hover_latent_ms": hover_ms,
+        "map_click_to_controls": clicks,
+        "server_slider_to_image": server_sliders,
+    }
+
+
+def report_lines(result: dict) -> list[str]:
+    """The markdown table of RESULT (main's record)."""
+    opened, opened_streamlit = result["page_open_to_first_image"], result["page_open_to_first_image_streamlit_run"]
+    fps = lambda rates: f"{np.mean(rates):.0f} (min {min(rates):.0f}, n={len(rates)} drags)"  # noqa: E731
+    ms = lambda r: f"{r['p50_ms']:.0f} / {r['p95_ms']:.0f} ms (n={r['n']})"  # noqa: E731
+    hover_fps = result["map_hover_fps"]
+    lines = [
+        f"App latency, {result['date']}, {result['machine']}",
+        "",
+        "| measure | result |",
+        "|---|---|",
+        f"| server start → first decoded image on screen | {result['first_image_s']:.2f} s |",
+        f"| server start → first image decoded in the browser | {result['first_browser_decode_s']:.2f} s |",
+        "| page open → first image / browser's own decode, freshly started server, decoder not yet cached | "
+        f"{opened['fresh_server_cold_cache_s'][0]:.2f} / {opened['fresh_server_cold_cache_s'][1]:.2f} s |",
+        f"| page open → first image / browser's own decode, freshly started server (median of {opened['runs']}) | "
+        f"{opened['fresh_server_s'][0]:.2f} / {opened['fresh_server_s'][1]:.2f} s |",
+        f"| page open → first image / browser's own decode, warm server (median of {opened['runs']}) | "
+        f"{opened['warm_server_s'][0]:.2f} / {opened['warm_server_s'][1]:.2f} s |",
+        "| the same three, the server started by `streamlit run app.py` | "
+        + " · ".join(f"{opened_streamlit[k][0]:.2f} / {opened_streamlit[k][1]:.2f} s" for k in OPENED)
+        + " |",
+        f"| distinct frames per second, dragging a slider | {fps(result['slider_drag_fps'])} |",
+        f"| distinct frames per second, dragging the 2-D pad | {fps(result['pad_drag_fps'])} |",
+        f"| slider key step → new image, p50 / p95 | {ms(result['key_step_to_image'])} |",
+        f"| one decode in the browser (onnxruntime-web, 1 thread), p50 / p95 | "
+        f"{result['browser_decode']['p50_ms']:.1f} / {result['browser_decode']['p95_ms']:.1f} ms |",
+        f"| release → latent in Python (URL updated), p50 / p95 | {ms(result['release_to_python'])} |",
+        f"| distinct frames per second, hovering the map (decoding under the pointer) | "
+        f"{np.mean(hover_fps):.0f} (min {min(hover_fps):.0f}, n={len(hover_fps)} sweeps) |",
+        "| the latent under the pointer, found in the browser (mean per move) | "
+        f"{result['map_hover_latent_ms']:.2f} ms |",
+    ]
+    if result["map_click_to_controls"]:
+        lines.append(f"| map click → controls moved, p50 / p95 | {ms(result['map_click_to_controls'])} |")
+    fallback = ms(result["server_slider_to_image"])
+    return lines + [f"| fallback without WebAssembly: server slider step → new image, p50 / p95 | {fallback} |"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
@@ -338,34 +417,10 @@ def main() -> None:
         decoders_main(args)
         return
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        started = time.perf_counter()
-        server = start_server(port)
         try:
-            page.goto(url)
-            page.wait_for_function(
-                "() => window.__latentExplorer && window.__latentExplorer.test.timing.placeholder !== null",
-                timeout=60_000,
-                polling="raf",
-            )
-            first_image_s = time.perf_counter() - started
-            page.wait_for_function("() => window.__latentExplorer.test.stats.draws > 0", timeout=60_000, polling="raf")
-            first_live_s = time.perf_counter() - started
-            page.wait_for_function(MAP_READY_JS, timeout=60_000)
-            time.sleep(1.0)
-            live = live_measures(page, args)
-            hover_fps, hover_ms = hover_measures(page, args.drags)
-            clicks = map_click_measures(page, args.clicks)
-            page.close()
-            server_sliders = server_slider_measures(browser, url, args.steps // 2)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-        try:
+            measured = live_page_measures(browser, args)
             opened = first_image_measures(browser, args.runs, SERVE)
             opened_streamlit = first_image_measures(browser, args.runs, STREAMLIT_RUN)
         finally:
@@ -375,48 +430,13 @@ def main() -> None:
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {cores} cores, headless chromium {browser.version}",
-        "first_image_s": first_image_s,
-        "first_browser_decode_s": first_live_s,
+        "first_image_s": measured.pop("first_image_s"),
+        "first_browser_decode_s": measured.pop("first_browser_decode_s"),
         "page_open_to_first_image": opened,
         "page_open_to_first_image_streamlit_run": opened_streamlit,
-        **live,
-        "map_hover_fps": hover_fps,
-        "map_hover_latent_ms": hover_ms,
-        "map_click_to_controls": clicks,
-        "server_slider_to_image": server_sliders,
+        **measured,
     }
-    fps = lambda rates: f"{np.mean(rates):.0f} (min {min(rates):.0f}, n={len(rates)} drags)"  # noqa: E731
-    ms = lambda r: f"{r['p50_ms']:.0f} / {r['p95_ms']:.0f} ms (n={r['n']})"  # noqa: E731
-    lines = [
-        f"App latency, {result['date']}, {result['machine']}",
-        "",
-        "| measure | result |",
-        "|---|---|",
-        f"| server start → first decoded image on screen | {first_image_s:.2f} s |",
-        f"| server start → first image decoded in the browser | {first_live_s:.2f} s |",
-        "| page open → first image / browser's own decode, freshly started server, decoder not yet cached | "
-        f"{opened['fresh_server_cold_cache_s'][0]:.2f} / {opened['fresh_server_cold_cache_s'][1]:.2f} s |",
-        f"| page open → first image / browser's own decode, freshly started server (median of {opened['runs']}) | "
-        f"{opened['fresh_server_s'][0]:.2f} / {opened['fresh_server_s'][1]:.2f} s |",
-        f"| page open → first image / browser's own decode, warm server (median of {opened['runs']}) | "
-        f"{opened['warm_server_s'][0]:.2f} / {opened['warm_server_s'][1]:.2f} s |",
-        "| the same three, the server started by `streamlit run app.py` | "
-        + " · ".join(f"{opened_streamlit[k][0]:.2f} / {opened_streamlit[k][1]:.2f} s" for k in OPENED)
-        + " |",
-        f"| distinct frames per second, dragging a slider | {fps(live['slider_drag_fps'])} |",
-        f"| distinct frames per second, dragging the 2-D pad | {fps(live['pad_drag_fps'])} |",
-        f"| slider key step → new image, p50 / p95 | {ms(live['key_step_to_image'])} |",
-        f"| one decode in the browser (onnxruntime-web, 1 thread), p50 / p95 | "
-        f"{live['browser_decode']['p50_ms']:.1f} / {live['browser_decode']['p95_ms']:.1f} ms |",
-        f"| release → latent in Python (URL updated), p50 / p95 | {ms(live['release_to_python'])} |",
-        f"| distinct frames per second, hovering the map (decoding under the pointer) | "
-        f"{np.mean(hover_fps):.0f} (min {min(hover_fps):.0f}, n={len(hover_fps)} sweeps) |",
-        f"| the latent under the pointer, found in the browser (mean per move) | {hover_ms:.2f} ms |",
-    ]
-    if clicks:
-        lines.append(f"| map click → controls moved, p50 / p95 | {ms(clicks)} |")
-    lines.append(f"| fallback without WebAssembly: server slider step → new image, p50 / p95 | {ms(server_sliders)} |")
-    write_report(args.out, "app_latency", result, lines)
+    write_report(args.out, "app_latency", result, report_lines(result))
 
 
 if __name__ == "__main__":

@@ -197,62 +197,49 @@ GPU_VARIANTS = (  # (label, flags): batch 512 trains at twice the rate, as batch
 QUALITY = {"mse_per_pixel": 0.012, "knn5_accuracy": 0.96}  # the bundled model's targets
 
 
-def gpu_main(args: argparse.Namespace, device: torch.device) -> None:
-    machine = torch.cuda.get_device_name(device)
-    variants = []
-    for label, flags in GPU_VARIANTS:
-        one_wall, one = train_command(args.data_dir, "cuda", ("--epochs", "1", *flags))
-        _, several = train_command(args.data_dir, "cuda", ("--epochs", "4", *flags))
-        steady = statistics.median(several["epoch_seconds"][1:])  # the first includes capture and cuDNN's set-up
-        variants.append(
-            {
-                "label": label,
-                "flags": list(flags),
-                "command_seconds": one_wall,
-                "first_epoch_seconds": one["epoch_seconds"][0],
-                "epoch_seconds": steady,
-                "images_per_second": 60_000 / steady,
-                "test_mse_after_one_epoch": one["mse_per_pixel"],
-                "epoch_seconds_of_4": several["epoch_seconds"],
-            }
-        )
-        print(
-            f"{label}: epoch {steady:.3f} s, command {one_wall:.1f} s, MSE {one['mse_per_pixel']:.4f}", file=sys.stderr
-        )
-    tutorial = tutorial_loop(args.data_dir, 3, device)
-    tutorial_epoch = statistics.median(r["epoch_seconds"] for r in tutorial[1:])
-    quality = []
-    for flags in args.quality:
-        wall, metrics = train_command(args.data_dir, "cuda", tuple(shlex.split(flags)))
-        quality.append(
-            {
-                "flags": flags,
-                "command_seconds": wall,
-                "train_seconds": metrics["train_seconds"],
-                "stepping_seconds": sum(metrics["epoch_seconds"]),
-                **{k: metrics[k] for k in ("mse_per_pixel", "knn5_accuracy", "neg_elbo_nats")},
-                "meets_targets": all(
-                    metrics[k] <= v if k == "mse_per_pixel" else metrics[k] >= v for k, v in QUALITY.items()
-                ),
-            }
-        )
-        print(
-            f"quality run {flags}: {wall:.1f} s, MSE {metrics['mse_per_pixel']:.5f}, "
-            f"kNN {metrics['knn5_accuracy']:.4f}",
-            file=sys.stderr,
-        )
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine,
-        "torch": torch.__version__,
-        "variants": variants,
-        "tutorial": tutorial,
-        "tutorial_epoch_seconds": tutorial_epoch,
-        "quality_targets": QUALITY,
-        "quality": quality,
+def gpu_variant_row(label: str, flags: tuple[str, ...], data_dir: str | None) -> dict:
+    """The train command with FLAGS on the GPU: one epoch for the whole command's time and its
+    test MSE, four for the steady epoch (seconds) and images/s."""
+    one_wall, one = train_command(data_dir, "cuda", ("--epochs", "1", *flags))
+    _, several = train_command(data_dir, "cuda", ("--epochs", "4", *flags))
+    steady = statistics.median(several["epoch_seconds"][1:])  # the first includes capture and cuDNN's set-up
+    print(f"{label}: epoch {steady:.3f} s, command {one_wall:.1f} s, MSE {one['mse_per_pixel']:.4f}", file=sys.stderr)
+    return {
+        "label": label,
+        "flags": list(flags),
+        "command_seconds": one_wall,
+        "first_epoch_seconds": one["epoch_seconds"][0],
+        "epoch_seconds": steady,
+        "images_per_second": 60_000 / steady,
+        "test_mse_after_one_epoch": one["mse_per_pixel"],
+        "epoch_seconds_of_4": several["epoch_seconds"],
     }
+
+
+def quality_row(flags: str, data_dir: str | None) -> dict:
+    """A whole training run with FLAGS on the GPU: its times (s), its figures and whether they meet
+    QUALITY."""
+    wall, metrics = train_command(data_dir, "cuda", tuple(shlex.split(flags)))
+    print(
+        f"quality run {flags}: {wall:.1f} s, MSE {metrics['mse_per_pixel']:.5f}, kNN {metrics['knn5_accuracy']:.4f}",
+        file=sys.stderr,
+    )
+    return {
+        "flags": flags,
+        "command_seconds": wall,
+        "train_seconds": metrics["train_seconds"],
+        "stepping_seconds": sum(metrics["epoch_seconds"]),
+        **{k: metrics[k] for k in ("mse_per_pixel", "knn5_accuracy", "neg_elbo_nats")},
+        "meets_targets": all(metrics[k] <= v if k == "mse_per_pixel" else metrics[k] >= v for k, v in QUALITY.items()),
+    }
+
+
+def gpu_report_lines(result: dict) -> list[str]:
+    """The markdown report of RESULT (gpu_main's record): the variants against the tutorial, then
+    the whole training runs."""
+    tutorial, tutorial_epoch = result["tutorial"], result["tutorial_epoch_seconds"]
     lines = [
-        f"Training speed on a GPU, {result['date']}, {machine}, torch {torch.__version__}",
+        f"Training speed on a GPU, {result['date']}, {result['machine']}, torch {result['torch']}",
         "",
         "| loop | seconds per epoch (steady) | images/s | × tutorial | first epoch | whole 1-epoch command | "
         "test MSE after 1 epoch |",
@@ -262,12 +249,12 @@ def gpu_main(args: argparse.Namespace, device: torch.device) -> None:
             f"{tutorial_epoch / v['epoch_seconds']:.1f} | {v['first_epoch_seconds']:.2f} | "
             f"{v['command_seconds']:.1f} | "
             f"{v['test_mse_after_one_epoch']:.4f} |"
-            for v in variants
+            for v in result["variants"]
         ],
         f"| tutorial DataLoader loop, batch 128 | {tutorial_epoch:.3f} | {60_000 / tutorial_epoch:,.0f} | 1.0 | "
         f"{tutorial[0]['epoch_seconds']:.2f} | | {tutorial[0]['test_mse']:.4f} |",
     ]
-    if quality:
+    if result["quality"]:
         lines += [
             "",
             "| training run (`python -m training train ...`) | whole command, s | training, s | "
@@ -277,17 +264,88 @@ def gpu_main(args: argparse.Namespace, device: torch.device) -> None:
                 f"| `{q['flags']}` | {q['command_seconds']:.1f} | {q['train_seconds']:.1f} | "
                 f"{q['stepping_seconds']:.1f} | {q['mse_per_pixel']:.5f} | {q['knn5_accuracy']:.4f} | "
                 f"{'yes' if q['meets_targets'] else 'no'} |"
-                for q in quality
+                for q in result["quality"]
             ],
         ]
-    write_report(args.out, "train_speed_cuda", result, lines)
+    return lines
+
+
+def gpu_main(args: argparse.Namespace, device: torch.device) -> None:
+    variants = [gpu_variant_row(label, flags, args.data_dir) for label, flags in GPU_VARIANTS]
+    tutorial = tutorial_loop(args.data_dir, 3, device)
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": torch.cuda.get_device_name(device),
+        "torch": torch.__version__,
+        "variants": variants,
+        "tutorial": tutorial,
+        "tutorial_epoch_seconds": statistics.median(r["epoch_seconds"] for r in tutorial[1:]),
+        "quality_targets": QUALITY,
+        "quality": [quality_row(flags, args.data_dir) for flags in args.quality],
+    }
+    write_report(args.out, "train_speed_cuda", result, gpu_report_lines(result))
 
 
 def first_reaching(rows: list[dict], target: float, key: str) -> float | None:
     return next((r[key] for r in rows if r["test_mse"] <= target), None)
 
 
-def main(argv: list[str] | None = None) -> None:
+def cpu_report_lines(result: dict) -> list[str]:
+    """The markdown report of RESULT (main's record on a CPU): a row per loop, then the pairs."""
+    ours, ours_fp32, ours_recipe = result["ours"], result["ours_fp32"], result["ours_recipe"]
+    tutorial, tutorial_stock = result["tutorial"], result["tutorial_stock_layers"]
+    lines = [
+        f"Training speed, {result['date']}, {result['machine']}, torch {result['torch']}",
+        "",
+        "| loop | epoch 1: seconds | epoch 1: images/s (training steps) | test MSE after 1 epoch | "
+        f"seconds to test MSE ≤ {result['target_mse']} |",
+        "|---|---|---|---|---|",
+        f"| ours, whole command (`python -m training train --epochs 1`, {ours[0]['precision']}) | "
+        f"{ours[0]['command_seconds']:.1f} | {ours[0]['images_per_second']:.0f} | {ours[0]['test_mse']:.4f} | "
+        f"{_fmt(result['ours_seconds_to_target'])} |",
+    ]
+    if ours_fp32:
+        lines.append(
+            f"| ours, whole command, `--precision fp32` | {ours_fp32[0]['command_seconds']:.1f} | "
+            f"{ours_fp32[0]['images_per_second']:.0f} | {ours_fp32[0]['test_mse']:.4f} | |"
+        )
+    if ours_recipe:
+        lines.append(
+            f"| ours, whole command, `{result['recipe']}` ({ours_recipe[0]['precision']}) | "
+            f"{ours_recipe[0]['command_seconds']:.1f} | {ours_recipe[0]['images_per_second']:.0f} | "
+            f"{ours_recipe[0]['test_mse']:.4f} | {_fmt(result['ours_recipe_seconds_to_target'])} |"
+        )
+    lines += [
+        f"| tutorial DataLoader loop, training alone | {tutorial[0]['epoch_seconds']:.1f} | "
+        f"{tutorial[0]['images_per_second']:.0f} | {tutorial[0]['test_mse']:.4f} | "
+        f"{_fmt(result['tutorial_seconds_to_target'])} |",
+        f"| the same tutorial loop on PyTorch's own layers (`nn.ConvTranspose2d` with output_padding) | "
+        f"{tutorial_stock[0]['epoch_seconds']:.1f} | {tutorial_stock[0]['images_per_second']:.0f} | "
+        f"{tutorial_stock[0]['test_mse']:.4f} | |",
+    ]
+    if result["pairs"]:
+        lines += ["", pairs_sentence(result["pairs"], result["recipe"])]
+    return lines
+
+
+def pairs_sentence(pairs: list[dict], recipe: str) -> str:
+    """One sentence on the alternating one-epoch PAIRS: times, wins and the images/s ratio."""
+    faster = sum(p["ours_command_seconds"] < p["tutorial_epoch_seconds"] for p in pairs)
+    lower = sum(p["ours_test_mse"] <= p["tutorial_test_mse"] for p in pairs)
+    return (
+        f"One epoch in {len(pairs)} alternating pairs: our whole command"
+        + (f" (`{recipe}`)" if recipe else "")
+        + " took "
+        + ", ".join(f"{p['ours_command_seconds']:.1f}" for p in pairs)
+        + " s, the tutorial's epoch alone "
+        + ", ".join(f"{p['tutorial_epoch_seconds']:.1f}" for p in pairs)
+        + f" s; ours was faster in {faster} of "
+        f"{len(pairs)} and at an equal or lower test MSE in {lower} of {len(pairs)}; our steps ran "
+        f"{statistics.median(p['images_per_second_ratio'] for p in pairs):.2f}× the tutorial's images/s (median)."
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir")
     parser.add_argument("--epochs", type=int, default=3)
@@ -307,7 +365,11 @@ def main(argv: list[str] | None = None) -> None:
         '(e.g. "--batch-size 256 --lr 3e-3 --warmup-steps 25 --init kaiming")',
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     device = pick_device(args.device)
     if device.type == "cuda":
         gpu_main(args, device)
@@ -324,11 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     # whether our layers help or hinder the baseline: the tutorial on PyTorch's own layers
     tutorial_stock = tutorial_loop(args.data_dir, 1, device, stock_layers=True)
     pairs = alternating_pairs(args.data_dir, device, args.pairs, recipe)
-    machine = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    )
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine,
@@ -345,55 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         "ours_recipe_seconds_to_target": first_reaching(ours_recipe, args.target_mse, "command_seconds"),
         "tutorial_seconds_to_target": first_reaching(tutorial, args.target_mse, "train_seconds"),
     }
-    lines = [
-        f"Training speed, {result['date']}, {machine}, torch {torch.__version__}",
-        "",
-        "| loop | epoch 1: seconds | epoch 1: images/s (training steps) | test MSE after 1 epoch | "
-        f"seconds to test MSE ≤ {args.target_mse} |",
-        "|---|---|---|---|---|",
-        f"| ours, whole command (`python -m training train --epochs 1`, {ours[0]['precision']}) | "
-        f"{ours[0]['command_seconds']:.1f} | {ours[0]['images_per_second']:.0f} | {ours[0]['test_mse']:.4f} | "
-        f"{_fmt(result['ours_seconds_to_target'])} |",
-        *(
-            [
-                f"| ours, whole command, `--precision fp32` | {ours_fp32[0]['command_seconds']:.1f} | "
-                f"{ours_fp32[0]['images_per_second']:.0f} | {ours_fp32[0]['test_mse']:.4f} | |"
-            ]
-            if ours_fp32
-            else []
-        ),
-        *(
-            [
-                f"| ours, whole command, `{args.recipe}` ({ours_recipe[0]['precision']}) | "
-                f"{ours_recipe[0]['command_seconds']:.1f} | {ours_recipe[0]['images_per_second']:.0f} | "
-                f"{ours_recipe[0]['test_mse']:.4f} | {_fmt(result['ours_recipe_seconds_to_target'])} |"
-            ]
-            if ours_recipe
-            else []
-        ),
-        f"| tutorial DataLoader loop, training alone | {tutorial[0]['epoch_seconds']:.1f} | "
-        f"{tutorial[0]['images_per_second']:.0f} | {tutorial[0]['test_mse']:.4f} | "
-        f"{_fmt(result['tutorial_seconds_to_target'])} |",
-        f"| the same tutorial loop on PyTorch's own layers (`nn.ConvTranspose2d` with output_padding) | "
-        f"{tutorial_stock[0]['epoch_seconds']:.1f} | {tutorial_stock[0]['images_per_second']:.0f} | "
-        f"{tutorial_stock[0]['test_mse']:.4f} | |",
-    ]
-    if pairs:
-        faster = sum(p["ours_command_seconds"] < p["tutorial_epoch_seconds"] for p in pairs)
-        lower = sum(p["ours_test_mse"] <= p["tutorial_test_mse"] for p in pairs)
-        lines += [
-            "",
-            f"One epoch in {len(pairs)} alternating pairs: our whole command"
-            + (f" (`{args.recipe}`)" if recipe else "")
-            + " took "
-            + ", ".join(f"{p['ours_command_seconds']:.1f}" for p in pairs)
-            + " s, the tutorial's epoch alone "
-            + ", ".join(f"{p['tutorial_epoch_seconds']:.1f}" for p in pairs)
-            + f" s; ours was faster in {faster} of "
-            f"{len(pairs)} and at an equal or lower test MSE in {lower} of {len(pairs)}; our steps ran "
-            f"{statistics.median(p['images_per_second_ratio'] for p in pairs):.2f}× the tutorial's images/s (median).",
-        ]
-    write_report(args.out, "train_speed", result, lines)
+    write_report(args.out, "train_speed", result, cpu_report_lines(result))
 
 
 def _fmt(value: float | None) -> str:

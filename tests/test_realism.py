@@ -1,0 +1,84 @@
+"""The two measures of how real decodes look: bench/realism.py's critic (a classifier two-sample
+test) tells a set apart from real images only when it differs, and bench/sample_quality.py's
+Fréchet distance is 0 for a set against itself; both run end to end on a tiny model and its
+sharpened sibling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench import realism, sample_quality
+from tests.conftest import synthetic_digits
+
+
+def as_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).float().div(255).unsqueeze(1)
+
+
+def test_the_critic_is_at_chance_on_real_images_and_certain_on_blank_ones() -> None:
+    real_train, real_test = as_tensor(synthetic_digits(512, seed=1)[0]), as_tensor(synthetic_digits(256, seed=2)[0])
+    same_train, same_test = as_tensor(synthetic_digits(512, seed=3)[0]), as_tensor(synthetic_digits(256, seed=4)[0])
+    recipe = realism.CriticRecipe(epochs=3, width=8)
+    # decodes of the same distribution: nothing to learn, held-out accuracy near 0.5
+    same = realism.critic_accuracy(real_train, same_train, real_test, same_test, recipe, seed=0)
+    assert 0.35 <= same <= 0.65
+    # the squares moved off their places: told apart every time
+    moved_train, moved_test = same_train.roll(3, dims=3), same_test.roll(3, dims=3)
+    moved = realism.critic_accuracy(real_train, moved_train, real_test, moved_test, recipe, seed=0)
+    assert moved >= 0.95
+
+
+def test_frechet_distance_is_zero_for_a_set_against_itself_and_grows_with_a_shift() -> None:
+    features = np.random.default_rng(0).standard_normal((2000, 6))
+    assert sample_quality.frechet_distance(features, features) == pytest.approx(0, abs=1e-6)
+    # two Gaussians of equal covariance: the squared distance of their means, 6 × 0.5²
+    assert sample_quality.frechet_distance(features, features + 0.5) == pytest.approx(1.5, rel=1e-3)
+
+
+def test_realism_reports_each_decode_set_for_each_checkpoint(
+    tiny_parent: tuple[Path, Path], tiny_sharpened: Path, tmp_path: Path
+) -> None:
+    folder, data = tiny_parent
+    argv = [str(folder), str(tiny_sharpened), "--data-dir", str(data), "--seeds", "2", "--epochs", "1"]
+    result = realism.main([*argv, "--sets", "mixture,reconstructions", "--name", "tiny", "--out", str(tmp_path)])
+    assert result["seeds"] == [0, 1]
+    for path in (str(folder), str(tiny_sharpened)):
+        rows = result["accuracy"][path]
+        assert list(rows) == [realism.MIXTURE, realism.RECONSTRUCTIONS]
+        assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in rows.values())
+        assert result["mean"][path][realism.MIXTURE] == pytest.approx(np.mean(rows[realism.MIXTURE]))
+    assert json.loads((tmp_path / "tiny.json").read_text())["accuracy"] == result["accuracy"]
+    table = (tmp_path / "tiny.md").read_text()
+    assert f"| decodes of | {folder.name} | {tiny_sharpened.name} |" in table
+    cells = [realism.summary(result["accuracy"][str(p)][realism.MIXTURE]) for p in (folder, tiny_sharpened)]
+    assert f"| mixture draws | {cells[0]} | {cells[1]} |" in table
+    assert table.count("\n| ") == 3  # the header and a row per decode set
+    with pytest.raises(SystemExit):
+        realism.main([*argv, "--sets", "mixture,dreams", "--out", str(tmp_path)])
+
+
+def test_sample_quality_reports_the_same_latents_through_both_decoders(
+    tiny_parent: tuple[Path, Path], tiny_sharpened: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, data = tiny_parent
+    argv = ["sample_quality.py", str(folder), str(tiny_sharpened), "--data-dir", str(data), "--samples", "64"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--epochs", "1", "--out", str(tmp_path)])
+    sample_quality.main()
+    result = json.loads((tmp_path / "sample_quality.json").read_text())
+    assert result["samples"] == 64 and 0 <= result["classifier_test_accuracy"] <= 1
+    for decoder in result["decoders"].values():
+        assert len(decoder) == 3  # prior draws, mixture draws, reconstructions
+        # a two-epoch model's decodes lie further from the test images than the training images do
+        assert all(row["frechet"] > 10 * result["training_images_frechet"] for row in decoder.values())
+        shares = [row["class_shares"] for row in decoder.values()]
+        assert all(len(s) == 10 and sum(s) == pytest.approx(1) for s in shares)  # MNIST's ten classes
+    reconstructions = result["decoders"][str(folder)][sample_quality.RECONSTRUCTIONS]
+    assert 0 < reconstructions["mse_per_pixel"] < 1
+    table = (tmp_path / "sample_quality.md").read_text()
+    assert table.count("\n| ") == 4 and "Test MSE of the reconstructions" in table

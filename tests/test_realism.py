@@ -21,7 +21,7 @@ def as_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).float().div(255).unsqueeze(1)
 
 
-def test_the_critic_is_at_chance_on_real_images_and_certain_on_blank_ones() -> None:
+def test_the_critic_is_at_chance_on_real_images_and_certain_on_moved_ones() -> None:
     real_train, real_test = as_tensor(synthetic_digits(512, seed=1)[0]), as_tensor(synthetic_digits(256, seed=2)[0])
     same_train, same_test = as_tensor(synthetic_digits(512, seed=3)[0]), as_tensor(synthetic_digits(256, seed=4)[0])
     recipe = realism.CriticRecipe(epochs=3, width=8)

@@ -13,6 +13,10 @@ order and the latents), reported as mean ± standard deviation:
 - reconstructions: decodes of the encoder's means (of training images to train the critic, of
   test images to test it).
 
+With --yardsticks, the same critics also learn real images against other real images, as they
+are (0.5 expected), blurred by a 3 × 3 binomial filter and half blurred: the figures to read a
+model's against.
+
 A conditional model's draws get uniformly drawn classes; its reconstructions their own.
 Given several checkpoints of one data set (a VAE and its sharpened sibling), every seed uses the
 same latents and the same real images for all of them.
@@ -49,6 +53,11 @@ MIXTURE, PRIOR, RECONSTRUCTIONS = "mixture draws", "prior draws N(0, I)", "recon
 DECODE_SETS = (MIXTURE, PRIOR, RECONSTRUCTIONS)
 SET_NAMES = {"mixture": MIXTURE, "prior": PRIOR, "reconstructions": RECONSTRUCTIONS}  # --sets' words
 DECODE_BATCH = 500
+# Yardsticks: real images against other real images, as they are and softened, to read the
+# models' figures against (--yardsticks)
+AS_THEY_ARE, HALF_BLUR, BLUR = "real images", "real images, half blurred", "real images, 3 × 3 blur"
+YARDSTICKS = (AS_THEY_ARE, HALF_BLUR, BLUR)
+BINOMIAL = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
 
 
 class Critic(nn.Module):
@@ -187,13 +196,51 @@ def measure(
     return results
 
 
+def softened(images: Tensor, kind: str) -> Tensor:
+    """IMAGES (N, C, H, W) in [0, 1] as yardstick KIND shows them, as 8-bit images: unchanged, a
+    3 × 3 binomial blur of each channel (BLUR), or the mean of the two (HALF_BLUR)."""
+    if kind == AS_THEY_ARE:
+        return images
+    channels = images.shape[1]
+    kernel = BINOMIAL.to(images.dtype).expand(channels, 1, 3, 3)
+    blurred = nn.functional.conv2d(nn.functional.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=channels)
+    mixed = blurred if kind == BLUR else (images + blurred) / 2
+    return mixed.mul(255).round().div(255)
+
+
+def yardstick_accuracies(train: Split, test: Split, recipe: CriticRecipe, seeds: list[int]) -> dict[str, list[float]]:
+    """{yardstick: [accuracy per seed]}: critics trained as for a model, on one half of the
+    recipe's real images against the other half, as they are or softened (softened), and scored
+    on halves of the test images alike."""
+    results: dict[str, list[float]] = {kind: [] for kind in YARDSTICKS}
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        train_rows = torch.randperm(len(train.images), generator=generator)[: 2 * recipe.train_images]
+        test_rows = torch.randperm(len(test.images), generator=generator)[: 2 * recipe.test_images]
+        train_half, test_half = len(train_rows) // 2, len(test_rows) // 2
+        real_train, other_train = train.images[train_rows[:train_half]], train.images[train_rows[train_half:]]
+        real_test, other_test = test.images[test_rows[:test_half]], test.images[test_rows[test_half:]]
+        for kind in YARDSTICKS:
+            fake_train, fake_test = softened(other_train, kind), softened(other_test, kind)
+            results[kind].append(critic_accuracy(real_train, fake_train, real_test, fake_test, recipe, seed))
+            print(f"seed {seed}, {kind}: {results[kind][-1]:.3f}", flush=True)
+    return results
+
+
 def summary(accuracies: list[float]) -> str:
     """'0.912 ± 0.008' (mean ± standard deviation over the seeds)."""
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
     return f"{statistics.mean(accuracies):.3f} ± {spread:.3f}"
 
 
-def report_lines(dataset: str, names: list[str], results: dict, recipe: CriticRecipe, seeds: list[int]) -> list[str]:
+def report_lines(
+    dataset: str,
+    names: list[str],
+    results: dict,
+    recipe: CriticRecipe,
+    seeds: list[int],
+    yardsticks: dict[str, list[float]] | None = None,
+) -> list[str]:
     lines = [
         f"Critic accuracy on {dataset}, {time.strftime('%Y-%m-%d')} (0.5: indistinguishable from real images; "
         f"mean ± sd over {len(seeds)} seeds; each critic trained on up to {recipe.train_images:,} real training images "
@@ -205,6 +252,15 @@ def report_lines(dataset: str, names: list[str], results: dict, recipe: CriticRe
     ]
     for kind in next(iter(results.values())):
         lines.append(f"| {kind} | " + " | ".join(summary(results[path][kind]) for path in results) + " |")
+    if yardsticks:
+        lines += [
+            "",
+            "Yardsticks: critics trained and scored alike on real images against other real images (a disjoint "
+            "draw, at most half of each split), as they are and softened:",
+            "",
+        ]
+        lines += ["| against | critic accuracy |", "|---|---|"]
+        lines += [f"| {kind} | {summary(accuracies)} |" for kind, accuracies in yardsticks.items()]
     return lines
 
 
@@ -218,6 +274,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--test-images", type=int, default=CriticRecipe.test_images)
     parser.add_argument(
         "--sets", default=",".join(SET_NAMES), help=f"the decode sets to measure, of {', '.join(SET_NAMES)}"
+    )
+    parser.add_argument(
+        "--yardsticks", action="store_true", help="also real images against real images, as they are and blurred"
     )
     parser.add_argument("--name", default="realism", help="the results' file name")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -237,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
     recipe = CriticRecipe(epochs=args.epochs, train_images=args.train_images, test_images=args.test_images)
     seeds = list(range(args.seeds))
     results = measure(models, train, test, recipe, seeds, kinds)
+    yardsticks = yardstick_accuracies(train, test, recipe, seeds) if args.yardsticks else None
 
     record = models[0].checkpoint_config["dataset"]
     dataset = record["name"] if record["name"] != "folder" else Path(record.get("path", "folder")).name
@@ -247,10 +307,11 @@ def main(argv: list[str] | None = None) -> dict:
         "seeds": seeds,
         "accuracy": results,
         "mean": {path: {kind: statistics.mean(v) for kind, v in rows.items()} for path, rows in results.items()},
+        **({"yardsticks": yardsticks} if yardsticks else {}),
         "seconds": time.perf_counter() - started,
     }
     names = [Path(path).name for path in args.checkpoints]
-    write_report(args.out, args.name, result, report_lines(dataset, names, results, recipe, seeds))
+    write_report(args.out, args.name, result, report_lines(dataset, names, results, recipe, seeds, yardsticks))
     return result
 
 

@@ -34,6 +34,19 @@ def test_the_critic_is_at_chance_on_real_images_and_certain_on_moved_ones() -> N
     assert moved >= 0.95
 
 
+def test_the_yardsticks_soften_real_images_by_a_binomial_blur() -> None:
+    dot = torch.zeros(1, 3, 5, 5)
+    dot[0, :, 2, 2] = 1.0
+    assert torch.equal(realism.softened(dot, realism.AS_THEY_ARE), dot)
+    blurred = realism.softened(dot, realism.BLUR)
+    # the dot spread over its 3 × 3 neighbourhood by (1 2 1)ᵀ(1 2 1) / 16, in 8-bit steps, per channel
+    expected = torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
+    assert torch.allclose(blurred[0, :, 1:4, 1:4], (expected * 255).round() / 255)
+    assert blurred.sum(dim=(2, 3)).allclose(torch.ones(1, 3), atol=2 / 255) and blurred[0, :, 0].sum() == 0
+    half = realism.softened(dot, realism.HALF_BLUR)
+    assert half[0, 0, 2, 2] == pytest.approx(round((1 + 4 / 16) / 2 * 255) / 255)
+
+
 def test_frechet_distance_is_zero_for_a_set_against_itself_and_grows_with_a_shift() -> None:
     features = np.random.default_rng(0).standard_normal((2000, 6))
     assert sample_quality.frechet_distance(features, features) == pytest.approx(0, abs=1e-6)
@@ -46,8 +59,11 @@ def test_realism_reports_each_decode_set_for_each_checkpoint(
 ) -> None:
     folder, data = tiny_parent
     argv = [str(folder), str(tiny_sharpened), "--data-dir", str(data), "--seeds", "2", "--epochs", "1"]
-    result = realism.main([*argv, "--sets", "mixture,reconstructions", "--name", "tiny", "--out", str(tmp_path)])
+    sets = ["--sets", "mixture,reconstructions", "--yardsticks"]
+    result = realism.main([*argv, *sets, "--name", "tiny", "--out", str(tmp_path)])
     assert result["seeds"] == [0, 1]
+    assert list(result["yardsticks"]) == list(realism.YARDSTICKS)
+    assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in result["yardsticks"].values())
     for path in (str(folder), str(tiny_sharpened)):
         rows = result["accuracy"][path]
         assert list(rows) == [realism.MIXTURE, realism.RECONSTRUCTIONS]
@@ -58,7 +74,8 @@ def test_realism_reports_each_decode_set_for_each_checkpoint(
     assert f"| decodes of | {folder.name} | {tiny_sharpened.name} |" in table
     cells = [realism.summary(result["accuracy"][str(p)][realism.MIXTURE]) for p in (folder, tiny_sharpened)]
     assert f"| mixture draws | {cells[0]} | {cells[1]} |" in table
-    assert table.count("\n| ") == 3  # the header and a row per decode set
+    assert table.count("\n| ") == 3 + 4  # the header and a row per decode set; the yardsticks' too
+    assert f"| {realism.BLUR} | {realism.summary(result['yardsticks'][realism.BLUR])} |" in table
     with pytest.raises(SystemExit):
         realism.main([*argv, "--sets", "mixture,dreams", "--out", str(tmp_path)])
 

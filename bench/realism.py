@@ -209,9 +209,9 @@ def softened(images: Tensor, kind: str) -> Tensor:
 
 
 def yardstick_accuracies(train: Split, test: Split, recipe: CriticRecipe, seeds: list[int]) -> dict[str, list[float]]:
-    """{yardstick: [accuracy per seed]}: critics trained as for a model, on one half of the
-    recipe's real images against the other half, as they are or softened (softened), and scored
-    on halves of the test images alike."""
+    """{yardstick: [accuracy per seed]}: critics trained as for a model on one half of a draw of
+    real training images against the other half, shown as each yardstick shows them (softened),
+    and scored on halves of a draw of test images alike."""
     results: dict[str, list[float]] = {kind: [] for kind in YARDSTICKS}
     for seed in seeds:
         generator = torch.Generator().manual_seed(seed)

@@ -259,7 +259,7 @@ class Augmentation:
 @dataclass
 class Budget:
     """The MSE budget's state: the adversarial weight's scale, and the moving average of the
-    training batches' MSE as a multiple of the parent's."""
+    training batches' MSE as a multiple of the distilled decoder's (the baseline's train_mse)."""
 
     scale: float = BUDGET_START
     ratio: float | None = None

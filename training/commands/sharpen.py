@@ -41,8 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--mse-budget",
         type=float,
-        help="the training reconstructions' MSE the adversarial term may raise, as a multiple of the parent's "
-        "(default 1.08; the weight follows it); 0: a fixed weight",
+        help="the training reconstructions' MSE the adversarial term may raise, as a multiple of the distilled "
+        "decoder's, where the adversarial phase starts (default 1.08; the weight follows it); 0: a fixed weight",
     )
     parser.add_argument(
         "--mixture-weight",

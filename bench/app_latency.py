@@ -27,7 +27,6 @@ import argparse
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from playwright.sync_api import Browser, sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import write_report  # noqa: E402
+from bench.report import cpu_cores, write_report  # noqa: E402
 from tests.browser_support import (  # noqa: E402
     CANVAS_HASH_JS,
     CHROMIUM,
@@ -303,7 +302,7 @@ def decoders_main(args: argparse.Namespace) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    cores = cpu_cores()
     machine = f"{platform.machine()}, {cores} cores, headless chromium {version}"
     lines = [
         f"Each bundled decoder in the browser, {time.strftime('%Y-%m-%d')}, {machine}",
@@ -426,7 +425,7 @@ def main() -> None:
         finally:
             browser.close()
 
-    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    cores = cpu_cores()
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {cores} cores, headless chromium {browser.version}",

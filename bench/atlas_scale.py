@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import training  # noqa: E402
-from bench.report import write_report  # noqa: E402
+from bench.report import cpu_cores, write_report  # noqa: E402
 from explorer.atlas import Atlas, place_on_map  # noqa: E402
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LIVE_READY_JS, free_port, start_server  # noqa: E402
 from training.atlas import umap_backend, umap_embedding  # noqa: E402
@@ -145,7 +144,7 @@ def main() -> None:
     for n in synthetic_sizes:  # no UMAP: placement only, on random means
         synthetic = np.random.default_rng(n).standard_normal((n, means.shape[1])).astype(np.float32)
         rows.append(placement_row(synthetic, browser[n], umap_seconds=None))
-    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    cores = cpu_cores()
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {cores} cores, no GPU"

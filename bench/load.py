@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ from playwright.async_api import async_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import write_report  # noqa: E402
+from bench.report import cpu_cores, write_report  # noqa: E402
 from tests.browser_support import (  # noqa: E402
     CANVAS_HASH_JS,
     CHROMIUM,
@@ -286,7 +285,7 @@ async def run(args: argparse.Namespace) -> dict:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    cores = cpu_cores()
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {cores} cores, headless chromium {version}",

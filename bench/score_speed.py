@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import write_report  # noqa: E402
+from bench.report import cpu_cores, write_report  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import load_for_batches  # noqa: E402
 from training.scoring import atlas_scores, collect_files, score_files  # noqa: E402
@@ -61,8 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     top = 20
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} "
-        f"cores, {torch.get_num_threads()} threads, no GPU",
+        "machine": f"{platform.machine()}, {cpu_cores()} cores, {torch.get_num_threads()} threads, no GPU",
         "checkpoint": args.checkpoint,
         "files": count,
         "seconds": seconds,

@@ -243,7 +243,8 @@ def report_lines(
 ) -> list[str]:
     lines = [
         f"Critic accuracy on {dataset}, {time.strftime('%Y-%m-%d')} (0.5: indistinguishable from real images; "
-        f"mean ± sd over {len(seeds)} seeds; each critic trained on up to {recipe.train_images:,} real training images "
+        f"mean ± sd over {len(seeds)} seeds ({seeds[0]}–{seeds[-1]}); each critic trained on up to "
+        f"{recipe.train_images:,} real training images "
         f"against as many decodes for {recipe.epochs} epochs, tested on up to {recipe.test_images:,} real test "
         "images against as many fresh decodes)",
         "",
@@ -268,7 +269,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoints of one data set sharing an encoder")
     parser.add_argument("--data-dir")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many critic seeds")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="the first of them: fresh critics for a run chosen by others"
+    )
     parser.add_argument("--epochs", type=int, default=CriticRecipe.epochs, help="critic training epochs")
     parser.add_argument("--train-images", type=int, default=CriticRecipe.train_images)
     parser.add_argument("--test-images", type=int, default=CriticRecipe.test_images)
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
         models.append(model)
     train, test = checkpoint_data(models[0], args.data_dir)
     recipe = CriticRecipe(epochs=args.epochs, train_images=args.train_images, test_images=args.test_images)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     results = measure(models, train, test, recipe, seeds, kinds)
     yardsticks = yardstick_accuracies(train, test, recipe, seeds) if args.yardsticks else None
 

@@ -59,9 +59,9 @@ def test_realism_reports_each_decode_set_for_each_checkpoint(
 ) -> None:
     folder, data = tiny_parent
     argv = [str(folder), str(tiny_sharpened), "--data-dir", str(data), "--seeds", "2", "--epochs", "1"]
-    sets = ["--sets", "mixture,reconstructions", "--yardsticks"]
+    sets = ["--sets", "mixture,reconstructions", "--yardsticks", "--first-seed", "3"]
     result = realism.main([*argv, *sets, "--name", "tiny", "--out", str(tmp_path)])
-    assert result["seeds"] == [0, 1]
+    assert result["seeds"] == [3, 4]
     assert list(result["yardsticks"]) == list(realism.YARDSTICKS)
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in result["yardsticks"].values())
     for path in (str(folder), str(tiny_sharpened)):
@@ -71,6 +71,7 @@ def test_realism_reports_each_decode_set_for_each_checkpoint(
         assert result["mean"][path][realism.MIXTURE] == pytest.approx(np.mean(rows[realism.MIXTURE]))
     assert json.loads((tmp_path / "tiny.json").read_text())["accuracy"] == result["accuracy"]
     table = (tmp_path / "tiny.md").read_text()
+    assert "mean ± sd over 2 seeds (3–4)" in table
     assert f"| decodes of | {folder.name} | {tiny_sharpened.name} |" in table
     cells = [realism.summary(result["accuracy"][str(p)][realism.MIXTURE]) for p in (folder, tiny_sharpened)]
     assert f"| mixture draws | {cells[0]} | {cells[1]} |" in table

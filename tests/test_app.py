@@ -544,7 +544,7 @@ def test_the_training_view_of_a_sharpened_model_shows_its_recipe_command_and_cur
     )
     assert [c.value for c in app.code] == [
         "python -m training sharpen checkpoints/mnist-z8 --out runs/mnist-z8-sharp --steps 10000 "
-        "--adversarial-start 6000 --eval-every 500"
+        "--adversarial-start 6000 --seed 1 --eval-every 500"
     ]
     figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
     (curves,) = [f for f in figures if any(t.get("name") == "test MSE of decode(μ)" for t in f["data"])]

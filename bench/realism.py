@@ -265,6 +265,27 @@ def report_lines(
     return lines
 
 
+def load_checkpoints(paths: list[str]) -> list[training.ConvVAE]:
+    """The models at PATHS, each knowing its path (checkpoint_path)."""
+    models = []
+    for path in paths:
+        model = training.load_model(path)
+        model.checkpoint_path = path
+        models.append(model)
+    return models
+
+
+def dataset_name(model: training.ConvVAE) -> str:
+    """'mnist', 'fashion-mnist', or an image folder's name: what MODEL was trained on."""
+    record = model.checkpoint_config["dataset"]
+    return record["name"] if record["name"] != "folder" else Path(record.get("path", "folder")).name
+
+
+def run_record(dataset: str, recipe: CriticRecipe, seeds: list[int]) -> dict:
+    """What every results file records first: the date, the data set, the critics' recipe and seeds."""
+    return {"date": time.strftime("%Y-%m-%d"), "dataset": dataset, "recipe": recipe.__dict__, "seeds": seeds}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoints of one data set sharing an encoder")
@@ -291,24 +312,16 @@ def main(argv: list[str] | None = None) -> dict:
     kinds = tuple(SET_NAMES[word] for word in args.sets.split(","))
 
     started = time.perf_counter()
-    models = []
-    for path in args.checkpoints:
-        model = training.load_model(path)
-        model.checkpoint_path = path
-        models.append(model)
+    models = load_checkpoints(args.checkpoints)
     train, test = checkpoint_data(models[0], args.data_dir)
     recipe = CriticRecipe(epochs=args.epochs, train_images=args.train_images, test_images=args.test_images)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     results = measure(models, train, test, recipe, seeds, kinds)
     yardsticks = yardstick_accuracies(train, test, recipe, seeds) if args.yardsticks else None
 
-    record = models[0].checkpoint_config["dataset"]
-    dataset = record["name"] if record["name"] != "folder" else Path(record.get("path", "folder")).name
+    dataset = dataset_name(models[0])
     result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "dataset": dataset,
-        "recipe": recipe.__dict__,
-        "seeds": seeds,
+        **run_record(dataset, recipe, seeds),
         "accuracy": results,
         "mean": {path: {kind: statistics.mean(v) for kind, v in rows.items()} for path, rows in results.items()},
         **({"yardsticks": yardsticks} if yardsticks else {}),

@@ -33,7 +33,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import training  # noqa: E402
-from bench.realism import RECONSTRUCTIONS, CriticRecipe, critic_accuracy, measure, summary  # noqa: E402
+from bench.realism import (  # noqa: E402
+    RECONSTRUCTIONS,
+    CriticRecipe,
+    critic_accuracy,
+    dataset_name,
+    load_checkpoints,
+    measure,
+    run_record,
+    summary,
+)
 from bench.report import write_report  # noqa: E402
 from training.data import Split  # noqa: E402
 from training.evaluate import checkpoint_data, nearest_neighbours  # noqa: E402
@@ -148,11 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--k takes counts of 1 or more, got {args.k!r}")
 
     started = time.perf_counter()
-    models = []
-    for path in args.checkpoints:
-        model = training.load_model(path)
-        model.checkpoint_path = path
-        models.append(model)
+    models = load_checkpoints(args.checkpoints)
     train, test = checkpoint_data(models[0], args.data_dir)
     recipe, seeds = CriticRecipe(epochs=args.epochs), list(range(args.seeds))
     keys = (retrieval_keys(models[0], train), retrieval_keys(models[0], test))
@@ -171,13 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
         for k in ks
     ]
-    record = models[0].checkpoint_config["dataset"]
-    dataset = record["name"] if record["name"] != "folder" else Path(record.get("path", "folder")).name
+    dataset = dataset_name(models[0])
     result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "dataset": dataset,
-        "recipe": recipe.__dict__,
-        "seeds": seeds,
+        **run_record(dataset, recipe, seeds),
         "rows": [{"decoder": name, "test_mse": mse, "critic": acc} for name, mse, acc in rows],
         "mean_critic": {name: statistics.mean(acc) for name, _, acc in rows},
         "seconds": time.perf_counter() - started,

@@ -122,18 +122,26 @@ def nearest_k_mse(train: Split, test: Split, keys: tuple[Tensor, Tensor], ks: li
     return {k: error / test.images.numel() for k, error in errors.items()}
 
 
+def seed_words(seeds: list[int]) -> str:
+    """'one critic seed (0)' or 'mean ± sd over 3 critic seeds (0–2)'."""
+    if len(seeds) == 1:
+        return f"one critic seed ({seeds[0]})"
+    return f"mean ± sd over {len(seeds)} critic seeds ({seeds[0]}–{seeds[-1]})"
+
+
 def report_lines(
     dataset: str, rows: list[tuple[str, float, list[float]]], reference: float, seeds: list[int]
 ) -> list[str]:
     lines = [
         f"The price of realism on {dataset}, {time.strftime('%Y-%m-%d')}: test MSE of reconstructions "
         f"(× the first checkpoint's) and the critic of bench/realism.py on them (0.5: indistinguishable "
-        f"from real images; mean ± sd over {len(seeds)} seeds ({seeds[0]}–{seeds[-1]}))",
+        f"from real images; {seed_words(seeds)})",
         "",
         "| decoder | test MSE | × | critic, reconstructions |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {name} | {mse:.5f} | {mse / reference:.2f} | {summary(acc)} |" for name, mse, acc in rows]
+    cell = {name: f"{acc[0]:.3f}" if len(acc) == 1 else summary(acc) for name, _, acc in rows}
+    lines += [f"| {name} | {mse:.5f} | {mse / reference:.2f} | {cell[name]} |" for name, mse, _ in rows]
     return lines
 
 

@@ -65,6 +65,7 @@ def test_the_report_gives_each_decoders_mse_and_critic(
     # a real image per latent lies further from a test image than the two images' mean does
     assert result["rows"][2]["test_mse"] > result["rows"][3]["test_mse"] > 0
     table = (tmp_path / "tiny.md").read_text()
+    assert "mean ± sd over 2 critic seeds (0–1)" in table
     assert table.count("\n| ") == 1 + 4
     nearest = result["rows"][2]
     ratio, critic = nearest["test_mse"] / result["rows"][0]["test_mse"], realism.summary(nearest["critic"])

@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoints of one data set sharing an encoder, the VAE first")
     parser.add_argument("--data-dir")
-    parser.add_argument(
-        "--k", default="1,4,16", help="how many nearest training images each nearest-K decoder averages"
-    )
+    parser.add_argument("--k", default="1", help="how many nearest training images each nearest-K decoder averages")
     parser.add_argument("--seeds", type=int, default=3, help="how many critic seeds")
     parser.add_argument("--epochs", type=int, default=CriticRecipe.epochs, help="critic training epochs")
     parser.add_argument("--name", default="realism_price", help="the results' file name")

@@ -5,10 +5,13 @@ the fitted mixture through both; with
 --gallery instead of the grid and strip, NAME.png: test images over their reconstructions, then
 draws from the fitted mixture (the test images from the atlas: no data set needed). A conditional
 model gets the comparison alone, its draws decoded with the classes in turn. Looking at them is
-how we check that samples read as digits.
+how we check that samples read as digits. With --neighbours, NAME-neighbours.png: test images over
+their reconstructions and the training images whose encoder means are nearest theirs (what a
+latent leaves open; it reads the data set).
 
     python docs/make_figures.py checkpoints/mnist-z8 [--sharpened checkpoints/mnist-z8-sharp]
     python docs/make_figures.py checkpoints/emoji-rgb-z8 --gallery [--sharpened checkpoints/emoji-rgb-z8-sharp]
+    python docs/make_figures.py checkpoints/emoji-rgb-z8 --neighbours --sharpened checkpoints/emoji-rgb-z8-sharp
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ import training  # noqa: E402
 from explorer.atlas import Atlas, load_atlas  # noqa: E402
 from explorer.latent import interpolate, sample_prior  # noqa: E402
 from explorer.render import decode_latents, grid, png_bytes, strip, upscale  # noqa: E402
+from training.evaluate import checkpoint_data, nearest_neighbours  # noqa: E402
 from training.sampler import load_sampler  # noqa: E402
+
+NEIGHBOURS = 4  # training images shown per test image, and averaged
 
 
 def test_tiles(model: training.ConvVAE, atlas: Atlas, rows: np.ndarray) -> np.ndarray:
@@ -87,6 +93,31 @@ def comparison(
     return path
 
 
+def as_tiles(images) -> np.ndarray:
+    """Images (N, C, H, W) in [0, 1] (a tensor) as uint8 tiles (N, H, W, C)."""
+    return (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def neighbours(model: training.ConvVAE, args: argparse.Namespace, columns: int = 10) -> Path:
+    """OUT/NAME-neighbours.png, a column per test image: the image, its reconstructions (the
+    VAE's, then ARGS.sharpened's), the mean of the NEIGHBOURS training images whose encoder
+    means are nearest its own, and those images, nearest first."""
+    train, test = checkpoint_data(model, args.data_dir)
+    rows = np.sort(np.random.default_rng(args.seed).choice(len(test), columns, replace=False))
+    labels = test.labels[rows].numpy()
+    mu, _ = training.encode_dataset(model, test.images[rows], test.labels[rows] if model.config.num_classes else None)
+    train_mu, _ = training.encode_dataset(model, train.images, train.labels if model.config.num_classes else None)
+    nearest = nearest_neighbours(train_mu, mu, NEIGHBOURS)
+    decoders = [model] + ([training.load_model(args.sharpened)] if args.sharpened else [])
+    lines = [as_tiles(test.images[rows])]
+    lines += [decoded(decoder, mu.numpy(), labels) for decoder in decoders]
+    lines.append(as_tiles(train.images[nearest].mean(1)))
+    lines += [as_tiles(train.images[nearest[:, j]]) for j in range(NEIGHBOURS)]
+    path = Path(args.out) / f"{Path(args.checkpoint).name}-neighbours.png"
+    path.write_bytes(png_bytes(upscale(grid(np.stack(lines)), 2)))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
@@ -94,11 +125,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sharpened", help="a sharpened sibling: writes NAME.png, the same latents through both")
     parser.add_argument("--gallery", action="store_true", help="write NAME.png, test images, reconstructions, draws")
+    parser.add_argument(
+        "--neighbours",
+        action="store_true",
+        help="write NAME-neighbours.png alone: test images' nearest training images",
+    )
+    parser.add_argument("--data-dir", help="where the data set is, for --neighbours")
     args = parser.parse_args()
     model = training.load_model(args.checkpoint)
     d = model.config.latent_dim
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
+    if args.neighbours:
+        print(f"wrote {neighbours(model, args)}")
+        return
     if args.gallery:
         print(f"wrote {gallery(model, args.checkpoint, out, args.seed)}")
     elif not model.config.num_classes:  # a conditional model's figure is the comparison alone

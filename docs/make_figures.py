@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torch import Tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -93,8 +94,8 @@ def comparison(
     return path
 
 
-def as_tiles(images) -> np.ndarray:
-    """Images (N, C, H, W) in [0, 1] (a tensor) as uint8 tiles (N, H, W, C)."""
+def as_tiles(images: Tensor) -> np.ndarray:
+    """Images (N, C, H, W) in [0, 1] as uint8 tiles (N, H, W, C)."""
     return (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
 
 
@@ -136,6 +137,7 @@ def main() -> None:
     d = model.config.latent_dim
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     if args.neighbours:
         print(f"wrote {neighbours(model, args)}")
         return

@@ -117,6 +117,20 @@ def critic_accuracy(
     return (real_right + fake_right) / (len(real_test) + len(fake_test))
 
 
+def eight_bit(images: Tensor) -> Tensor:
+    """IMAGES in [0, 1] rounded to the 256 levels real images have."""
+    return images.mul(255).round().div(255)
+
+
+def critic_rows(train: Split, test: Split, recipe: CriticRecipe, seed: int, share: int = 1) -> tuple[Tensor, Tensor]:
+    """The rows of TRAIN and TEST that SEED's critic uses: up to SHARE × the recipe's counts of
+    each, drawn from a generator seeded with SEED."""
+    generator = torch.Generator().manual_seed(seed)
+    train_rows = torch.randperm(len(train.images), generator=generator)[: share * recipe.train_images]
+    test_rows = torch.randperm(len(test.images), generator=generator)[: share * recipe.test_images]
+    return train_rows, test_rows
+
+
 @torch.inference_mode()
 def decode(model: training.ConvVAE, z: Tensor, y: Tensor | None) -> Tensor:
     """MODEL's images (N, C, H, W) of latents Z (N, D) and, for a conditional model, classes Y,
@@ -126,7 +140,7 @@ def decode(model: training.ConvVAE, z: Tensor, y: Tensor | None) -> Tensor:
     for start in range(0, len(z), DECODE_BATCH):
         labels = None if y is None else y[start : start + DECODE_BATCH]
         parts.append(model.decode(z[start : start + DECODE_BATCH], labels))
-    return torch.cat(parts).mul(255).round().div(255)
+    return eight_bit(torch.cat(parts))
 
 
 @dataclass(frozen=True)
@@ -181,9 +195,7 @@ def measure(
     share an encoder)."""
     results = {m.checkpoint_path: {kind: [] for kind in kinds} for m in models}
     for seed in seeds:
-        generator = torch.Generator().manual_seed(seed)
-        train_rows = torch.randperm(len(train.images), generator=generator)[: recipe.train_images]
-        test_rows = torch.randperm(len(test.images), generator=generator)[: recipe.test_images]
+        train_rows, test_rows = critic_rows(train, test, recipe, seed)
         real_train, real_test = train.images[train_rows], test.images[test_rows]
         for kind in kinds:
             latents = draw_latents(models[0], kind, train, test, (train_rows, test_rows), seed)
@@ -205,7 +217,7 @@ def softened(images: Tensor, kind: str) -> Tensor:
     kernel = BINOMIAL.to(images.dtype).expand(channels, 1, 3, 3)
     blurred = nn.functional.conv2d(nn.functional.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=channels)
     mixed = blurred if kind == BLUR else (images + blurred) / 2
-    return mixed.mul(255).round().div(255)
+    return eight_bit(mixed)
 
 
 def yardstick_accuracies(train: Split, test: Split, recipe: CriticRecipe, seeds: list[int]) -> dict[str, list[float]]:
@@ -214,9 +226,7 @@ def yardstick_accuracies(train: Split, test: Split, recipe: CriticRecipe, seeds:
     and scored on halves of a draw of test images alike."""
     results: dict[str, list[float]] = {kind: [] for kind in YARDSTICKS}
     for seed in seeds:
-        generator = torch.Generator().manual_seed(seed)
-        train_rows = torch.randperm(len(train.images), generator=generator)[: 2 * recipe.train_images]
-        test_rows = torch.randperm(len(test.images), generator=generator)[: 2 * recipe.test_images]
+        train_rows, test_rows = critic_rows(train, test, recipe, seed, share=2)
         train_half, test_half = len(train_rows) // 2, len(test_rows) // 2
         real_train, other_train = train.images[train_rows[:train_half]], train.images[train_rows[train_half:]]
         real_test, other_test = test.images[test_rows[:test_half]], test.images[test_rows[test_half:]]

@@ -37,7 +37,9 @@ from bench.realism import (  # noqa: E402
     RECONSTRUCTIONS,
     CriticRecipe,
     critic_accuracy,
+    critic_rows,
     dataset_name,
+    eight_bit,
     load_checkpoints,
     measure,
     run_record,
@@ -79,10 +81,6 @@ def blends(images: Tensor, rows: Tensor, k: int) -> Tensor:
     return torch.stack([images[r[:k]].mean(0) for r in rows])
 
 
-def as_8_bit(images: Tensor) -> Tensor:
-    return images.mul(255).round().div(255)
-
-
 def test_mse(model: training.ConvVAE, test: Split) -> float:
     """MODEL's reconstructions' mean squared error per pixel on TEST (decodes of the means)."""
     mu, _ = training.encode_dataset(model, test.images, test.labels if model.config.num_classes else None)
@@ -97,15 +95,13 @@ def nearest_k_critic(
     (train, test), (train_keys, test_keys) = images, keys
     results: dict[int, list[float]] = {k: [] for k in ks}
     for seed in seeds:
-        generator = torch.Generator().manual_seed(seed)
-        train_rows = torch.randperm(len(train.images), generator=generator)[: recipe.train_images]
-        test_rows = torch.randperm(len(test.images), generator=generator)[: recipe.test_images]
+        train_rows, test_rows = critic_rows(train, test, recipe, seed)
+        real_train, real_test = train.images[train_rows], test.images[test_rows]
         train_answers = nearest_rows(train_keys, train_keys[train_rows], max(ks), own_rows=train_rows)
         test_answers = nearest_rows(train_keys, test_keys[test_rows], max(ks))
         for k in ks:
-            fake_train = as_8_bit(blends(train.images, train_answers, k))
-            fake_test = as_8_bit(blends(train.images, test_answers, k))
-            real_train, real_test = train.images[train_rows], test.images[test_rows]
+            fake_train = eight_bit(blends(train.images, train_answers, k))
+            fake_test = eight_bit(blends(train.images, test_answers, k))
             results[k].append(critic_accuracy(real_train, fake_train, real_test, fake_test, recipe, seed))
             print(f"seed {seed}, nearest-{k}: {results[k][-1]:.3f}", flush=True)
     return results

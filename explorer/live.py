@@ -252,7 +252,7 @@ def live_payload(
     principal: dict | None,
     asset_url: str,
     bundle_url: str,
-    image_png: bytes | None = None,
+    image_pixels: bytes | None = None,
     num_classes: int = 0,
     label: int = 0,
     unused: list[int] | None = None,
@@ -263,8 +263,9 @@ def live_payload(
 ) -> dict:
     """The JSON the live controls receive on each run. `revision` changes only when Python sets
     the latent (random, origin, map click), so the browser moves its controls then and keeps
-    the user's own position otherwise. `image_png`, the server's decode of `latent` at its native
-    size, is drawn until the browser's decoder has started. `unused`: the 0-based latents the
+    the user's own position otherwise. `image_pixels`, the server's decode of `latent` (8-bit
+    C·H·W values, sent as base64), is drawn until the browser's decoder has started: drawn at
+    once, where a PNG would wait for its decoding behind the map's first draw. `unused`: the 0-based latents the
     model leaves unused (explorer.latent.inactive_dimensions), whose sliders are dimmed.
     `caption` names the decoded image; `compare`, {"bundle_id", "caption", "image"} of a second
     decoder of the same latent space (compare_payload), decoded beside it on every input event.
@@ -285,7 +286,7 @@ def live_payload(
         "num_classes": int(num_classes),  # > 0: a conditional model, decoded with the one-hot `label`
         "label": int(label),
         "unused": [int(i) for i in unused or []],
-        "image": _png_url(image_png),
+        "image": _base64(image_pixels),
         "caption": caption,
         "compare": compare,
         "concept": concept,
@@ -293,14 +294,14 @@ def live_payload(
     }
 
 
-def compare_payload(bundle_id: str, caption: str, image_png: bytes | None = None) -> dict:
+def compare_payload(bundle_id: str, caption: str, image_pixels: bytes | None = None) -> dict:
     """live_payload's `compare`: the second decoder's bundle id, its caption and the server's
-    decode of the latent with it, drawn until the browser's runs."""
-    return {"bundle_id": bundle_id, "caption": caption, "image": _png_url(image_png)}
+    decode of the latent with it (8-bit C·H·W values), drawn until the browser's runs."""
+    return {"bundle_id": bundle_id, "caption": caption, "image": _base64(image_pixels)}
 
 
-def _png_url(png: bytes | None) -> str | None:
-    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _base64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
 
 
 def latent_from_browser(value: object, low: np.ndarray, high: np.ndarray) -> np.ndarray | None:

@@ -19,6 +19,14 @@ const CARD_REST_MS = 250; // resting this long on a training point asks Python f
 const DIMMED = 0.15; // the opacity scale of unselected points while some are selected
 const MODES = { pan: ["Pan", "panZoom", null], box: ["Box", "lasso", "rectangle"], lasso: ["Lasso", "lasso", "freeform"] };
 
+// resolves once the browser has painted a frame (or after 100 ms, in a tab that paints none)
+function afterNextPaint() {
+  return new Promise((done) => {
+    const timer = setTimeout(done, 100);
+    requestAnimationFrame(() => setTimeout(() => { clearTimeout(timer); done(); }, 0));
+  });
+}
+
 let scatterModule = null;
 function loadScatter(url) {
   // absolute: the component's module has no base URL of its own to resolve a path against
@@ -107,6 +115,9 @@ class AtlasMap {
         this.said.textContent = `The map's points did not load (${error && error.message ? error.message : error}).`;
         return;
       }
+      // the first draw holds the thread (shaders, 10,000+ points in software WebGL: 0.3-0.6 s
+      // here): the decoded image drawn before it is shown first
+      if (!this.plot) await afterNextPaint();
       const { createScatterplot, scaleLinear } = library;
       if (this.layerKey !== key) return; // another update came meanwhile
       this.library = { createScatterplot, scaleLinear };

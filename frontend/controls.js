@@ -11,20 +11,29 @@ const COMMIT_DELAY_MS = 150; // a key step's pause before Python is told (commit
 const STRIP_HEIGHT = 40; // the concept slider's strip of every test point's projection
 const GROUP_COLOURS = { a: "#4e79a7", b: "#f28e2b" };
 
-// (C, H, W) float32 in [0, 1] at `offset` -> RGBA pixels of an ImageData.
-function toImageData(values, offset, shape) {
+// (C, H, W) values in [0, SCALE] at `offset` (float32 in [0, 1], or 8-bit with SCALE 255)
+// -> RGBA pixels of an ImageData.
+function toImageData(values, offset, shape, scale = 1) {
   const [channels, height, width] = shape;
   const plane = height * width;
   const image = new ImageData(width, height);
   const rgba = image.data;
   for (let p = 0; p < plane; p++) {
     for (let c = 0; c < 3; c++) {
-      const v = values[offset + (channels === 1 ? 0 : c) * plane + p];
+      const v = values[offset + (channels === 1 ? 0 : c) * plane + p] / scale;
       rgba[4 * p + c] = Math.round(Math.min(Math.max(v, 0), 1) * 255);
     }
     rgba[4 * p + 3] = 255;
   }
   return image;
+}
+
+// base64 text -> its bytes
+function fromBase64(text) {
+  const chars = atob(text);
+  const bytes = new Uint8Array(chars.length);
+  for (let i = 0; i < chars.length; i++) bytes[i] = chars.charCodeAt(i);
+  return bytes;
 }
 
 function el(tag, attributes = {}, children = []) {
@@ -156,7 +165,7 @@ class LiveLatent {
       this.previewKey = null;
       this.changed();
     }
-    if (!this.decoder && data.image) this.drawPlaceholder(data.image, this.image, () => this.decoder);
+    if (!this.decoder && data.image) this.drawPlaceholder(data.image, this.image);
     const assetUrl = new URL(data.asset_url, window.location.origin).href;
     this.updateCompare(data, assetUrl);
     hub().controls = this;
@@ -198,7 +207,7 @@ class LiveLatent {
     this.compare.modelId = wanted;
     this.compare.decoder = null;
     if (!wanted) return;
-    if (data.compare.image) this.drawPlaceholder(data.compare.image, this.compare.canvas, () => this.compare.decoder);
+    if (data.compare.image) this.drawPlaceholder(data.compare.image, this.compare.canvas);
     getDecoder(wanted, this.dim, data.num_classes, assetUrl).then((decoder) => {
       if (this.compare.modelId !== wanted) return;
       this.compare.decoder = decoder;
@@ -340,9 +349,9 @@ class LiveLatent {
     }
   }
 
-  // one decoded image (C·H·W values) onto CANVAS, scaled nearest-neighbour to its size
-  drawTo(pixels, canvas) {
-    this.small.getContext("2d").putImageData(toImageData(pixels, 0, this.shape), 0, 0);
+  // one decoded image (C·H·W values in [0, SCALE]) onto CANVAS, scaled nearest-neighbour to its size
+  drawTo(pixels, canvas, scale = 1) {
+    this.small.getContext("2d").putImageData(toImageData(pixels, 0, this.shape, scale), 0, 0);
     const context = canvas.getContext("2d");
     context.imageSmoothingEnabled = false;
     context.drawImage(this.small, 0, 0, canvas.width, canvas.height);
@@ -357,17 +366,11 @@ class LiveLatent {
     hub().test.active = this;
   }
 
-  // The server's decode of the latent (a PNG data URL), drawn on CANVAS until its decoder runs.
-  drawPlaceholder(url, canvas, decoderOf) {
-    const picture = new Image();
-    picture.onload = () => {
-      if (decoderOf()) return;
-      const context = canvas.getContext("2d");
-      context.imageSmoothingEnabled = false;
-      context.drawImage(picture, 0, 0, IMAGE_SIDE, IMAGE_SIDE);
-      if (hub().test.timing.placeholder === null) hub().test.timing.placeholder = performance.now();
-    };
-    picture.src = url;
+  // The server's decode of the latent (base64 of 8-bit C·H·W values), drawn on CANVAS until the
+  // browser's decoder runs: at once, so it shows before the map's first draw holds the thread.
+  drawPlaceholder(base64, canvas) {
+    this.drawTo(fromBase64(base64), canvas, 255);
+    if (hub().test.timing.placeholder === null) hub().test.timing.placeholder = performance.now();
   }
 
   // ------------------------------------------------------------------ the 2-D pad

@@ -1,5 +1,6 @@
 """The page's logic through streamlit.testing.v1.AppTest (no browser), on the bundled model."""
 
+import base64
 import io
 import json
 import shutil
@@ -11,7 +12,9 @@ import pytest
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
+from explorer.render import decode_latents
 from tests.conftest import read_bundle
+from training.checkpoint import load_model
 from training.model import ModelConfig
 from training.train import TrainConfig, train
 from ui.bundles import published
@@ -235,7 +238,11 @@ def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
     assert payload["shape"] == [1, 28, 28] and len(payload["low"]) == 8
     assert payload["principal"]["name"] == "PC1 × PC2"
     assert payload["asset_url"] == "/app/static/ort/" and payload["bundle_url"] == "/bundles/"
-    assert payload["image"].startswith("data:image/png;base64,")
+    # the server's decode of z (8-bit C·H·W values), which the browser draws before its own decoder runs
+    model = load_model(app.session_state["active_folder"])
+    decoded = decode_latents(model, np.array(payload["latent"], np.float32))[0].transpose(2, 0, 1)
+    assert np.frombuffer(base64.b64decode(payload["image"]), np.uint8).tolist() == decoded.ravel().tolist()
+    assert decoded.std() > 10  # a digit, not a blank
     # no bundle travels in the page's messages: the controls' and the map's JSON only
     elements = [e.proto for e in app.get("bidi_component")]
     assert [e.component_name for e in elements] == ["latent_explorer.live_latent", "latent_explorer.atlas_map"]
@@ -519,7 +526,8 @@ def test_a_sharpened_model_is_compared_with_its_parent_on_the_same_z(tiny_sharpe
     assert "means" in served_bundle(controls["points_id"])[0]["sections"]
     assert controls["caption"] == "sharpened decoder · tiny-sharp"
     assert controls["compare"]["caption"] == "VAE decoder · tiny"
-    assert controls["compare"]["image"].startswith("data:image/png;base64,")
+    compared = np.frombuffer(base64.b64decode(controls["compare"]["image"]), np.uint8)
+    assert compared.size == int(np.prod(controls["shape"])) and compared.std() > 0
 
 
 def test_a_sharpened_models_anomaly_scores_use_its_parents_decoder(tiny_sharpened: Path) -> None:

@@ -51,12 +51,22 @@ def latent_values(page: object) -> list[float]:
     return page.evaluate(LATENT_VALUES_JS)
 
 
+FIRST_DRAWS_JS = """() => {
+    const h = window.__latentExplorer;
+    return [h.test.timing.placeholder, h.test.timing.firstDraw, h.map.drawnAt];
+}"""
+
+
 def test_page_loads_with_eight_live_sliders_and_no_error(page: object, tmp_path: Path) -> None:
     assert page.locator("[data-testid=stException]").count() == 0
     sliders = page.get_by_role("slider", name=re.compile(r"^z[0-9]+$"))
     assert [sliders.nth(i).get_attribute("aria-label") for i in range(8)] == [f"z{i}" for i in range(1, 9)]
     assert latent_values(page) == [0.0] * 8
     assert page.locator("canvas.lx-image").is_visible() and page.locator("canvas.lx-pad").is_visible()
+    # the server's decode of z was drawn as the controls came, before the map's first draw held the
+    # thread, and the browser's own decoder drew after both
+    placeholder, first_own, map_drawn = page.evaluate(FIRST_DRAWS_JS)
+    assert placeholder is not None and placeholder < map_drawn and placeholder < first_own
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one

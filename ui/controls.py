@@ -108,7 +108,7 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
         pad_plane_json(folder, model.config.latent_dim),
         browser_asset_url(),
         bundle_url(),
-        image_png=placeholder(model, bundle_id),
+        image_pixels=placeholder(model, bundle_id),
         num_classes=model.config.num_classes,
         label=chosen_label(model) or 0,
         unused=state.inactive,
@@ -131,14 +131,14 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
 
 
 def placeholder(model: training.ConvVAE, bundle_id: str) -> bytes | None:
-    """The server's decode of z (PNG), drawn until the browser's decoder BUNDLE_ID runs: on the
+    """The server's decode of z (8-bit C·H·W values), drawn until the browser's decoder BUNDLE_ID runs: on the
     first run that sends that decoder, and no other (after it the browser draws z itself; a
     decode on every rerun was a third of a release's server time)."""
     sent = state.get("placeholders_sent") or set()
     if bundle_id in sent:
         return None
     state.placeholders_sent = sent | {bundle_id}
-    return png_bytes(decode_latents(model, state.latent, chosen_label(model))[0])
+    return decode_latents(model, state.latent, chosen_label(model))[0].transpose(2, 0, 1).tobytes()
 
 
 def server_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:

@@ -11,7 +11,11 @@ order and the latents), reported as mean ± standard deviation:
 - draws from the mixture fitted to the training set's encoder means (`python -m training sampler`),
 - draws from the prior N(0, I),
 - reconstructions: decodes of the encoder's means (of training images to train the critic, of
-  test images to test it).
+  test images to test it),
+- training reconstructions (only when asked, `--sets training-reconstructions`): decodes of the
+  means of training images alone, the critic tested on those of training images it did not
+  learn on (as many as the held-out real images, taken from its training rows): how real a
+  decoder draws images it was fitted to, against the test images' reconstructions above.
 
 With --yardsticks, the same critics also learn real images against other real images, as they
 are (0.5 expected), blurred by a 3 × 3 binomial filter and half blurred: the figures to read a
@@ -50,8 +54,14 @@ from training.evaluate import checkpoint_data  # noqa: E402
 from training.sampler import load_sampler  # noqa: E402
 
 MIXTURE, PRIOR, RECONSTRUCTIONS = "mixture draws", "prior draws N(0, I)", "reconstructions"
-DECODE_SETS = (MIXTURE, PRIOR, RECONSTRUCTIONS)
-SET_NAMES = {"mixture": MIXTURE, "prior": PRIOR, "reconstructions": RECONSTRUCTIONS}  # --sets' words
+TRAINING_RECONSTRUCTIONS = "reconstructions of training images"
+DECODE_SETS = (MIXTURE, PRIOR, RECONSTRUCTIONS)  # measured unless --sets says otherwise
+SET_NAMES = {  # --sets' words
+    "mixture": MIXTURE,
+    "prior": PRIOR,
+    "reconstructions": RECONSTRUCTIONS,
+    "training-reconstructions": TRAINING_RECONSTRUCTIONS,
+}
 DECODE_BATCH = 500
 # Yardsticks: real images against other real images, as they are and softened, to read the
 # models' figures against (--yardsticks)
@@ -143,6 +153,21 @@ def decode(model: training.ConvVAE, z: Tensor, y: Tensor | None) -> Tensor:
     return eight_bit(torch.cat(parts))
 
 
+def held_out_training_rows(train_rows: Tensor, test_rows: Tensor) -> tuple[Tensor, Tensor]:
+    """(the training rows a critic of TRAINING_RECONSTRUCTIONS learns on, the training rows whose
+    reconstructions it is tested on): as many held out as TEST_ROWS, from the end of TRAIN_ROWS,
+    and their real images kept out of the critic's learning too."""
+    return train_rows[: -len(test_rows)], train_rows[-len(test_rows) :]
+
+
+def encoded(model: training.ConvVAE, split: Split, rows: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The encoder means (N, D) of SPLIT's images ROWS, and their classes for a conditional model
+    (None otherwise)."""
+    labels = split.labels[rows] if model.config.num_classes > 0 else None
+    means, _ = training.encode_dataset(model, split.images[rows], labels)
+    return means, labels
+
+
 @dataclass(frozen=True)
 class Latents:
     """The latents (and classes, None for an unconditional model) of one decode set, for the
@@ -160,11 +185,14 @@ def draw_latents(
     """The latents of decode set KIND for one seed; ROWS: the training and test images used."""
     train_rows, test_rows = rows
     conditional = model.config.num_classes > 0
-    if kind == RECONSTRUCTIONS:
-        y_train, y_test = train.labels[train_rows], test.labels[test_rows]
-        train_z, _ = training.encode_dataset(model, train.images[train_rows], y_train if conditional else None)
-        test_z, _ = training.encode_dataset(model, test.images[test_rows], y_test if conditional else None)
-        return Latents(train_z, y_train if conditional else None, test_z, y_test if conditional else None)
+    if kind in (RECONSTRUCTIONS, TRAINING_RECONSTRUCTIONS):
+        if kind == RECONSTRUCTIONS:
+            fit, held = (train, train_rows), (test, test_rows)
+        else:
+            learned, tested = held_out_training_rows(train_rows, test_rows)
+            fit, held = (train, learned), (train, tested)
+        (train_z, train_y), (test_z, test_y) = (encoded(model, split, split_rows) for split, split_rows in (fit, held))
+        return Latents(train_z, train_y, test_z, test_y)
     rng = np.random.default_rng(seed)
     counts = (len(train_rows), len(test_rows))
     if kind == MIXTURE:
@@ -196,8 +224,12 @@ def measure(
     results = {m.checkpoint_path: {kind: [] for kind in kinds} for m in models}
     for seed in seeds:
         train_rows, test_rows = critic_rows(train, test, recipe, seed)
-        real_train, real_test = train.images[train_rows], test.images[test_rows]
+        real_test = test.images[test_rows]
         for kind in kinds:
+            learned = train_rows
+            if kind == TRAINING_RECONSTRUCTIONS:
+                learned, _ = held_out_training_rows(train_rows, test_rows)
+            real_train = train.images[learned]
             latents = draw_latents(models[0], kind, train, test, (train_rows, test_rows), seed)
             for model in models:
                 fake_train = decode(model, latents.train_z, latents.train_y)
@@ -308,7 +340,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-images", type=int, default=CriticRecipe.train_images)
     parser.add_argument("--test-images", type=int, default=CriticRecipe.test_images)
     parser.add_argument(
-        "--sets", default=",".join(SET_NAMES), help=f"the decode sets to measure, of {', '.join(SET_NAMES)}"
+        "--sets",
+        default=",".join(word for word, kind in SET_NAMES.items() if kind in DECODE_SETS),
+        help=f"the decode sets to measure, of {', '.join(SET_NAMES)}",
     )
     parser.add_argument(
         "--yardsticks", action="store_true", help="also real images against real images, as they are and blurred"

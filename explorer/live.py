@@ -264,9 +264,9 @@ def live_payload(
     """The JSON the live controls receive on each run. `revision` changes only when Python sets
     the latent (random, origin, map click), so the browser moves its controls then and keeps
     the user's own position otherwise. `image_pixels`, the server's decode of `latent` (8-bit
-    C·H·W values, sent as base64), is drawn until the browser's decoder has started: drawn at
-    once, where a PNG would wait for its decoding behind the map's first draw. `unused`: the 0-based latents the
-    model leaves unused (explorer.latent.inactive_dimensions), whose sliders are dimmed.
+    C·H·W values, sent as base64), is drawn until the browser's decoder has started: at once,
+    where a PNG would wait for its decoding behind the map's first draw. `unused`: the 0-based
+    latents the model leaves unused (explorer.latent.inactive_dimensions), whose sliders are dimmed.
     `caption` names the decoded image; `compare`, {"bundle_id", "caption", "image"} of a second
     decoder of the same latent space (compare_payload), decoded beside it on every input event.
     `concept`: explorer.concept.Concept.to_json(), the concept slider's direction; `points_id`:

@@ -131,9 +131,9 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
 
 
 def placeholder(model: training.ConvVAE, bundle_id: str) -> bytes | None:
-    """The server's decode of z (8-bit C·H·W values), drawn until the browser's decoder BUNDLE_ID runs: on the
-    first run that sends that decoder, and no other (after it the browser draws z itself; a
-    decode on every rerun was a third of a release's server time)."""
+    """The server's decode of z (8-bit C·H·W values), drawn until the browser's decoder
+    BUNDLE_ID runs: on the first run that sends that decoder, and no other (after it the browser
+    draws z itself; a decode on every rerun was a third of a release's server time)."""
     sent = state.get("placeholders_sent") or set()
     if bundle_id in sent:
         return None

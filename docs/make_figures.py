@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from torch import Tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import training  # noqa: E402
 from explorer.atlas import Atlas, load_atlas  # noqa: E402
 from explorer.latent import interpolate, sample_prior  # noqa: E402
-from explorer.render import decode_latents, grid, png_bytes, strip, upscale  # noqa: E402
+from explorer.render import decode_latents, grid, png_bytes, strip, to_uint8, upscale  # noqa: E402
 from training.evaluate import checkpoint_data, nearest_neighbours  # noqa: E402
 from training.sampler import load_sampler  # noqa: E402
 
@@ -94,11 +93,6 @@ def comparison(
     return path
 
 
-def as_tiles(images: Tensor) -> np.ndarray:
-    """Images (N, C, H, W) in [0, 1] as uint8 tiles (N, H, W, C)."""
-    return (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-
-
 def neighbours(model: training.ConvVAE, args: argparse.Namespace, columns: int = 10) -> Path:
     """OUT/NAME-neighbours.png, a column per test image: the image, its reconstructions (the
     VAE's, then ARGS.sharpened's), the mean of the NEIGHBOURS training images whose encoder
@@ -110,10 +104,10 @@ def neighbours(model: training.ConvVAE, args: argparse.Namespace, columns: int =
     train_mu, _ = training.encode_dataset(model, train.images, train.labels if model.config.num_classes else None)
     nearest = nearest_neighbours(train_mu, mu, NEIGHBOURS)
     decoders = [model] + ([training.load_model(args.sharpened)] if args.sharpened else [])
-    lines = [as_tiles(test.images[rows])]
+    lines = [to_uint8(test.images[rows])]
     lines += [decoded(decoder, mu.numpy(), labels) for decoder in decoders]
-    lines.append(as_tiles(train.images[nearest].mean(1)))
-    lines += [as_tiles(train.images[nearest[:, j]]) for j in range(NEIGHBOURS)]
+    lines.append(to_uint8(train.images[nearest].mean(1)))
+    lines += [to_uint8(train.images[nearest[:, j]]) for j in range(NEIGHBOURS)]
     path = Path(args.out) / f"{Path(args.checkpoint).name}-neighbours.png"
     path.write_bytes(png_bytes(upscale(grid(np.stack(lines)), 2)))
     return path

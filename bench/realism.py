@@ -171,12 +171,14 @@ def encoded(model: training.ConvVAE, split: Split, rows: Tensor) -> tuple[Tensor
 @dataclass(frozen=True)
 class Latents:
     """The latents (and classes, None for an unconditional model) of one decode set, for the
-    critic's training side and its held-out side."""
+    critic's training side and its held-out side, and the training rows whose real images the
+    critic learns on."""
 
     train_z: Tensor
     train_y: Tensor | None
     test_z: Tensor
     test_y: Tensor | None
+    learned_rows: Tensor
 
 
 def draw_latents(
@@ -185,14 +187,13 @@ def draw_latents(
     """The latents of decode set KIND for one seed; ROWS: the training and test images used."""
     train_rows, test_rows = rows
     conditional = model.config.num_classes > 0
-    if kind in (RECONSTRUCTIONS, TRAINING_RECONSTRUCTIONS):
-        if kind == RECONSTRUCTIONS:
-            fit, held = (train, train_rows), (test, test_rows)
-        else:
-            learned, tested = held_out_training_rows(train_rows, test_rows)
-            fit, held = (train, learned), (train, tested)
-        (train_z, train_y), (test_z, test_y) = (encoded(model, split, split_rows) for split, split_rows in (fit, held))
-        return Latents(train_z, train_y, test_z, test_y)
+    if kind == RECONSTRUCTIONS:
+        (train_z, train_y), (test_z, test_y) = encoded(model, train, train_rows), encoded(model, test, test_rows)
+        return Latents(train_z, train_y, test_z, test_y, train_rows)
+    if kind == TRAINING_RECONSTRUCTIONS:
+        learned, tested = held_out_training_rows(train_rows, test_rows)
+        (train_z, train_y), (test_z, test_y) = encoded(model, train, learned), encoded(model, train, tested)
+        return Latents(train_z, train_y, test_z, test_y, learned)
     rng = np.random.default_rng(seed)
     counts = (len(train_rows), len(test_rows))
     if kind == MIXTURE:
@@ -205,9 +206,9 @@ def draw_latents(
             torch.from_numpy(rng.standard_normal((n, model.config.latent_dim), np.float32)) for n in counts
         )
     if not conditional:
-        return Latents(train_z, None, test_z, None)
+        return Latents(train_z, None, test_z, None, train_rows)
     train_y, test_y = (torch.from_numpy(rng.integers(model.config.num_classes, size=n)) for n in counts)
-    return Latents(train_z, train_y, test_z, test_y)
+    return Latents(train_z, train_y, test_z, test_y, train_rows)
 
 
 def measure(
@@ -226,11 +227,8 @@ def measure(
         train_rows, test_rows = critic_rows(train, test, recipe, seed)
         real_test = test.images[test_rows]
         for kind in kinds:
-            learned = train_rows
-            if kind == TRAINING_RECONSTRUCTIONS:
-                learned, _ = held_out_training_rows(train_rows, test_rows)
-            real_train = train.images[learned]
             latents = draw_latents(models[0], kind, train, test, (train_rows, test_rows), seed)
+            real_train = train.images[latents.learned_rows]
             for model in models:
                 fake_train = decode(model, latents.train_z, latents.train_y)
                 fake_test = decode(model, latents.test_z, latents.test_y)

@@ -116,6 +116,7 @@ def test_training_reconstructions_are_tested_on_training_images_the_critic_never
     latents = realism.draw_latents(model, realism.TRAINING_RECONSTRUCTIONS, train, test, (train_rows, test_rows), 0)
     means, _ = realism.encoded(model, train, tested)
     assert torch.equal(latents.test_z, means) and len(latents.train_z) == len(learned)
+    assert torch.equal(latents.learned_rows, learned)  # the real images the critic learns on leave them out
     # asked for by name only: the default sets stay the three
     sets = ["--sets", "training-reconstructions", "--seeds", "1", "--epochs", "1"]
     result = realism.main([str(folder), "--data-dir", str(data), *sets, "--name", "t", "--out", str(tmp_path)])

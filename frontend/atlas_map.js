@@ -354,6 +354,7 @@ class AtlasMap {
     if (!down || Math.hypot(event.clientX - down[0], event.clientY - down[1]) > CLICK_SLOP_PX) return;
     if (this.point !== null) { // a click on a point: load its latent
       this.clicks += 1;
+      hub().test.stats.clickedRow = this.point;
       this.setStateValue("clicked", { row: this.point, click: this.clicks });
       return;
     }

@@ -243,9 +243,16 @@ def test_the_browser_decodes_like_torch(page: object) -> None:
     assert np.abs(browser - expected).max() < 1e-4
 
 
+# [the map row a click on a point loaded], once there is one (wrapped: row 0 is falsy)
+CLICKED_ROW_JS = (
+    "() => { const r = window.__latentExplorer.test.stats.clickedRow; return r === undefined ? false : [r]; }"
+)
+
+
 def test_clicking_a_point_loads_its_latent(page: object) -> None:
     atlas = load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8)
     row = int(np.flatnonzero(atlas.labels == 1)[0])
+    page.wait_for_function(SCRIPT_IDLE_JS)  # the page laid out: the point stays where it is drawn
     x, y = page.evaluate(MAP_PIXELS_JS, [atlas.embedding[row].tolist()])[0]
     page.mouse.move(x - 5, y - 5)
     page.mouse.move(x, y)
@@ -253,12 +260,17 @@ def test_clicking_a_point_loads_its_latent(page: object) -> None:
     page.wait_for_function("r => window.__latentExplorer.map.point === r", arg=row)
     page.mouse.click(x, y)
     page.mouse.move(5, 5)  # off the map: the hover gives way to what the click committed
+    # the point under the pointer when the button came up: this one, or its neighbour if the page
+    # moved meanwhile (the latent must be the clicked point's either way)
+    clicked = page.wait_for_function(CLICKED_ROW_JS).json_value()[0]
+    assert np.abs(atlas.embedding[clicked] - atlas.embedding[row]).max() < 2.0
     low, high = latent_ranges(atlas.means, 8)
-    expected = snap_latent(atlas.means[row], low, high).tolist()
+    expected = snap_latent(atlas.means[clicked], low, high).tolist()
     page.wait_for_function(f"v => JSON.stringify(({LATENT_VALUES_JS})()) === JSON.stringify(v)", arg=expected)
     # the test image's number comes with Python's rerun, which may end after the controls moved
     page.wait_for_function(
-        "v => document.querySelector('input[aria-label=\"Test image #\"]').value === v", arg=str(int(atlas.index[row]))
+        "v => document.querySelector('input[aria-label=\"Test image #\"]').value === v",
+        arg=str(int(atlas.index[clicked])),
     )
     assert page.evaluate("() => window.__latentExplorer.map.selection.length") == 0  # a click is no selection
 

@@ -40,6 +40,7 @@ class PageState:
     end_b_label: str
     url_concept: str | None  # the concept direction as the URL gave it, until the first model takes it
     concept: Any  # explorer.concept.Concept the concept slider moves z along, or None
+    controls_drawn: bool  # the session's first run has paused for the browser to draw the controls
     placeholders_sent: set  # decoder bundle ids whose server-side decode the browser has had
     map_training_image: dict | None  # the training image a hover card last asked for: {"row", "image"}
     map_selection: list  # map rows (explorer/map_data.py) of the map's last box, lasso or search selection

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
+import ui.controls
 from explorer.render import decode_latents
 from tests.conftest import read_bundle
 from training.checkpoint import load_model
@@ -254,6 +255,29 @@ def test_live_mode_sends_the_decoder_and_the_latent_to_the_browser() -> None:
     assert after["latent"] != payload["latent"]
     assert after["image"] is None  # the server decodes z once per decoder sent; the browser draws it since
     assert app.query_params["z"] == ",".join(f"{v:.3f}" for v in after["latent"])
+
+
+class Pauses:
+    """Stands in for ui.controls' time module: records the sleeps."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def test_a_new_sessions_first_run_pauses_once_after_the_controls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that the browser draws the controls before the rest of the first run arrives: one
+    pause, on the session's first run only."""
+    pauses = Pauses()
+    monkeypatch.setattr(ui.controls, "time", pauses)
+    app = run_app(live=True)
+    assert pauses.slept == [ui.controls.FIRST_PAINT_PAUSE_S]
+    next(b for b in app.button if b.label == "Random").click().run()
+    app.sidebar.selectbox(key="model_choice").set_value("fashion-z8").run()
+    assert pauses.slept == [ui.controls.FIRST_PAINT_PAUSE_S]  # later runs, another model: none
+    assert not app.exception
 
 
 def test_switching_live_decoding_off_shows_the_server_sliders() -> None:

@@ -195,6 +195,32 @@ def test_sharpening_is_refused_without_a_sampler_or_onto_itself(parent: tuple, t
     assert no_sampler.returncode == 2 and f"python -m training sampler {bare}" in no_sampler.stderr
 
 
+def test_bf16_sharpening_runs_its_steps_under_autocast_and_says_so(parent: tuple, tmp_path: Path) -> None:
+    folder, data = parent
+    flags = [*SHARPEN_FLAGS, "--data-dir", str(data), "--steps", "8"]
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        result = cli("sharpen", str(folder), "--out", str(out), "--precision", precision, *flags)
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["precision"] == precision and np.isfinite(metrics["mse_per_pixel"])
+        assert json.loads((out / "config.json").read_text())["sharpen"]["recipe"]["precision"] == precision
+        runs[precision] = weights(out)
+    # the same seed, the same batches: only the arithmetic differs, a little
+    decoder = [name for name in runs["fp32"] if name.startswith("decoder.")]
+    differences = [float((runs["fp32"][k] - runs["bf16"][k]).abs().max()) for k in decoder]
+    assert 0 < max(differences) < 0.1
+    bad = cli("sharpen", str(folder), "--out", str(tmp_path / "x"), "--precision", "fp16", *flags)
+    assert bad.returncode == 2 and "--precision" in bad.stderr and "fp16" in bad.stderr
+
+
+def test_a_recipe_saved_before_the_precision_was_fp32() -> None:
+    assert sharpen_module.recipe_from_saved({"steps": 10, "decoder": "residual"}).precision == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32, got 'half'"):
+        SharpenConfig(precision="half")
+
+
 def test_the_mirror_decoder_is_the_parents_own_fine_tuned(parent: tuple, tmp_path: Path) -> None:
     folder, data = parent
     out = tmp_path / "mirror"

@@ -83,6 +83,9 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
 def bf16_autocast(precision: str, device: torch.device) -> bool:
     """Whether to train under bf16 autocast. On a CPU only when it computes bf16 natively:
     elsewhere oneDNN emulates it, slower than fp32."""

@@ -59,10 +59,12 @@ from training.data import Split
 from training.discriminator import Discriminator, r1_penalty
 from training.evaluate import EVAL_BATCH, checkpoint_data, encode_dataset, test_metrics
 from training.loop import (
+    PRECISIONS,
     Clock,
     LossWindow,
     TrainingError,
     TrainingInterrupted,
+    bf16_autocast,
     check_writable,
     deferred_signals,
     device_name,
@@ -147,6 +149,10 @@ class SharpenConfig:
     seed: int = 0
     eval_every: int = 250  # steps between evaluations and checkpoints (and after the last)
     device: str = "auto"
+    # the decoder's and the discriminator's steps under bf16 autocast ("auto": where the device
+    # computes bf16 natively, as training.loop.bf16_autocast); the R1 penalty and the evaluations
+    # stay fp32
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the dataclass hashable and comparable.
@@ -183,11 +189,13 @@ class SharpenConfig:
             raise ValueError(f"augment takes {', '.join(POLICIES)}, got {', '.join(sorted(unknown))}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 # what a recipe saved before a field existed did instead: the parent's own decoder, fine-tuned
 # with no augmentation, no R1 penalty, no weight averaging and a fixed adversarial weight
-PREDATED = {"decoder": "mirror", "augment": (), "r1_gamma": 0.0, "ema": 0.0, "mse_budget": 0.0}
+PREDATED = {"decoder": "mirror", "augment": (), "r1_gamma": 0.0, "ema": 0.0, "mse_budget": 0.0, "precision": "fp32"}
 
 
 def recipe_from_saved(recipe: dict) -> SharpenConfig:
@@ -288,6 +296,7 @@ class Sharpening:
     out: Path
     progress: bool
     device: torch.device
+    bf16: bool  # the steps run under bf16 autocast (config.precision on this device)
     model: ConvVAE  # the parent's encoder (frozen) and the decoder being trained
     average: ConvVAE  # the same encoder, the moving average of the decoder: what is saved
     teacher: ConvVAE  # the parent, whose decodes the first steps distil
@@ -432,6 +441,7 @@ def set_up(
         out=out,
         progress=progress,
         device=device,
+        bf16=bf16_autocast(config.precision, device),
         model=model,
         average=copy.deepcopy(model).requires_grad_(False),
         teacher=teacher,
@@ -599,7 +609,8 @@ def sharpen_step(run: Sharpening, rows: Tensor) -> tuple[float, float]:
     batch = draw_batch(run, rows)
     augment = augmenter(run)
     run.disc.requires_grad_(False)
-    g_loss, fakes = decoder_loss(run, batch, augment)
+    with autocast(run):
+        g_loss, fakes = decoder_loss(run, batch, augment)
     run.g_optimizer.zero_grad()
     g_loss.backward()
     run.g_optimizer.lr = decoder_rate(run.config, run.step)
@@ -608,7 +619,8 @@ def sharpen_step(run: Sharpening, rows: Tensor) -> tuple[float, float]:
     if not run.adversarial:
         return float(g_loss.detach()), 0.0
     run.disc.requires_grad_(True)
-    d_loss, real_sign = discriminator_loss(run.disc, batch, fakes, augment)
+    with autocast(run):
+        d_loss, real_sign = discriminator_loss(run.disc, batch, fakes, augment)
     adapt_augmentation(run, real_sign)
     if run.config.r1_gamma > 0 and run.step % run.config.r1_every == 0:
         # lazy regularisation (Karras et al. 2020): every r1_every steps, weighted by as many
@@ -619,6 +631,11 @@ def sharpen_step(run: Sharpening, rows: Tensor) -> tuple[float, float]:
     d_loss.backward()
     run.d_optimizer.step()
     return float(g_loss.detach()), float(d_loss.detach())
+
+
+def autocast(run: Sharpening) -> torch.autocast:
+    """bf16 autocast on the run's device where run.bf16, else a context that changes nothing."""
+    return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.bf16)
 
 
 def decoder_rate(config: SharpenConfig, step: int) -> float:
@@ -903,6 +920,7 @@ def finish(run: Sharpening) -> dict:
             "final": True,
             "train_seconds": seconds,
             "device": device_name(run.device),
+            "precision": "bf16" if run.bf16 else "fp32",
             "parent_mse_per_pixel": run.watch.parent_mse,
         }
     )

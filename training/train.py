@@ -36,6 +36,7 @@ from training.graphed import GraphedSteps
 from training.handwriting import Distortion, distort, epoch_distortions
 from training.images import files_fingerprint
 from training.loop import (
+    PRECISIONS,
     Clock,
     LossWindow,
     SavedRun,
@@ -61,7 +62,6 @@ from training.printed import printed_training_digits
 
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("wsd", "cosine", "constant")
-PRECISIONS = ("auto", "bf16", "fp32")
 INITS = ("pytorch", "kaiming")
 DECAY_FRACTION = 0.3  # 'wsd': the last 30% of the steps decay the learning rate to 0
 # what a resumed run may change (resume_configs): where it stops and where it runs

@@ -7,7 +7,7 @@ from dataclasses import fields, replace
 
 from training.augment import POLICIES
 from training.commands.common import add_data_dir, add_debug, add_device, flag, shown, widths
-from training.loop import TrainingError
+from training.loop import PRECISIONS, TrainingError
 from training.model import DECODERS
 from training.sharpen import SharpenConfig, saved_sharpen_config, sharpen
 
@@ -100,6 +100,12 @@ def add_network_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--r1-gamma", type=float, help="the R1 penalty's gamma on real images (0: none)")
     parser.add_argument("--r1-every", type=int, help="steps between R1 penalties (lazy regularisation)")
     parser.add_argument("--ema", type=float, help="decay of the saved decoder's moving average of the weights")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 (default); bf16: the steps under bf16 autocast, about twice as fast on CPUs with native bf16 "
+        "and on GPUs; auto: bf16 where it is native",
+    )
 
 
 def sharpen_config(args: argparse.Namespace) -> SharpenConfig:

@@ -10,12 +10,11 @@ from pathlib import Path
 from training.checkpoint import CONFIG, STATE_JSON, CheckpointError, read_json
 from training.commands.common import add_data_dir, add_debug, add_device, flag, shown, widths
 from training.data import DATASET_NAMES, class_count
-from training.loop import TrainingError
+from training.loop import PRECISIONS, TrainingError
 from training.model import LOSSES, ModelConfig
 from training.train import (
     INITS,
     LR_SCHEDULES,
-    PRECISIONS,
     RECIPES,
     RESUMABLE,
     TrainConfig,

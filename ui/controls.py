@@ -136,10 +136,9 @@ def live_controls(decoders: tuple[tuple[str, training.ConvVAE], ...]) -> None:
 
 
 def let_the_controls_draw_first() -> None:
-    """On a session's first run, a pause after the controls. The browser draws a batch of the
-    run's elements only once it has loaded the code of every widget in it: arriving with the map,
-    the view and the sidebar, the controls (and the first image) waited for all of them
-    (docs/benchmarks.md, "The page")."""
+    """On a session's first run, a pause after the controls, so that they reach the browser
+    alone: arriving with the map, the view and the sidebar, they (and the first image) were drawn
+    only after all of those, their widgets' code loaded (docs/benchmarks.md, "The page")."""
     if state.get("controls_drawn"):
         return
     state.controls_drawn = True

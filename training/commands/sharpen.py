@@ -103,8 +103,8 @@ def add_network_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="fp32 (default); bf16: the steps under bf16 autocast, about twice as fast on CPUs with native bf16 "
-        "and on GPUs; auto: bf16 where it is native",
+        help="fp32 (default); bf16: the steps under bf16 autocast, faster on CPUs with native bf16 (AMX) and on "
+        "GPUs; auto: bf16 where it is native",
     )
 
 

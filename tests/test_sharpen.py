@@ -311,6 +311,30 @@ def test_the_r1_penalty_is_the_gradient_norm_on_real_images(
     )
 
 
+def test_the_local_head_learns_and_teaches_the_decoder(parent: tuple, tmp_path: Path) -> None:
+    run = in_process_run(parent, tmp_path, local_share=0.5)
+    assert run.disc.local_head is not None and run.disc.local_share == 0.5
+    before = {k: v.clone() for k, v in run.disc.local_head.state_dict().items()}
+    sharpen_step(run, torch.arange(16))
+    # the discriminator's step moved the per-pixel head
+    assert any(not torch.equal(before[k], v) for k, v in run.disc.local_head.state_dict().items())
+    # and the decoder's adversarial term reads it: its gradient changes with the head's weights
+    batch = sharpen_module.draw_batch(run, torch.arange(16))
+    images = run.model.decode(batch.z, batch.y).detach().requires_grad_(True)
+
+    def gradient() -> torch.Tensor:
+        logits, _ = run.disc(images)
+        (grad,) = torch.autograd.grad(sharpen_module.per_image(run.disc, logits).sum(), images)
+        return grad
+
+    with_head = gradient()
+    with torch.no_grad():
+        run.disc.local_head[-1].weight.zero_()
+    assert not torch.allclose(with_head, gradient())
+    saved = sharpen_module.recipe_from_saved({"steps": 10, "decoder": "residual"})
+    assert saved.local_share == 0.0  # a recipe saved without the field had no such head
+
+
 def test_a_conditional_model_is_sharpened_against_a_projection_discriminator(tmp_path: Path) -> None:
     data = write_tiny_mnist(tmp_path / "data")
     parent = tmp_path / "checkpoints" / "cvae"

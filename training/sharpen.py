@@ -56,7 +56,7 @@ from training.checkpoint import (
     versions,
 )
 from training.data import Split
-from training.discriminator import Discriminator, r1_penalty
+from training.discriminator import Discriminator, per_image, r1_penalty
 from training.evaluate import EVAL_BATCH, checkpoint_data, encode_dataset, test_metrics
 from training.loop import (
     PRECISIONS,
@@ -135,6 +135,9 @@ class SharpenConfig:
     prior_start: int = 0
     adversarial_start: int = 500  # steps of distillation alone before the adversarial term
     disc_width: int = 32  # channels of each patch discriminator's first convolution
+    # the share of the discriminator's verdict given to a head of a verdict per pixel on the 7 × 7
+    # around it, at full resolution (training/discriminator.py): edges' profiles; 0: no such head
+    local_share: float = 0.0
     # "residual": a new, larger decoder (DECODER_CHANNELS wide, () for residual_widths'); "mirror": the parent's
     decoder: str = "residual"
     decoder_channels: tuple[int, ...] = ()
@@ -171,6 +174,8 @@ class SharpenConfig:
                 raise ValueError(f"{name} must be 0 or a positive number, got {value}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if not 0 <= self.local_share < 1:
+            raise ValueError(f"local_share must be in [0, 1), got {self.local_share}")
         if not 0 <= self.prior_share <= 1:
             raise ValueError(f"prior_share must be in [0, 1], got {self.prior_share}")
         if not 0 <= self.augment_target < 1:
@@ -432,7 +437,8 @@ def set_up(
     model = student_model(teacher, config).to(device)
     check_writable(out, needed_bytes=12 * sum(p.numel() * 4 for p in model.parameters()) + (1 << 20))
     teacher = teacher.to(device).requires_grad_(False)
-    disc = Discriminator(model.config.channels, config.disc_width, model.config.num_classes).to(device)
+    disc = Discriminator(model.config.channels, config.disc_width, model.config.num_classes, config.local_share)
+    disc = disc.to(device)
     train_split, test_split = checkpoint_data(teacher, data_dir)
     data = encoded_data(teacher, train_split, test_split, device)
     run = Sharpening(
@@ -702,7 +708,7 @@ def sharpening_losses(
         rec = rec + feature_weight * (fake_features - real_features).pow(2).sum(1).mean()
     fake_logits, _ = disc(augment(fake), batch.y)
     drawn_logits, _ = disc(augment(drawn), batch.y_drawn)
-    adv = -(fake_logits.mean() + mixture_weight * drawn_logits.mean())
+    adv = -(per_image(disc, fake_logits).mean() + mixture_weight * per_image(disc, drawn_logits).mean())
     return rec, adv
 
 
@@ -761,8 +767,14 @@ def discriminator_loss(
     real_logits, _ = disc(augment(batch.x), batch.y)
     fake_logits, _ = disc(augment(fake), batch.y)
     drawn_logits, _ = disc(augment(drawn), batch.y_drawn)
-    loss = F.relu(1 - real_logits).mean() + 0.5 * (F.relu(1 + fake_logits).mean() + F.relu(1 + drawn_logits).mean())
-    return loss, float(real_logits.detach().mean(dim=1).sign().mean())
+    loss = hinge(disc, real_logits, 1) + 0.5 * (hinge(disc, fake_logits, -1) + hinge(disc, drawn_logits, -1))
+    return loss, float(per_image(disc, real_logits.detach()).sign().mean())
+
+
+def hinge(disc: Discriminator, logits: Tensor, sign: int) -> Tensor:
+    """The hinge loss of LOGITS (N, L) for images that are real (SIGN 1) or decoded (−1):
+    mean over images of relu(1 − sign · logit), each image's logits weighted by head."""
+    return per_image(disc, F.relu(1 - sign * logits)).mean()
 
 
 def adaptive_weight(rec: Tensor, adv: Tensor, last_weight: Tensor) -> Tensor:
@@ -822,8 +834,9 @@ def evaluation(run: Sharpening) -> dict:
     batch = slice(0, min(EVAL_BATCH, len(x_test)))
     real_logits, _ = run.disc(x_test[batch], y_test[batch])
     fake_logits, _ = run.disc(run.average.decode(mu_test[batch], y_test[batch]), y_test[batch])
-    figures["disc_loss"] = float(F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean())
-    figures["disc_real_logit"], figures["disc_fake_logit"] = float(real_logits.mean()), float(fake_logits.mean())
+    figures["disc_loss"] = float(hinge(run.disc, real_logits, 1) + hinge(run.disc, fake_logits, -1))
+    figures["disc_real_logit"] = float(per_image(run.disc, real_logits).mean())
+    figures["disc_fake_logit"] = float(per_image(run.disc, fake_logits).mean())
     return figures
 
 

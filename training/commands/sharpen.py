@@ -76,6 +76,12 @@ def add_network_flags(parser: argparse.ArgumentParser) -> None:
     """The decoder's and the discriminator's flags."""
     parser.add_argument("--disc-width", type=int, help="channels of each patch discriminator's first convolution")
     parser.add_argument(
+        "--local-share",
+        type=float,
+        help="the share of the discriminator's verdict given to a verdict per pixel on its 7 × 7 neighbourhood, "
+        "at full resolution: the edges' profile (default 0: no such head)",
+    )
+    parser.add_argument(
         "--decoder",
         choices=DECODERS,
         help="residual (default): a new, larger decoder distilled from the parent's, then sharpened; mirror: the "

@@ -32,8 +32,8 @@ POOLED = 4  # side of the pooled feature map the whole-image head reads
 
 class Discriminator(nn.Module):
     """forward: x (N, C, H, W) in [0, 1], y (N,) or None -> (logits (N, P + 1 [+ H·W]): one per
-    patch of the last feature map, one for the image [and one per pixel]; features (N, 4·WIDTH·16), the pooled map, for
-    the feature-matching term)."""
+    patch of the last feature map, one for the image [and one per pixel]; features
+    (N, 4·WIDTH·16), the pooled map, for the feature-matching term)."""
 
     def __init__(self, channels: int, width: int, num_classes: int = 0, local_share: float = 0.0) -> None:
         super().__init__()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import shlex
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from training.sharpen import SharpenConfig, recipe_from_saved
 from training.train import HISTORY_METRICS, saved_train_config
@@ -86,12 +86,14 @@ def sharpen_summary(config: dict, metrics: dict) -> str:
     )
     augment = ", ".join(recipe.augment) if recipe.augment else "none"
     averaged = f", weights averaged (EMA {recipe.ema:g})" if recipe.ema else ""
+    fork = sharpened.get("fork")
+    branched = f" (forked at step {fork['step']:,} from a run of seed {fork['recipe'].get('seed', 0)})" if fork else ""
     sentence = (
         f"The decoder of **{sharpened.get('parent', '?')}**, {decoder} with its encoder frozen: "
         f"{recipe.steps:,} steps of batch {recipe.batch_size}, decoder lr {recipe.lr:g}, discriminator lr "
         f"{recipe.disc_lr:g} (width {recipe.disc_width}, R1 γ {recipe.r1_gamma:g}, augmentation: {augment}), "
         f"adversarial weight {recipe.adversarial_weight:g} (adaptive), feature weight {recipe.feature_weight:g}"
-        f"{averaged}, seed {recipe.seed}"
+        f"{averaged}, seed {recipe.seed}{branched}"
     )
     if "train_seconds" in metrics and "device" in metrics:
         sentence += f"; {metrics['device']}, {metrics['train_seconds'] / 60:.1f} minutes"
@@ -106,16 +108,33 @@ def saved_sharpen_recipe(sharpened: dict) -> SharpenConfig:
 
 
 def sharpen_command(config: dict, out: str) -> str:
-    """The `python -m training sharpen` command that makes a sharpened checkpoint (CONFIG) again
-    from its parent beside it, into OUT: a flag for every recipe field off its default."""
+    """The `python -m training sharpen` commands that make a sharpened checkpoint (CONFIG) again
+    from its parent beside it, into OUT: a flag for every recipe field off its default; for a
+    fork (training/fork.py), the run it branched from first, then the fork, a line each."""
     sharpened = config["sharpen"]
-    recipe, default = saved_sharpen_recipe(sharpened), SharpenConfig()
-    words = ["python", "-m", "training", "sharpen", f"checkpoints/{sharpened.get('parent', '?')}", "--out", out]
+    parent = f"checkpoints/{sharpened.get('parent', '?')}"
+    return "\n".join(command_lines(parent, saved_sharpen_recipe(sharpened), sharpened.get("fork"), out))
+
+
+def command_lines(parent: str, recipe: SharpenConfig, fork: dict | None, out: str) -> list[str]:
+    """The commands that sharpen PARENT with RECIPE into OUT; FORK: the record of the run OUT
+    branched from (its source's recipe, the step it was saved at), made first into OUT-trunk."""
+    command = ["python", "-m", "training", "sharpen", parent]
+    if not fork:
+        return [shlex.join([*command, "--out", out, *recipe_flags(recipe, SharpenConfig())])]
+    trunk, trunk_recipe = f"{out}-trunk", replace(recipe_from_saved(fork["recipe"]), steps=fork["step"])
+    lines = command_lines(parent, trunk_recipe, fork.get("fork"), trunk)
+    return [*lines, shlex.join([*command, "--fork", trunk, "--out", out, *recipe_flags(recipe, trunk_recipe)])]
+
+
+def recipe_flags(recipe: SharpenConfig, base: SharpenConfig) -> list[str]:
+    """A flag and its value for every field of RECIPE that differs from BASE's, but the device."""
+    words = []
     for f in fields(SharpenConfig):
         value = getattr(recipe, f.name)
-        if value != getattr(default, f.name) and f.name != "device":
+        if value != getattr(base, f.name) and f.name != "device":
             words += ["--" + f.name.replace("_", "-"), command_value(value)]
-    return shlex.join(words)
+    return words
 
 
 def command_value(value: object) -> str:

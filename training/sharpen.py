@@ -407,8 +407,11 @@ def encoded_data(teacher: ConvVAE, train: Split, test: Split, device: torch.devi
     return {name: tensor.to(device) for name, tensor in tensors.items()}
 
 
-def sharpened_run_config(teacher: ConvVAE, model: ConvVAE, parent: Path, out: Path, config: SharpenConfig) -> dict:
-    """config.json of the sharpened checkpoint: the parent's, its own model, and how it was made."""
+def sharpened_run_config(
+    teacher: ConvVAE, model: ConvVAE, parent: Path, out: Path, config: SharpenConfig, fork: dict | None = None
+) -> dict:
+    """config.json of the sharpened checkpoint: the parent's, its own model, and how it was made
+    (FORK: where a branch started, training/soup.py's record, kept as the run goes on)."""
     return {
         **{k: v for k, v in teacher.checkpoint_config.items() if k not in ("format", "model")},
         "model": model.config.to_dict(),
@@ -420,6 +423,7 @@ def sharpened_run_config(teacher: ConvVAE, model: ConvVAE, parent: Path, out: Pa
             "encoder_sha256": encoder_sha256(teacher.state_dict()),
             "recipe": asdict(config),
             "versions": versions(),
+            **({"fork": fork} if fork else {}),
         },
     }
 
@@ -461,7 +465,9 @@ def set_up(
         data=data,
         watch=collapse_watch(teacher, sampler, data),
         augmentation=Augmentation(p=augmentation_start(config)),
-        run_config=sharpened_run_config(teacher, model, parent, out, config),
+        run_config=sharpened_run_config(
+            teacher, model, parent, out, config, read_config(out)["sharpen"].get("fork") if resume else None
+        ),
     )
     if resume:
         _resume_into(run)

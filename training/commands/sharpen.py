@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
 
 from training.augment import POLICIES
 from training.commands.common import add_data_dir, add_debug, add_device, flag, shown, widths
+from training.fork import FORKABLE, fork
 from training.loop import PRECISIONS, TrainingError
 from training.model import DECODERS
 from training.sharpen import SharpenConfig, saved_sharpen_config, sharpen
 
-# what a resumed sharpening may change: the rest would make it another run
+# what a resumed sharpening may change: the rest would make it another run (a fork, training/fork.py)
 RESUMABLE = ("steps", "device")
 
 
@@ -67,6 +68,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-every", type=int, help="steps between evaluations and checkpoints")
     add_device(parser, default=None)
     parser.add_argument("--resume", action="store_true", help="continue the sharpening in --out where it stopped")
+    parser.add_argument(
+        "--fork",
+        metavar="RUN",
+        help="continue a copy of the sharpening saved in RUN into --out from its step, with another --seed or "
+        "adversarial recipe (--lr, --disc-lr, --ema, ...): recipes or seeds compared from one distilled decoder",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_dir(parser)
     add_debug(parser)
@@ -115,29 +122,43 @@ def add_network_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def sharpen_config(args: argparse.Namespace) -> SharpenConfig:
-    """A new run's recipe from the flags typed, or the saved one of the run in --out with the few
-    flags a resume may change; a TrainingError for any other flag that asks for another value."""
+    """A new run's recipe from the flags typed, or the saved one of the run --resume continues
+    or --fork branches from, with the few flags that may change it; a TrainingError for any
+    other flag that asks for another value."""
     typed = {f.name: getattr(args, f.name) for f in fields(SharpenConfig) if getattr(args, f.name, None) is not None}
-    if not args.resume:
+    if args.resume and args.fork:
+        raise TrainingError("--resume continues --out and --fork starts --out from another run; pass one of them.")
+    if not (args.resume or args.fork):
         return SharpenConfig(**typed)
-    saved = saved_sharpen_config(args.out)
+    saved_in, allowed = (args.fork, FORKABLE) if args.fork else (args.out, RESUMABLE)
+    saved = saved_sharpen_config(saved_in)
     changed = [
         f"{flag(name)} {shown(value)} (saved: {shown(getattr(saved, name))})"
         for name, value in typed.items()
-        if name not in RESUMABLE and value != getattr(saved, name)
+        if name not in allowed and value != getattr(saved, name)
     ]
     if changed:
+        may = "--steps and --device"
+        if args.fork:
+            may = "--seed, --steps, --device, --eval-every and the adversarial phase's flags"
         raise TrainingError(
-            f"--resume continues {args.out} as it was saved, and {', '.join(changed)} would change it; drop them "
-            "(a resumed sharpening changes only --steps and --device) or start again with another --out."
+            f"{'--fork' if args.fork else '--resume'} continues {saved_in} as it was saved, and {', '.join(changed)} "
+            f"would change it; drop them (it changes only {may}) or start again with another --out."
         )
-    return replace(saved, **{k: v for k, v in typed.items() if k in RESUMABLE})
+    return replace(saved, **{k: v for k, v in typed.items() if k in allowed})
 
 
 def run(args: argparse.Namespace) -> int:
     config = sharpen_config(args)
+    if args.fork:
+        fork(args.fork, args.out, asdict(config))
     metrics = sharpen(
-        args.checkpoint, config, args.out, data_dir=args.data_dir, resume=args.resume, progress=not args.quiet
+        args.checkpoint,
+        config,
+        args.out,
+        data_dir=args.data_dir,
+        resume=args.resume or bool(args.fork),
+        progress=not args.quiet,
     )
     print(
         f"saved {args.out}: test MSE {metrics['mse_per_pixel']:.5f} "

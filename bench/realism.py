@@ -102,10 +102,17 @@ class CriticRecipe:
 
 
 def critic_accuracy(
-    real_train: Tensor, fake_train: Tensor, real_test: Tensor, fake_test: Tensor, recipe: CriticRecipe, seed: int
+    real_train: Tensor,
+    fake_train: Tensor,
+    real_test: Tensor,
+    fake_test: Tensor,
+    recipe: CriticRecipe,
+    seed: int,
+    by_epoch: list[float] | None = None,
 ) -> float:
     """Held-out accuracy of a critic trained on REAL_TRAIN against FAKE_TRAIN (each (N, C, H, W)
-    in [0, 1]), on REAL_TEST and FAKE_TEST (as many of each): 0.5 is chance."""
+    in [0, 1]), on REAL_TEST and FAKE_TEST (as many of each): 0.5 is chance. BY_EPOCH, when
+    given, gets the held-out accuracy after each epoch (the last is the one returned)."""
     torch.manual_seed(seed)
     critic = Critic(real_train.shape[1], recipe.width)
     optimizer = torch.optim.Adam(critic.parameters(), lr=recipe.lr, betas=(0.5, 0.999))
@@ -120,11 +127,17 @@ def critic_accuracy(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    critic.eval()
-    with torch.inference_mode():
-        real_right = sum(int((critic(real_test[i : i + 1000]) > 0).sum()) for i in range(0, len(real_test), 1000))
-        fake_right = sum(int((critic(fake_test[i : i + 1000]) <= 0).sum()) for i in range(0, len(fake_test), 1000))
-    return (real_right + fake_right) / (len(real_test) + len(fake_test))
+        if by_epoch is not None:
+            by_epoch.append(held_out_accuracy(critic, real_test, fake_test))
+    return by_epoch[-1] if by_epoch else held_out_accuracy(critic, real_test, fake_test)
+
+
+@torch.inference_mode()
+def held_out_accuracy(critic: Critic, real: Tensor, fake: Tensor) -> float:
+    """The share of REAL called real and FAKE called decoded by CRITIC."""
+    real_right = sum(int((critic(real[i : i + 1000]) > 0).sum()) for i in range(0, len(real), 1000))
+    fake_right = sum(int((critic(fake[i : i + 1000]) <= 0).sum()) for i in range(0, len(fake), 1000))
+    return (real_right + fake_right) / (len(real) + len(fake))
 
 
 def eight_bit(images: Tensor) -> Tensor:
@@ -218,10 +231,12 @@ def measure(
     recipe: CriticRecipe,
     seeds: list[int],
     kinds: tuple[str, ...] = DECODE_SETS,
+    traces: dict | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """{checkpoint: {decode set: [accuracy per seed]}} for the decode sets KINDS, every model on
     the same latents and real images for each seed; the latents are the first model's (they
-    share an encoder)."""
+    share an encoder). TRACES, when given, gets {checkpoint: {decode set: [[accuracy after
+    each epoch] per seed]}}."""
     results = {m.checkpoint_path: {kind: [] for kind in kinds} for m in models}
     for seed in seeds:
         train_rows, test_rows = critic_rows(train, test, recipe, seed)
@@ -232,7 +247,12 @@ def measure(
             for model in models:
                 fake_train = decode(model, latents.train_z, latents.train_y)
                 fake_test = decode(model, latents.test_z, latents.test_y)
-                accuracy = critic_accuracy(real_train, fake_train, real_test, fake_test, recipe, seed)
+                by_epoch = None
+                if traces is not None:
+                    by_epoch = traces.setdefault(model.checkpoint_path, {}).setdefault(kind, [])
+                    by_epoch.append([])
+                    by_epoch = by_epoch[-1]
+                accuracy = critic_accuracy(real_train, fake_train, real_test, fake_test, recipe, seed, by_epoch)
                 results[model.checkpoint_path][kind].append(accuracy)
                 print(f"seed {seed}, {kind}, {Path(model.checkpoint_path).name}: {accuracy:.3f}", flush=True)
     return results
@@ -305,6 +325,24 @@ def report_lines(
     return lines
 
 
+def trace_lines(traces: dict, epochs: int) -> list[str]:
+    """The mean over seeds of the held-out accuracy after epochs 1, 2, 4, 8, … (and the last), a
+    row per checkpoint and decode set."""
+    shown = sorted({e for e in (1, 2, 4, 8, 12, 16, 24, 32) if e <= epochs} | {epochs})
+    lines = [
+        "",
+        "The same critics' held-out accuracy after each number of epochs, mean over the seeds:",
+        "",
+        "| checkpoint | decodes of | " + " | ".join(f"{e} ep." for e in shown) + " |",
+        "|---|---|" + "---|" * len(shown),
+    ]
+    for path, kinds in traces.items():
+        for kind, per_seed in kinds.items():
+            means = [statistics.mean(trace[e - 1] for trace in per_seed) for e in shown]
+            lines.append(f"| {Path(path).name} | {kind} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    return lines
+
+
 def load_checkpoints(paths: list[str]) -> list[training.ConvVAE]:
     """The models at PATHS, each knowing its path (checkpoint_path)."""
     models = []
@@ -345,6 +383,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--yardsticks", action="store_true", help="also real images against real images, as they are and blurred"
     )
+    parser.add_argument(
+        "--by-epoch", action="store_true", help="also the held-out accuracy after each epoch: is the critic done?"
+    )
     parser.add_argument("--name", default="realism", help="the results' file name")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
@@ -358,7 +399,8 @@ def main(argv: list[str] | None = None) -> dict:
     train, test = checkpoint_data(models[0], args.data_dir)
     recipe = CriticRecipe(epochs=args.epochs, train_images=args.train_images, test_images=args.test_images)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    results = measure(models, train, test, recipe, seeds, kinds)
+    traces = {} if args.by_epoch else None
+    results = measure(models, train, test, recipe, seeds, kinds, traces)
     yardsticks = yardstick_accuracies(train, test, recipe, seeds) if args.yardsticks else None
 
     dataset = dataset_name(models[0])
@@ -367,10 +409,12 @@ def main(argv: list[str] | None = None) -> dict:
         "accuracy": results,
         "mean": {path: {kind: statistics.mean(v) for kind, v in rows.items()} for path, rows in results.items()},
         **({"yardsticks": yardsticks} if yardsticks else {}),
+        **({"by_epoch": traces} if traces else {}),
         "seconds": time.perf_counter() - started,
     }
     names = [Path(path).name for path in args.checkpoints]
-    write_report(args.out, args.name, result, report_lines(dataset, names, results, recipe, seeds, yardsticks))
+    lines = report_lines(dataset, names, results, recipe, seeds, yardsticks)
+    write_report(args.out, args.name, result, lines + (trace_lines(traces, recipe.epochs) if traces else []))
     return result
 
 

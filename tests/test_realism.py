@@ -34,6 +34,19 @@ def test_the_critic_is_at_chance_on_real_images_and_certain_on_moved_ones() -> N
     assert moved >= 0.95
 
 
+def test_the_critics_accuracy_after_each_epoch_is_a_shorter_critics_verdict() -> None:
+    real_train, real_test = as_tensor(synthetic_digits(256, seed=1)[0]), as_tensor(synthetic_digits(128, seed=2)[0])
+    # moved by one pixel: learnt over several epochs, not in one
+    fake_train, fake_test = (as_tensor(synthetic_digits(n, seed=s)[0]).roll(1, dims=3) for n, s in ((256, 3), (128, 4)))
+    recipe, by_epoch = realism.CriticRecipe(epochs=3, width=8), []
+    traced = realism.critic_accuracy(real_train, fake_train, real_test, fake_test, recipe, 0, by_epoch)
+    plain = realism.critic_accuracy(real_train, fake_train, real_test, fake_test, recipe, 0)
+    assert len(by_epoch) == 3 and by_epoch[-1] == traced == plain and by_epoch[0] < by_epoch[-1]
+    # after epoch k: what a critic trained for k epochs says
+    shorter = realism.CriticRecipe(epochs=1, width=8)
+    assert realism.critic_accuracy(real_train, fake_train, real_test, fake_test, shorter, 0) == by_epoch[0]
+
+
 def test_the_yardsticks_soften_real_images_by_a_binomial_blur() -> None:
     dot = torch.zeros(1, 3, 5, 5)
     dot[0, :, 2, 2] = 1.0
@@ -79,6 +92,19 @@ def test_realism_reports_each_decode_set_for_each_checkpoint(
     assert f"| {realism.BLUR} | {realism.summary(result['yardsticks'][realism.BLUR])} |" in table
     with pytest.raises(SystemExit):
         realism.main([*argv, "--sets", "mixture,dreams", "--out", str(tmp_path)])
+    # --by-epoch: each critic's held-out accuracy after every epoch, the last its verdict
+    traced = realism.main([*argv[:-1], "2", "--seeds", "1", "--sets", "mixture", "--by-epoch", "--name", "traced",
+                           "--out", str(tmp_path)])  # fmt: skip
+    trace = traced["by_epoch"][str(tiny_sharpened)][realism.MIXTURE]
+    assert (
+        len(trace) == 1
+        and len(trace[0]) == 2
+        and trace[0][-1] == traced["accuracy"][str(tiny_sharpened)][realism.MIXTURE][0]
+    )
+    assert (
+        f"| {tiny_sharpened.name} | {realism.MIXTURE} | {trace[0][0]:.3f} | {trace[0][1]:.3f} |"
+        in (tmp_path / "traced.md").read_text()
+    )
 
 
 def test_sample_quality_reports_the_same_latents_through_both_decoders(

@@ -32,7 +32,6 @@ from training.atlas import ATLAS
 from training.checkpoint import (
     CONFIG,
     HISTORY,
-    METRICS,
     PARENT_DECODER,
     STATE,
     STATE_JSON,
@@ -62,8 +61,9 @@ ADVERSARIAL_FIELDS = (
     "ema",
 )
 FORKABLE = ("steps", "device", "seed", "eval_every", *ADVERSARIAL_FIELDS)
-# the files a fork copies as they are; config.json and the state are written anew, the state last
-COPIED = (WEIGHTS, PARENT_DECODER, ATLAS, SAMPLER, HISTORY, METRICS)
+# the files a fork copies as they are; config.json and the state are written anew, the state last,
+# and metrics.json by the fork's own first evaluation
+COPIED = (WEIGHTS, PARENT_DECODER, ATLAS, SAMPLER, HISTORY)
 
 
 def fork(source: str | Path, out: str | Path, recipe: dict) -> None:
@@ -75,7 +75,7 @@ def fork(source: str | Path, out: str | Path, recipe: dict) -> None:
     if out.resolve() == source.resolve():
         raise TrainingError(f"--out {out} is the run being forked; choose another folder.")
     if (out / STATE_JSON).exists() or (out / WEIGHTS).exists():
-        raise TrainingError(f"{out} already holds a run; choose another --out.")
+        raise TrainingError(f"{out} already holds a run; continue it with --resume or choose another --out.")
     config = read_config(source)
     if "sharpen" not in config:
         raise TrainingError(f"{source} is not a sharpening run; --fork branches one (python -m training sharpen).")

@@ -411,7 +411,7 @@ def sharpened_run_config(
     teacher: ConvVAE, model: ConvVAE, parent: Path, out: Path, config: SharpenConfig, fork: dict | None = None
 ) -> dict:
     """config.json of the sharpened checkpoint: the parent's, its own model, and how it was made
-    (FORK: where a branch started, training/soup.py's record, kept as the run goes on)."""
+    (FORK: where a fork started, training/fork.py's record, kept as the run goes on)."""
     return {
         **{k: v for k, v in teacher.checkpoint_config.items() if k not in ("format", "model")},
         "model": model.config.to_dict(),
@@ -466,7 +466,7 @@ def set_up(
         watch=collapse_watch(teacher, sampler, data),
         augmentation=Augmentation(p=augmentation_start(config)),
         run_config=sharpened_run_config(
-            teacher, model, parent, out, config, read_config(out)["sharpen"].get("fork") if resume else None
+            teacher, model, parent, out, config, read_config(out).get("sharpen", {}).get("fork") if resume else None
         ),
     )
     if resume:

@@ -55,6 +55,19 @@ def map_pixels(page: object, points: np.ndarray) -> list[tuple[float, float]]:
     return [tuple(p) for p in page.evaluate(MAP_PIXELS_JS, np.asarray(points, np.float64).tolist())]
 
 
+def steady_map_pixels(page: object, points: np.ndarray, tries: int = 25) -> list[tuple[float, float]]:
+    """map_pixels once two readings 200 ms apart agree: after the previous test's click the page
+    reruns, and the map may still move while it lays out."""
+    last = map_pixels(page, points)
+    for _ in range(tries):
+        page.wait_for_timeout(200)
+        now = map_pixels(page, points)
+        if np.allclose(now, last, atol=0.5):
+            return now
+        last = now
+    return last
+
+
 def empty_spot(page: object) -> np.ndarray:
     """A map position inside the view far from every test image."""
     (x0, x1), (y0, y1) = page.evaluate(MAP_VIEW_JS)
@@ -111,7 +124,7 @@ def test_a_sparse_region_says_so_and_a_click_there_commits_the_hovered_z(page: o
 
 def test_hovering_a_point_shows_its_test_image_beside_its_reconstruction(page: object) -> None:
     row = int(class_rows(3)[10])
-    x, y = map_pixels(page, [ATLAS.embedding[row]])[0]
+    x, y = steady_map_pixels(page, [ATLAS.embedding[row]])[0]
     page.mouse.move(x - 4, y - 4)
     page.mouse.move(x, y)
     # the card of the point under the pointer: this one, or one drawn over it a pixel or two away

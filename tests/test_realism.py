@@ -34,17 +34,34 @@ def test_the_critic_is_at_chance_on_real_images_and_certain_on_moved_ones() -> N
     assert moved >= 0.95
 
 
-def test_the_critics_accuracy_after_each_epoch_is_a_shorter_critics_verdict() -> None:
+def test_the_critics_accuracy_after_each_epoch_is_a_shorter_critics_verdict_at_a_held_rate() -> None:
     real_train, real_test = as_tensor(synthetic_digits(256, seed=1)[0]), as_tensor(synthetic_digits(128, seed=2)[0])
     # moved by one pixel: learnt over several epochs, not in one
     fake_train, fake_test = (as_tensor(synthetic_digits(n, seed=s)[0]).roll(1, dims=3) for n, s in ((256, 3), (128, 4)))
-    recipe, by_epoch = realism.CriticRecipe(epochs=3, width=8), []
+    recipe, by_epoch = realism.CriticRecipe(epochs=3, width=8, lr_schedule="constant"), []
     traced = realism.critic_accuracy(real_train, fake_train, real_test, fake_test, recipe, 0, by_epoch)
     plain = realism.critic_accuracy(real_train, fake_train, real_test, fake_test, recipe, 0)
     assert len(by_epoch) == 3 and by_epoch[-1] == traced == plain and by_epoch[0] < by_epoch[-1]
-    # after epoch k: what a critic trained for k epochs says
-    shorter = realism.CriticRecipe(epochs=1, width=8)
+    # after epoch k: what a critic trained for k epochs at the same rate says
+    shorter = realism.CriticRecipe(epochs=1, width=8, lr_schedule="constant")
     assert realism.critic_accuracy(real_train, fake_train, real_test, fake_test, shorter, 0) == by_epoch[0]
+
+
+def test_the_critics_learning_rate_falls_along_a_cosine_to_zero_by_its_last_step() -> None:
+    recipe = realism.CriticRecipe()
+    assert (recipe.epochs, recipe.lr_schedule) == (12, "cosine")
+    total = 1000
+    assert recipe.lr_at(0, total) == recipe.lr
+    assert recipe.lr_at(500, total) == pytest.approx(recipe.lr / 2)
+    assert recipe.lr_at(999, total) < 1e-5 * recipe.lr
+    rates = [recipe.lr_at(step, total) for step in range(total)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    held = realism.CriticRecipe(lr_schedule="constant")
+    assert {held.lr_at(step, total) for step in (0, 500, 999)} == {held.lr}
+    with pytest.raises(ValueError, match="lr_schedule is one of cosine, constant"):
+        realism.CriticRecipe(lr_schedule="step")
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        realism.CriticRecipe(epochs=0)
 
 
 def test_the_yardsticks_soften_real_images_by_a_binomial_blur() -> None:
@@ -149,3 +166,10 @@ def test_training_reconstructions_are_tested_on_training_images_the_critic_never
     (accuracy,) = result["accuracy"][str(folder)][realism.TRAINING_RECONSTRUCTIONS]
     assert 0 <= accuracy <= 1 and "| reconstructions of training images |" in (tmp_path / "t.md").read_text()
     assert realism.TRAINING_RECONSTRUCTIONS not in realism.DECODE_SETS
+
+
+def test_realism_refuses_a_critic_without_epochs_in_one_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        realism.main(["checkpoints/none", "--epochs", "0"])
+    assert exit_info.value.code == 2
+    assert "a critic needs epochs >= 1" in capsys.readouterr().err

@@ -390,7 +390,7 @@ def run_record(dataset: str, recipe: CriticRecipe, seeds: list[int]) -> dict:
     return {"date": time.strftime("%Y-%m-%d"), "dataset": dataset, "recipe": recipe.__dict__, "seeds": seeds}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoints of one data set sharing an encoder")
     parser.add_argument("--data-dir")
@@ -417,6 +417,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--name", default="realism", help="the results' file name")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argument_parser()
     args = parser.parse_args(argv)
     unknown = set(args.sets.split(",")) - set(SET_NAMES)
     if unknown:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import training  # noqa: E402
 from bench.realism import (  # noqa: E402
+    LR_SCHEDULES,
     RECONSTRUCTIONS,
     CriticRecipe,
     critic_accuracy,
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--k", default="1", help="how many nearest training images each nearest-K decoder averages")
     parser.add_argument("--seeds", type=int, default=3, help="how many critic seeds")
     parser.add_argument("--epochs", type=int, default=CriticRecipe.epochs, help="critic training epochs")
+    parser.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default=CriticRecipe.lr_schedule, help="the critics' learning rate"
+    )
     parser.add_argument("--name", default="realism_price", help="the results' file name")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
@@ -157,11 +161,15 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--k takes whole numbers separated by commas, got {args.k!r}")
     if ks[0] < 1:
         parser.error(f"--k takes counts of 1 or more, got {args.k!r}")
+    try:
+        recipe = CriticRecipe(epochs=args.epochs, lr_schedule=args.lr_schedule)
+    except ValueError as error:
+        parser.error(str(error))
 
     started = time.perf_counter()
     models = load_checkpoints(args.checkpoints)
     train, test = checkpoint_data(models[0], args.data_dir)
-    recipe, seeds = CriticRecipe(epochs=args.epochs), list(range(args.seeds))
+    seeds = list(range(args.seeds))
     keys = (retrieval_keys(models[0], train), retrieval_keys(models[0], test))
     critics = measure(models, train, test, recipe, seeds, (RECONSTRUCTIONS,))
     nearest_critics = nearest_k_critic((train, test), keys, ks, recipe, seeds)

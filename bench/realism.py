@@ -390,6 +390,29 @@ def run_record(dataset: str, recipe: CriticRecipe, seeds: list[int]) -> dict:
     return {"date": time.strftime("%Y-%m-%d"), "dataset": dataset, "recipe": recipe.__dict__, "seeds": seeds}
 
 
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The critics' recipe as flags, for every script that trains critics."""
+    parser.add_argument("--epochs", type=int, default=CriticRecipe.epochs, help="critic training epochs")
+    parser.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default=CriticRecipe.lr_schedule, help="the critics' learning rate"
+    )
+    parser.add_argument("--train-images", type=int, default=CriticRecipe.train_images)
+    parser.add_argument("--test-images", type=int, default=CriticRecipe.test_images)
+
+
+def recipe_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> CriticRecipe:
+    """The recipe ARGS' flags (add_recipe_arguments) give, or PARSER's one-sentence refusal."""
+    try:
+        return CriticRecipe(
+            epochs=args.epochs,
+            lr_schedule=args.lr_schedule,
+            train_images=args.train_images,
+            test_images=args.test_images,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+
+
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoints of one data set sharing an encoder")
@@ -398,12 +421,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--first-seed", type=int, default=0, help="the first of them: fresh critics for a run chosen by others"
     )
-    parser.add_argument("--epochs", type=int, default=CriticRecipe.epochs, help="critic training epochs")
-    parser.add_argument(
-        "--lr-schedule", choices=LR_SCHEDULES, default=CriticRecipe.lr_schedule, help="the critics' learning rate"
-    )
-    parser.add_argument("--train-images", type=int, default=CriticRecipe.train_images)
-    parser.add_argument("--test-images", type=int, default=CriticRecipe.test_images)
+    add_recipe_arguments(parser)
     parser.add_argument(
         "--sets",
         default=",".join(word for word, kind in SET_NAMES.items() if kind in DECODE_SETS),
@@ -428,15 +446,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--sets takes {', '.join(SET_NAMES)}, got {', '.join(sorted(unknown))}")
     kinds = tuple(SET_NAMES[word] for word in args.sets.split(","))
 
-    try:
-        recipe = CriticRecipe(
-            epochs=args.epochs,
-            lr_schedule=args.lr_schedule,
-            train_images=args.train_images,
-            test_images=args.test_images,
-        )
-    except ValueError as error:
-        parser.error(str(error))
+    recipe = recipe_from(parser, args)
 
     started = time.perf_counter()
     models = load_checkpoints(args.checkpoints)

@@ -34,15 +34,16 @@ sys.path.insert(0, str(ROOT))
 
 import training  # noqa: E402
 from bench.realism import (  # noqa: E402
-    LR_SCHEDULES,
     RECONSTRUCTIONS,
     CriticRecipe,
+    add_recipe_arguments,
     critic_accuracy,
     critic_rows,
     dataset_name,
     eight_bit,
     load_checkpoints,
     measure,
+    recipe_from,
     run_record,
     summary,
 )
@@ -148,10 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir")
     parser.add_argument("--k", default="1", help="how many nearest training images each nearest-K decoder averages")
     parser.add_argument("--seeds", type=int, default=3, help="how many critic seeds")
-    parser.add_argument("--epochs", type=int, default=CriticRecipe.epochs, help="critic training epochs")
-    parser.add_argument(
-        "--lr-schedule", choices=LR_SCHEDULES, default=CriticRecipe.lr_schedule, help="the critics' learning rate"
-    )
+    add_recipe_arguments(parser)
     parser.add_argument("--name", default="realism_price", help="the results' file name")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
@@ -161,10 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--k takes whole numbers separated by commas, got {args.k!r}")
     if ks[0] < 1:
         parser.error(f"--k takes counts of 1 or more, got {args.k!r}")
-    try:
-        recipe = CriticRecipe(epochs=args.epochs, lr_schedule=args.lr_schedule)
-    except ValueError as error:
-        parser.error(str(error))
+    recipe = recipe_from(parser, args)
 
     started = time.perf_counter()
     models = load_checkpoints(args.checkpoints)

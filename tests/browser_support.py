@@ -187,3 +187,21 @@ def drag(
 # Streamlit has finished its runs (no script running or queued): before the next upload, so that
 # a file chosen mid-rerun is not raced by the rerun (seen once in CI: the second upload never showed)
 SCRIPT_IDLE_JS = "() => document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'"
+
+
+def hover_map_row(page: object, xy: list[float], row: int, tries: int = 12) -> tuple[float, float]:
+    """Put the pointer on map row ROW (at map position XY) until the map says it is hovered; the
+    pointer's page pixels. Once seen in CI: the map moved between reading its pixels and the move,
+    or its index was not built yet, and the pointer rested beside the point for good."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: PLC0415 - browser tests only
+
+    for _ in range(tries):
+        x, y = page.evaluate(MAP_PIXELS_JS, [list(xy)])[0]
+        page.mouse.move(x - 5, y - 5)
+        page.mouse.move(x, y)
+        try:
+            page.wait_for_function("r => window.__latentExplorer.map.point === r", arg=row, timeout=5_000)
+            return x, y
+        except PlaywrightTimeoutError:
+            continue
+    raise AssertionError(f"map row {row} was never hovered in {tries} tries")

@@ -26,7 +26,6 @@ from tests.browser_support import (
     FRAME_SAMPLER_STOP_JS,
     LATENT_VALUES_JS,
     LIVE_READY_JS,
-    MAP_PIXELS_JS,
     MAP_READY_JS,
     NO_WEBASSEMBLY_JS,
     ROOT,
@@ -35,6 +34,7 @@ from tests.browser_support import (
     STREAMLIT_RUN,
     drag,
     free_port,
+    hover_map_row,
     open_context,
     start_server,
 )
@@ -253,11 +253,7 @@ def test_clicking_a_point_loads_its_latent(page: object) -> None:
     atlas = load_atlas(str(ROOT / "checkpoints" / "mnist-z8"), 8)
     row = int(np.flatnonzero(atlas.labels == 1)[0])
     page.wait_for_function(SCRIPT_IDLE_JS)  # the page laid out: the point stays where it is drawn
-    x, y = page.evaluate(MAP_PIXELS_JS, [atlas.embedding[row].tolist()])[0]
-    page.mouse.move(x - 5, y - 5)
-    page.mouse.move(x, y)
-    # the library hovers the point under the pointer on its next frame: click once it is this one
-    page.wait_for_function("r => window.__latentExplorer.map.point === r", arg=row)
+    x, y = hover_map_row(page, atlas.embedding[row].tolist(), row)  # click once it is this one
     page.mouse.click(x, y)
     page.mouse.move(5, 5)  # off the map: the hover gives way to what the click committed
     # the point under the pointer when the button came up: this one, or its neighbour if the page

@@ -7,11 +7,14 @@ draws from the fitted mixture (the test images from the atlas: no data set neede
 model gets the comparison alone, its draws decoded with the classes in turn. Looking at them is
 how we check that samples read as digits. With --neighbours, NAME-neighbours.png: test images over
 their reconstructions and the training images whose encoder means are nearest theirs (what a
-latent leaves open; it reads the data set).
+latent leaves open; it reads the data set). With --decoders, NAME-decoders.png: the same mixture
+draws through the checkpoint's decoder and each of several sharpened ones, a row each (recipes
+side by side).
 
     python docs/make_figures.py checkpoints/mnist-z8 [--sharpened checkpoints/mnist-z8-sharp]
     python docs/make_figures.py checkpoints/emoji-rgb-z8 --gallery [--sharpened checkpoints/emoji-rgb-z8-sharp]
     python docs/make_figures.py checkpoints/emoji-rgb-z8 --neighbours --sharpened checkpoints/emoji-rgb-z8-sharp
+    python docs/make_figures.py checkpoints/mnist-z8 --decoders checkpoints/mnist-z8-sharp runs/budget-1.2
 """
 
 from __future__ import annotations
@@ -93,6 +96,19 @@ def comparison(
     return path
 
 
+def decoder_rows(model: training.ConvVAE, checkpoint: str, others: list[str], out: Path, seed: int) -> Path:
+    """OUT/NAME-decoders.png: a row of 16 mixture draws through MODEL's decoder, then a row of
+    the same draws through each checkpoint in OTHERS (sharpened siblings: the same latent space)."""
+    columns = 16
+    draws = load_sampler(checkpoint, model.config.latent_dim).sample(np.random.default_rng(seed), columns)
+    classes = np.arange(columns) % max(model.config.num_classes, 1)
+    decoders = [model] + [training.load_model(path) for path in others]
+    lines = [decoded(decoder, draws, classes) for decoder in decoders]
+    path = out / f"{Path(checkpoint).name}-decoders.png"
+    path.write_bytes(png_bytes(upscale(grid(np.stack(lines)), 2)))
+    return path
+
+
 def neighbours(model: training.ConvVAE, args: argparse.Namespace, columns: int = 10) -> Path:
     """OUT/NAME-neighbours.png, a column per test image: the image, its reconstructions (the
     VAE's, then ARGS.sharpened's), the mean of the NEIGHBOURS training images whose encoder
@@ -126,6 +142,9 @@ def main() -> None:
         help="write NAME-neighbours.png alone: test images' nearest training images",
     )
     parser.add_argument("--data-dir", help="where the data set is, for --neighbours")
+    parser.add_argument(
+        "--decoders", nargs="+", metavar="SHARPENED", help="write NAME-decoders.png alone: draws through each"
+    )
     args = parser.parse_args()
     model = training.load_model(args.checkpoint)
     d = model.config.latent_dim
@@ -134,6 +153,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.neighbours:
         print(f"wrote {neighbours(model, args)}")
+        return
+    if args.decoders:
+        print(f"wrote {decoder_rows(model, args.checkpoint, args.decoders, out, args.seed)}")
         return
     if args.gallery:
         print(f"wrote {gallery(model, args.checkpoint, out, args.seed)}")
